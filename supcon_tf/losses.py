@@ -1,0 +1,543 @@
+r"""Contrastive losses over features from several views: SupCon and SimCLR.
+
+Semantics are those of the official implementation (Khosla et al., 2020,
+google-research `supcon/losses.py`); the computation is not. The official code
+tiles [V*B, V*B] float masks and lets autodiff keep every intermediate. Here the
+masks are never tiled (a [B, B] class mask is broadcast against the logits viewed
+as [anchor views, B, V, B]), the elementwise work is fused by XLA, and the
+gradient is written out by hand so that the backward pass keeps only the logits.
+
+Notation. Features z [B, V, ...] are flattened per view and laid out view-major
+(row = view * B + sample). Anchors i are all V*B rows (ALL_VIEWS) or the first
+view's B rows (ONE_VIEW); the contrast set k is every row of the (global) batch.
+
+    l_ik = z_i . z_k / tau - max_k(z_i . z_k / tau)     (the shift is for stability)
+    P(i) = same-class rows k != i      (other views of the anchor's sample included)
+    N(i) = rows of a different class
+
+With positives_cap >= 0 (a multiple of V), only the first positives_cap // V
+same-class other samples of each anchor (lowest index first) stay positives,
+with all their views; dropped same-class samples are in neither P(i) nor N(i).
+
+Denominator for anchor i and positive p:
+    ALL:            D_ip = sum_{k in P(i) u N(i)} e^{l_ik}
+    ONE_POSITIVE:   D_ip = e^{l_ip} + sum_{k in N(i)} e^{l_ik}
+    ONLY_NEGATIVES: D_ip = sum_{k in N(i)} e^{l_ik}
+
+Summation location (Eq. 2 and Eq. 3 of the paper), with s = tau when
+scale_by_temperature (tau / base_temperature when base_temperature is given),
+else 1:
+    OUTSIDE: L_i = -s / |P(i)| * sum_{p in P(i)} (l_ip - log D_ip)
+    INSIDE:  L_i = -s * log(1 / |P(i)| * sum_{p in P(i)} e^{l_ip} / D_ip)
+
+1/|P(i)| is a divide-no-nan (zero when there is no positive, which only happens
+with one view). The per-sample loss is the mean of L_i over the sample's anchor
+views; with a single view it is additionally divided by |P(i)| (divide-no-nan),
+as in the official code.
+
+Inside a `tf.distribute` replica context with more than one replica, features
+and labels are all-gathered (differentiably): the local samples are the anchors
+and the global batch is the contrast set. Summing the per-replica losses gives
+the single-device loss of the whole batch, and the same gradients.
+"""
+
+import enum
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    'ContrastMode',
+    'SummationLocation',
+    'DenominatorMode',
+    'contrastive_loss',
+    'ContrastiveLoss',
+    'cross_replica_concat',
+]
+
+
+class _NamedEnum(enum.Enum):
+  """An enum whose members also parse from their (case-insensitive) names."""
+
+  @classmethod
+  def parse(cls, value, argument):
+    if isinstance(value, cls):
+      return value
+    if isinstance(value, str):
+      for member in cls:
+        if value.strip().upper() == member.name:
+          return member
+    valid = ', '.join(m.name for m in cls)
+    raise ValueError(
+        f'Invalid {argument} = {value!r}. Valid values: {valid} '
+        f'(members of {cls.__name__} or their names, any case).')
+
+
+class ContrastMode(_NamedEnum):
+  """Which views are anchors (the official `LossContrastMode`)."""
+  ALL_VIEWS = 'all_views'
+  ONE_VIEW = 'one_view'
+
+
+class SummationLocation(_NamedEnum):
+  """Where the sum over positives sits relative to the log (`LossSummationLocation`)."""
+  OUTSIDE = 'outside'
+  INSIDE = 'inside'
+
+
+class DenominatorMode(_NamedEnum):
+  """Which positives enter the softmax denominator (`LossDenominatorMode`)."""
+  ALL = 'all'
+  ONE_POSITIVE = 'one_positive'
+  ONLY_NEGATIVES = 'only_negatives'
+
+
+def cross_replica_concat(tensor):
+  """Concatenates `tensor` along axis 0 over all replicas, differentiably.
+
+  Outside a replica context, or with a single replica, returns `tensor`. The
+  gradient of the gathered tensor is summed over replicas and sliced back, so
+  per-replica losses summed give the gradient of the global loss.
+  """
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return tensor
+  return context.all_gather(tensor, axis=0)
+
+
+def _replica_offset(local_batch_size):
+  """Index of this replica's first sample in the gathered batch."""
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return tf.constant(0, tf.int32)
+  # Gather the sizes rather than assume equal shards: correct for any split.
+  sizes = context.all_gather(tf.reshape(local_batch_size, [1]), axis=0)
+  return tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+
+
+def _validate_temperature(temperature, name='temperature'):
+  static = tf.get_static_value(temperature)
+  if static is None:
+    return
+  static = np.asarray(static)
+  if static.shape != ():
+    raise ValueError(f'{name} must be a scalar, got shape {static.shape}.')
+  if not np.isfinite(static) or static <= 0:
+    raise ValueError(f'{name} must be a positive finite number, got {static}.')
+
+
+def _same_class_mask(labels, global_labels):
+  """[B_local, B_global] bool: anchor sample and contrast sample share a class."""
+  if labels.shape.rank == 1:
+    return tf.equal(labels[:, None], global_labels[None, :])
+  # One-hot or multi-hot: any shared label makes a positive. For 0/1 one-hot
+  # labels this is the official labels @ labels^T mask.
+  overlap = tf.linalg.matmul(
+      tf.cast(labels, tf.float32), tf.cast(global_labels, tf.float32),
+      transpose_b=True)
+  return overlap > 0.
+
+
+def _cap_positives(same_class, self_mask, positives_per_anchor):
+  """Keeps the first `positives_per_anchor` same-class other samples per row."""
+  others = tf.logical_and(same_class, tf.logical_not(self_mask))
+  rank = tf.cumsum(tf.cast(others, tf.int32), axis=1)
+  kept = tf.logical_and(others, rank <= positives_per_anchor)
+  return tf.logical_or(kept, tf.logical_and(same_class, self_mask))
+
+
+# ---------------------------------------------------------------------------
+# The fused core: per-anchor-row losses and their hand-written gradient.
+# ---------------------------------------------------------------------------
+
+
+def _tiled_masks(positive_samples, same_class, self_samples, anchor_views,
+                 num_views):
+  """Broadcasts [B, Bg] sample masks to [Va, B, V, Bg] anchor/contrast masks.
+
+  Nothing of size [Va*B, V*Bg] is materialised outside XLA fusions.
+  """
+  view_is_anchor_view = tf.cast(
+      tf.eye(anchor_views, num_views), tf.bool)[:, None, :, None]
+  is_self = tf.logical_and(view_is_anchor_view, self_samples[None, :, None, :])
+  positives = tf.logical_and(positive_samples[None, :, None, :],
+                             tf.logical_not(is_self))
+  negatives = tf.logical_not(same_class)[None, :, None, :]
+  return positives, negatives
+
+
+def _row_loss_forward(anchors, contrast, positive_samples, same_class,
+                      self_samples, inv_temperature, scale, anchor_views,
+                      num_views, summation_location, denominator_mode):
+  """Returns (row_loss [Na], num_positives [Na], residuals for the gradient)."""
+  batch = tf.shape(positive_samples)[0]
+  global_batch = tf.shape(positive_samples)[1]
+  logits = tf.linalg.matmul(anchors, contrast, transpose_b=True) * inv_temperature
+  logits = tf.reshape(logits, [anchor_views, batch, num_views, global_batch])
+  positives, negatives = _tiled_masks(positive_samples, same_class,
+                                      self_samples, anchor_views, num_views)
+  contrasted = tf.logical_or(positives, negatives)
+  # The row maximum over the columns that take part: a row never depends on a
+  # column outside P(i) u N(i), so a NaN there cannot leak into it.
+  row_max = tf.reduce_max(
+      tf.where(contrasted, logits, -np.inf), axis=(2, 3), keepdims=True)
+  row_max = tf.where(tf.math.is_inf(row_max), tf.zeros_like(row_max), row_max)
+  shifted = logits - row_max
+  exp_logits = tf.exp(shifted)
+  zeros = tf.zeros_like(shifted)
+  sum_axes = (2, 3)
+  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=sum_axes)
+  negative_sum = tf.reduce_sum(tf.where(negatives, exp_logits, zeros), sum_axes)
+  positive_sum = tf.reduce_sum(tf.where(positives, exp_logits, zeros), sum_axes)
+  extra = tf.zeros_like(negative_sum)  # Row sum that only ONE_POSITIVE needs.
+  n = negative_sum[..., None, None]
+
+  if denominator_mode == DenominatorMode.ONE_POSITIVE:
+    if summation_location == SummationLocation.OUTSIDE:
+      log_prob_sum = tf.reduce_sum(
+          tf.where(positives, shifted - tf.math.log(exp_logits + n), zeros),
+          sum_axes)
+      row_loss = -tf.math.divide_no_nan(log_prob_sum, num_positives)
+      # sum_p 1 / D_ip, for the gradient through the negatives.
+      extra = tf.reduce_sum(
+          tf.where(positives, 1. / (exp_logits + n), zeros), sum_axes)
+    else:
+      ratio = exp_logits / (exp_logits + n)
+      ratio_sum = tf.reduce_sum(tf.where(positives, ratio, zeros), sum_axes)
+      row_loss = -tf.math.log(tf.math.divide_no_nan(ratio_sum, num_positives))
+      # sum_p t_ip / D_ip, for the gradient through the negatives.
+      extra = tf.reduce_sum(
+          tf.where(positives, ratio / (exp_logits + n), zeros), sum_axes)
+      positive_sum = ratio_sum  # Q_i = sum_p t_ip takes S_i's place below.
+  else:
+    if denominator_mode == DenominatorMode.ALL:
+      denominator = negative_sum + positive_sum
+    else:
+      denominator = negative_sum
+    if summation_location == SummationLocation.OUTSIDE:
+      positive_logit_sum = tf.reduce_sum(
+          tf.where(positives, shifted, zeros), sum_axes)
+      row_loss = -tf.math.divide_no_nan(
+          positive_logit_sum - num_positives * tf.math.log(denominator),
+          num_positives)
+    else:
+      row_loss = -tf.math.log(
+          tf.math.divide_no_nan(positive_sum / denominator, num_positives))
+  row_loss = tf.reshape(row_loss * scale, [-1])
+  residuals = (shifted, negative_sum, positive_sum, extra, num_positives)
+  return row_loss, tf.reshape(num_positives, [-1]), residuals
+
+
+def _row_loss_backward(upstream, anchors, contrast, positive_samples,
+                       same_class, self_samples, residuals, inv_temperature,
+                       scale, anchor_views, num_views, summation_location,
+                       denominator_mode):
+  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast."""
+  shifted, negative_sum, positive_sum, extra, num_positives = residuals
+  batch = tf.shape(positive_samples)[0]
+  global_batch = tf.shape(positive_samples)[1]
+  positives, negatives = _tiled_masks(positive_samples, same_class,
+                                      self_samples, anchor_views, num_views)
+  exp_logits = tf.exp(shifted)
+  zeros = tf.zeros_like(shifted)
+  has_positive = num_positives > 0
+  weight = tf.reshape(upstream, [anchor_views, batch]) * -scale
+  weight = tf.where(has_positive, weight, tf.zeros_like(weight))
+  n = negative_sum[..., None, None]
+  outside = summation_location == SummationLocation.OUTSIDE
+
+  # d row_loss_i / d l_ik = weight_i * (positive term - negative term); each
+  # branch writes the two terms of the derivation in the module docstring.
+  if denominator_mode == DenominatorMode.ONE_POSITIVE:
+    d = exp_logits + n
+    if outside:
+      coeff = tf.math.divide_no_nan(weight, num_positives)[..., None, None]
+      pos_term = 1. - exp_logits / d
+      neg_term = exp_logits * extra[..., None, None]
+    else:
+      coeff = tf.math.divide_no_nan(weight, positive_sum)[..., None, None]
+      t = exp_logits / d
+      pos_term = t * (1. - t)
+      neg_term = exp_logits * extra[..., None, None]
+    grad = coeff * (tf.where(positives, pos_term, zeros) -
+                    tf.where(negatives, neg_term, zeros))
+  else:
+    if denominator_mode == DenominatorMode.ALL:
+      denominator = (negative_sum + positive_sum)[..., None, None]
+      in_denominator = tf.logical_or(positives, negatives)
+    else:
+      denominator = n
+      in_denominator = negatives
+    if outside:
+      pos_term = tf.math.divide_no_nan(
+          tf.ones_like(num_positives), num_positives)[..., None, None]
+    else:
+      pos_term = exp_logits / positive_sum[..., None, None]
+    grad = weight[..., None, None] * (
+        tf.where(positives, pos_term, zeros) -
+        tf.where(in_denominator, exp_logits / denominator, zeros))
+
+  grad = tf.reshape(grad, [anchor_views * batch, num_views * global_batch])
+  grad = grad * inv_temperature
+  d_anchors = tf.linalg.matmul(grad, contrast)
+  d_contrast = tf.linalg.matmul(grad, anchors, transpose_a=True)
+  return d_anchors, d_contrast
+
+
+_CORE_CACHE = {}
+
+
+def _core(anchor_views, num_views, summation_location, denominator_mode):
+  """A custom-gradient, XLA-compiled row loss for one static option set."""
+  key = (anchor_views, num_views, summation_location, denominator_mode)
+  if key in _CORE_CACHE:
+    return _CORE_CACHE[key]
+  static = dict(anchor_views=anchor_views, num_views=num_views,
+                summation_location=summation_location,
+                denominator_mode=denominator_mode)
+
+  @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+  def forward(anchors, contrast, positive_samples, same_class, self_samples,
+              inv_temperature, scale):
+    return _row_loss_forward(anchors, contrast, positive_samples, same_class,
+                             self_samples, inv_temperature, scale, **static)
+
+  @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+  def backward(upstream, anchors, contrast, positive_samples, same_class,
+               self_samples, residuals, inv_temperature, scale):
+    return _row_loss_backward(upstream, anchors, contrast, positive_samples,
+                              same_class, self_samples, residuals,
+                              inv_temperature, scale, **static)
+
+  @tf.custom_gradient
+  def core(anchors, contrast, positive_samples, same_class, self_samples,
+           inv_temperature, scale):
+    row_loss, num_positives, residuals = forward(
+        anchors, contrast, positive_samples, same_class, self_samples,
+        inv_temperature, scale)
+
+    def grad(d_row_loss, unused_d_num_positives):
+      d_anchors, d_contrast = backward(
+          d_row_loss, anchors, contrast, positive_samples, same_class,
+          self_samples, residuals, inv_temperature, scale)
+      return d_anchors, d_contrast, None, None, None, None, None
+
+    return (row_loss, num_positives), grad
+
+  _CORE_CACHE[key] = core
+  return core
+
+
+# ---------------------------------------------------------------------------
+# Public API.
+# ---------------------------------------------------------------------------
+
+
+def contrastive_loss(features,
+                     labels=None,
+                     temperature=1.0,
+                     contrast_mode=ContrastMode.ALL_VIEWS,
+                     summation_location=SummationLocation.OUTSIDE,
+                     denominator_mode=DenominatorMode.ALL,
+                     positives_cap=-1,
+                     scale_by_temperature=True,
+                     base_temperature=None):
+  """Per-sample supervised contrastive (SupCon) or SimCLR loss.
+
+  See the module docstring for the equations.
+
+  Args:
+    features: [batch, views, ...] features (any float dtype; computed in
+      float32). Extra dimensions are flattened. The batch may be dynamic; the
+      number of views must be static. Normalise them (L2) for a bounded loss.
+    labels: None (SimCLR: only other views of a sample are positives), integer
+      class ids [batch], or one-hot / multi-hot [batch, num_labels] (samples
+      sharing any label are positives).
+    temperature: tau > 0, a Python number or scalar tensor (not trained).
+    contrast_mode: `ContrastMode` or its name: ALL_VIEWS or ONE_VIEW anchors.
+    summation_location: `SummationLocation` or its name: OUTSIDE (Eq. 2) or
+      INSIDE (Eq. 3) the log.
+    denominator_mode: `DenominatorMode` or its name: ALL, ONE_POSITIVE or
+      ONLY_NEGATIVES.
+    positives_cap: keep at most this many positives other than the anchor's
+      own views (a multiple of views; negative means no cap).
+    scale_by_temperature: multiply the loss by tau (the official default),
+      which undoes the 1/tau in the gradient.
+    base_temperature: if given (with scale_by_temperature), scale by
+      tau / base_temperature instead of tau: the PyTorch author's loss (0.07).
+
+  Returns:
+    float32 [batch]: each sample's loss, the mean over its anchor views.
+
+  Raises:
+    ValueError: naming the argument, for a features rank below 3 or unknown
+      number of views, labels of the wrong rank or batch, an unknown mode name,
+      a positives_cap that is not a multiple of the number of views, or a
+      non-positive temperature.
+  """
+  contrast_mode = ContrastMode.parse(contrast_mode, 'contrast_mode')
+  summation_location = SummationLocation.parse(summation_location,
+                                               'summation_location')
+  denominator_mode = DenominatorMode.parse(denominator_mode, 'denominator_mode')
+  features = tf.convert_to_tensor(features)
+  if features.shape.rank is None or features.shape.rank < 3:
+    raise ValueError(
+        f'features must have rank >= 3 ([batch, views, ...features]), got '
+        f'shape {features.shape}.')
+  num_views = features.shape[1]
+  if num_views is None:
+    raise ValueError('features must have a static number of views (dimension '
+                     f'1), got shape {features.shape}.')
+  if not isinstance(positives_cap, numbers.Integral):
+    raise ValueError(f'positives_cap must be an integer, got {positives_cap!r}.')
+  if positives_cap > -1 and positives_cap % num_views != 0:
+    raise ValueError(
+        f'positives_cap (= {positives_cap}) must be a multiple of the number '
+        f'of views (= {num_views}).')
+  _validate_temperature(temperature)
+  if base_temperature is not None:
+    _validate_temperature(base_temperature, 'base_temperature')
+
+  batch_size = tf.shape(features)[0]
+  if labels is not None:
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank not in (1, 2):
+      raise ValueError(
+          'labels must be integer class ids [batch] or one-hot / multi-hot '
+          f'[batch, num_labels], got shape {labels.shape}.')
+    if (labels.shape[0] is not None and features.shape[0] is not None and
+        labels.shape[0] != features.shape[0]):
+      raise ValueError(
+          f'labels batch ({labels.shape[0]}) differs from features batch '
+          f'({features.shape[0]}): labels {labels.shape}, features '
+          f'{features.shape}.')
+    if labels.shape.rank == 1 and (labels.dtype.is_floating or
+                                   labels.dtype.is_complex):
+      raise ValueError(
+          f'labels of rank 1 must be integer class ids, got dtype '
+          f'{labels.dtype.name}; pass one-hot labels as [batch, num_labels].')
+
+  features = tf.reshape(tf.cast(features, tf.float32),
+                        [batch_size, num_views, -1])
+  global_features = cross_replica_concat(features)
+  global_batch_size = tf.shape(global_features)[0]
+  offset = _replica_offset(batch_size)
+  self_samples = tf.equal(
+      (tf.range(batch_size) + offset)[:, None],
+      tf.range(global_batch_size)[None, :])
+  if labels is None:
+    same_class = self_samples
+  else:
+    if labels.shape.rank == 1 or labels.shape[0] is None:
+      tf.debugging.assert_equal(
+          tf.shape(labels)[0], batch_size,
+          message='labels batch differs from features batch')
+    same_class = _same_class_mask(labels, cross_replica_concat(labels))
+  positive_samples = same_class
+  if positives_cap > -1:
+    positive_samples = _cap_positives(same_class, self_samples,
+                                      positives_cap // num_views)
+
+  # View-major rows: row = view * batch + sample.
+  contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
+                        [num_views * global_batch_size, -1])
+  if contrast_mode == ContrastMode.ONE_VIEW:
+    anchor_views = 1
+    anchors = features[:, 0]
+  else:
+    anchor_views = num_views
+    anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
+                         [num_views * batch_size, -1])
+
+  temperature = tf.cast(temperature, tf.float32)
+  if not scale_by_temperature:
+    scale = tf.constant(1., tf.float32)
+  elif base_temperature is None:
+    scale = temperature
+  else:
+    scale = temperature / tf.cast(base_temperature, tf.float32)
+  core = _core(anchor_views, num_views, summation_location, denominator_mode)
+  row_loss, num_positives = core(anchors, contrast, positive_samples,
+                                 same_class, self_samples, 1. / temperature,
+                                 scale)
+  row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
+  if num_views != 1:
+    return tf.reduce_mean(row_loss, axis=0)
+  # One view: not every sample has a positive; the official code divides the
+  # (already positive-averaged) loss once more by the number of positives.
+  return tf.math.divide_no_nan(row_loss[0], tf.reshape(num_positives,
+                                                       [batch_size]))
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class ContrastiveLoss(keras.losses.Loss):
+  """`contrastive_loss` as a serialisable Keras loss.
+
+  y_true: labels as `contrastive_loss` takes them (integer ids [batch] or
+  [batch, 1], one-hot [batch, num_labels]); y_pred: features [batch, views,
+  ...]. Set `use_labels=False` for SimCLR (y_true is ignored).
+  """
+
+  def __init__(self,
+               temperature=1.0,
+               contrast_mode='all_views',
+               summation_location='outside',
+               denominator_mode='all',
+               positives_cap=-1,
+               scale_by_temperature=True,
+               base_temperature=None,
+               use_labels=True,
+               reduction='sum_over_batch_size',
+               name='contrastive_loss',
+               dtype=None):
+    super().__init__(name=name, reduction=reduction, dtype=dtype)
+    # Parse now so that a wrong name fails at construction, not in fit().
+    self.contrast_mode = ContrastMode.parse(contrast_mode, 'contrast_mode')
+    self.summation_location = SummationLocation.parse(summation_location,
+                                                      'summation_location')
+    self.denominator_mode = DenominatorMode.parse(denominator_mode,
+                                                  'denominator_mode')
+    _validate_temperature(temperature)
+    self.temperature = float(temperature)
+    self.positives_cap = int(positives_cap)
+    self.scale_by_temperature = bool(scale_by_temperature)
+    self.base_temperature = (None if base_temperature is None else
+                             float(base_temperature))
+    self.use_labels = bool(use_labels)
+
+  def call(self, y_true, y_pred):
+    labels = None
+    if self.use_labels:
+      labels = tf.convert_to_tensor(y_true)
+      # Keras often hands integer targets over as [batch, 1].
+      if (labels.shape.rank == 2 and labels.shape[1] == 1 and
+          labels.dtype.is_integer):
+        labels = labels[:, 0]
+      elif labels.shape.rank == 2 and labels.shape[1] == 1:
+        labels = tf.cast(labels[:, 0], tf.int32)
+      elif labels.shape.rank == 1 and not labels.dtype.is_integer:
+        # Keras casts targets to the loss dtype; class ids come back as floats.
+        labels = tf.cast(labels, tf.int32)
+    return contrastive_loss(
+        y_pred, labels=labels, temperature=self.temperature,
+        contrast_mode=self.contrast_mode,
+        summation_location=self.summation_location,
+        denominator_mode=self.denominator_mode,
+        positives_cap=self.positives_cap,
+        scale_by_temperature=self.scale_by_temperature,
+        base_temperature=self.base_temperature)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        temperature=self.temperature,
+        contrast_mode=self.contrast_mode.name,
+        summation_location=self.summation_location.name,
+        denominator_mode=self.denominator_mode.name,
+        positives_cap=self.positives_cap,
+        scale_by_temperature=self.scale_by_temperature,
+        base_temperature=self.base_temperature,
+        use_labels=self.use_labels)
+    return config
