@@ -286,6 +286,33 @@ def _row_loss_backward(upstream, anchors, contrast, positive_samples,
   return d_anchors, d_contrast
 
 
+def _shifted_exponentials(logits, in_denominator):
+  """e^(logits - row max) on the denominator's columns, the max, and the sum.
+
+  The max is over the whole row, self column included, as in the official code:
+  one pass with no masked copy. Where that max sits so far above the
+  denominator's columns that their sum underflows (large unnormalised
+  features, small temperatures), the row max is taken over the denominator's
+  columns instead, which keeps the sum >= 1.
+  """
+  def exponentials(row_max):
+    exp_logits = tf.where(in_denominator,
+                          tf.exp(logits - row_max[:, None, None]), 0.)
+    return exp_logits, row_max, tf.reduce_sum(exp_logits, axis=(1, 2))
+
+  exp_logits, row_max, denominator = exponentials(
+      tf.reduce_max(logits, axis=(1, 2)))
+
+  def masked_max():
+    masked = tf.reduce_max(tf.where(in_denominator, logits, -np.inf),
+                           axis=(1, 2))
+    return exponentials(tf.where(tf.math.is_inf(masked), row_max, masked))
+
+  underflow = tf.reduce_any(denominator < 1e-30)
+  return tf.cond(underflow, masked_max,
+                 lambda: (exp_logits, row_max, denominator))
+
+
 def _outside_forward(anchors, contrast, positive_samples, same_class,
                      self_samples, offset, inv_temperature, scale, anchor_views,
                      num_views, denominator_mode, self_supervised):
@@ -315,13 +342,11 @@ def _outside_forward(anchors, contrast, positive_samples, same_class,
     logits = tf.linalg.matmul(anchors_by_view[view] * inv_temperature,
                               contrast, transpose_b=True)
     logits = tf.reshape(logits, [batch, num_views, global_batch])
-    # Max over the whole row, self column included, as the official code does.
-    view_max = tf.reduce_max(logits, axis=(1, 2))
-    view_exp = tf.where(in_denominator[view],
-                        tf.exp(logits - view_max[:, None, None]), 0.)
+    view_exp, view_max, view_denominator = _shifted_exponentials(
+        logits, in_denominator[view])
     exp_logits.append(view_exp)
     row_max.append(view_max)
-    denominator.append(tf.reduce_sum(view_exp, axis=(1, 2)))
+    denominator.append(view_denominator)
   row_max = tf.stack(row_max)
   denominator = tf.stack(denominator)
 
@@ -411,15 +436,18 @@ _CORE_CACHE = {}
 
 
 def _core(anchor_views, num_views, summation_location, denominator_mode,
-          self_supervised):
+          self_supervised, capped):
   """A custom-gradient, XLA-compiled row loss for one static option set."""
   key = (anchor_views, num_views, summation_location, denominator_mode,
-         self_supervised)
+         self_supervised, capped)
   if key in _CORE_CACHE:
     return _CORE_CACHE[key]
   views = dict(anchor_views=anchor_views, num_views=num_views)
+  # The linear path takes its row maximum over the whole row; with a cap, a
+  # dropped column must not reach the row (a NaN there would), so capped
+  # losses take the masked path.
   linear = (summation_location == SummationLocation.OUTSIDE and
-            denominator_mode != DenominatorMode.ONE_POSITIVE)
+            denominator_mode != DenominatorMode.ONE_POSITIVE and not capped)
 
   @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
   def forward(anchors, contrast, positive_samples, same_class, self_samples,
@@ -595,7 +623,7 @@ def contrastive_loss(features,
   else:
     scale = temperature / tf.cast(base_temperature, tf.float32)
   core = _core(anchor_views, num_views, summation_location, denominator_mode,
-               self_supervised=labels is None)
+               self_supervised=labels is None, capped=positives_cap > -1)
   row_loss, num_positives = core(anchors, contrast, positive_samples,
                                  same_class, self_samples, offset,
                                  1. / temperature, scale)
