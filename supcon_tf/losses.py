@@ -4,14 +4,29 @@ Semantics are those of the official implementation (Khosla et al., 2020,
 google-research `supcon/losses.py`); the computation is not. The official code
 tiles [V*B, V*B] float masks and lets autodiff keep every intermediate. Here the
 masks are never tiled (a [B, B] class mask is broadcast against the logits viewed
-as [anchor views, B, V, B]), the elementwise work is fused by XLA, and the
-gradient is written out by hand so that the backward pass keeps only the logits.
+as [anchor views, B, V, B]), the elementwise work is compiled with XLA, and the
+gradient is written out by hand (`tf.custom_gradient`):
+- OUTSIDE with the ALL or ONLY_NEGATIVES denominator and no positives_cap (the
+  official SupCon and SimCLR settings) takes a linear path: one pass of exp over
+  the logits, one anchor view at a time, and a backward pass made of two matrix
+  products with the kept exponentials (`_outside_forward`, `_outside_backward`).
+- Every other option set takes the masked path, which keeps the shifted logits
+  and forms the [Na, Nc] gradient once (`_row_loss_forward`,
+  `_row_loss_backward`).
+`benchmarks/loss.py` measures both against a tiled implementation.
 
 Notation. Features z [B, V, ...] are flattened per view and laid out view-major
 (row = view * B + sample). Anchors i are all V*B rows (ALL_VIEWS) or the first
 view's B rows (ONE_VIEW); the contrast set k is every row of the (global) batch.
 
-    l_ik = z_i . z_k / tau - max_k(z_i . z_k / tau)     (the shift is for stability)
+    l_ik = z_i . z_k / tau - m_i
+
+The shift m_i cancels in the loss and only keeps exponentials in range. The
+official code takes the max over the whole row, the anchor's own column
+included; here it is the max over the columns that take part in the row (all
+but the anchor itself without a cap), so that the ALL denominator is >= 1 and a
+large self-similarity cannot underflow it.
+
     P(i) = same-class rows k != i      (other views of the anchor's sample included)
     N(i) = rows of a different class
 
@@ -286,33 +301,6 @@ def _row_loss_backward(upstream, anchors, contrast, positive_samples,
   return d_anchors, d_contrast
 
 
-def _shifted_exponentials(logits, in_denominator):
-  """e^(logits - row max) on the denominator's columns, the max, and the sum.
-
-  The max is over the whole row, self column included, as in the official code:
-  one pass with no masked copy. Where that max sits so far above the
-  denominator's columns that their sum underflows (large unnormalised
-  features, small temperatures), the row max is taken over the denominator's
-  columns instead, which keeps the sum >= 1.
-  """
-  def exponentials(row_max):
-    exp_logits = tf.where(in_denominator,
-                          tf.exp(logits - row_max[:, None, None]), 0.)
-    return exp_logits, row_max, tf.reduce_sum(exp_logits, axis=(1, 2))
-
-  exp_logits, row_max, denominator = exponentials(
-      tf.reduce_max(logits, axis=(1, 2)))
-
-  def masked_max():
-    masked = tf.reduce_max(tf.where(in_denominator, logits, -np.inf),
-                           axis=(1, 2))
-    return exponentials(tf.where(tf.math.is_inf(masked), row_max, masked))
-
-  underflow = tf.reduce_any(denominator < 1e-30)
-  return tf.cond(underflow, masked_max,
-                 lambda: (exp_logits, row_max, denominator))
-
-
 def _outside_forward(anchors, contrast, positive_samples, same_class,
                      self_samples, offset, inv_temperature, scale, anchor_views,
                      num_views, denominator_mode, self_supervised):
@@ -334,6 +322,11 @@ def _outside_forward(anchors, contrast, positive_samples, same_class,
       in_denominator, [anchor_views, batch, num_views, global_batch])
   dim = tf.shape(anchors)[-1]
   anchors_by_view = tf.reshape(anchors, [anchor_views, batch, dim])
+  samples = tf.range(batch)
+  own_columns = [
+      tf.stack([samples, tf.fill([batch], view), samples + offset], axis=1)
+      for view in range(anchor_views)
+  ]
   # One anchor view at a time: the logits of one view are the only temporary
   # of size [B, V * Bg] beside the kept exponentials.
   exp_logits, row_max, denominator = [], [], []
@@ -342,11 +335,17 @@ def _outside_forward(anchors, contrast, positive_samples, same_class,
     logits = tf.linalg.matmul(anchors_by_view[view] * inv_temperature,
                               contrast, transpose_b=True)
     logits = tf.reshape(logits, [batch, num_views, global_batch])
-    view_exp, view_max, view_denominator = _shifted_exponentials(
-        logits, in_denominator[view])
+    # The anchor's own column is never in the denominator: -inf there before
+    # the max (in place), so that the max is over the denominator's columns
+    # for ALL and the denominator is at least 1 (no underflow to log 0).
+    logits = tf.tensor_scatter_nd_update(logits, own_columns[view],
+                                         tf.fill([batch], -np.inf))
+    view_max = tf.reduce_max(logits, axis=(1, 2))
+    view_exp = tf.where(in_denominator[view],
+                        tf.exp(logits - view_max[:, None, None]), 0.)
     exp_logits.append(view_exp)
     row_max.append(view_max)
-    denominator.append(view_denominator)
+    denominator.append(tf.reduce_sum(view_exp, axis=(1, 2)))
   row_max = tf.stack(row_max)
   denominator = tf.stack(denominator)
 
@@ -443,9 +442,9 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   if key in _CORE_CACHE:
     return _CORE_CACHE[key]
   views = dict(anchor_views=anchor_views, num_views=num_views)
-  # The linear path takes its row maximum over the whole row; with a cap, a
-  # dropped column must not reach the row (a NaN there would), so capped
-  # losses take the masked path.
+  # The linear path takes its row maximum over every column but the anchor's
+  # own; with a cap, a dropped column must not reach the row (a NaN there
+  # would), so capped losses take the masked path.
   linear = (summation_location == SummationLocation.OUTSIDE and
             denominator_mode != DenominatorMode.ONE_POSITIVE and not capped)
 
