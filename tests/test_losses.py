@@ -403,3 +403,17 @@ def test_keras_compile_and_fit_learns_to_pull_classes_together(tmp_path):
   np.testing.assert_allclose(restored.evaluate(views, labels, verbose=0),
                              model.evaluate(views, labels, verbose=0),
                              rtol=1e-5)
+
+
+def test_large_self_similarity_does_not_underflow_the_denominator():
+  # |z|^2 / tau = 400 for a long view's own column, while its other columns are
+  # at most 80: shifting by a max that includes the anchor itself would
+  # underflow the ALL denominator (e^-320) to 0 in float32.
+  features = np.array([[[2., 0.], [.3, .4]], [[0., 2.], [.4, .3]],
+                       [[-2., 0.], [-.3, -.4]]], np.float32)
+  options = dict(temperature=0.01, scale_by_temperature=False)
+  loss = contrastive_loss(features, None, **options)
+  assert np.all(np.isfinite(loss))
+  # Logits of size 100 leave float32 an absolute error of about 1e-5.
+  np.testing.assert_allclose(loss, reference_loss(features, None, **options),
+                             rtol=1e-5, atol=1e-4)
