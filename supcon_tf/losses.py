@@ -189,7 +189,8 @@ def _row_loss_forward(anchors, contrast, positive_samples, same_class,
   """Returns (row_loss [Na], num_positives [Na], residuals for the gradient)."""
   batch = tf.shape(positive_samples)[0]
   global_batch = tf.shape(positive_samples)[1]
-  logits = tf.linalg.matmul(anchors, contrast, transpose_b=True) * inv_temperature
+  logits = tf.linalg.matmul(anchors * inv_temperature, contrast,
+                            transpose_b=True)
   logits = tf.reshape(logits, [anchor_views, batch, num_views, global_batch])
   positives, negatives = _tiled_masks(positive_samples, same_class,
                                       self_samples, anchor_views, num_views)

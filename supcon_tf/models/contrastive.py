@@ -1,0 +1,93 @@
+"""The contrastive model: encoder, projection head and classification head."""
+import keras
+
+from supcon_tf.models.heads import ClassificationHead, ProjectionHead
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class ContrastiveModel(keras.Model):
+  """Encoder plus heads; returns the official model outputs as a dict.
+
+  Inputs are images [N, H, W, C] or views [B, V, H, W, C] (views are folded
+  into the batch for the encoder and unfolded in every output). Outputs, all
+  float32: `unnormalized_embeddings` (the encoder's pooled feature),
+  `embeddings` (L2-normalised), `projection` (the projection head's
+  L2-normalised output, what the contrastive loss takes) and `logits` (the
+  classification head). The heads read the normalised embedding when
+  `normalize_embedding`, else the unnormalised one; the stop-gradients keep a
+  head's loss from training the encoder.
+  """
+
+  def __init__(self, encoder, num_classes, projection_dims=(128,),
+               normalize_embedding=True, use_projection_batch_norm=False,
+               use_projection_batch_norm_beta=False,
+               stop_gradient_before_classification_head=True,
+               stop_gradient_before_projection_head=False,
+               zero_init_logits_layer=False, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = encoder
+    self.num_classes = num_classes
+    self.projection_dims = tuple(projection_dims)
+    self.normalize_embedding = normalize_embedding
+    self.use_projection_batch_norm = use_projection_batch_norm
+    self.use_projection_batch_norm_beta = use_projection_batch_norm_beta
+    self.stop_gradient_before_classification_head = (
+        stop_gradient_before_classification_head)
+    self.stop_gradient_before_projection_head = (
+        stop_gradient_before_projection_head)
+    self.zero_init_logits_layer = zero_init_logits_layer
+    self.projection_head = ProjectionHead(
+        self.projection_dims, use_projection_batch_norm,
+        use_projection_batch_norm_beta, name='projection_head')
+    self.classification_head = ClassificationHead(
+        num_classes, zero_init_logits_layer, name='classification_head')
+
+  def call(self, inputs, training=None):
+    folded = len(inputs.shape) == 5
+    if folded:
+      batch, views = keras.ops.shape(inputs)[0], inputs.shape[1]
+      inputs = keras.ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+    unnormalized = self.encoder(inputs, training=training)
+    normalized = keras.ops.normalize(unnormalized, axis=-1, order=2)
+    embedding = normalized if self.normalize_embedding else unnormalized
+    projection_input = embedding
+    if self.stop_gradient_before_projection_head:
+      projection_input = keras.ops.stop_gradient(embedding)
+    classifier_input = embedding
+    if self.stop_gradient_before_classification_head:
+      classifier_input = keras.ops.stop_gradient(embedding)
+    outputs = {
+        'unnormalized_embeddings': unnormalized,
+        'embeddings': normalized,
+        'projection': self.projection_head(projection_input,
+                                           training=training),
+        'logits': self.classification_head(classifier_input),
+    }
+    outputs = {k: keras.ops.cast(v, 'float32') for k, v in outputs.items()}
+    if folded:
+      outputs = {k: keras.ops.reshape(v, (batch, views, -1))
+                 for k, v in outputs.items()}
+    return outputs
+
+  def get_config(self):
+    return {
+        'encoder': keras.saving.serialize_keras_object(self.encoder),
+        'num_classes': self.num_classes,
+        'projection_dims': list(self.projection_dims),
+        'normalize_embedding': self.normalize_embedding,
+        'use_projection_batch_norm': self.use_projection_batch_norm,
+        'use_projection_batch_norm_beta': self.use_projection_batch_norm_beta,
+        'stop_gradient_before_classification_head':
+            self.stop_gradient_before_classification_head,
+        'stop_gradient_before_projection_head':
+            self.stop_gradient_before_projection_head,
+        'zero_init_logits_layer': self.zero_init_logits_layer,
+        'name': self.name,
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config['encoder'] = keras.saving.deserialize_keras_object(
+        config['encoder'])
+    return cls(**config)

@@ -1,0 +1,117 @@
+"""ResNet v1 encoders, ResNet-18..200, with the official SupCon options.
+
+Widths 64/128/256/512 times `width_multiplier`, strides 1/2/2/2 (the stride of
+a bottleneck sits on its 3x3 convolution), projection shortcuts (1x1 conv and
+BatchNorm) where the shape changes, BatchNorm momentum 0.9 and epsilon 1e-5,
+optionally zero-initialised last BatchNorm gamma in every block. The ImageNet
+stem (7x7 stride 2 and a 3x3 stride-2 max-pool) is the default; `cifar_stem`
+gives 3x3 stride 1 without max-pool, the official CIFAR settings.
+"""
+import keras
+
+from supcon_tf.models.cifar_resnet import BasicBlock
+from supcon_tf.models.layers import batch_norm, conv2d
+
+RESNET_STAGES = {
+    'resnet18': ('basic', (2, 2, 2, 2)),
+    'resnet34': ('basic', (3, 4, 6, 3)),
+    'resnet50': ('bottleneck', (3, 4, 6, 3)),
+    'resnet101': ('bottleneck', (3, 4, 23, 3)),
+    'resnet152': ('bottleneck', (3, 8, 36, 3)),
+    'resnet200': ('bottleneck', (3, 24, 36, 3)),
+}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class BottleneckBlock(keras.layers.Layer):
+  """1x1 -> 3x3 (strided) -> 1x1 (4x filters) with a projection shortcut."""
+
+  def __init__(self, filters, strides=1, zero_init_last_bn=False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.strides = strides
+    self.zero_init_last_bn = zero_init_last_bn
+    self.conv1 = conv2d(filters, 1, name='conv1')
+    self.bn1 = batch_norm(name='bn1')
+    self.conv2 = conv2d(filters, 3, strides, name='conv2')
+    self.bn2 = batch_norm(name='bn2')
+    self.conv3 = conv2d(4 * filters, 1, name='conv3')
+    self.bn3 = batch_norm(zero_gamma=zero_init_last_bn, name='bn3')
+    self.projection = None
+
+  def build(self, input_shape):
+    if self.strides != 1 or input_shape[-1] != 4 * self.filters:
+      self.projection = keras.Sequential(
+          [conv2d(4 * self.filters, 1, self.strides), batch_norm()],
+          name='shortcut')
+    self.built = True
+
+  def call(self, x, training=None):
+    y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+    y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
+    y = self.bn3(self.conv3(y), training=training)
+    shortcut = x
+    if self.projection is not None:
+      shortcut = self.projection(x, training=training)
+    return keras.ops.relu(y + shortcut)
+
+  def get_config(self):
+    return {**super().get_config(), 'filters': self.filters,
+            'strides': self.strides,
+            'zero_init_last_bn': self.zero_init_last_bn}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class ResNet(keras.Model):
+  """ResNet v1 encoder; `call` returns the globally pooled feature."""
+
+  def __init__(self, depth=50, width_multiplier=1, first_conv_kernel_size=7,
+               first_conv_stride=2, use_initial_max_pool=True,
+               zero_init_last_bn=False, **kwargs):
+    super().__init__(**kwargs)
+    name = f'resnet{depth}'
+    if name not in RESNET_STAGES:
+      valid = ', '.join(str(k[6:]) for k in RESNET_STAGES)
+      raise ValueError(f'depth must be one of {valid}, got {depth}.')
+    self.depth = depth
+    self.width_multiplier = width_multiplier
+    self.first_conv_kernel_size = first_conv_kernel_size
+    self.first_conv_stride = first_conv_stride
+    self.use_initial_max_pool = use_initial_max_pool
+    self.zero_init_last_bn = zero_init_last_bn
+    kind, stages = RESNET_STAGES[name]
+    self.stem = conv2d(64 * width_multiplier, first_conv_kernel_size,
+                       first_conv_stride, name='stem_conv')
+    self.stem_bn = batch_norm(name='stem_bn')
+    self.max_pool = (keras.layers.MaxPooling2D(3, 2, padding='same')
+                     if use_initial_max_pool else None)
+    self.blocks = []
+    for stage, blocks in enumerate(stages):
+      filters = 64 * width_multiplier * 2**stage
+      for index in range(blocks):
+        strides = 2 if index == 0 and stage > 0 else 1
+        block_name = f'stage{stage + 1}_block{index + 1}'
+        if kind == 'basic':
+          block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
+                             name=block_name)
+        else:
+          block = BottleneckBlock(filters, strides, zero_init_last_bn,
+                                  name=block_name)
+        self.blocks.append(block)
+    self.pool = keras.layers.GlobalAveragePooling2D()
+    self.output_dim = filters * (1 if kind == 'basic' else 4)
+
+  def call(self, images, training=None):
+    x = keras.ops.relu(self.stem_bn(self.stem(images), training=training))
+    if self.max_pool is not None:
+      x = self.max_pool(x)
+    for block in self.blocks:
+      x = block(x, training=training)
+    return self.pool(x)
+
+  def get_config(self):
+    return {'depth': self.depth, 'width_multiplier': self.width_multiplier,
+            'first_conv_kernel_size': self.first_conv_kernel_size,
+            'first_conv_stride': self.first_conv_stride,
+            'use_initial_max_pool': self.use_initial_max_pool,
+            'zero_init_last_bn': self.zero_init_last_bn, 'name': self.name}

@@ -1,0 +1,176 @@
+"""Encoders, heads and the contrastive model."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf.losses import contrastive_loss
+from supcon_tf.models import (ClassificationHead, ContrastiveModel,
+                              ProjectionHead, build_encoder)
+
+
+def _trainable_count(model):
+  return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _built(name, size, **options):
+  encoder = build_encoder(name, **options)
+  encoder(np.zeros((1, size, size, 3), np.float32))
+  return encoder
+
+
+# Published counts: the CIFAR ResNet-20 of He et al. with option-A shortcuts,
+# and torchvision's ResNets without their final classifier.
+@pytest.mark.parametrize('name,size,expected', [
+    ('resnet20', 32, 269_072),
+    ('resnet18', 64, 11_689_512 - 513_000),
+    ('resnet50', 64, 25_557_032 - 2_049_000),
+    ('resnet101', 64, 44_549_160 - 2_049_000),
+])
+def test_trainable_parameters_match_published_architectures(name, size,
+                                                            expected):
+  assert _trainable_count(_built(name, size)) == expected
+
+
+def test_cifar_depths_have_the_6n_plus_2_structure():
+  for name, blocks in [('resnet32', 15), ('resnet56', 27)]:
+    encoder = _built(name, 32)
+    assert len(encoder.blocks) == blocks
+    assert encoder(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 64)
+
+
+def test_option_b_shortcut_adds_projection_parameters():
+  a = _trainable_count(_built('resnet20', 32))
+  b = _trainable_count(_built('resnet20', 32, shortcut='B'))
+  # Two 1x1 projections with BatchNorm: 16*32 + 2*32 and 32*64 + 2*64.
+  assert b - a == 16 * 32 + 64 + 32 * 64 + 128
+
+
+def test_cifar_stem_keeps_resolution_and_feature_size():
+  imagenet = _built('resnet18', 32)
+  cifar = _built('resnet18', 32, cifar_stem=True)
+  x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  assert imagenet(x).shape == cifar(x).shape == (2, 512)
+  assert cifar.stem.kernel_size == (3, 3) and cifar.max_pool is None
+  # 7x7 vs 3x3 stem: 64 * 3 * (49 - 9) more weights.
+  assert (_trainable_count(imagenet) - _trainable_count(cifar) ==
+          64 * 3 * 40)
+
+
+def test_width_multiplier_and_zero_init_last_bn():
+  encoder = _built('resnet18', 32, width_multiplier=2, zero_init_last_bn=True)
+  assert encoder.output_dim == 1024
+  gammas = [b.bn2.gamma.numpy() for b in encoder.blocks]
+  assert all(np.all(g == 0) for g in gammas)
+
+
+def test_unknown_encoder_name_lists_the_valid_ones():
+  with pytest.raises(ValueError, match='resnet20.*resnet200'):
+    build_encoder('resnet21')
+
+
+def test_projection_head_layout():
+  head = ProjectionHead([64, 64])
+  out = head(np.ones((3, 16), np.float32))
+  np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1., rtol=1e-6)
+  assert head.dense[0].use_bias and not head.dense[-1].use_bias
+  assert abs(np.std(head.dense[0].kernel.numpy()) - 0.01) < 0.003
+  with_bn = ProjectionHead([8, 4], use_batch_norm=True)
+  with_bn(np.ones((3, 16), np.float32))
+  assert with_bn.norms[0].beta is None
+
+
+def _model(**options):
+  keras.utils.set_random_seed(0)
+  model = ContrastiveModel(build_encoder('resnet20'), num_classes=10,
+                           projection_dims=(64, 64), **options)
+  model(np.zeros((2, 32, 32, 3), np.float32))
+  return model
+
+
+def test_model_outputs_for_images_and_views():
+  model = _model()
+  images = np.random.default_rng(1).uniform(size=(4, 32, 32, 3)).astype(
+      np.float32)
+  out = model(images)
+  assert set(out) == {'embeddings', 'unnormalized_embeddings', 'projection',
+                      'logits'}
+  assert out['embeddings'].shape == (4, 64) and out['logits'].shape == (4, 10)
+  np.testing.assert_allclose(np.linalg.norm(out['embeddings'], axis=-1), 1.,
+                             rtol=1e-5)
+  views = model(np.stack([images[:2], images[2:]], axis=1))
+  assert views['projection'].shape == (2, 2, 64)
+  np.testing.assert_allclose(views['projection'][0, 1], out['projection'][2],
+                             rtol=1e-5, atol=1e-6)
+
+
+def _encoder_gradients(model, output, views):
+  with tf.GradientTape() as tape:
+    out = model(views, training=True)
+    loss = (tf.reduce_mean(contrastive_loss(out['projection'], [0, 1]))
+            if output == 'projection' else tf.reduce_sum(out['logits']))
+  grads = tape.gradient(loss, model.encoder.trainable_weights)
+  return [g for g in grads if g is not None]
+
+
+def test_stop_gradients_keep_head_losses_from_the_encoder():
+  views = np.random.default_rng(2).normal(size=(2, 2, 32, 32, 3)).astype(
+      np.float32)
+  model = _model()
+  assert not _encoder_gradients(model, 'logits', views)
+  assert _encoder_gradients(model, 'projection', views)
+  stopped = _model(stop_gradient_before_projection_head=True,
+                   stop_gradient_before_classification_head=False)
+  assert not _encoder_gradients(stopped, 'projection', views)
+  assert _encoder_gradients(stopped, 'logits', views)
+
+
+def test_inference_keeps_batch_norm_statistics_frozen():
+  model = _model()
+  images = np.random.default_rng(3).normal(3., 2., size=(4, 32, 32, 3))
+  before = [v.numpy() for v in model.non_trainable_weights]
+  model(images.astype(np.float32), training=False)
+  assert all(np.array_equal(a, v.numpy())
+             for a, v in zip(before, model.non_trainable_weights))
+  model(images.astype(np.float32), training=True)
+  assert any(not np.array_equal(a, v.numpy())
+             for a, v in zip(before, model.non_trainable_weights))
+
+
+@pytest.mark.parametrize('encoder_name,options', [
+    ('resnet20', {}),
+    ('resnet18', dict(cifar_stem=True, width_multiplier=1)),
+])
+def test_model_round_trips_through_a_keras_file(tmp_path, encoder_name,
+                                                options):
+  model = ContrastiveModel(build_encoder(encoder_name, **options),
+                           num_classes=5, projection_dims=(32, 16),
+                           use_projection_batch_norm=True)
+  images = np.random.default_rng(4).uniform(size=(3, 32, 32, 3)).astype(
+      np.float32)
+  model(images, training=True)  # Move BatchNorm statistics off their start.
+  expected = model(images, training=False)
+  path = str(tmp_path / 'model.keras')
+  model.save(path)
+  restored = keras.models.load_model(path)
+  assert isinstance(restored, ContrastiveModel)
+  got = restored(images, training=False)
+  for key in expected:
+    np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_gives_float32_outputs():
+  keras.mixed_precision.set_global_policy('mixed_float16')
+  try:
+    model = ContrastiveModel(build_encoder('resnet20'), num_classes=3,
+                             projection_dims=(8,))
+    out = model(np.zeros((2, 2, 32, 32, 3), np.float32))
+    assert model.encoder.stem.compute_dtype == 'float16'
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  assert all(v.dtype == tf.float32 for v in out.values())
+
+
+def test_classification_head_zero_init():
+  head = ClassificationHead(4, zero_init=True)
+  np.testing.assert_array_equal(head(np.ones((2, 3), np.float32)), 0.)
