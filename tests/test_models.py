@@ -174,3 +174,38 @@ def test_mixed_precision_gives_float32_outputs():
 def test_classification_head_zero_init():
   head = ClassificationHead(4, zero_init=True)
   np.testing.assert_array_equal(head(np.ones((2, 3), np.float32)), 0.)
+
+
+def test_fused_batch_norm_matches_the_keras_layer():
+  from supcon_tf.models.layers import FusedBatchNormalization
+  x = np.random.default_rng(5).normal(2., 3., size=(4, 5, 5, 6)).astype(
+      np.float32)
+  options = dict(momentum=0.9, epsilon=1e-5, beta_initializer='random_normal',
+                 gamma_initializer='random_normal')
+  keras.utils.set_random_seed(0)
+  reference = keras.layers.BatchNormalization(**options)
+  keras.utils.set_random_seed(0)
+  fused = FusedBatchNormalization(**options)
+  with tf.GradientTape(persistent=True) as tape:
+    inputs = tf.constant(x)
+    tape.watch(inputs)
+    want, got = reference(inputs, training=True), fused(inputs, training=True)
+    want_loss, got_loss = tf.reduce_sum(want**3), tf.reduce_sum(got**3)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(tape.gradient(got_loss, inputs),
+                             tape.gradient(want_loss, inputs),
+                             rtol=1e-3, atol=1e-3)
+  n = x.size // x.shape[-1]
+  np.testing.assert_allclose(fused.moving_mean, reference.moving_mean,
+                             rtol=1e-5)
+  np.testing.assert_allclose(
+      fused.moving_variance,
+      0.9 + 0.1 * x.reshape(-1, 6).var(axis=0) * n / (n - 1), rtol=1e-4)
+  np.testing.assert_allclose(fused(x, training=False),
+                             (x - fused.moving_mean) / np.sqrt(
+                                 fused.moving_variance + 1e-5) *
+                             fused.gamma + fused.beta, rtol=1e-4, atol=1e-4)
+  fused.trainable = False
+  before = fused.moving_mean.numpy()
+  fused(x, training=True)
+  np.testing.assert_array_equal(fused.moving_mean, before)

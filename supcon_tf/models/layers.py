@@ -1,5 +1,5 @@
 """Building blocks shared by the encoders: convolution with PyTorch-style padding
-and BatchNorm with the official momentum and epsilon."""
+and fused BatchNorm with the official momentum and epsilon."""
 import keras
 
 
@@ -22,6 +22,38 @@ def conv2d(filters, kernel_size, strides=1, name=None):
 
 
 def batch_norm(zero_gamma=False, name=None):
-  return keras.layers.BatchNormalization(
+  return FusedBatchNormalization(
       momentum=0.9, epsilon=1e-5,
       gamma_initializer='zeros' if zero_gamma else 'ones', name=name)
+
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+  """BatchNormalization on TensorFlow's fused kernel for NHWC feature maps.
+
+  Keras 3 composes BatchNorm from moments and elementwise ops; the fused kernel
+  does each pass in one op, which took ResNet-20's forward + backward from 1.17
+  to 0.89 s per 256 images here (README). The moving variance is updated with
+  the unbiased batch variance, as PyTorch and TensorFlow's fused kernel do.
+  Same weights and config as the Keras layer; other input ranks or axes, and
+  masks, fall back to it. A non-trainable layer runs in inference mode.
+  """
+
+  def call(self, inputs, training=None, mask=None):
+    if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
+      return super().call(inputs, training=training, mask=mask)
+    import tensorflow as tf  # The fused kernel is TensorFlow's own.
+    scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
+    offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
+    training = bool(training) and self.trainable
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=scale, offset=offset, mean=self.moving_mean,
+        variance=self.moving_variance, epsilon=self.epsilon,
+        # With an averaging factor the op returns the updated moving statistics.
+        exponential_avg_factor=(1. - self.momentum) if training else 1.,
+        data_format='NHWC', is_training=training)
+    if training:
+      self.moving_mean.assign(mean)
+      self.moving_variance.assign(variance)
+    return outputs
