@@ -8,7 +8,8 @@ reproduces) or option B (1x1 convolution and BatchNorm).
 """
 import keras
 
-from supcon_tf.models.layers import batch_norm, conv2d
+from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
+                                     projection_shortcut)
 
 CIFAR_DEPTHS = {'resnet20': 20, 'resnet32': 32, 'resnet44': 44,
                 'resnet56': 56, 'resnet110': 110}
@@ -35,7 +36,7 @@ class PadShortcut(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
-class BasicBlock(keras.layers.Layer):
+class BasicBlock(ResidualBlock):
   """Two 3x3 convolutions with BatchNorm and a residual connection."""
 
   def __init__(self, filters, strides=1, shortcut='A', zero_init_last_bn=False,
@@ -51,7 +52,6 @@ class BasicBlock(keras.layers.Layer):
     self.bn1 = batch_norm(name='bn1')
     self.conv2 = conv2d(filters, 3, name='conv2')
     self.bn2 = batch_norm(zero_gamma=zero_init_last_bn, name='bn2')
-    self.projection = None
 
   def build(self, input_shape):
     if self.strides != 1 or input_shape[-1] != self.filters:
@@ -59,18 +59,12 @@ class BasicBlock(keras.layers.Layer):
         self.projection = PadShortcut(self.filters, self.strides,
                                       name='shortcut')
       else:
-        self.projection = keras.Sequential([
-            conv2d(self.filters, 1, self.strides), batch_norm()],
-                                           name='shortcut')
+        self.projection = projection_shortcut(self.filters, self.strides)
     self.built = True
 
-  def call(self, x, training=None):
+  def branch(self, x, training=None):
     y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
-    y = self.bn2(self.conv2(y), training=training)
-    shortcut = x
-    if self.projection is not None:
-      shortcut = self.projection(x, training=training)
-    return keras.ops.relu(y + shortcut)
+    return self.bn2(self.conv2(y), training=training)
 
   def get_config(self):
     return {**super().get_config(), 'filters': self.filters,

@@ -21,6 +21,30 @@ def conv2d(filters, kernel_size, strides=1, name=None):
       [keras.layers.ZeroPadding2D((kernel_size - 1) // 2), conv], name=name)
 
 
+def projection_shortcut(filters, strides):
+  """1x1 convolution and BatchNorm: the shortcut where a block changes shape."""
+  return keras.Sequential([conv2d(filters, 1, strides), batch_norm()],
+                          name='shortcut')
+
+
+class ResidualBlock(keras.layers.Layer):
+  """relu(branch(x) + shortcut(x)): subclasses define `branch` and may set
+  `projection` (in `build`) where the shortcut must change the shape."""
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.projection = None
+
+  def branch(self, x, training=None):
+    raise NotImplementedError
+
+  def call(self, x, training=None):
+    shortcut = x
+    if self.projection is not None:
+      shortcut = self.projection(x, training=training)
+    return keras.ops.relu(self.branch(x, training=training) + shortcut)
+
+
 def batch_norm(zero_gamma=False, name=None):
   return FusedBatchNormalization(
       momentum=0.9, epsilon=1e-5,

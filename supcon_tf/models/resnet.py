@@ -10,7 +10,8 @@ gives 3x3 stride 1 without max-pool, the official CIFAR settings.
 import keras
 
 from supcon_tf.models.cifar_resnet import BasicBlock
-from supcon_tf.models.layers import batch_norm, conv2d
+from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
+                                     projection_shortcut)
 
 RESNET_STAGES = {
     'resnet18': ('basic', (2, 2, 2, 2)),
@@ -23,7 +24,7 @@ RESNET_STAGES = {
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
-class BottleneckBlock(keras.layers.Layer):
+class BottleneckBlock(ResidualBlock):
   """1x1 -> 3x3 (strided) -> 1x1 (4x filters) with a projection shortcut."""
 
   def __init__(self, filters, strides=1, zero_init_last_bn=False, **kwargs):
@@ -37,23 +38,16 @@ class BottleneckBlock(keras.layers.Layer):
     self.bn2 = batch_norm(name='bn2')
     self.conv3 = conv2d(4 * filters, 1, name='conv3')
     self.bn3 = batch_norm(zero_gamma=zero_init_last_bn, name='bn3')
-    self.projection = None
 
   def build(self, input_shape):
     if self.strides != 1 or input_shape[-1] != 4 * self.filters:
-      self.projection = keras.Sequential(
-          [conv2d(4 * self.filters, 1, self.strides), batch_norm()],
-          name='shortcut')
+      self.projection = projection_shortcut(4 * self.filters, self.strides)
     self.built = True
 
-  def call(self, x, training=None):
+  def branch(self, x, training=None):
     y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
     y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
-    y = self.bn3(self.conv3(y), training=training)
-    shortcut = x
-    if self.projection is not None:
-      shortcut = self.projection(x, training=training)
-    return keras.ops.relu(y + shortcut)
+    return self.bn3(self.conv3(y), training=training)
 
   def get_config(self):
     return {**super().get_config(), 'filters': self.filters,
