@@ -250,7 +250,17 @@ def _row_loss_backward(upstream, anchors, contrast, positive_samples,
                        same_class, self_samples, residuals, inv_temperature,
                        scale, anchor_views, num_views, summation_location,
                        denominator_mode):
-  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast."""
+  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast.
+
+  With w_i = -s * upstream_i (zero where P(i) is empty), n_i = sum_N e^l,
+  S_i = sum_P e^l, [k in D] for the denominator's columns, t_ip = e^l_ip / D_ip
+  and Q_i = sum_p t_ip, the derivative of row i's loss by l_ik is:
+    OUTSIDE, ALL / ONLY_NEGATIVES: w_i (P_ik / |P(i)| - [k in D] e^l_ik / D_i)
+    INSIDE,  ALL / ONLY_NEGATIVES: w_i (P_ik e^l_ik / S_i - [k in D] e^l_ik / D_i)
+    OUTSIDE, ONE_POSITIVE: w_i / |P(i)| (P_ik (1 - t_ik) - N_ik e^l_ik sum_p 1 / D_ip)
+    INSIDE,  ONE_POSITIVE: w_i / Q_i (P_ik t_ik (1 - t_ik) - N_ik e^l_ik sum_p t_ip / D_ip)
+  and l_ik = anchor_i . contrast_k / tau gives the two matrix products.
+  """
   shifted, negative_sum, positive_sum, extra, num_positives = residuals
   batch = tf.shape(positive_samples)[0]
   global_batch = tf.shape(positive_samples)[1]
@@ -264,8 +274,7 @@ def _row_loss_backward(upstream, anchors, contrast, positive_samples,
   n = negative_sum[..., None, None]
   outside = summation_location == SummationLocation.OUTSIDE
 
-  # d row_loss_i / d l_ik = weight_i * (positive term - negative term); each
-  # branch writes the two terms of the derivation in the module docstring.
+  # Each branch is one line of the table in the docstring.
   if denominator_mode == DenominatorMode.ONE_POSITIVE:
     d = exp_logits + n
     if outside:
