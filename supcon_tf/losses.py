@@ -603,7 +603,7 @@ def contrastive_loss(features,
   if labels is None:
     same_class = self_samples
   else:
-    if labels.shape.rank == 1 or labels.shape[0] is None:
+    if labels.shape[0] is None or features.shape[0] is None:
       tf.debugging.assert_equal(
           tf.shape(labels)[0], batch_size,
           message='labels batch differs from features batch')
@@ -685,14 +685,11 @@ class ContrastiveLoss(keras.losses.Loss):
     labels = None
     if self.use_labels:
       labels = tf.convert_to_tensor(y_true)
-      # Keras often hands integer targets over as [batch, 1].
-      if (labels.shape.rank == 2 and labels.shape[1] == 1 and
-          labels.dtype.is_integer):
+      # Keras often hands class ids over as [batch, 1], and cast to the loss
+      # dtype (float).
+      if labels.shape.rank == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-      elif labels.shape.rank == 2 and labels.shape[1] == 1:
-        labels = tf.cast(labels[:, 0], tf.int32)
-      elif labels.shape.rank == 1 and not labels.dtype.is_integer:
-        # Keras casts targets to the loss dtype; class ids come back as floats.
+      if labels.shape.rank == 1 and not labels.dtype.is_integer:
         labels = tf.cast(labels, tf.int32)
     return contrastive_loss(
         y_pred, labels=labels, temperature=self.temperature,

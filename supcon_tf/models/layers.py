@@ -1,6 +1,7 @@
 """Building blocks shared by the encoders: convolution with PyTorch-style padding
 and fused BatchNorm with the official momentum and epsilon."""
 import keras
+import tensorflow as tf
 
 
 def conv2d(filters, kernel_size, strides=1, name=None):
@@ -67,7 +68,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   def call(self, inputs, training=None, mask=None):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
       return super().call(inputs, training=training, mask=mask)
-    import tensorflow as tf  # The fused kernel is TensorFlow's own.
     scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
     offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
     training = bool(training) and self.trainable
