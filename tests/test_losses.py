@@ -274,6 +274,27 @@ def test_dynamic_batch_inside_tf_function():
                                rtol=2e-5)
 
 
+@pytest.mark.parametrize('options', [
+    dict(), dict(summation_location='inside'), dict(positives_cap=2)])
+def test_loss_and_gradient_inside_a_jit_compiled_step(options):
+  # Training steps are XLA-compiled on GPUs and TPUs; the loss's own compiled
+  # forward and backward nest inside them.
+  rng = np.random.default_rng(9)
+  features = tf.constant(rng.normal(size=(8, 2, 5)).astype(np.float32))
+  labels = tf.constant(rng.integers(0, 3, size=8))
+
+  def step(f):
+    with tf.GradientTape() as tape:
+      tape.watch(f)
+      loss = tf.reduce_sum(contrastive_loss(f, labels, temperature=0.3,
+                                            **options))
+    return loss, tape.gradient(loss, f)
+
+  compiled = tf.function(step, jit_compile=True)(features)
+  for got, want in zip(compiled, step(features)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize('dtype', [tf.bfloat16, tf.float16])
 def test_low_precision_features_are_computed_in_float32(dtype):
   rng = np.random.default_rng(5)
