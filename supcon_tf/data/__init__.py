@@ -1,0 +1,1 @@
+"""Input: datasets, augmentation ops and policies, multi-view batches."""

@@ -1,0 +1,73 @@
+"""The AutoAugment pixel ops against Pillow, pixel for pixel."""
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from supcon_tf.data.augment import OPS
+
+PIL_OPS = {
+    'AutoContrast': lambda im, m: ImageOps.autocontrast(im),
+    'Equalize': lambda im, m: ImageOps.equalize(im),
+    'Invert': lambda im, m: ImageOps.invert(im),
+    'Posterize': lambda im, m: ImageOps.posterize(im, int(m)),
+    'Solarize': lambda im, m: ImageOps.solarize(im, m),
+    'Color': lambda im, m: ImageEnhance.Color(im).enhance(m),
+    'Contrast': lambda im, m: ImageEnhance.Contrast(im).enhance(m),
+    'Brightness': lambda im, m: ImageEnhance.Brightness(im).enhance(m),
+    'Sharpness': lambda im, m: ImageEnhance.Sharpness(im).enhance(m),
+}
+# Magnitudes in PIL units, covering AutoAugment's range and the extremes.
+MAGNITUDES = {
+    'AutoContrast': [None], 'Equalize': [None], 'Invert': [None],
+    'Posterize': [1, 4, 7, 8],
+    'Solarize': [0, 26, 128, 255, 256],
+}
+FACTORS = [0.1, 0.55, 1.0, 1.45, 1.9]
+
+
+def _images():
+  """Smooth, noisy, flat and narrow-range images (histogram edge cases)."""
+  rng = np.random.default_rng(0)
+  smooth = [np.asarray(Image.fromarray(s).resize((32, 32), Image.BILINEAR))
+            for s in rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)]
+  return smooth + [
+      rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8),
+      rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8),
+      np.full((32, 32, 3), 7, np.uint8),
+      rng.integers(100, 104, size=(32, 32, 3), dtype=np.uint8),
+      np.tile(np.arange(256, dtype=np.uint8)[None, :, None], [8, 1, 3]),
+  ]
+
+
+@pytest.mark.parametrize('name', sorted(PIL_OPS))
+def test_op_matches_pil_exactly(name):
+  for magnitude in MAGNITUDES.get(name, FACTORS):
+    for index, image in enumerate(_images()):
+      want = np.asarray(PIL_OPS[name](Image.fromarray(image), magnitude))
+      got = OPS[name](image, magnitude).numpy()
+      assert got.dtype == np.uint8 and got.shape == image.shape
+      np.testing.assert_array_equal(
+          got, want, err_msg=f'{name} magnitude {magnitude} image {index}')
+
+
+@pytest.mark.parametrize('name', ['Posterize', 'Solarize', 'Color',
+                                  'Contrast', 'Brightness', 'Sharpness',
+                                  'Equalize', 'AutoContrast'])
+def test_batch_with_one_magnitude_per_image_matches_pil(name):
+  images = np.stack(_images()[:4])
+  magnitudes = MAGNITUDES.get(name, FACTORS)
+  magnitudes = [magnitudes[i % len(magnitudes)] for i in range(4)]
+  if magnitudes[0] is None:
+    got = OPS[name](images).numpy()
+  else:
+    got = OPS[name](images, np.array(magnitudes)).numpy()
+  for image, magnitude, out in zip(images, magnitudes, got):
+    want = np.asarray(PIL_OPS[name](Image.fromarray(image), magnitude))
+    np.testing.assert_array_equal(out, want)
+
+
+def test_bad_image_raises_value_error_naming_it():
+  with pytest.raises(ValueError, match='image must be uint8'):
+    OPS['Invert'](np.zeros((4, 4, 3), np.float32))
+  with pytest.raises(ValueError, match='image must be'):
+    OPS['Invert'](np.zeros((4, 4), np.uint8))
