@@ -5,6 +5,14 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from supcon_tf.data.augment import OPS
 
+GREY = (128, 128, 128)
+
+
+def _pil_affine(image, matrix):
+  return image.transform(image.size, Image.AFFINE, matrix,
+                         resample=Image.NEAREST, fillcolor=GREY)
+
+
 PIL_OPS = {
     'AutoContrast': lambda im, m: ImageOps.autocontrast(im),
     'Equalize': lambda im, m: ImageOps.equalize(im),
@@ -15,12 +23,26 @@ PIL_OPS = {
     'Contrast': lambda im, m: ImageEnhance.Contrast(im).enhance(m),
     'Brightness': lambda im, m: ImageEnhance.Brightness(im).enhance(m),
     'Sharpness': lambda im, m: ImageEnhance.Sharpness(im).enhance(m),
+    'Rotate': lambda im, m: im.rotate(m, resample=Image.NEAREST,
+                                      fillcolor=GREY),
+    'ShearX': lambda im, m: _pil_affine(im, (1, m, 0, 0, 1, 0)),
+    'ShearY': lambda im, m: _pil_affine(im, (1, 0, 0, m, 1, 0)),
+    'TranslateX': lambda im, m: _pil_affine(im, (1, 0, m, 0, 1, 0)),
+    'TranslateY': lambda im, m: _pil_affine(im, (1, 0, 0, 0, 1, m)),
 }
 # Magnitudes in PIL units, covering AutoAugment's range and the extremes.
 MAGNITUDES = {
     'AutoContrast': [None], 'Equalize': [None], 'Invert': [None],
     'Posterize': [1, 4, 7, 8],
     'Solarize': [0, 26, 128, 255, 256],
+    # AutoAugment: rotate +-int(level * 3) degrees, shear +-level * 0.03,
+    # translate +-level pixels (CIFAR); plus angles PIL special-cases.
+    'Rotate': [d * s for d in range(0, 31, 3) for s in (1, -1)] + [
+        12.5, 45, 90, 180, 270, -90, 400],
+    'ShearX': [l * 0.03 * s for l in range(11) for s in (1, -1)],
+    'ShearY': [l * 0.03 * s for l in range(11) for s in (1, -1)],
+    'TranslateX': [l * s for l in range(11) for s in (1, -1)] + [40, 3.5],
+    'TranslateY': [l * s for l in range(11) for s in (1, -1)] + [40, 3.5],
 }
 FACTORS = [0.1, 0.55, 1.0, 1.45, 1.9]
 
@@ -50,9 +72,7 @@ def test_op_matches_pil_exactly(name):
           got, want, err_msg=f'{name} magnitude {magnitude} image {index}')
 
 
-@pytest.mark.parametrize('name', ['Posterize', 'Solarize', 'Color',
-                                  'Contrast', 'Brightness', 'Sharpness',
-                                  'Equalize', 'AutoContrast'])
+@pytest.mark.parametrize('name', sorted(set(PIL_OPS) - {'Invert'}))
 def test_batch_with_one_magnitude_per_image_matches_pil(name):
   images = np.stack(_images()[:4])
   magnitudes = MAGNITUDES.get(name, FACTORS)

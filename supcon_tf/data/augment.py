@@ -3,13 +3,17 @@
 Every op in `OPS` maps `fn(image, magnitude) -> image` on uint8 images
 [H, W, 3] or batches [N, H, W, 3]; the magnitude is in the op's PIL units (bits,
 threshold, enhancement factor) and is a scalar or, for a batch, one value per
-image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`); the tests
-compare every op with it pixel for pixel.
+image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`,
+`Image.rotate` and `Image.transform` with nearest-neighbour sampling and a grey
+(128, 128, 128) fill); the tests compare every op with it pixel for pixel.
 
-Not yet here: the geometric ops (Rotate, ShearX/Y, TranslateX/Y) and the
-policies built on these ops.
+Not yet here: the policies built on these ops.
 """
+import math
+
 import tensorflow as tf
+
+FILL_VALUE = 128  # Grey, close to the CIFAR mean (REFERENCE.md, section 6).
 
 
 def _as_batch(image):
@@ -32,7 +36,7 @@ def _per_image(magnitude, batch, dtype):
 
 
 def _batched(fn):
-  """Lets `fn(images [N, H, W, C], magnitude) ` also take one image."""
+  """Lets `fn(images [N, H, W, C], magnitude)` also take one image."""
   def op(image, magnitude=None):
     images, unbatch = _as_batch(image)
     out = fn(images, magnitude)
@@ -164,6 +168,67 @@ def sharpness(images, factor):
   return _blend(smooth, images, factor)
 
 
+def _affine(images, matrices):
+  """PIL's Image.transform(size, AFFINE, matrix, NEAREST, fillcolor=grey).
+
+  `matrices` [N, 6] holds PIL's (a, b, c, d, e, f): output pixel (x, y) reads
+  input (a x + b y + c, d x + e y + f) at pixel centres. PIL samples with
+  16.16 fixed-point coefficients, floor of the centre coordinate; rounding the
+  coefficients the same way makes every coordinate exact in float32, and
+  round(X - 1/2) in ImageProjectiveTransformV3 is then PIL's floor(X).
+  """
+  m = tf.cast(matrices, tf.float64)
+  fixed = lambda v: tf.math.floor(v * 65536. + 0.5) / 65536.
+  a, b, c, d, e, f = tf.unstack(m, axis=1)
+  transforms = tf.stack([
+      fixed(a), fixed(b), fixed(c + 0.5 * a + 0.5 * b) - 0.5,
+      fixed(d), fixed(e), fixed(f + 0.5 * d + 0.5 * e) - 0.5,
+      tf.zeros_like(a), tf.zeros_like(a)], axis=1)
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=tf.cast(transforms, tf.float32),
+      output_shape=tf.shape(images)[1:3], fill_value=float(FILL_VALUE),
+      interpolation='NEAREST', fill_mode='CONSTANT')
+
+
+def _per_image_vector(magnitude, images):
+  return tf.broadcast_to(tf.cast(magnitude, tf.float64), [tf.shape(images)[0]])
+
+
+@_batched
+def rotate(images, degrees):
+  """Image.rotate(degrees): counter-clockwise about the centre, same size."""
+  # As PIL: angle = -radians(degrees % 360).
+  angle = -((_per_image_vector(degrees, images) % 360.) * (math.pi / 180.))
+  # PIL rounds the rotation matrix to 15 decimals.
+  cos = tf.round(tf.cos(angle) * 1e15) / 1e15
+  sin = tf.round(tf.sin(angle) * 1e15) / 1e15
+  cx = tf.cast(tf.shape(images)[2], tf.float64) / 2.
+  cy = tf.cast(tf.shape(images)[1], tf.float64) / 2.
+  return _affine(images, tf.stack([
+      cos, sin, cos * -cx + sin * -cy + cx,
+      -sin, cos, -sin * -cx + cos * -cy + cy], axis=1))
+
+
+def _shear_or_translate(position):
+  """An op setting one entry of the identity (a, b, c, d, e, f) to `m`."""
+  def op(images, magnitude):
+    m = _per_image_vector(magnitude, images)
+    identity = tf.constant([1., 0., 0., 0., 1., 0.], tf.float64)
+    one_hot = tf.one_hot(position, 6, dtype=tf.float64)
+    return _affine(images, identity * (1. - one_hot) + m[:, None] * one_hot)
+  return op
+
+
+shear_x = _batched(_shear_or_translate(1))
+shear_x.__doc__ = 'Image.transform(AFFINE, (1, m, 0, 0, 1, 0)).'
+shear_y = _batched(_shear_or_translate(3))
+shear_y.__doc__ = 'Image.transform(AFFINE, (1, 0, 0, m, 1, 0)).'
+translate_x = _batched(_shear_or_translate(2))
+translate_x.__doc__ = 'Image.transform(AFFINE, (1, 0, m, 0, 1, 0)): m pixels.'
+translate_y = _batched(_shear_or_translate(5))
+translate_y.__doc__ = 'Image.transform(AFFINE, (1, 0, 0, 0, 1, m)): m pixels.'
+
+
 OPS = {
     'AutoContrast': autocontrast,
     'Equalize': equalize,
@@ -174,4 +239,9 @@ OPS = {
     'Contrast': contrast,
     'Brightness': brightness,
     'Sharpness': sharpness,
+    'Rotate': rotate,
+    'ShearX': shear_x,
+    'ShearY': shear_y,
+    'TranslateX': translate_x,
+    'TranslateY': translate_y,
 }
