@@ -91,3 +91,54 @@ def test_bad_image_raises_value_error_naming_it():
     OPS['Invert'](np.zeros((4, 4, 3), np.float32))
   with pytest.raises(ValueError, match='image must be'):
     OPS['Invert'](np.zeros((4, 4), np.uint8))
+
+
+# --- AutoAugment --------------------------------------------------------------
+
+from supcon_tf.data.augment import (CIFAR10_POLICY, SIGNED_OPS,  # noqa: E402
+                                    apply_policy, autoaugment,
+                                    level_to_magnitude)
+
+
+def test_level_to_magnitude_follows_the_original_cifar_code():
+  expected = {
+      ('Rotate', 7): 21, ('ShearX', 5): 0.15, ('TranslateY', 9): 9,
+      ('Color', 0): 0.1, ('Sharpness', 10): 1.9, ('Posterize', 7): 2,
+      ('Posterize', 0): 4, ('Solarize', 2): 205, ('Solarize', 0): 256,
+  }
+  for (name, level), want in expected.items():
+    np.testing.assert_allclose(float(level_to_magnitude(name, level)), want,
+                               err_msg=name)
+  assert float(level_to_magnitude('Posterize', 7, posterize_bits_fix=True)) == 5
+
+
+def test_policy_equals_the_same_choices_made_with_pil():
+  images = np.stack(_images()[:4] + _images()[:4])
+  rng = np.random.default_rng(1)
+  for _ in range(6):
+    choice = rng.integers(0, len(CIFAR10_POLICY), size=8)
+    apply = rng.uniform(size=(8, 2)) < 0.7
+    negate = rng.uniform(size=(8, 2)) < 0.5
+    got = apply_policy(images, CIFAR10_POLICY, choice, apply, negate).numpy()
+    for i, image in enumerate(images):
+      want = Image.fromarray(image)
+      for stage, (name, _, level) in enumerate(CIFAR10_POLICY[choice[i]]):
+        if not apply[i, stage]:
+          continue
+        magnitude = float(level_to_magnitude(name, level))
+        if name in SIGNED_OPS and negate[i, stage]:
+          magnitude = -magnitude
+        want = PIL_OPS[name](want, magnitude)
+      np.testing.assert_array_equal(got[i], np.asarray(want),
+                                    err_msg=f'{CIFAR10_POLICY[choice[i]]}')
+
+
+def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
+  images = np.stack(_images()[:4] * 8)
+  a = autoaugment(images, seed=[1, 2]).numpy()
+  b = autoaugment(images, seed=[1, 2]).numpy()
+  c = autoaugment(images, seed=[3, 4]).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  changed = np.mean([not np.array_equal(x, y) for x, y in zip(a, images)])
+  assert 0.3 < changed < 1.0  # Some sub-policies fire rarely or not at all.

@@ -245,3 +245,118 @@ OPS = {
     'TranslateX': translate_x,
     'TranslateY': translate_y,
 }
+
+
+# --- AutoAugment ------------------------------------------------------------
+
+# Cubuk et al. (2019), CIFAR-10 policy: 25 sub-policies of two
+# (op, probability, level) each; levels are 0..10 (0 where the op takes none).
+CIFAR10_POLICY = (
+    (('Invert', 0.1, 0), ('Contrast', 0.2, 6)),
+    (('Rotate', 0.7, 2), ('TranslateX', 0.3, 9)),
+    (('Sharpness', 0.8, 1), ('Sharpness', 0.9, 3)),
+    (('ShearY', 0.5, 8), ('TranslateY', 0.7, 9)),
+    (('AutoContrast', 0.5, 0), ('Equalize', 0.9, 0)),
+    (('ShearY', 0.2, 7), ('Posterize', 0.3, 7)),
+    (('Color', 0.4, 3), ('Brightness', 0.6, 7)),
+    (('Sharpness', 0.3, 9), ('Brightness', 0.7, 9)),
+    (('Equalize', 0.6, 0), ('Equalize', 0.5, 0)),
+    (('Contrast', 0.6, 7), ('Sharpness', 0.6, 5)),
+    (('Color', 0.7, 7), ('TranslateX', 0.5, 8)),
+    (('Equalize', 0.3, 0), ('AutoContrast', 0.4, 0)),
+    (('TranslateY', 0.4, 3), ('Sharpness', 0.2, 6)),
+    (('Brightness', 0.9, 6), ('Color', 0.2, 8)),
+    (('Solarize', 0.5, 2), ('Invert', 0.0, 0)),
+    (('Equalize', 0.2, 0), ('AutoContrast', 0.6, 0)),
+    (('Equalize', 0.2, 0), ('Equalize', 0.6, 0)),
+    (('Color', 0.9, 9), ('Equalize', 0.6, 0)),
+    (('AutoContrast', 0.8, 0), ('Solarize', 0.2, 8)),
+    (('Brightness', 0.1, 3), ('Color', 0.7, 0)),
+    (('Solarize', 0.4, 5), ('AutoContrast', 0.9, 0)),
+    (('TranslateY', 0.9, 9), ('TranslateY', 0.7, 9)),
+    (('AutoContrast', 0.9, 0), ('Solarize', 0.8, 3)),
+    (('Equalize', 0.8, 0), ('Invert', 0.1, 0)),
+    (('TranslateY', 0.7, 9), ('AutoContrast', 0.9, 0)),
+)
+
+# Ops whose magnitude takes a random sign.
+SIGNED_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
+
+
+def level_to_magnitude(name, level, posterize_bits_fix=False):
+  """The original CIFAR AutoAugment level (0..10) -> magnitude in PIL units.
+
+  `posterize_bits_fix` gives torchvision's 8 - round(level * 4 / 10) bits in
+  place of the original 4 - int(level * 4 / 10), which keeps fewer bits the
+  higher the level. Works on floats and tensors.
+  """
+  level = tf.cast(level, tf.float64)
+  if name == 'Rotate':
+    return tf.math.floor(level * 30. / 10.)
+  if name in ('ShearX', 'ShearY'):
+    return level * 0.3 / 10.
+  if name in ('TranslateX', 'TranslateY'):
+    return tf.math.floor(level * 10. / 10.)
+  if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+    return level * 1.8 / 10. + 0.1
+  if name == 'Posterize':
+    if posterize_bits_fix:
+      return 8. - tf.round(level * 4. / 10.)
+    return 4. - tf.math.floor(level * 4. / 10.)
+  if name == 'Solarize':
+    return 256. - tf.math.floor(level * 256. / 10.)
+  return tf.zeros_like(level)  # AutoContrast, Equalize, Invert.
+
+
+def apply_policy(images, policy, choice, apply, negate,
+                 posterize_bits_fix=False):
+  """Applies sub-policy `choice` [N] of `policy` to each image of a batch.
+
+  `apply` [N, 2] and `negate` [N, 2] are booleans: whether each of the
+  sub-policy's two ops fires, and whether a signed op's magnitude is negated.
+  Every op that any image needs runs once on the whole batch; each image keeps
+  its own result. Deterministic given the draws (see `autoaugment`).
+  """
+  images, unbatch = _as_batch(images)
+  names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
+  for stage in range(2):
+    op_ids = tf.constant([names.index(sub[stage][0]) for sub in policy])
+    levels = tf.constant([sub[stage][2] for sub in policy], tf.float64)
+    image_op = tf.gather(op_ids, choice)
+    image_level = tf.gather(levels, choice)
+    result = images
+    for op_id, name in enumerate(names):
+      fires = tf.logical_and(tf.equal(image_op, op_id), apply[:, stage])
+      magnitude = level_to_magnitude(name, image_level, posterize_bits_fix)
+      if name in SIGNED_OPS:
+        magnitude = tf.where(negate[:, stage], -magnitude, magnitude)
+      result = tf.cond(
+          tf.reduce_any(fires),
+          lambda name=name, fires=fires, magnitude=magnitude: tf.where(
+              fires[:, None, None, None], OPS[name](images, magnitude),
+              result),
+          lambda result=result: result)
+    images = result
+  return images[0] if unbatch else images
+
+
+def autoaugment(images, seed, policy=CIFAR10_POLICY, posterize_bits_fix=False):
+  """AutoAugment: one sub-policy drawn uniformly per image, each op fires with
+  its probability, signed magnitudes get a random sign.
+
+  `seed` is a stateless seed (shape [2] integers): the same seed gives the same
+  images.
+  """
+  batch_images, unbatch = _as_batch(images)
+  batch = tf.shape(batch_images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 3)
+  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
+                                       dtype=tf.int32)
+  probabilities = tf.gather(
+      tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
+      choice)
+  apply = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
+  negate = tf.random.stateless_uniform([batch, 2], seeds[2]) < 0.5
+  out = apply_policy(batch_images, policy, choice, apply, negate,
+                     posterize_bits_fix)
+  return out[0] if unbatch else out
