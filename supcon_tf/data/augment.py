@@ -108,7 +108,7 @@ def equalize(images, _=None):
   channels = tf.shape(images)[3]
   pixels = tf.reshape(tf.transpose(tf.cast(images, tf.int32), [0, 3, 1, 2]),
                       [batch * channels, -1])
-  histogram = tf.reduce_sum(tf.one_hot(pixels, 256, dtype=tf.int32), axis=1)
+  histogram = tf.math.bincount(pixels, minlength=256, maxlength=256, axis=-1)
   nonzero = histogram > 0
   # Count in the last non-empty bin.
   last_bin = 255 - tf.argmax(tf.reverse(tf.cast(nonzero, tf.int32), [1]),
@@ -308,14 +308,22 @@ def level_to_magnitude(name, level, posterize_bits_fix=False):
   return tf.zeros_like(level)  # AutoContrast, Equalize, Invert.
 
 
+def _apply_to_some(op, images, magnitude, fires, result):
+  """`result` with `op` applied to the `images` where `fires` (only those)."""
+  index = tf.where(fires)
+  changed = op(tf.gather_nd(images, index), tf.gather_nd(magnitude, index))
+  return tf.tensor_scatter_nd_update(result, index, changed)
+
+
 def apply_policy(images, policy, choice, apply, negate,
                  posterize_bits_fix=False):
   """Applies sub-policy `choice` [N] of `policy` to each image of a batch.
 
   `apply` [N, 2] and `negate` [N, 2] are booleans: whether each of the
   sub-policy's two ops fires, and whether a signed op's magnitude is negated.
-  Every op that any image needs runs once on the whole batch; each image keeps
-  its own result. Deterministic given the draws (see `autoaugment`).
+  Each op runs once per stage on the images that draw it (a gather, the op on
+  that sub-batch, a scatter back). Deterministic given the draws (see
+  `autoaugment`).
   """
   images, unbatch = _as_batch(images)
   names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
@@ -332,9 +340,8 @@ def apply_policy(images, policy, choice, apply, negate,
         magnitude = tf.where(negate[:, stage], -magnitude, magnitude)
       result = tf.cond(
           tf.reduce_any(fires),
-          lambda name=name, fires=fires, magnitude=magnitude: tf.where(
-              fires[:, None, None, None], OPS[name](images, magnitude),
-              result),
+          lambda name=name, fires=fires, magnitude=magnitude, result=result:
+          _apply_to_some(OPS[name], images, magnitude, fires, result),
           lambda result=result: result)
     images = result
   return images[0] if unbatch else images
