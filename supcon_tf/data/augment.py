@@ -29,10 +29,14 @@ def _as_batch(image):
                    f'{image.shape}.')
 
 
-def _per_image(magnitude, batch, dtype):
+def _per_image_vector(magnitude, images, dtype=tf.float64):
+  """A scalar or [N] magnitude as [N], one value per image."""
+  return tf.broadcast_to(tf.cast(magnitude, dtype), tf.shape(images)[:1])
+
+
+def _per_image(magnitude, images, dtype):
   """A scalar or [N] magnitude as [N, 1, 1, 1] for broadcasting."""
-  magnitude = tf.cast(magnitude, dtype)
-  return tf.reshape(tf.broadcast_to(magnitude, [batch]), [-1, 1, 1, 1])
+  return tf.reshape(_per_image_vector(magnitude, images, dtype), [-1, 1, 1, 1])
 
 
 def _batched(fn):
@@ -52,7 +56,7 @@ def _blend(degenerate, images, factor):
   PIL computes in single precision, in1 + factor * (in2 - in1), clips to
   0..255 and truncates.
   """
-  factor = _per_image(factor, tf.shape(images)[0], tf.float32)
+  factor = _per_image(factor, images, tf.float32)
   in1 = tf.cast(degenerate, tf.float32)
   blended = in1 + factor * (tf.cast(images, tf.float32) - in1)
   return tf.cast(tf.clip_by_value(blended, 0., 255.), tf.uint8)
@@ -76,7 +80,7 @@ def invert(images, _=None):
 @_batched
 def posterize(images, bits):
   """ImageOps.posterize(bits): keep the `bits` high bits of every channel."""
-  shift = 8 - _per_image(bits, tf.shape(images)[0], tf.int32)
+  shift = 8 - _per_image(bits, images, tf.int32)
   pixels = tf.cast(images, tf.int32)
   return tf.cast(tf.bitwise.left_shift(tf.bitwise.right_shift(pixels, shift),
                                        shift), tf.uint8)
@@ -85,7 +89,7 @@ def posterize(images, bits):
 @_batched
 def solarize(images, threshold):
   """ImageOps.solarize(threshold): invert every value >= threshold."""
-  threshold = _per_image(threshold, tf.shape(images)[0], tf.int32)
+  threshold = _per_image(threshold, images, tf.int32)
   return tf.where(tf.cast(images, tf.int32) < threshold, images, 255 - images)
 
 
@@ -188,10 +192,6 @@ def _affine(images, matrices):
       images=images, transforms=tf.cast(transforms, tf.float32),
       output_shape=tf.shape(images)[1:3], fill_value=float(FILL_VALUE),
       interpolation='NEAREST', fill_mode='CONSTANT')
-
-
-def _per_image_vector(magnitude, images):
-  return tf.broadcast_to(tf.cast(magnitude, tf.float64), [tf.shape(images)[0]])
 
 
 @_batched
