@@ -326,8 +326,8 @@ def test_inf_features_never_give_a_finite_wrong_loss():
   features = np.random.default_rng(7).normal(size=(4, 2, 3)).astype(np.float32)
   features[2, 0, 0] = np.inf
   loss = contrastive_loss(features, [0, 1, 0, 1]).numpy()
-  assert np.isnan(loss).all() or not np.isfinite(loss).all()
-  assert not np.isfinite(loss[2])
+  # Every sample contrasts with sample 2, so every loss is reached.
+  assert np.isnan(loss).all()
 
 
 @pytest.mark.parametrize('kwargs,argument', [

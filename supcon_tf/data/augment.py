@@ -286,9 +286,9 @@ SIGNED_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
 def level_to_magnitude(name, level, posterize_bits_fix=False):
   """The original CIFAR AutoAugment level (0..10) -> magnitude in PIL units.
 
-  `posterize_bits_fix` gives torchvision's 8 - round(level * 4 / 10) bits in
-  place of the original 4 - int(level * 4 / 10), which keeps fewer bits the
-  higher the level. Works on floats and tensors.
+  `posterize_bits_fix` gives torchvision's 8 - round(level * 4 / 10) bits (8
+  down to 4) in place of the original 4 - int(level * 4 / 10) (4 down to 0,
+  where 0 bits turns the image black). Works on floats and tensors.
   """
   level = tf.cast(level, tf.float64)
   if name == 'Rotate':
