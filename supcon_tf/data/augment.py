@@ -7,8 +7,13 @@ image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`,
 `Image.rotate` and `Image.transform` with nearest-neighbour sampling and a grey
 (128, 128, 128) fill); the tests compare every op with it pixel for pixel.
 
-Not yet here: the policies built on these ops.
+Built on them: AutoAugment (CIFAR-10 and ImageNet policies), RandAugment, and
+the batch-level crops, flips, SimCLR colour distortion and Cutout that make a
+training view (`AugmentConfig`, `augment`). Every random choice is stateless
+and made per image, so one call transforms a whole batch and the same seed
+gives the same views.
 """
+import dataclasses
 import math
 
 import tensorflow as tf
@@ -315,35 +320,47 @@ def _apply_to_some(op, images, magnitude, fires, result):
   return tf.tensor_scatter_nd_update(result, index, changed)
 
 
+def apply_ops(images, names, op_index, level, fires, negate,
+              posterize_bits_fix=False):
+  """Image i gets op `names[op_index[i]]` at `level[i]` where `fires[i]`.
+
+  Levels are on the 0..10 scale of `level_to_magnitude`; a signed op's
+  magnitude is negated where `negate`. Each op runs once, on the images that
+  drew it (a gather, the op on that sub-batch, a scatter back), so the cost
+  is one op per image whatever the number of ops.
+  """
+  level = tf.cast(level, tf.float64)
+  result = images
+  for op_id, name in enumerate(names):
+    selected = tf.logical_and(tf.equal(op_index, op_id), fires)
+    magnitude = level_to_magnitude(name, level, posterize_bits_fix)
+    if name in SIGNED_OPS:
+      magnitude = tf.where(negate, -magnitude, magnitude)
+    result = tf.cond(
+        tf.reduce_any(selected),
+        lambda name=name, selected=selected, magnitude=magnitude,
+        result=result: _apply_to_some(OPS[name], images, magnitude, selected,
+                                      result),
+        lambda result=result: result)
+  return result
+
+
 def apply_policy(images, policy, choice, apply, negate,
                  posterize_bits_fix=False):
   """Applies sub-policy `choice` [N] of `policy` to each image of a batch.
 
   `apply` [N, 2] and `negate` [N, 2] are booleans: whether each of the
   sub-policy's two ops fires, and whether a signed op's magnitude is negated.
-  Each op runs once per stage on the images that draw it (a gather, the op on
-  that sub-batch, a scatter back). Deterministic given the draws (see
-  `autoaugment`).
+  Deterministic given the draws (see `autoaugment`).
   """
   images, unbatch = _as_batch(images)
   names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
   for stage in range(2):
     op_ids = tf.constant([names.index(sub[stage][0]) for sub in policy])
     levels = tf.constant([sub[stage][2] for sub in policy], tf.float64)
-    image_op = tf.gather(op_ids, choice)
-    image_level = tf.gather(levels, choice)
-    result = images
-    for op_id, name in enumerate(names):
-      fires = tf.logical_and(tf.equal(image_op, op_id), apply[:, stage])
-      magnitude = level_to_magnitude(name, image_level, posterize_bits_fix)
-      if name in SIGNED_OPS:
-        magnitude = tf.where(negate[:, stage], -magnitude, magnitude)
-      result = tf.cond(
-          tf.reduce_any(fires),
-          lambda name=name, fires=fires, magnitude=magnitude, result=result:
-          _apply_to_some(OPS[name], images, magnitude, fires, result),
-          lambda result=result: result)
-    images = result
+    images = apply_ops(images, names, tf.gather(op_ids, choice),
+                       tf.gather(levels, choice), apply[:, stage],
+                       negate[:, stage], posterize_bits_fix)
   return images[0] if unbatch else images
 
 
@@ -367,3 +384,515 @@ def autoaugment(images, seed, policy=CIFAR10_POLICY, posterize_bits_fix=False):
   out = apply_policy(batch_images, policy, choice, apply, negate,
                      posterize_bits_fix)
   return out[0] if unbatch else out
+
+
+# Cubuk et al. (2019), ImageNet policy, levels on the same 0..10 scale.
+IMAGENET_POLICY = (
+    (('Posterize', 0.4, 8), ('Rotate', 0.6, 9)),
+    (('Solarize', 0.6, 5), ('AutoContrast', 0.6, 0)),
+    (('Equalize', 0.8, 0), ('Equalize', 0.6, 0)),
+    (('Posterize', 0.6, 7), ('Posterize', 0.6, 6)),
+    (('Equalize', 0.4, 0), ('Solarize', 0.2, 4)),
+    (('Equalize', 0.4, 0), ('Rotate', 0.8, 8)),
+    (('Solarize', 0.6, 3), ('Equalize', 0.6, 0)),
+    (('Posterize', 0.8, 5), ('Equalize', 1.0, 0)),
+    (('Rotate', 0.2, 3), ('Solarize', 0.6, 8)),
+    (('Equalize', 0.6, 0), ('Posterize', 0.4, 6)),
+    (('Rotate', 0.8, 8), ('Color', 0.4, 0)),
+    (('Rotate', 0.4, 9), ('Equalize', 0.6, 0)),
+    (('Equalize', 0.0, 0), ('Equalize', 0.8, 0)),
+    (('Invert', 0.6, 0), ('Equalize', 1.0, 0)),
+    (('Color', 0.6, 4), ('Contrast', 1.0, 8)),
+    (('Rotate', 0.8, 8), ('Color', 1.0, 2)),
+    (('Color', 0.8, 8), ('Solarize', 0.8, 7)),
+    (('Sharpness', 0.4, 7), ('Invert', 0.6, 0)),
+    (('ShearX', 0.6, 5), ('Equalize', 1.0, 0)),
+    (('Color', 0.4, 0), ('Equalize', 0.6, 0)),
+    (('Equalize', 0.4, 0), ('Solarize', 0.2, 4)),
+    (('Solarize', 0.6, 5), ('AutoContrast', 0.6, 0)),
+    (('Invert', 0.6, 0), ('Equalize', 1.0, 0)),
+    (('Color', 0.6, 4), ('Contrast', 1.0, 8)),
+    (('Equalize', 0.8, 0), ('Equalize', 0.6, 0)),
+)
+POLICIES = {'cifar10': CIFAR10_POLICY, 'imagenet': IMAGENET_POLICY}
+
+# RandAugment (Cubuk et al. 2020): the AutoAugment ops without Invert, plus
+# Identity (an op that leaves the image as it is).
+RANDAUGMENT_OPS = ('Identity', 'AutoContrast', 'Equalize', 'Rotate',
+                   'Solarize', 'Color', 'Posterize', 'Contrast', 'Brightness',
+                   'Sharpness', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
+
+
+def randaugment_draws(seed, batch, num_layers):
+  """RandAugment's random choices: op index [N, L] into `RANDAUGMENT_OPS`
+  (uniform) and sign flips [N, L]."""
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  op_index = tf.random.stateless_uniform(
+      [batch, num_layers], seeds[0], 0, len(RANDAUGMENT_OPS), dtype=tf.int32)
+  negate = tf.random.stateless_uniform([batch, num_layers], seeds[1]) < 0.5
+  return op_index, negate
+
+
+def randaugment(images, seed, num_layers=2, magnitude=10.,
+                posterize_bits_fix=False):
+  """RandAugment(N=num_layers, M=magnitude): each image gets `num_layers` ops
+  drawn uniformly, all at level `magnitude` (0..10 scale, fractions allowed),
+  signed ops with a random sign. Stateless: the same seed, the same images.
+  """
+  batch_images, unbatch = _as_batch(images)
+  batch = tf.shape(batch_images)[0]
+  op_index, negate = randaugment_draws(seed, batch, num_layers)
+  level = tf.fill([batch], tf.cast(magnitude, tf.float64))
+  fires = tf.ones([batch], tf.bool)
+  # Identity is op 0; `apply_ops` only visits the named ops after it.
+  names = RANDAUGMENT_OPS[1:]
+  for layer in range(num_layers):
+    batch_images = apply_ops(batch_images, names, op_index[:, layer] - 1,
+                             level, fires, negate[:, layer],
+                             posterize_bits_fix)
+  return batch_images[0] if unbatch else batch_images
+
+
+# --- Crops and flips -----------------------------------------------------------
+
+
+def _project(images, transforms, output_size, interpolation, fill_mode,
+             fill_value=0.):
+  """ImageProjectiveTransformV3: output pixel (x, y) reads input
+  (a0 x + a1 y + a2, b0 x + b1 y + b2), pixel indices, transforms [N, 8]."""
+  return tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=tf.cast(transforms, tf.float32),
+      output_shape=tf.convert_to_tensor(output_size, tf.int32),
+      fill_value=float(fill_value), interpolation=interpolation,
+      fill_mode=fill_mode)
+
+
+def _crop_transforms(x0, y0, scale_x, scale_y, flip, size):
+  """Transforms [N, 8] sampling the box at (x0, y0) with `scale` input pixels
+  per output pixel, pixel centres aligned, mirrored where `flip`."""
+  size = tf.cast(size, tf.float32)
+  sign = 1. - 2. * tf.cast(flip, tf.float32)
+  # Output centre x + 1/2 reads input centre x0 + (x + 1/2) * scale; flipped,
+  # x is replaced by size - 1 - x.
+  a0 = sign * scale_x
+  a2 = x0 + scale_x * tf.where(flip, size - 0.5, 0.5) - 0.5
+  b1 = scale_y
+  b2 = y0 + 0.5 * scale_y - 0.5
+  zeros = tf.zeros_like(a0)
+  return tf.stack([a0, zeros, a2, zeros, b1, b2, zeros, zeros], axis=1)
+
+
+def random_flips(seed, batch):
+  return tf.random.stateless_uniform([batch], seed) < 0.5
+
+
+def pad_crop_flip(images, seed, padding=4, flip=True, fill=0):
+  """torchvision's RandomCrop(size, padding) then RandomHorizontalFlip, on a
+  uint8 batch: a crop of the zero-padded image at a uniform offset, mirrored
+  with probability 1/2 (when `flip`). Exact integer shifts."""
+  images, unbatch = _as_batch(images)
+  batch = tf.shape(images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  offsets = tf.random.stateless_uniform([batch, 2], seeds[0], 0,
+                                        2 * padding + 1, dtype=tf.int32)
+  offsets = tf.cast(offsets - padding, tf.float32)
+  mirror = (random_flips(seeds[1], batch) if flip
+            else tf.zeros([batch], tf.bool))
+  ones = tf.ones([batch], tf.float32)
+  out = _project(images,
+                 _crop_transforms(offsets[:, 0], offsets[:, 1], ones, ones,
+                                  mirror, tf.shape(images)[2]),
+                 tf.shape(images)[1:3], 'NEAREST', 'CONSTANT', fill)
+  return out[0] if unbatch else out
+
+
+def sample_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0),
+                      aspect_ratio_range=(3. / 4., 4. / 3.), attempts=10):
+  """torchvision's RandomResizedCrop box: area a uniform fraction of the
+  image, log-uniform aspect ratio, the first of `attempts` draws that fits,
+  else the central crop with the ratio clamped. Returns float32 [N, 4] boxes
+  (x0, y0, w, h) in pixels."""
+  height = tf.cast(height, tf.float32)
+  width = tf.cast(width, tf.float32)
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  shape = [batch, attempts]
+  area = height * width * tf.random.stateless_uniform(
+      shape, seeds[0], area_range[0], area_range[1])
+  log_ratio = tf.random.stateless_uniform(
+      shape, seeds[1], math.log(aspect_ratio_range[0]),
+      math.log(aspect_ratio_range[1]))
+  ratio = tf.exp(log_ratio)
+  w = tf.round(tf.sqrt(area * ratio))
+  h = tf.round(tf.sqrt(area / ratio))
+  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
+  found = tf.reduce_any(fits, axis=1)
+  w = tf.gather(w, first, batch_dims=1)
+  h = tf.gather(h, first, batch_dims=1)
+  x0 = tf.floor(tf.random.stateless_uniform([batch], seeds[2]) *
+                (width - w + 1.))
+  y0 = tf.floor(tf.random.stateless_uniform([batch], seeds[3]) *
+                (height - h + 1.))
+  # Fallback: torchvision's central crop with the aspect ratio clamped.
+  in_ratio = width / height
+  fw = tf.where(in_ratio < aspect_ratio_range[0], width,
+                tf.where(in_ratio > aspect_ratio_range[1],
+                         tf.round(height * aspect_ratio_range[1]), width))
+  fh = tf.where(in_ratio < aspect_ratio_range[0],
+                tf.round(width / aspect_ratio_range[0]),
+                height)
+  fx = tf.floor((width - fw) / 2.)
+  fy = tf.floor((height - fh) / 2.)
+  boxes = tf.stack([x0, y0, w, h], axis=1)
+  fallback = tf.broadcast_to(tf.stack([fx, fy, fw, fh]), tf.shape(boxes))
+  return tf.where(found[:, None], boxes, fallback)
+
+
+def crop_and_resize(images, boxes, size, flip=None):
+  """Bilinear resize of boxes (x0, y0, w, h) [N, 4] of a batch to size x size
+  (half-pixel centres, edges clamped, no antialiasing: tf.image.resize's
+  BILINEAR), mirrored where `flip` [N]. Returns float32."""
+  images = tf.convert_to_tensor(images)
+  batch = tf.shape(images)[0]
+  boxes = tf.cast(boxes, tf.float32)
+  if flip is None:
+    flip = tf.zeros([batch], tf.bool)
+  transforms = _crop_transforms(boxes[:, 0], boxes[:, 1], boxes[:, 2] / size,
+                                boxes[:, 3] / size, flip, size)
+  return _project(tf.cast(images, tf.float32), transforms, [size, size],
+                  'BILINEAR', 'NEAREST')
+
+
+def random_resized_crop(images, seed, size, area_range=(0.08, 1.0),
+                        aspect_ratio_range=(3. / 4., 4. / 3.), flip=True):
+  """RandomResizedCrop(size, area_range) then a random horizontal flip, on a
+  batch of same-size images; uint8 in, uint8 out (rounded)."""
+  images, unbatch = _as_batch(images)
+  batch = tf.shape(images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  boxes = sample_crop_boxes(seeds[0], batch, tf.shape(images)[1],
+                            tf.shape(images)[2], area_range,
+                            aspect_ratio_range)
+  mirror = random_flips(seeds[1], batch) if flip else None
+  out = crop_and_resize(images, boxes, size, mirror)
+  out = tf.cast(tf.clip_by_value(tf.round(out), 0., 255.), tf.uint8)
+  return out[0] if unbatch else out
+
+
+def cutout(images, seed, size=16, fill=FILL_VALUE):
+  """Cutout (DeVries & Taylor 2017): a size x size square at a uniform centre,
+  clipped at the borders, set to `fill`."""
+  images, unbatch = _as_batch(images)
+  batch = tf.shape(images)[0]
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  cy = tf.random.stateless_uniform([batch], seeds[0], 0, height, tf.int32)
+  cx = tf.random.stateless_uniform([batch], seeds[1], 0, width, tf.int32)
+  rows = tf.range(height)[None, :]
+  cols = tf.range(width)[None, :]
+  in_rows = (rows >= (cy - size // 2)[:, None]) & (
+      rows < (cy - size // 2 + size)[:, None])
+  in_cols = (cols >= (cx - size // 2)[:, None]) & (
+      cols < (cx - size // 2 + size)[:, None])
+  square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+  out = tf.where(square, tf.cast(fill, images.dtype), images)
+  return out[0] if unbatch else out
+
+
+# --- SimCLR colour distortion (float images in [0, 1]) -------------------------
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale, torchvision
+
+
+def _gray(images):
+  return tf.reduce_sum(images * tf.constant(GRAY_WEIGHTS, images.dtype),
+                       axis=-1, keepdims=True)
+
+
+def adjust_brightness(images, factor, pytorch=False):
+  """torchvision: image * factor; TensorFlow: image + delta (`factor`)."""
+  factor = _per_image(factor, images, images.dtype)
+  return images * factor if pytorch else images + factor
+
+
+def adjust_contrast(images, factor, pytorch=False):
+  """Blend with the mean: torchvision's mean of the grayscale image,
+  TensorFlow's per-channel mean."""
+  factor = _per_image(factor, images, images.dtype)
+  if pytorch:
+    mean = tf.reduce_mean(_gray(images), axis=(1, 2, 3), keepdims=True)
+  else:
+    mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+  return factor * images + (1. - factor) * mean
+
+
+def adjust_saturation(images, factor, pytorch=False):
+  """torchvision: blend with the grayscale; TensorFlow: scale HSV saturation."""
+  factor = _per_image(factor, images, images.dtype)
+  if pytorch:
+    return factor * images + (1. - factor) * _gray(images)
+  hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+  saturation = tf.clip_by_value(saturation * factor[..., 0], 0., 1.)
+  return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1))
+
+
+def adjust_hue(images, delta, pytorch=False):
+  """Rotate the hue by `delta` turns (the same in both)."""
+  del pytorch
+  delta = _per_image(delta, images, images.dtype)[..., 0]
+  hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+  return tf.image.hsv_to_rgb(
+      tf.stack([tf.math.floormod(hue + delta, 1.), saturation, value],
+               axis=-1))
+
+
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation,
+              adjust_hue)
+
+
+def color_jitter(images, seed, strength=0.5, pytorch=False):
+  """SimCLR's colour jitter: brightness, contrast, saturation (0.8 strength)
+  and hue (0.2 strength) in a random order per image, clipped to [0, 1]
+  after each. `pytorch` samples and applies them as
+  torchvision.transforms.ColorJitter does (the official
+  `use_pytorch_color_jitter`)."""
+  if strength < 0:
+    raise ValueError(f'strength must be >= 0, got {strength}.')
+  batch = tf.shape(images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+  s, d = 0.8 * strength, 0.2 * strength
+  if pytorch:
+    low = max(0., 1. - s)
+    ranges = ((low, 1. + s), (low, 1. + s), (low, 1. + s), (-d, d))
+  else:
+    ranges = ((-s, s), (1. - s, 1. + s), (1. - s, 1. + s), (-d, d))
+  factors = [tf.random.stateless_uniform([batch], seeds[i], lo, hi)
+             for i, (lo, hi) in enumerate(ranges)]
+  order = tf.argsort(tf.random.stateless_uniform([batch, 4], seeds[4]),
+                     axis=1)
+  for position in range(4):
+    result = images
+    for op_id, op in enumerate(JITTER_OPS):
+      fires = tf.equal(order[:, position], op_id)
+      result = _apply_to_some(
+          lambda x, f, op=op: op(x, f, pytorch), images, factors[op_id],
+          fires, result)
+    images = tf.clip_by_value(result, 0., 1.)
+  return images
+
+
+def gaussian_blur(images, sigma, kernel_size):
+  """Separable Gaussian blur of float images, one sigma per image, zero
+  padding ('SAME'), as the official SimCLR code."""
+  radius = kernel_size // 2
+  if radius < 1:
+    return images
+  x = tf.range(-radius, radius + 1, dtype=images.dtype)
+  sigma = tf.cast(_per_image_vector(sigma, images, images.dtype), images.dtype)
+  weights = tf.exp(-tf.square(x)[None] / (2. * tf.square(sigma)[:, None]))
+  weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
+  width = tf.shape(images)[2]
+  height = tf.shape(images)[1]
+  padded = tf.pad(images, [[0, 0], [0, 0], [radius, radius], [0, 0]])
+  images = tf.add_n([weights[:, k, None, None, None] *
+                     padded[:, :, k:k + width] for k in range(2 * radius + 1)])
+  padded = tf.pad(images, [[0, 0], [radius, radius], [0, 0], [0, 0]])
+  return tf.add_n([weights[:, k, None, None, None] *
+                   padded[:, k:k + height] for k in range(2 * radius + 1)])
+
+
+def _random_apply(op, images, seed, probability):
+  """`op` on the images that draw < probability, the rest untouched."""
+  fires = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < probability
+  index = tf.where(fires)
+  return tf.tensor_scatter_nd_update(
+      images, index, op(tf.gather_nd(images, index)))
+
+
+def simclr_distort(images, seed, strength=0.5, blur_probability=0.5,
+                   pytorch_color_jitter=False, jitter_probability=0.8,
+                   grayscale_probability=0.2):
+  """SimCLR's distortion after the crop and flip, as the official code: colour
+  jitter (p=0.8), grayscale (p=0.2), Gaussian blur (p=blur_probability,
+  kernel a tenth of the side, sigma uniform in [0.1, 2]). uint8 in, float32
+  0..255 out."""
+  images = tf.cast(images, tf.float32) / 255.
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if strength > 0:
+    jitter_seed = seeds[0]
+    images = _random_apply(
+        lambda x: color_jitter(x, jitter_seed, strength, pytorch_color_jitter),
+        images, tf.random.experimental.stateless_fold_in(jitter_seed, 1),
+        jitter_probability)
+  images = _random_apply(lambda x: tf.tile(_gray(x), [1, 1, 1, 3]), images,
+                         seeds[1], grayscale_probability)
+  if blur_probability > 0:
+    side = images.shape[1] or 0
+    blur_seed = seeds[2]
+    images = _random_apply(
+        lambda x: gaussian_blur(
+            x, tf.random.stateless_uniform(tf.shape(x)[:1], blur_seed, 0.1,
+                                           2.0), side // 10),
+        images, seeds[3], blur_probability)
+  return images * 255.
+
+
+# --- The training augmentation, by the official names ----------------------------
+
+AUGMENTATION_TYPES = ('SIMCLR', 'AUTOAUGMENT', 'RANDAUGMENT',
+                      'STACKED_RANDAUGMENT', 'IDENTITY')
+CROPS = ('pad', 'random_resized', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """One view's training augmentation.
+
+  A crop (`crop`: 'pad' = the seed recipe's pad-`padding` random crop,
+  'random_resized' = SimCLR's random resized crop with `crop_area_range`,
+  'none'), a horizontal flip, then `augmentation_type` with the official
+  names: SIMCLR (colour jitter of strength `augmentation_magnitude`, grayscale,
+  blur with `blur_probability`), AUTOAUGMENT (`autoaugment_policy`),
+  RANDAUGMENT (`randaugment_layers` ops at level `augmentation_magnitude` on
+  the 0..10 scale, as the official code passes it), STACKED_RANDAUGMENT
+  (SimCLR's jitter, RandAugment, grayscale, blur), IDENTITY; a magnitude <= 0
+  skips this step, as the official code does. Optional Cutout last.
+  """
+  augmentation_type: str = 'AUTOAUGMENT'
+  augmentation_magnitude: float = 0.5
+  image_size: int = 32
+  crop: str = 'pad'
+  padding: int = 4
+  crop_area_range: tuple = (0.08, 1.0)
+  flip: bool = True
+  autoaugment_policy: str = 'cifar10'
+  posterize_bits_fix: bool = False
+  randaugment_layers: int = 2
+  blur_probability: float = 0.0
+  use_pytorch_color_jitter: bool = False
+  cutout_size: int = 0
+
+  def __post_init__(self):
+    kind = str(self.augmentation_type).upper()
+    if '.' in kind:  # An enum member such as AugmentationType.SIMCLR.
+      kind = kind.rsplit('.', 1)[1]
+    if kind not in AUGMENTATION_TYPES:
+      raise ValueError(f'augmentation_type must be one of '
+                       f'{", ".join(AUGMENTATION_TYPES)}; got '
+                       f'{self.augmentation_type!r}.')
+    object.__setattr__(self, 'augmentation_type', kind)
+    if self.crop not in CROPS:
+      raise ValueError(f'crop must be one of {", ".join(CROPS)}; got '
+                       f'{self.crop!r}.')
+    if self.autoaugment_policy not in POLICIES:
+      raise ValueError(f'autoaugment_policy must be one of '
+                       f'{", ".join(POLICIES)}; got '
+                       f'{self.autoaugment_policy!r}.')
+    low, high = self.crop_area_range
+    if not 0 < low <= high <= 1:
+      raise ValueError('crop_area_range must be 0 < low <= high <= 1; got '
+                       f'{self.crop_area_range}.')
+    if not 0 <= self.blur_probability <= 1:
+      raise ValueError('blur_probability must be in [0, 1]; got '
+                       f'{self.blur_probability}.')
+    if self.image_size < 1 or self.padding < 0 or self.cutout_size < 0:
+      raise ValueError('image_size must be >= 1 and padding, cutout_size '
+                       f'>= 0; got {self.image_size}, {self.padding}, '
+                       f'{self.cutout_size}.')
+
+
+def crop_views(image, seed, config, views):
+  """`views` random-resized crops (with their flips) of one image of any size:
+  [views, S, S, 3] uint8. The per-image step for sources whose images differ
+  in size; `augment` then skips the crop and flip."""
+  return random_resized_crop(
+      tf.repeat(image[None], views, axis=0), seed, config.image_size,
+      config.crop_area_range, flip=config.flip)
+
+
+def augment(images, seed, config, cropped=False):
+  """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
+  float32 [N, S, S, 3] in 0..255 units. `cropped` says the crop and flip were
+  done already (`crop_views`). Stateless: the same seed, the same views."""
+  images, _ = _as_batch(images)
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if not cropped:
+    if config.crop == 'pad':
+      images = pad_crop_flip(images, seeds[0], config.padding, config.flip)
+    elif config.crop == 'random_resized':
+      images = random_resized_crop(images, seeds[0], config.image_size,
+                                   config.crop_area_range, flip=config.flip)
+    elif config.flip:
+      mirror = random_flips(seeds[0], tf.shape(images)[0])
+      images = tf.where(mirror[:, None, None, None],
+                        tf.reverse(images, [2]), images)
+  kind = config.augmentation_type
+  magnitude = config.augmentation_magnitude
+  if kind == 'AUTOAUGMENT' and magnitude > 0:
+    images = autoaugment(images, seeds[1],
+                         POLICIES[config.autoaugment_policy],
+                         config.posterize_bits_fix)
+  elif kind == 'RANDAUGMENT' and magnitude > 0:
+    images = randaugment(images, seeds[1], config.randaugment_layers,
+                         magnitude, config.posterize_bits_fix)
+  if config.cutout_size:
+    images = cutout(images, seeds[2], config.cutout_size)
+  if kind == 'SIMCLR' and magnitude > 0:
+    return simclr_distort(images, seeds[3], magnitude,
+                          config.blur_probability,
+                          config.use_pytorch_color_jitter)
+  if kind == 'STACKED_RANDAUGMENT' and magnitude > 0:
+    # Official order: jitter, RandAugment (its defaults: 2 ops at level 10),
+    # grayscale, blur.
+    jittered = _random_apply(
+        lambda x: color_jitter(x, seeds[1], magnitude,
+                               config.use_pytorch_color_jitter),
+        tf.cast(images, tf.float32) / 255., seeds[2], 0.8)
+    images = tf.cast(tf.round(jittered * 255.), tf.uint8)
+    images = randaugment(images, seeds[3], config.randaugment_layers, 10.,
+                         config.posterize_bits_fix)
+    return simclr_distort(images, tf.random.experimental.stateless_fold_in(
+        seeds[3], 1), 0., config.blur_probability)
+  return tf.cast(images, tf.float32)
+
+
+# --- Evaluation -----------------------------------------------------------------
+
+EVAL_CROP_METHODS = ('IDENTITY', 'RESIZE_THEN_CROP', 'CROP_THEN_RESIZE',
+                     'CROP_THEN_DISTORT')
+
+
+def eval_crop(image, size, method='IDENTITY', crop_padding=32):
+  """The official eval crops of one image [H, W, 3] to size x size:
+  RESIZE_THEN_CROP (shorter side to size + crop_padding, central crop),
+  CROP_THEN_RESIZE (central square of size / (size + crop_padding) of the
+  shorter side, resized), CROP_THEN_DISTORT (tf.image.central_crop of that
+  fraction, resized), IDENTITY (the image; resized if it is not size x size).
+  Returns float32 0..255."""
+  method = str(method).upper().rsplit('.', 1)[-1]
+  if method not in EVAL_CROP_METHODS:
+    raise ValueError(f'eval_crop_method must be one of '
+                     f'{", ".join(EVAL_CROP_METHODS)}; got {method!r}.')
+  image = tf.cast(image, tf.float32)
+  shape = tf.shape(image)
+  fraction = size / (size + crop_padding)
+  if method == 'RESIZE_THEN_CROP':
+    short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    scale = (size + crop_padding) / short
+    resized = tf.image.resize(
+        image, tf.cast(scale * tf.cast(shape[:2], tf.float32), tf.int32))
+    return tf.image.resize_with_crop_or_pad(resized, size, size)
+  if method == 'CROP_THEN_RESIZE':
+    side = tf.cast(fraction * tf.cast(tf.minimum(shape[0], shape[1]),
+                                      tf.float32), tf.int32)
+    top = (shape[0] - side + 1) // 2
+    left = (shape[1] - side + 1) // 2
+    return tf.image.resize(image[top:top + side, left:left + side],
+                           [size, size])
+  if method == 'CROP_THEN_DISTORT':
+    return tf.image.resize(tf.image.central_crop(image, fraction),
+                           [size, size])
+  return tf.cond(
+      tf.reduce_all(tf.equal(shape[:2], [size, size])),
+      lambda: tf.reshape(image, [size, size, 3]),
+      lambda: tf.image.resize(image, [size, size]))
