@@ -1,0 +1,380 @@
+"""Datasets: where the images and labels come from.
+
+`load_source(name, data_dir, ...)` returns a `Source` whose splits are `Split`s:
+images held in memory (uint8 [N, H, W, 3]), encoded image files, or a TFDS
+stream, always with integer labels. Names:
+
+- `cifar10`, `cifar100`: the original python archives in `data_dir`
+  (`cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, or their extracted
+  folders), read directly; else TFDS (which downloads when online).
+  CIFAR-100 has `label_type='fine'` (100 classes) or `'coarse'` (20).
+- `folder`: `data_dir/<split>/<class>/*.{jpg,jpeg,png}`, classes sorted by
+  name.
+- `digits`: scikit-learn's bundled 8x8 digits as 32x32 RGB, a fixed seeded
+  train/test split; needs no download.
+- any other name (`imagenet2012`, ...): TFDS with `data_dir`.
+
+`validation_fraction` carves a seeded validation split out of train, so model
+selection never touches test.
+"""
+import dataclasses
+import os
+import pickle
+import tarfile
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+# Mean and standard deviation per channel, in 0..255 units. CIFAR-10: the
+# official whitening, which works on images scaled to [-1, 1]: mean
+# (-0.0172, -0.0356, -0.107), std (0.4046, 0.3988, 0.402) there.
+CIFAR10_MEAN_STD = (tuple(127.5 * (1 + m) for m in (-0.0172, -0.0356, -0.107)),
+                    tuple(127.5 * s for s in (0.4046, 0.3988, 0.402)))
+MEAN_STD = {
+    'cifar10': CIFAR10_MEAN_STD,
+    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
+    'imagenet2012': ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+# No dataset statistics: scale to [-1, 1], as the official code does.
+UNIT_MEAN_STD = ((127.5,) * 3, (127.5,) * 3)
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+CIFAR_ARCHIVES = {
+    'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
+    'cifar100': ('cifar-100-python.tar.gz', 'cifar-100-python'),
+}
+DIGITS_TEST_SIZE = 360  # Of 1797 images, about a fifth.
+
+
+@dataclasses.dataclass
+class Split:
+  """One split: labels [N] int64 plus exactly one of `images` (uint8
+  [N, H, W, 3] in memory), `files` (paths of encoded images) or `stream` (a
+  tf.data.Dataset of (image, label), for datasets too large for memory)."""
+  labels: Optional[np.ndarray]
+  images: Optional[np.ndarray] = None
+  files: Optional[np.ndarray] = None
+  stream: Optional[tf.data.Dataset] = None
+  size: int = 0
+
+  def __post_init__(self):
+    if self.labels is not None:
+      self.labels = np.asarray(self.labels, np.int64)
+      self.size = len(self.labels)
+
+  def __len__(self):
+    return self.size
+
+  @property
+  def image_shape(self):
+    """[H, W, 3] when every image has it, else None."""
+    return None if self.images is None else tuple(self.images.shape[1:])
+
+  def subset(self, indices):
+    """The examples at `indices` (sorted), as a new Split."""
+    indices = np.sort(np.asarray(indices, np.int64))
+    if self.stream is not None:
+      keep = np.zeros(self.size, bool)
+      keep[indices] = True
+      keep = tf.constant(keep)
+      stream = self.stream.enumerate().filter(
+          lambda i, example: tf.gather(keep, i)).map(
+              lambda i, example: example)
+      return Split(None, stream=stream, size=len(indices))
+    return Split(
+        self.labels[indices],
+        images=None if self.images is None else self.images[indices],
+        files=None if self.files is None else self.files[indices])
+
+
+@dataclasses.dataclass
+class Source:
+  """A dataset's splits and facts: `num_classes`, `class_names`,
+  `mean_std` (per-channel, 0..255 units, for normalisation) and the files
+  skipped as corrupt (`skipped`)."""
+  name: str
+  splits: dict
+  num_classes: int
+  class_names: Optional[list] = None
+  mean_std: tuple = UNIT_MEAN_STD
+  skipped: list = dataclasses.field(default_factory=list)
+  missing: dict = dataclasses.field(default_factory=dict)
+
+  def split(self, name):
+    if name in self.splits:
+      return self.splits[name]
+    if name in self.missing:
+      raise ValueError(self.missing[name])
+    raise ValueError(f'{self.name} has no split {name!r}; it has '
+                     f'{", ".join(sorted(self.splits))}.')
+
+
+def load_source(name, data_dir=None, validation_fraction=0., seed=0,
+                label_type='fine', skip_corrupt=False):
+  """The dataset `name` as a `Source` with splits train, test and (when
+  `validation_fraction` > 0) validation carved from train with `seed`."""
+  if not 0 <= validation_fraction < 1:
+    raise ValueError('validation_fraction must be in [0, 1); got '
+                     f'{validation_fraction}.')
+  if label_type not in ('fine', 'coarse'):
+    raise ValueError(f"label_type must be 'fine' or 'coarse'; got "
+                     f'{label_type!r}.')
+  if label_type == 'coarse' and name != 'cifar100':
+    raise ValueError(f"label_type='coarse' applies to cifar100, not {name}.")
+  if name == 'digits':
+    source = _digits()
+  elif name == 'folder':
+    source = _folder(data_dir, skip_corrupt)
+  elif name in CIFAR_ARCHIVES:
+    source = _cifar(name, data_dir, label_type)
+  else:
+    source = _tfds(name, data_dir)
+  if validation_fraction > 0:
+    train = source.split('train')
+    count = int(round(validation_fraction * len(train)))
+    if count < 1 or count >= len(train):
+      raise ValueError(f'validation_fraction {validation_fraction} of '
+                       f'{len(train)} training examples leaves an empty split.')
+    order = np.random.default_rng(seed).permutation(len(train))
+    source.splits['validation'] = train.subset(order[:count])
+    source.splits['train'] = train.subset(order[count:])
+  return source
+
+
+# --- digits ---------------------------------------------------------------------
+
+
+def _digits():
+  from sklearn.datasets import load_digits  # Only this source needs it.
+  digits = load_digits()
+  # 0..16 -> 0..255, each pixel a 4x4 block, grey as RGB.
+  images = np.round(digits.images * (255. / 16.)).astype(np.uint8)
+  images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)
+  images = np.repeat(images[..., None], 3, axis=3)
+  order = np.random.default_rng(0).permutation(len(images))
+  test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
+  splits = {'train': Split(digits.target[train], images=images[train]),
+            'test': Split(digits.target[test], images=images[test])}
+  return Source('digits', splits, 10, [str(d) for d in range(10)],
+                _mean_std_of(splits['train'].images))
+
+
+def _mean_std_of(images):
+  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
+  return (tuple(float(m) for m in pixels.mean(0)),
+          tuple(float(s) for s in np.maximum(pixels.std(0), 1.)))
+
+
+# --- CIFAR archives ---------------------------------------------------------------
+
+
+def _cifar_members(name):
+  """The pickled files of each split and the metadata file."""
+  if name == 'cifar10':
+    return ({'train': [f'data_batch_{i}' for i in range(1, 6)],
+             'test': ['test_batch']}, 'batches.meta')
+  return {'train': ['train'], 'test': ['test']}, 'meta'
+
+
+def _cifar(name, data_dir, label_type):
+  archive_name, folder_name = CIFAR_ARCHIVES[name]
+  data_dir = data_dir or ''
+  archive = os.path.join(data_dir, archive_name)
+  folder = os.path.join(data_dir, folder_name)
+  if os.path.isdir(folder):
+    read = lambda member: _unpickle(os.path.join(folder, member), open)
+  elif os.path.isfile(archive):
+    try:
+      tar = tarfile.open(archive, 'r:gz')
+    except (tarfile.TarError, OSError) as error:
+      raise ValueError(f'{archive} is not a readable .tar.gz archive: '
+                       f'{error}.') from error
+    read = lambda member: _unpickle(
+        f'{folder_name}/{member}', lambda path, mode: tar.extractfile(path),
+        archive)
+  else:
+    logging.info('%s: no %s or %s in %r; using TFDS.', name, archive_name,
+                 folder_name, data_dir)
+    return _tfds(name, data_dir or None, label_type)
+  members, meta_member = _cifar_members(name)
+  key = b'labels' if name == 'cifar10' else f'{label_type}_labels'.encode()
+  splits = {}
+  for split, files in members.items():
+    batches = [read(member) for member in files]
+    data = np.concatenate([b[b'data'] for b in batches])
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    splits[split] = Split(np.concatenate([b[key] for b in batches]),
+                          images=np.ascontiguousarray(images, np.uint8))
+  meta = read(meta_member)
+  names_key = (b'label_names' if name == 'cifar10' else
+               f'{label_type}_label_names'.encode())
+  class_names = [n.decode() for n in meta[names_key]]
+  return Source(name, splits, len(class_names), class_names, MEAN_STD[name])
+
+
+def _unpickle(path, opener, archive=None):
+  where = f' in {archive}' if archive else ''
+  try:
+    with opener(path, 'rb') as f:
+      return pickle.load(f, encoding='bytes')
+  except (FileNotFoundError, KeyError) as error:
+    raise ValueError(f'CIFAR file missing: {path}{where}; is it the original '
+                     'CIFAR python layout?') from error
+  except (pickle.UnpicklingError, EOFError, tarfile.TarError) as error:
+    raise ValueError(f'CIFAR file {path}{where} is not a readable CIFAR python '
+                     f'batch: {error}.') from error
+
+
+# --- TFDS ----------------------------------------------------------------------
+
+
+def _tfds(name, data_dir, label_type='fine'):
+  import tensorflow_datasets as tfds  # Slow to import; only this needs it.
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+  except Exception as error:  # TFDS raises many kinds; name the dataset.
+    hint = ''
+    if name in CIFAR_ARCHIVES:
+      hint = (f' Or put {CIFAR_ARCHIVES[name][0]} (the original python '
+              'archive) in --data_dir.')
+    raise RuntimeError(
+        f'Dataset {name!r} is not in data_dir={data_dir!r} and TFDS could '
+        f'not prepare it ({type(error).__name__}: {error}).{hint}') from error
+  info = builder.info
+  label_key = 'coarse_label' if label_type == 'coarse' else 'label'
+  num_classes = info.features[label_key].num_classes
+  class_names = list(info.features[label_key].names)
+  # Split facts are absent only when TFDS is mocked (in tests).
+  known = dict(info.splits) or {'train': None, 'test': None}
+  splits = {}
+  for split, candidates in (('train', ('train',)),
+                            ('test', ('test', 'validation'))):
+    tfds_split = next((c for c in candidates if c in known), None)
+    if tfds_split is None:
+      continue
+    image_shape = info.features['image'].shape
+    if None not in image_shape:
+      # Fixed-size images (CIFAR): held in memory for random access.
+      batches = list(builder.as_dataset(split=tfds_split).batch(
+          10000).as_numpy_iterator())
+      splits[split] = Split(
+          np.concatenate([b[label_key] for b in batches]),
+          images=np.concatenate([b['image'] for b in batches]))
+    else:
+      stream = builder.as_dataset(split=tfds_split, shuffle_files=False)
+      stream = stream.map(lambda x: (x['image'], x[label_key]))
+      size = (known[tfds_split].num_examples if known[tfds_split]
+              else int(stream.reduce(0, lambda n, _: n + 1)))
+      splits[split] = Split(None, stream=stream, size=size)
+  return Source(name, splits, num_classes, class_names,
+                MEAN_STD.get(name, UNIT_MEAN_STD))
+
+
+# --- Image folders ---------------------------------------------------------------
+
+# Keep decoded folder images in memory up to this size when all share a shape.
+IN_MEMORY_BYTES = 2 ** 30
+
+
+def _folder(data_dir, skip_corrupt):
+  if not data_dir:
+    raise ValueError("The folder source needs data_dir "
+                     "(data_dir/<split>/<class>/*.jpg).")
+  if not os.path.isdir(data_dir):
+    raise ValueError(f'folder source: data_dir {data_dir} does not exist.')
+  train_dir = os.path.join(data_dir, 'train')
+  if not os.path.isdir(train_dir):
+    raise ValueError(f'folder source: no train split at {train_dir}.')
+  class_names = sorted(
+      c for c in os.listdir(train_dir)
+      if os.path.isdir(os.path.join(train_dir, c)))
+  if not class_names:
+    raise ValueError(f'folder source: {train_dir} has no class folders.')
+  splits, missing, skipped = {}, {}, []
+  for split in ('train', 'test'):
+    split_dir = os.path.join(data_dir, split)
+    if not os.path.isdir(split_dir):
+      missing[split] = f'folder source: no {split} split at {split_dir}.'
+      continue
+    splits[split], bad = _read_folder_split(split_dir, class_names,
+                                            skip_corrupt)
+    skipped.extend(bad)
+  if skipped:
+    logging.warning('folder source: skipped %d unreadable or corrupt files, '
+                    'e.g. %s', len(skipped), skipped[0])
+  train_images = splits['train'].images
+  mean_std = (_mean_std_of(train_images) if train_images is not None
+              else UNIT_MEAN_STD)
+  return Source('folder', splits, len(class_names), class_names, mean_std,
+                skipped, missing)
+
+
+def _read_folder_split(split_dir, class_names, skip_corrupt):
+  """Finds, checks and (when small enough) decodes one split's images."""
+  present = sorted(c for c in os.listdir(split_dir)
+                   if os.path.isdir(os.path.join(split_dir, c)))
+  unknown = sorted(set(present) - set(class_names))
+  if unknown:
+    raise ValueError(f'folder source: {split_dir} has class folders not in '
+                     f'train: {", ".join(unknown)}.')
+  files, labels = [], []
+  for label, class_name in enumerate(class_names):
+    class_dir = os.path.join(split_dir, class_name)
+    if not os.path.isdir(class_dir):
+      continue
+    names = sorted(f for f in os.listdir(class_dir)
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+      raise ValueError(f'folder source: class folder {class_dir} has no '
+                       f'images ({", ".join(IMAGE_EXTENSIONS)}).')
+    files.extend(os.path.join(class_dir, f) for f in names)
+    labels.extend([label] * len(names))
+  if not files:
+    raise ValueError(f'folder source: {split_dir} has no class folders.')
+  logging.info('folder source: reading %d images under %s', len(files),
+               split_dir)
+  images, ok = _decode_all(files)
+  bad = [f for f, good in zip(files, ok) if not good]
+  if bad and not skip_corrupt:
+    raise ValueError(
+        f'folder source: {len(bad)} unreadable or corrupt image file(s): '
+        f'{", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}. Remove them '
+        'or pass skip_corrupt=True (--skip_corrupt) to skip them.')
+  keep = np.flatnonzero(ok)
+  labels = np.asarray(labels, np.int64)[keep]
+  if images is not None:
+    return Split(labels, images=images[keep]), bad
+  return Split(labels, files=np.asarray(files)[keep]), bad
+
+
+def _decode_all(files):
+  """Decodes every file once: which are readable, and the images stacked
+  when they share a shape and fit in IN_MEMORY_BYTES (else None)."""
+  paths = tf.data.Dataset.from_tensor_slices(files).enumerate()
+  decoded = paths.map(
+      lambda i, path: (i, tf.io.decode_image(
+          tf.io.read_file(path), channels=3, expand_animations=False)),
+      num_parallel_calls=tf.data.AUTOTUNE)
+  # A file that fails to read or decode drops out; its index tells which.
+  decoded = decoded.ignore_errors()
+  ok = np.zeros(len(files), bool)
+  images, shape, total = [None] * len(files), None, 0
+  keep = True
+  for i, image in decoded.as_numpy_iterator():
+    ok[i] = True
+    if keep:
+      total += image.nbytes
+      shape = shape or image.shape
+      if image.shape != shape or total > IN_MEMORY_BYTES:
+        keep, images = False, None
+      else:
+        images[i] = image
+  if not keep or not ok.any():
+    return None, ok
+  stacked = np.zeros((len(files),) + shape, np.uint8)
+  for i in np.flatnonzero(ok):
+    stacked[i] = images[i]
+  return stacked, ok
