@@ -1,0 +1,74 @@
+"""Input pipeline throughput: the two-view AutoAugment CIFAR training pipeline.
+
+Per view, as the torchvision peer (shared/bench/torchvision_autoaugment.py):
+pad-4 random crop, horizontal flip, AutoAugment CIFAR-10 policy, normalise.
+The images are the peer's (smooth upsampled noise, same generator and seed),
+or real CIFAR-10 images with --data_dir (a folder source or the CIFAR archive).
+
+    .venv/bin/python benchmarks/input_pipeline.py --threads 1
+
+Prints `views/s: N` last (views produced per second on N threads).
+"""
+import os
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_integer('threads', 1, 'Cores (threads) the pipeline may use.')
+flags.DEFINE_integer('images', 4000, 'Images in the synthetic dataset.')
+flags.DEFINE_integer('batch_size', 256, 'Images per batch (2 views each).')
+flags.DEFINE_integer('batches', 40, 'Batches timed, after 5 of warm-up.')
+flags.DEFINE_string('data_dir', None, 'Folder of real CIFAR images '
+                    '(<data_dir>/train/<class>/*.jpg); synthetic if unset.')
+FLAGS = flags.FLAGS
+
+
+def _synthetic(count):
+  """The peer's images: 8x8 noise upsampled to 32x32 with PIL-like bilinear."""
+  import numpy as np
+  import tensorflow as tf
+  rng = np.random.default_rng(0)
+  small = rng.integers(0, 256, size=(count, 8, 8, 3), dtype=np.uint8)
+  big = tf.image.resize(small.astype(np.float32), [32, 32], antialias=True)
+  return np.clip(np.round(big.numpy()), 0, 255).astype(np.uint8)
+
+
+def main(_):
+  # Thread counts must be set before TensorFlow starts its runtime.
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  import time
+
+  import numpy as np
+
+  from supcon_tf.data import augment, pipeline, sources
+
+  if FLAGS.data_dir:
+    split = sources.load_source('folder', FLAGS.data_dir).split('train')
+  else:
+    images = _synthetic(FLAGS.images)
+    split = sources.Split(np.zeros(len(images), np.int64), images=images)
+  config = augment.AugmentConfig(augmentation_type='AUTOAUGMENT',
+                                 crop='pad', padding=4, flip=True)
+  dataset = pipeline.train_dataset(
+      split, config, FLAGS.batch_size, sources.CIFAR10_MEAN_STD, num_views=2,
+      seed=0, threads=FLAGS.threads)
+  iterator = iter(dataset)
+  for _ in range(5):
+    next(iterator)
+  start = time.perf_counter()
+  views = 0
+  for _ in range(FLAGS.batches):
+    batch, _ = next(iterator)
+    views += int(batch.shape[0]) * int(batch.shape[1])
+  elapsed = time.perf_counter() - start
+  print(f'threads: {FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
+        f'{FLAGS.batches} batches in {elapsed:.2f} s')
+  print(f'views/s: {views / elapsed:.1f}')
+
+
+if __name__ == '__main__':
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+  app.run(main)

@@ -1,0 +1,295 @@
+"""tf.data pipelines: batches of V augmented views for training, plain batches
+for evaluation, per replica.
+
+Training batches are (views [B, V, S, S, 3] float32, labels [B] int64), the
+views normalised with the dataset's mean and std. The data is read epoch by
+epoch, each a permutation drawn from (seed, epoch); a global batch is split
+into one contiguous chunk per replica, and the augmentation of a chunk is
+seeded by (seed, epoch, step, chunk), so the same seed gives the same global
+batches whatever the number of replicas or input pipelines. Images held in
+memory are gathered and augmented a whole batch at a time; images read from
+files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
+Use the `*_distributed` functions with a `tf.distribute` strategy.
+"""
+import numpy as np
+import tensorflow as tf
+
+from supcon_tf.data import augment as augment_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Epochs in an "infinite" training dataset.
+_ENDLESS = 2 ** 40
+
+
+def normalize(images, mean_std):
+  """(images - mean) / std per channel, images in 0..255 units -> float32."""
+  mean, std = mean_std
+  return ((tf.cast(images, tf.float32) - tf.constant(mean, tf.float32)) /
+          tf.constant(std, tf.float32))
+
+
+def steps_per_epoch(split, global_batch_size):
+  """Full global batches in one pass over `split` (training drops the rest)."""
+  steps = len(split) // global_batch_size
+  if steps < 1:
+    raise ValueError(f'global batch size {global_batch_size} is larger than '
+                     f'the split ({len(split)} examples).')
+  return steps
+
+
+def _layout(global_batch_size, input_context):
+  """(replicas, per-replica batch, first chunk of this pipeline, chunks)."""
+  if input_context is None:
+    return 1, global_batch_size, 0, 1
+  replicas = input_context.num_replicas_in_sync
+  pipelines = input_context.num_input_pipelines
+  if global_batch_size % replicas:
+    raise ValueError(f'global batch size {global_batch_size} is not '
+                     f'divisible by the {replicas} replicas.')
+  if replicas % pipelines:
+    raise ValueError(f'{replicas} replicas do not split evenly over '
+                     f'{pipelines} input pipelines.')
+  local = replicas // pipelines
+  return (replicas, global_batch_size // replicas,
+          input_context.input_pipeline_id * local, local)
+
+
+def balanced_order(labels, classes_per_batch, batch_size, seed, epoch):
+  """An epoch's indices in batches of `classes_per_batch` classes with
+  batch_size / classes_per_batch examples each, every batch the same label
+  configuration; classes and examples drawn with (seed, epoch)."""
+  labels = np.asarray(labels)
+  per_class = batch_size // classes_per_batch
+  rng = np.random.default_rng([seed, epoch])
+  classes = np.unique(labels)
+  pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+  used = dict.fromkeys(classes, 0)
+  steps = len(labels) // batch_size
+  order = np.empty((steps, batch_size), np.int64)
+  for step in range(steps):
+    batch = []
+    for c in rng.choice(classes, classes_per_batch, replace=False):
+      pool = pools[c]
+      # Cycle through a class; a class smaller than per_class repeats.
+      take = np.arange(used[c], used[c] + per_class) % len(pool)
+      batch.append(pool[take])
+      used[c] += per_class
+    order[step] = rng.permutation(np.concatenate(batch))
+  return order.reshape(-1)
+
+
+def _check_balanced(split, classes_per_batch, global_batch_size):
+  if split.labels is None:
+    raise ValueError('classes_per_batch needs the labels in advance; this '
+                     'split is a stream.')
+  present = len(np.unique(split.labels))
+  if not 0 < classes_per_batch <= present:
+    raise ValueError(f'classes_per_batch must be in [1, {present}] (the '
+                     f'classes present); got {classes_per_batch}.')
+  if global_batch_size % classes_per_batch:
+    raise ValueError(f'global batch size {global_batch_size} is not '
+                     f'divisible by classes_per_batch={classes_per_batch}.')
+
+
+def _batch_seed(seed, epoch, step, chunk, purpose=0):
+  """The stateless seed of one batch (purpose 0) or one image (purpose 1)."""
+  key = tf.constant([seed, purpose], tf.int64)
+  for value in (epoch, step, chunk):
+    key = tf.random.experimental.stateless_fold_in(key, value)
+  return key
+
+
+def _with_threads(dataset, threads):
+  options = tf.data.Options()
+  options.deterministic = True
+  if threads:
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+  return dataset.with_options(options)
+
+
+def _decode(image):
+  """A file path (string) or a decoded image -> uint8 [H, W, 3]."""
+  if image.dtype == tf.string:
+    image = tf.io.decode_image(tf.io.read_file(image), channels=3,
+                               expand_animations=False)
+  return tf.ensure_shape(image, [None, None, 3])
+
+
+def _views(images, labels, seed, config, num_views, mean_std, cropped):
+  """[b, H, W, 3] uint8 (or [b, V, S, S, 3] already cropped) -> normalised
+  views [b, V, S, S, 3]."""
+  size = config.image_size
+  if cropped:
+    flat = tf.reshape(images, [-1, size, size, 3])
+  else:
+    flat = tf.repeat(images, num_views, axis=0)
+  views = augment_lib.augment(flat, seed, config, cropped=cropped)
+  views = normalize(views, mean_std)
+  return tf.reshape(views, [-1, num_views, size, size, 3]), labels
+
+
+def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
+                  seed=0, start_epoch=0, classes_per_batch=None,
+                  input_context=None, threads=None):
+  """Endless training batches (epoch after epoch from `start_epoch`) for one
+  input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
+  batch. `classes_per_batch` turns on the class-balanced sampler."""
+  if num_views < 1:
+    raise ValueError(f'num_views must be >= 1; got {num_views}.')
+  if classes_per_batch:
+    _check_balanced(split, classes_per_batch, global_batch_size)
+  steps = steps_per_epoch(split, global_batch_size)
+  replicas, per_replica, first_chunk, chunks = _layout(global_batch_size,
+                                                       input_context)
+  if split.stream is not None:
+    dataset = _stream_train(split, config, per_replica, mean_std, num_views,
+                            seed, start_epoch, steps * chunks, input_context)
+    return _with_threads(dataset, threads)
+
+  size = len(split)
+  labels = tf.constant(split.labels)
+
+  def epoch_chunks(epoch):
+    if classes_per_batch:
+      order = tf.numpy_function(
+          lambda e: balanced_order(split.labels, classes_per_batch,
+                                   global_batch_size, seed, int(e)),
+          [epoch], tf.int64, stateful=False)
+    else:
+      order = tf.argsort(tf.random.stateless_uniform(
+          [size], tf.stack([tf.constant(seed, tf.int64), epoch])))
+      order = tf.cast(order, tf.int64)
+    order = tf.reshape(order[:steps * global_batch_size],
+                       [steps, replicas, per_replica])
+    mine = order[:, first_chunk:first_chunk + chunks]
+    step_ids, chunk_ids = tf.meshgrid(
+        tf.range(steps, dtype=tf.int64),
+        tf.range(first_chunk, first_chunk + chunks, dtype=tf.int64),
+        indexing='ij')
+    return tf.data.Dataset.from_tensor_slices((
+        tf.fill([steps * chunks], epoch), tf.reshape(step_ids, [-1]),
+        tf.reshape(chunk_ids, [-1]), tf.reshape(mine, [-1, per_replica])))
+
+  dataset = tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
+      epoch_chunks)
+  if split.images is not None:
+    images = tf.constant(split.images)
+    cropped = False
+
+    def load(epoch, step, chunk, indices):
+      return (tf.gather(images, indices), tf.gather(labels, indices),
+              _batch_seed(seed, epoch, step, chunk))
+    dataset = dataset.map(load)
+  else:
+    files = tf.constant(split.files)
+    cropped = config.crop == 'random_resized'
+
+    def one_image(epoch, step, chunk, indices):
+      batch_seed = _batch_seed(seed, epoch, step, chunk)
+      seeds = tf.random.experimental.stateless_split(
+          _batch_seed(seed, epoch, step, chunk, purpose=1), per_replica)
+      return tf.data.Dataset.from_tensor_slices(
+          (tf.gather(files, indices), tf.gather(labels, indices), seeds,
+           tf.repeat(batch_seed[None], per_replica, axis=0)))
+
+    def decode(path, label, image_seed, batch_seed):
+      return (_fixed_size(_decode(path), image_seed, config, num_views),
+              label, batch_seed)
+    dataset = dataset.flat_map(one_image).map(
+        decode, num_parallel_calls=AUTOTUNE).batch(per_replica).map(
+            lambda images, labels, seeds: (images, labels, seeds[0]))
+  dataset = dataset.map(
+      lambda images, labels, batch_seed: _views(
+          images, labels, batch_seed, config, num_views, mean_std, cropped),
+      num_parallel_calls=AUTOTUNE)
+  return _with_threads(dataset.prefetch(AUTOTUNE), threads)
+
+
+def _fixed_size(image, seed, config, num_views):
+  """One decoded image -> what the batch step takes: V random-resized crops
+  [V, S, S, 3] for SimCLR crops, else the image at S x S (resized when it
+  differs, as the eval IDENTITY crop)."""
+  if config.crop == 'random_resized':
+    return augment_lib.crop_views(image, seed, config, num_views)
+  size = config.image_size
+  return tf.cast(tf.round(augment_lib.eval_crop(image, size)), tf.uint8)
+
+
+def _stream_train(split, config, per_replica, mean_std, num_views, seed,
+                  start_epoch, local_steps, input_context):
+  """Training batches from a stream (large TFDS datasets): shuffled with a
+  buffer seeded per epoch and sharded by example across input pipelines;
+  `local_steps` per-replica batches an epoch."""
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  cropped = config.crop == 'random_resized'
+
+  def epoch_batches(epoch):
+    examples = split.stream.shard(pipelines, pipeline_id).shuffle(
+        10000, seed=seed * 1000003 + epoch).enumerate()
+
+    def decode(index, example):
+      image, label = example
+      image_seed = _batch_seed(seed, epoch, index, pipeline_id, purpose=1)
+      return _fixed_size(_decode(image), image_seed, config, num_views), label
+    batches = examples.map(decode, num_parallel_calls=AUTOTUNE).batch(
+        per_replica, drop_remainder=True).take(local_steps).enumerate()
+    return batches.map(lambda step, batch: _views(
+        batch[0], batch[1], _batch_seed(seed, epoch, step, pipeline_id),
+        config, num_views, mean_std, cropped),
+                       num_parallel_calls=AUTOTUNE)
+
+  return tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
+      epoch_batches).prefetch(AUTOTUNE)
+
+
+def eval_dataset(split, global_batch_size, mean_std, image_size,
+                 eval_crop_method='IDENTITY', crop_padding=32,
+                 input_context=None, threads=None):
+  """Every example once, in order: (images [b, S, S, 3] float32 normalised,
+  labels [b]); the last batch may be smaller. Sharded by example across
+  input pipelines."""
+  _, per_replica, _, _ = _layout(global_batch_size, input_context)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if split.stream is not None:
+    examples = split.stream
+  elif split.images is not None:
+    examples = tf.data.Dataset.from_tensor_slices(
+        (split.images, split.labels))
+  else:
+    examples = tf.data.Dataset.from_tensor_slices((split.files, split.labels))
+  examples = examples.shard(pipelines, pipeline_id)
+  same_size = (split.image_shape is not None and
+               split.image_shape[:2] == (image_size, image_size))
+  if same_size:
+    dataset = examples.batch(per_replica).map(
+        lambda images, labels: (normalize(images, mean_std), labels))
+  else:
+    dataset = examples.map(
+        lambda image, label: (augment_lib.eval_crop(
+            _decode(image), image_size, eval_crop_method, crop_padding),
+                              label),
+        num_parallel_calls=AUTOTUNE).batch(per_replica).map(
+            lambda images, labels: (normalize(images, mean_std), labels))
+  return _with_threads(dataset.prefetch(AUTOTUNE), threads)
+
+
+def train_dataset_distributed(strategy, split, config, global_batch_size,
+                              mean_std, **options):
+  """`train_dataset` per input pipeline, distributed over `strategy`'s
+  replicas; each replica gets its chunk of every global batch."""
+  return strategy.distribute_datasets_from_function(
+      lambda context: train_dataset(split, config, global_batch_size,
+                                    mean_std, input_context=context,
+                                    **options))
+
+
+def eval_dataset_distributed(strategy, split, global_batch_size, mean_std,
+                             image_size, **options):
+  """`eval_dataset` per input pipeline, distributed over `strategy`."""
+  return strategy.distribute_datasets_from_function(
+      lambda context: eval_dataset(split, global_batch_size, mean_std,
+                                   image_size, input_context=context,
+                                   **options))
