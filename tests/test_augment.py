@@ -142,3 +142,261 @@ def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
   assert not np.array_equal(a, c)
   changed = np.mean([not np.array_equal(x, y) for x, y in zip(a, images)])
   assert 0.3 < changed < 1.0  # Some sub-policies fire rarely or not at all.
+
+
+# --- ImageNet policy and RandAugment --------------------------------------------
+
+from supcon_tf.data.augment import (IMAGENET_POLICY, OPS,  # noqa: E402
+                                    RANDAUGMENT_OPS, randaugment,
+                                    randaugment_draws)
+
+
+def test_imagenet_policy_equals_the_same_choices_made_with_pil():
+  images = np.stack(_images()[:4] * 2)
+  rng = np.random.default_rng(2)
+  assert len(IMAGENET_POLICY) == 25
+  for _ in range(4):
+    choice = rng.integers(0, len(IMAGENET_POLICY), size=8)
+    apply = rng.uniform(size=(8, 2)) < 0.8
+    negate = rng.uniform(size=(8, 2)) < 0.5
+    got = apply_policy(images, IMAGENET_POLICY, choice, apply, negate).numpy()
+    for i, image in enumerate(images):
+      want = Image.fromarray(image)
+      for stage, (name, _, level) in enumerate(IMAGENET_POLICY[choice[i]]):
+        if apply[i, stage]:
+          magnitude = float(level_to_magnitude(name, level))
+          if name in SIGNED_OPS and negate[i, stage]:
+            magnitude = -magnitude
+          want = PIL_OPS[name](want, magnitude)
+      np.testing.assert_array_equal(got[i], np.asarray(want))
+
+
+@pytest.mark.parametrize('magnitude', [3, 9.5])
+def test_randaugment_equals_its_draws_applied_with_pil(magnitude):
+  images = np.stack(_images()[:4] * 4)
+  seed = [5, 6]
+  got = randaugment(images, seed, num_layers=3, magnitude=magnitude,
+                    posterize_bits_fix=True).numpy()
+  op_index, negate = (x.numpy() for x in randaugment_draws(seed, 16, 3))
+  assert 'Invert' not in RANDAUGMENT_OPS and len(set(op_index.ravel())) > 5
+  for i, image in enumerate(images):
+    want = Image.fromarray(image)
+    for layer in range(3):
+      name = RANDAUGMENT_OPS[op_index[i, layer]]
+      if name == 'Identity':
+        continue
+      value = float(level_to_magnitude(name, magnitude, True))
+      if name in SIGNED_OPS and negate[i, layer]:
+        value = -value
+      want = PIL_OPS[name](want, value)
+    np.testing.assert_array_equal(got[i], np.asarray(want), err_msg=str(i))
+
+
+# --- Crops, flips, Cutout ---------------------------------------------------------
+
+from supcon_tf.data import augment as A  # noqa: E402
+
+
+def test_pad_crop_flip_is_a_shifted_window_of_the_zero_padded_image():
+  rng = np.random.default_rng(3)
+  images = rng.integers(1, 256, size=(64, 12, 10, 3), dtype=np.uint8)
+  out = A.pad_crop_flip(images, [1, 1], padding=2).numpy()
+  padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)])
+  seen = set()
+  for image, got in zip(padded, out):
+    matches = [(dy, dx, flip) for dy in range(5) for dx in range(5)
+               for flip in (False, True)
+               if np.array_equal(got, (lambda w: w[:, ::-1] if flip else w)(
+                   image[dy:dy + 12, dx:dx + 10]))]
+    assert matches, 'output is no shifted window of the padded image'
+    seen.update(matches)
+  assert {m[2] for m in seen} == {False, True}
+  assert {m[0] for m in seen} == set(range(5))
+
+
+def test_crop_boxes_respect_area_and_aspect_ranges():
+  boxes = A.sample_crop_boxes([4, 4], 2000, 40, 30, (0.2, 0.6),
+                              (0.5, 2.0)).numpy()
+  x0, y0, w, h = boxes.T
+  assert (x0 >= 0).all() and (y0 >= 0).all()
+  assert (x0 + w <= 30).all() and (y0 + h <= 40).all()
+  area = w * h / 1200.
+  # Rounded sides move the area a little off the drawn fraction.
+  assert area.min() > 0.2 * 0.85 and area.max() < 0.6 * 1.15
+  ratio = w / h
+  assert ratio.min() > 0.5 * 0.85 and ratio.max() < 2.0 * 1.15
+  assert area.max() - area.min() > 0.3  # Spread over the range.
+  # No box can fit: torchvision's central crop with the ratio clamped.
+  fallback = A.sample_crop_boxes([1, 1], 3, 20, 20, (1., 1.),
+                                 (2., 3.)).numpy()
+  np.testing.assert_array_equal(fallback, [[0, 5, 20, 10]] * 3)
+
+
+def test_crop_and_resize_equals_tf_image_resize_of_the_box():
+  rng = np.random.default_rng(4)
+  images = rng.integers(0, 256, size=(3, 24, 20, 3)).astype(np.float32)
+  boxes = np.array([[0, 0, 20, 24], [3, 5, 9, 13], [7, 1, 13, 20]],
+                   np.float32)
+  got = A.crop_and_resize(images, boxes, 16, flip=[False, True, False])
+  for i, (x0, y0, w, h) in enumerate(boxes.astype(int)):
+    want = tf.image.resize(images[i, y0:y0 + h, x0:x0 + w], [16, 16]).numpy()
+    if i == 1:
+      want = want[:, ::-1]
+    np.testing.assert_allclose(got[i], want, atol=2e-3)
+
+
+def test_cutout_fills_one_clipped_square():
+  rng = np.random.default_rng(5)
+  images = rng.integers(0, 100, size=(50, 20, 20, 3), dtype=np.uint8)
+  out = A.cutout(images, [2, 3], size=8, fill=200).numpy()
+  clipped = 0
+  for image, got in zip(images, out):
+    changed = np.any(got != image, axis=-1)
+    rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+    assert np.all(got[changed] == 200)
+    assert changed[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+    assert 4 <= len(rows) <= 8 and 4 <= len(cols) <= 8
+    clipped += changed.sum() < 64
+  assert 0 < clipped < 50
+
+
+# --- SimCLR colour distortion ----------------------------------------------------
+
+import colorsys  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+
+def _float_images(n=4, seed=6):
+  return np.random.default_rng(seed).uniform(size=(n, 9, 7, 3)).astype(
+      np.float32)
+
+
+def test_tensorflow_style_jitter_ops_match_tf_image():
+  images = _float_images()
+  factors = np.array([0.3, 0.8, 1.2, 1.7], np.float32)
+  deltas = np.array([-0.3, -0.05, 0.1, 0.45], np.float32)
+  for i, image in enumerate(images):
+    cases = [
+        (A.adjust_brightness(images, deltas), tf.image.adjust_brightness(
+            image, deltas[i])),
+        (A.adjust_contrast(images, factors), tf.image.adjust_contrast(
+            image, factors[i])),
+        (A.adjust_saturation(images, factors), tf.image.adjust_saturation(
+            image, factors[i])),
+        (A.adjust_hue(images, deltas), tf.image.adjust_hue(image, deltas[i])),
+    ]
+    for got, want in cases:
+      np.testing.assert_allclose(got[i], want, atol=1e-5)
+
+
+def test_pytorch_style_jitter_ops_match_torchvision_formulas():
+  images = _float_images().astype(np.float64)
+  factors = np.array([0.3, 0.8, 1.2, 1.7])
+  gray = images @ np.array(A.GRAY_WEIGHTS)
+  for i, image in enumerate(images):
+    f = factors[i]
+    np.testing.assert_allclose(
+        A.adjust_brightness(images, factors, True)[i], image * f, atol=1e-5)
+    np.testing.assert_allclose(
+        A.adjust_contrast(images, factors, True)[i],
+        f * image + (1 - f) * gray[i].mean(), atol=1e-5)
+    np.testing.assert_allclose(
+        A.adjust_saturation(images, factors, True)[i],
+        f * image + (1 - f) * gray[i][..., None], atol=1e-5)
+  hue = A.adjust_hue(images[:1], 0.25, True).numpy()[0]
+  for pixel, got in zip(images[0].reshape(-1, 3), hue.reshape(-1, 3)):
+    h, s, v = colorsys.rgb_to_hsv(*pixel)
+    np.testing.assert_allclose(got, colorsys.hsv_to_rgb((h + 0.25) % 1, s, v),
+                               atol=1e-5)
+
+
+def test_color_jitter_stays_in_range_is_seeded_and_zero_strength_is_identity():
+  images = tf.constant(_float_images(16))
+  for pytorch in (False, True):
+    a = A.color_jitter(images, [1, 2], 0.5, pytorch).numpy()
+    b = A.color_jitter(images, [1, 2], 0.5, pytorch).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    assert np.abs(a - images.numpy()).mean() > 0.02
+    np.testing.assert_allclose(A.color_jitter(images, [1, 2], 0., pytorch),
+                               images, atol=1e-5)
+  with pytest.raises(ValueError, match='strength'):
+    A.color_jitter(images, [1, 2], -1.)
+
+
+def test_gaussian_blur_equals_separable_numpy_convolution_with_zero_padding():
+  images = _float_images(2, seed=7)
+  sigmas = np.array([0.4, 1.7])
+  got = A.gaussian_blur(images, sigmas, kernel_size=5).numpy()
+  for image, sigma, out in zip(images, sigmas, got):
+    x = np.arange(-2, 3)
+    kernel = np.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel /= kernel.sum()
+    padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])
+    want = np.zeros_like(image, dtype=np.float64)
+    for dy in range(5):
+      for dx in range(5):
+        want += kernel[dy] * kernel[dx] * padded[dy:dy + 9, dx:dx + 7]
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+# --- The training view by the official names ---------------------------------------
+
+
+def _uint8_batch(n=8, size=32):
+  return np.random.default_rng(8).integers(0, 256, size=(n, size, size, 3),
+                                           dtype=np.uint8)
+
+
+@pytest.mark.parametrize('kind', A.AUGMENTATION_TYPES)
+def test_every_augmentation_type_is_seeded_and_shaped(kind):
+  images = _uint8_batch()
+  config = A.AugmentConfig(augmentation_type=kind, crop='random_resized',
+                           image_size=24, blur_probability=0.5,
+                           cutout_size=8)
+  a = A.augment(images, [1, 2], config).numpy()
+  b = A.augment(images, [1, 2], config).numpy()
+  c = A.augment(images, [3, 4], config).numpy()
+  assert a.shape == (8, 24, 24, 3) and a.dtype == np.float32
+  assert a.min() >= 0 and a.max() <= 255
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_identity_without_crop_or_flip_returns_the_images():
+  images = _uint8_batch()
+  for kind, magnitude in (('IDENTITY', 0.5), ('AUTOAUGMENT', 0.),
+                          ('SIMCLR', 0.)):
+    config = A.AugmentConfig(augmentation_type=kind, crop='none', flip=False,
+                             augmentation_magnitude=magnitude)
+    np.testing.assert_array_equal(A.augment(images, [1, 2], config), images)
+
+
+def test_augment_config_accepts_official_enum_names_and_rejects_bad_values():
+  assert A.AugmentConfig(
+      augmentation_type='AugmentationType.SIMCLR').augmentation_type == 'SIMCLR'
+  assert A.AugmentConfig(
+      augmentation_type='randaugment').augmentation_type == 'RANDAUGMENT'
+  for bad, match in (({'augmentation_type': 'MIXUP'}, 'augmentation_type'),
+                     ({'crop': 'center'}, 'crop'),
+                     ({'crop_area_range': (0.5, 0.2)}, 'crop_area_range'),
+                     ({'autoaugment_policy': 'svhn'}, 'autoaugment_policy'),
+                     ({'blur_probability': 2.}, 'blur_probability')):
+    with pytest.raises(ValueError, match=match):
+      A.AugmentConfig(**bad)
+
+
+def test_eval_crops():
+  image = np.random.default_rng(9).integers(0, 256, size=(48, 64, 3),
+                                            dtype=np.uint8)
+  np.testing.assert_array_equal(A.eval_crop(image[:32, :32], 32), image[:32,
+                                                                       :32])
+  for method in A.EVAL_CROP_METHODS:
+    assert A.eval_crop(image, 24, method, crop_padding=8).shape == (24, 24, 3)
+  # CROP_THEN_RESIZE with no padding and no resize is the central square.
+  np.testing.assert_array_equal(
+      A.eval_crop(image, 48, 'CROP_THEN_RESIZE', crop_padding=0),
+      image[:, 8:56])
+  with pytest.raises(ValueError, match='eval_crop_method'):
+    A.eval_crop(image, 24, 'CENTER')

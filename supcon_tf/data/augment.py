@@ -548,19 +548,41 @@ def sample_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0),
   return tf.where(found[:, None], boxes, fallback)
 
 
+def _resize_taps(start, length, size):
+  """tf.image.resize's BILINEAR taps (half-pixel centres, clamped to the box)
+  along one axis: lower and upper indices [N, size] and the weight of upper."""
+  length = length[:, None]
+  source = (tf.range(size, dtype=tf.float32)[None] + 0.5) * (
+      length / size) - 0.5
+  floor = tf.floor(source)
+  lower = tf.maximum(floor, 0.)
+  upper = tf.minimum(tf.math.ceil(source), length - 1.)
+  start = start[:, None]
+  return (tf.cast(start + lower, tf.int32), tf.cast(start + upper, tf.int32),
+          source - floor)
+
+
 def crop_and_resize(images, boxes, size, flip=None):
-  """Bilinear resize of boxes (x0, y0, w, h) [N, 4] of a batch to size x size
-  (half-pixel centres, edges clamped, no antialiasing: tf.image.resize's
-  BILINEAR), mirrored where `flip` [N]. Returns float32."""
-  images = tf.convert_to_tensor(images)
-  batch = tf.shape(images)[0]
+  """Boxes (x0, y0, w, h) [N, 4] of a batch resized to size x size as
+  tf.image.resize(crop, BILINEAR) does (half-pixel centres, edges clamped to
+  the box, no antialiasing), mirrored where `flip` [N]. Returns float32."""
+  images = tf.cast(images, tf.float32)
   boxes = tf.cast(boxes, tf.float32)
-  if flip is None:
-    flip = tf.zeros([batch], tf.bool)
-  transforms = _crop_transforms(boxes[:, 0], boxes[:, 1], boxes[:, 2] / size,
-                                boxes[:, 3] / size, flip, size)
-  return _project(tf.cast(images, tf.float32), transforms, [size, size],
-                  'BILINEAR', 'NEAREST')
+  top, bottom, row_weight = _resize_taps(boxes[:, 1], boxes[:, 3], size)
+  left, right, col_weight = _resize_taps(boxes[:, 0], boxes[:, 2], size)
+  if flip is not None:
+    flip = tf.convert_to_tensor(flip)[:, None]
+    left, right, col_weight = (
+        tf.where(flip, tf.reverse(t, [1]), t)
+        for t in (left, right, col_weight))
+  rows = (tf.gather(images, top, axis=1, batch_dims=1) *
+          (1. - row_weight)[:, :, None, None] +
+          tf.gather(images, bottom, axis=1, batch_dims=1) *
+          row_weight[:, :, None, None])
+  return (tf.gather(rows, left, axis=2, batch_dims=1) *
+          (1. - col_weight)[:, None, :, None] +
+          tf.gather(rows, right, axis=2, batch_dims=1) *
+          col_weight[:, None, :, None])
 
 
 def random_resized_crop(images, seed, size, area_range=(0.08, 1.0),
@@ -611,6 +633,7 @@ def _gray(images):
 
 def adjust_brightness(images, factor, pytorch=False):
   """torchvision: image * factor; TensorFlow: image + delta (`factor`)."""
+  images = tf.cast(images, tf.float32)
   factor = _per_image(factor, images, images.dtype)
   return images * factor if pytorch else images + factor
 
@@ -618,6 +641,7 @@ def adjust_brightness(images, factor, pytorch=False):
 def adjust_contrast(images, factor, pytorch=False):
   """Blend with the mean: torchvision's mean of the grayscale image,
   TensorFlow's per-channel mean."""
+  images = tf.cast(images, tf.float32)
   factor = _per_image(factor, images, images.dtype)
   if pytorch:
     mean = tf.reduce_mean(_gray(images), axis=(1, 2, 3), keepdims=True)
@@ -628,6 +652,7 @@ def adjust_contrast(images, factor, pytorch=False):
 
 def adjust_saturation(images, factor, pytorch=False):
   """torchvision: blend with the grayscale; TensorFlow: scale HSV saturation."""
+  images = tf.cast(images, tf.float32)
   factor = _per_image(factor, images, images.dtype)
   if pytorch:
     return factor * images + (1. - factor) * _gray(images)
@@ -638,6 +663,7 @@ def adjust_saturation(images, factor, pytorch=False):
 
 def adjust_hue(images, delta, pytorch=False):
   """Rotate the hue by `delta` turns (the same in both)."""
+  images = tf.cast(images, tf.float32)
   del pytorch
   delta = _per_image(delta, images, images.dtype)[..., 0]
   hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
