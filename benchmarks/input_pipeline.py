@@ -5,7 +5,9 @@ pad-4 random crop, horizontal flip, AutoAugment CIFAR-10 policy, normalise.
 The images are the peer's (smooth upsampled noise, same generator and seed),
 or real CIFAR-10 images with --data_dir (a folder source or the CIFAR archive).
 
-    .venv/bin/python benchmarks/input_pipeline.py --threads 1
+    .venv/bin/python benchmarks/input_pipeline.py --threads 1 \
+        --peer_python ../tv-ref/bin/python \
+        --peer_script ../shared/bench/torchvision_autoaugment.py
 
 Prints `views/s: N` last (views produced per second on N threads).
 """
@@ -20,7 +22,19 @@ flags.DEFINE_integer('batch_size', 256, 'Images per batch (2 views each).')
 flags.DEFINE_integer('batches', 40, 'Batches timed, after 5 of warm-up.')
 flags.DEFINE_string('data_dir', None, 'Folder of real CIFAR images '
                     '(<data_dir>/train/<class>/*.jpg); synthetic if unset.')
+flags.DEFINE_string('peer_python', None, 'Python of the torchvision peer\'s '
+                    'environment; with --peer_script, runs the peer in the '
+                    'same session and prints the ratio.')
+flags.DEFINE_string('peer_script', None, 'The peer: torchvision_autoaugment.py.')
 FLAGS = flags.FLAGS
+
+
+def _peer_views_per_second():
+  import subprocess
+  out = subprocess.run(
+      [FLAGS.peer_python, FLAGS.peer_script, '--images', str(FLAGS.images)],
+      check=True, capture_output=True, text=True).stdout
+  return float(out.strip().splitlines()[-1].split(':')[1])
 
 
 def _synthetic(count):
@@ -65,6 +79,10 @@ def main(_):
   elapsed = time.perf_counter() - start
   print(f'threads: {FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
         f'{FLAGS.batches} batches in {elapsed:.2f} s')
+  if FLAGS.peer_python and FLAGS.peer_script:
+    peer = _peer_views_per_second()
+    print(f'peer views/s (one core): {peer:.1f}; ratio: '
+          f'{views / elapsed / peer:.2f}')
   print(f'views/s: {views / elapsed:.1f}')
 
 

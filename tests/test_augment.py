@@ -112,25 +112,34 @@ def test_level_to_magnitude_follows_the_original_cifar_code():
   assert float(level_to_magnitude('Posterize', 7, posterize_bits_fix=True)) == 5
 
 
-def test_policy_equals_the_same_choices_made_with_pil():
+def _with_pil(image, steps, posterize_bits_fix=False):
+  """Pillow's ops applied in turn: steps of (name, level, negate)."""
+  image = Image.fromarray(image)
+  for name, level, negate in steps:
+    magnitude = float(level_to_magnitude(name, level, posterize_bits_fix))
+    if name in SIGNED_OPS and negate:
+      magnitude = -magnitude
+    image = PIL_OPS[name](image, magnitude)
+  return np.asarray(image)
+
+
+@pytest.mark.parametrize('policy_name', ['cifar10', 'imagenet'])
+def test_policy_equals_the_same_choices_made_with_pil(policy_name):
+  from supcon_tf.data.augment import POLICIES
+  policy = POLICIES[policy_name]
+  assert len(policy) == 25
   images = np.stack(_images()[:4] + _images()[:4])
   rng = np.random.default_rng(1)
-  for _ in range(6):
-    choice = rng.integers(0, len(CIFAR10_POLICY), size=8)
+  for _ in range(5):
+    choice = rng.integers(0, len(policy), size=8)
     apply = rng.uniform(size=(8, 2)) < 0.7
     negate = rng.uniform(size=(8, 2)) < 0.5
-    got = apply_policy(images, CIFAR10_POLICY, choice, apply, negate).numpy()
+    got = apply_policy(images, policy, choice, apply, negate).numpy()
     for i, image in enumerate(images):
-      want = Image.fromarray(image)
-      for stage, (name, _, level) in enumerate(CIFAR10_POLICY[choice[i]]):
-        if not apply[i, stage]:
-          continue
-        magnitude = float(level_to_magnitude(name, level))
-        if name in SIGNED_OPS and negate[i, stage]:
-          magnitude = -magnitude
-        want = PIL_OPS[name](want, magnitude)
-      np.testing.assert_array_equal(got[i], np.asarray(want),
-                                    err_msg=f'{CIFAR10_POLICY[choice[i]]}')
+      steps = [(name, level, negate[i, stage]) for stage, (name, _, level)
+               in enumerate(policy[choice[i]]) if apply[i, stage]]
+      np.testing.assert_array_equal(got[i], _with_pil(image, steps),
+                                    err_msg=f'{policy[choice[i]]}')
 
 
 def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
@@ -144,31 +153,10 @@ def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
   assert 0.3 < changed < 1.0  # Some sub-policies fire rarely or not at all.
 
 
-# --- ImageNet policy and RandAugment --------------------------------------------
+# --- RandAugment ---------------------------------------------------------------
 
-from supcon_tf.data.augment import (IMAGENET_POLICY, OPS,  # noqa: E402
-                                    RANDAUGMENT_OPS, randaugment,
+from supcon_tf.data.augment import (RANDAUGMENT_OPS, randaugment,  # noqa: E402
                                     randaugment_draws)
-
-
-def test_imagenet_policy_equals_the_same_choices_made_with_pil():
-  images = np.stack(_images()[:4] * 2)
-  rng = np.random.default_rng(2)
-  assert len(IMAGENET_POLICY) == 25
-  for _ in range(4):
-    choice = rng.integers(0, len(IMAGENET_POLICY), size=8)
-    apply = rng.uniform(size=(8, 2)) < 0.8
-    negate = rng.uniform(size=(8, 2)) < 0.5
-    got = apply_policy(images, IMAGENET_POLICY, choice, apply, negate).numpy()
-    for i, image in enumerate(images):
-      want = Image.fromarray(image)
-      for stage, (name, _, level) in enumerate(IMAGENET_POLICY[choice[i]]):
-        if apply[i, stage]:
-          magnitude = float(level_to_magnitude(name, level))
-          if name in SIGNED_OPS and negate[i, stage]:
-            magnitude = -magnitude
-          want = PIL_OPS[name](want, magnitude)
-      np.testing.assert_array_equal(got[i], np.asarray(want))
 
 
 @pytest.mark.parametrize('magnitude', [3, 9.5])
@@ -180,16 +168,10 @@ def test_randaugment_equals_its_draws_applied_with_pil(magnitude):
   op_index, negate = (x.numpy() for x in randaugment_draws(seed, 16, 3))
   assert 'Invert' not in RANDAUGMENT_OPS and len(set(op_index.ravel())) > 5
   for i, image in enumerate(images):
-    want = Image.fromarray(image)
-    for layer in range(3):
-      name = RANDAUGMENT_OPS[op_index[i, layer]]
-      if name == 'Identity':
-        continue
-      value = float(level_to_magnitude(name, magnitude, True))
-      if name in SIGNED_OPS and negate[i, layer]:
-        value = -value
-      want = PIL_OPS[name](want, value)
-    np.testing.assert_array_equal(got[i], np.asarray(want), err_msg=str(i))
+    steps = [(RANDAUGMENT_OPS[op], magnitude, negate[i, layer])
+             for layer, op in enumerate(op_index[i]) if op > 0]
+    np.testing.assert_array_equal(got[i], _with_pil(image, steps, True),
+                                  err_msg=str(i))
 
 
 # --- Crops, flips, Cutout ---------------------------------------------------------

@@ -4,9 +4,10 @@ for evaluation, per replica.
 Training batches are (views [B, V, S, S, 3] float32, labels [B] int64), the
 views normalised with the dataset's mean and std. The data is read epoch by
 epoch, each a permutation drawn from (seed, epoch); a global batch is split
-into one contiguous chunk per replica, and the augmentation of a chunk is
-seeded by (seed, epoch, step, chunk), so the same seed gives the same global
-batches whatever the number of replicas or input pipelines. Images held in
+into one contiguous chunk per replica, so the same seed gives the same
+examples in each global batch whatever the number of replicas or input
+pipelines, and the augmentation of a chunk is seeded by (seed, epoch, step,
+chunk), so the same seed and layout give the same views. Images held in
 memory are gathered and augmented a whole batch at a time; images read from
 files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
 Use the `*_distributed` functions with a `tf.distribute` strategy.
@@ -144,7 +145,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
                                                        input_context)
   if split.stream is not None:
     dataset = _stream_train(split, config, per_replica, mean_std, num_views,
-                            seed, start_epoch, steps * chunks, input_context)
+                            seed, start_epoch, input_context)
     return _with_threads(dataset, threads)
 
   size = len(split)
@@ -217,31 +218,28 @@ def _fixed_size(image, seed, config, num_views):
 
 
 def _stream_train(split, config, per_replica, mean_std, num_views, seed,
-                  start_epoch, local_steps, input_context):
-  """Training batches from a stream (large TFDS datasets): shuffled with a
-  buffer seeded per epoch and sharded by example across input pipelines;
-  `local_steps` per-replica batches an epoch."""
+                  start_epoch, input_context):
+  """Training batches from a stream (large TFDS datasets): sharded by example
+  across input pipelines and shuffled through a buffer. Deterministic for a
+  given (seed, start_epoch), but a resumed run sees a new order rather than
+  the rest of the interrupted epoch."""
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   cropped = config.crop == 'random_resized'
+  examples = split.stream.shard(pipelines, pipeline_id).shuffle(
+      10000, seed=seed * 1000003 + start_epoch,
+      reshuffle_each_iteration=True).repeat().enumerate()
 
-  def epoch_batches(epoch):
-    examples = split.stream.shard(pipelines, pipeline_id).shuffle(
-        10000, seed=seed * 1000003 + epoch).enumerate()
-
-    def decode(index, example):
-      image, label = example
-      image_seed = _batch_seed(seed, epoch, index, pipeline_id, purpose=1)
-      return _fixed_size(_decode(image), image_seed, config, num_views), label
-    batches = examples.map(decode, num_parallel_calls=AUTOTUNE).batch(
-        per_replica, drop_remainder=True).take(local_steps).enumerate()
-    return batches.map(lambda step, batch: _views(
-        batch[0], batch[1], _batch_seed(seed, epoch, step, pipeline_id),
-        config, num_views, mean_std, cropped),
-                       num_parallel_calls=AUTOTUNE)
-
-  return tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
-      epoch_batches).prefetch(AUTOTUNE)
+  def decode(index, example):
+    image, label = example
+    image_seed = _batch_seed(seed, start_epoch, index, pipeline_id, purpose=1)
+    return _fixed_size(_decode(image), image_seed, config, num_views), label
+  batches = examples.map(decode, num_parallel_calls=AUTOTUNE).batch(
+      per_replica, drop_remainder=True).enumerate()
+  return batches.map(lambda step, batch: _views(
+      batch[0], batch[1], _batch_seed(seed, start_epoch, step, pipeline_id),
+      config, num_views, mean_std, cropped),
+                     num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
 def eval_dataset(split, global_batch_size, mean_std, image_size,
