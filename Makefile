@@ -14,7 +14,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) bin/demo_loss.py
+	$(PY) bin/train_supcon.py --preset=supcon_digits_resnet20 --model_dir=runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest tests
@@ -23,4 +23,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/loss.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache runs/demo

@@ -131,11 +131,12 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped):
 
 
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
-                  seed=0, start_epoch=0, classes_per_batch=None,
+                  seed=0, start_epoch=0, start_step=0, classes_per_batch=None,
                   input_context=None, threads=None):
-  """Endless training batches (epoch after epoch from `start_epoch`) for one
-  input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
-  batch. `classes_per_batch` turns on the class-balanced sampler."""
+  """Endless training batches (epoch after epoch from `start_epoch`, skipping
+  its first `start_step` global batches) for one input pipeline:
+  (views [b, V, S, S, 3], labels [b]) with b the per-replica batch.
+  `classes_per_batch` turns on the class-balanced sampler."""
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1; got {num_views}.')
   if classes_per_batch:
@@ -146,7 +147,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
   if split.stream is not None:
     dataset = _stream_train(split, config, per_replica, mean_std, num_views,
                             seed, start_epoch, input_context)
-    return _with_threads(dataset, threads)
+    return _with_threads(dataset.skip(start_step * chunks), threads)
 
   size = len(split)
   labels = tf.constant(split.labels)
@@ -172,8 +173,9 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
         tf.fill([steps * chunks], epoch), tf.reshape(step_ids, [-1]),
         tf.reshape(chunk_ids, [-1]), tf.reshape(mine, [-1, per_replica])))
 
+  # Skipping index chunks costs nothing: no image is loaded for them.
   dataset = tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
-      epoch_chunks)
+      epoch_chunks).skip(start_step * chunks)
   if split.images is not None:
     images = tf.constant(split.images)
     cropped = False

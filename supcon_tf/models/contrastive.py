@@ -23,7 +23,8 @@ class ContrastiveModel(keras.Model):
                use_projection_batch_norm_beta=False,
                stop_gradient_before_classification_head=True,
                stop_gradient_before_projection_head=False,
-               zero_init_logits_layer=False, **kwargs):
+               zero_init_logits_layer=False, projection_kernel_init='official',
+               **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.num_classes = num_classes
@@ -36,18 +37,24 @@ class ContrastiveModel(keras.Model):
     self.stop_gradient_before_projection_head = (
         stop_gradient_before_projection_head)
     self.zero_init_logits_layer = zero_init_logits_layer
+    self.projection_kernel_init = projection_kernel_init
     self.projection_head = ProjectionHead(
         self.projection_dims, use_projection_batch_norm,
-        use_projection_batch_norm_beta, name='projection_head')
+        use_projection_batch_norm_beta, kernel_init=projection_kernel_init,
+        name='projection_head')
     self.classification_head = ClassificationHead(
         num_classes, zero_init_logits_layer, name='classification_head')
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, encoder_training=None):
+    # `encoder_training=False` keeps the encoder's BatchNorm in inference mode
+    # while the heads train (stage 2 on a frozen encoder).
+    if encoder_training is None:
+      encoder_training = training
     folded = len(inputs.shape) == 5
     if folded:
       batch, views = keras.ops.shape(inputs)[0], inputs.shape[1]
       inputs = keras.ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
-    unnormalized = self.encoder(inputs, training=training)
+    unnormalized = self.encoder(inputs, training=encoder_training)
     normalized = keras.ops.normalize(unnormalized, axis=-1, order=2)
     embedding = normalized if self.normalize_embedding else unnormalized
     projection_input = embedding
@@ -82,6 +89,7 @@ class ContrastiveModel(keras.Model):
         'stop_gradient_before_projection_head':
             self.stop_gradient_before_projection_head,
         'zero_init_logits_layer': self.zero_init_logits_layer,
+        'projection_kernel_init': self.projection_kernel_init,
         'name': self.name,
     }
 

@@ -2,19 +2,34 @@
 import keras
 
 
+KERNEL_INITS = {
+    'official': lambda: keras.initializers.RandomNormal(stddev=0.01),
+    # PyTorch's nn.Linear default: kaiming_uniform(a=sqrt(5)).
+    'torch': lambda: keras.initializers.VarianceScaling(
+        1. / 3., 'fan_in', 'uniform'),
+}
+
+
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class ProjectionHead(keras.layers.Layer):
   """Dense layers with ReLU between, the last without bias, L2-normalised out.
 
   `dims` lists the output size of each dense layer (the official
-  `projection_head_layers`); kernels start from N(0, 0.01). With
+  `projection_head_layers`); kernels start from N(0, 0.01) as in the official
+  code (`kernel_init='official'`) or as PyTorch's nn.Linear does,
+  U(+-1/sqrt(fan_in)) (`'torch'`, the ResNet-20 reimplementation's). With
   `use_batch_norm`, BatchNorm follows every dense layer (with a beta only when
   `use_batch_norm_beta`), as the official `use_projection_batch_norm`.
   """
 
   def __init__(self, dims=(128,), use_batch_norm=False,
-               use_batch_norm_beta=False, normalize_output=True, **kwargs):
+               use_batch_norm_beta=False, normalize_output=True,
+               kernel_init='official', **kwargs):
     super().__init__(**kwargs)
+    if kernel_init not in KERNEL_INITS:
+      raise ValueError(f'kernel_init must be one of {", ".join(KERNEL_INITS)}'
+                       f'; got {kernel_init!r}.')
+    self.kernel_init = kernel_init
     if not dims:
       raise ValueError('dims must list at least one layer size.')
     self.dims = tuple(int(d) for d in dims)
@@ -25,7 +40,7 @@ class ProjectionHead(keras.layers.Layer):
     self.dense = [
         keras.layers.Dense(
             d, use_bias=i < last,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            kernel_initializer=KERNEL_INITS[kernel_init](),
             name=f'dense{i}') for i, d in enumerate(self.dims)
     ]
     self.norms = [
@@ -50,7 +65,8 @@ class ProjectionHead(keras.layers.Layer):
     return {**super().get_config(), 'dims': list(self.dims),
             'use_batch_norm': self.use_batch_norm,
             'use_batch_norm_beta': self.use_batch_norm_beta,
-            'normalize_output': self.normalize_output}
+            'normalize_output': self.normalize_output,
+            'kernel_init': self.kernel_init}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')

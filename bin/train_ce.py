@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""The cross-entropy baseline: one stage, the gradient reaching the encoder.
+
+    .venv/bin/python bin/train_ce.py --model_dir=runs/x [--preset=...] [flags]
+
+`--helpfull` lists every flag (the official launcher's names).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+
+from supcon_tf import cli, flags  # noqa: E402
+
+flags.define_flags()
+
+if __name__ == '__main__':
+  app.run(lambda argv: cli.main('cross_entropy', argv))

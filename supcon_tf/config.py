@@ -1,0 +1,267 @@
+"""One typed configuration for a run, and named presets.
+
+Field names are the official launcher's flag names wherever the official code
+has the setting (REFERENCE.md section 4); `supcon_tf.flags` turns every field
+into an absl flag. Enum-valued fields hold the official member names
+(`'MOMENTUM'`, `'ALL_VIEWS'`, ...). A preset is a dict of fields over the
+defaults; explicit values win over the preset.
+"""
+import dataclasses
+import json
+from typing import Optional
+
+from supcon_tf.data.augment import (AUGMENTATION_TYPES, CROPS,
+                                    EVAL_CROP_METHODS, POLICIES)
+
+OPTIMIZERS = ('MOMENTUM', 'NESTEROV', 'LARS', 'RMSPROP', 'ADAM')
+DECAY_TYPES = ('COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR', 'NO_DECAY')
+CONTRAST_MODES = ('ALL_VIEWS', 'ONE_VIEW')
+SUMMATION_LOCATIONS = ('OUTSIDE', 'INSIDE')
+DENOMINATOR_MODES = ('ALL', 'ONE_POSITIVE', 'ONLY_NEGATIVES')
+STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker', 'tpu')
+LABEL_TYPES = ('fine', 'coarse')
+
+# Allowed values of the enum-valued fields.
+CHOICES = {
+    'augmentation_type': AUGMENTATION_TYPES,
+    'crop': CROPS,
+    'eval_crop_method': EVAL_CROP_METHODS,
+    'autoaugment_policy': tuple(POLICIES),
+    'contrast_mode': CONTRAST_MODES,
+    'summation_location': SUMMATION_LOCATIONS,
+    'denominator_mode': DENOMINATOR_MODES,
+    'stage_1_optimizer': OPTIMIZERS,
+    'stage_2_optimizer': OPTIMIZERS,
+    'stage_1_learning_rate_decay': DECAY_TYPES,
+    'stage_2_learning_rate_decay': DECAY_TYPES,
+    'strategy': STRATEGIES,
+    'label_type': LABEL_TYPES,
+    'projection_head_kernel_init': ('official', 'torch'),
+}
+
+# Fields that may change between runs in one model_dir (they do not change
+# what is trained); every other field must match the saved config.
+RUNTIME_FIELDS = frozenset({
+    'model_dir', 'preset', 'data_dir', 'strategy', 'jit_compile',
+    'steps_per_loop', 'checkpoint_every_steps', 'knn_every_epochs',
+    'progress', 'export', 'plot', 'eval_batch_size', 'skip_corrupt',
+    'input_threads',
+})
+
+
+@dataclasses.dataclass
+class Config:
+  """Everything a run needs. Defaults: the seed repo's ResNet-20 SupCon on
+  the bundled digits."""
+  # Run.
+  model_dir: Optional[str] = None
+  preset: Optional[str] = None
+  strategy: str = 'auto'
+  jit_compile: Optional[bool] = None  # None: on for GPU/TPU, off on CPU.
+  allow_mixed_precision: bool = False
+  seed: int = 0
+  steps_per_loop: int = 10
+  checkpoint_every_steps: int = 500
+  knn_every_epochs: int = 0
+  progress: bool = True
+  export: bool = True
+  plot: bool = True
+  input_threads: int = 0
+  # Data.
+  dataset: str = 'digits'
+  data_dir: Optional[str] = None
+  label_type: str = 'fine'
+  validation_fraction: float = 0.1
+  skip_corrupt: bool = False
+  batch_size: int = 256
+  eval_batch_size: int = 512
+  num_views: int = 2
+  classes_per_batch: int = 0
+  # Preprocessing.
+  image_size: int = 32
+  augmentation_type: str = 'AUTOAUGMENT'
+  augmentation_magnitude: float = 0.5
+  crop: str = 'pad'
+  random_crop_padding: int = 4
+  flip: bool = True
+  crop_area_range: tuple = (0.08, 1.0)
+  blur_probability: float = 0.0
+  use_pytorch_color_jitter: bool = False
+  autoaugment_policy: str = 'cifar10'
+  posterize_bits_fix: bool = False
+  randaugment_layers: int = 2
+  cutout_size: int = 0
+  apply_whitening: bool = True
+  eval_crop_method: str = 'IDENTITY'
+  crop_padding: int = 32
+  # Model.
+  resnet_depth: int = 20
+  resnet_width: float = 1.0
+  first_conv_kernel_size: int = 3
+  first_conv_stride: int = 1
+  use_initial_max_pool: bool = False
+  projection_head_layers: tuple = (64, 64)
+  projection_head_kernel_init: str = 'official'
+  use_projection_batch_norm: bool = False
+  use_projection_batch_norm_beta: bool = True
+  normalize_embedding: bool = True
+  stop_gradient_before_classification_head: bool = True
+  stop_gradient_before_projection_head: bool = False
+  zero_initialize_classifier: bool = False
+  # Loss.
+  use_labels: bool = True
+  temperature: float = 0.07
+  scale_by_temperature: bool = True
+  contrast_mode: str = 'ALL_VIEWS'
+  summation_location: str = 'OUTSIDE'
+  denominator_mode: str = 'ALL'
+  positives_cap: int = -1
+  label_smoothing: float = 0.0
+  use_bias_weight_decay: bool = True
+  # Stage 1 (contrastive).
+  stage_1_epochs: int = 500
+  stage_1_warmup_epochs: float = 0.0
+  stage_1_base_learning_rate: float = 0.1
+  stage_1_optimizer: str = 'MOMENTUM'
+  stage_1_learning_rate_decay: str = 'COSINE'
+  stage_1_min_learning_rate_ratio: float = 1e-3
+  stage_1_decay_rate: float = 0.1
+  stage_1_decay_boundary_epochs: tuple = (30, 60, 80, 90)
+  stage_1_epochs_per_decay: float = 2.4
+  stage_1_weight_decay: float = 1e-4
+  stage_1_contrastive_loss_weight: float = 1.0
+  stage_1_cross_entropy_loss_weight: float = 0.0
+  stage_1_use_encoder_weight_decay: bool = True
+  stage_1_use_projection_head_weight_decay: bool = True
+  stage_1_use_classification_head_weight_decay: bool = False
+  stage_1_update_encoder_batch_norm: bool = True
+  stage_1_rmsprop_epsilon: float = 1.0
+  # Stage 2 (classifier on the frozen encoder).
+  stage_2_epochs: int = 100
+  stage_2_warmup_epochs: float = 0.0
+  stage_2_base_learning_rate: float = 0.05
+  stage_2_optimizer: str = 'MOMENTUM'
+  stage_2_learning_rate_decay: str = 'COSINE'
+  stage_2_min_learning_rate_ratio: float = 0.0
+  stage_2_decay_rate: float = 0.1
+  stage_2_decay_boundary_epochs: tuple = (30, 60, 80, 90)
+  stage_2_epochs_per_decay: float = 2.4
+  stage_2_weight_decay: float = 0.0
+  stage_2_contrastive_loss_weight: float = 0.0
+  stage_2_cross_entropy_loss_weight: float = 1.0
+  stage_2_use_encoder_weight_decay: bool = True
+  stage_2_use_projection_head_weight_decay: bool = True
+  stage_2_use_classification_head_weight_decay: bool = False
+  stage_2_update_encoder_batch_norm: bool = False
+  stage_2_rmsprop_epsilon: float = 0.001
+
+  def __post_init__(self):
+    for name, allowed in CHOICES.items():
+      value = getattr(self, name)
+      if isinstance(value, str):
+        value = value.rsplit('.', 1)[-1]  # 'Optimizer.LARS' -> 'LARS'.
+        if name not in ('strategy', 'label_type', 'crop',
+                        'autoaugment_policy', 'projection_head_kernel_init'):
+          value = value.upper()
+        setattr(self, name, value)
+      if value not in allowed:
+        raise ValueError(f'{name} must be one of {", ".join(allowed)}; got '
+                         f'{getattr(self, name)!r}.')
+    for name in ('projection_head_layers', 'crop_area_range',
+                 'stage_1_decay_boundary_epochs',
+                 'stage_2_decay_boundary_epochs'):
+      setattr(self, name, tuple(float(v) if name == 'crop_area_range'
+                                else int(float(v)) for v in getattr(self, name)))
+    checks = (
+        ('batch_size', self.batch_size >= 1),
+        ('eval_batch_size', self.eval_batch_size >= 1),
+        ('num_views', self.num_views >= 1),
+        ('steps_per_loop', self.steps_per_loop >= 1),
+        ('checkpoint_every_steps', self.checkpoint_every_steps >= 1),
+        ('stage_1_epochs', self.stage_1_epochs >= 0),
+        ('stage_2_epochs', self.stage_2_epochs >= 0),
+        ('temperature', self.temperature > 0),
+        ('validation_fraction', 0 <= self.validation_fraction < 1),
+    )
+    for name, ok in checks:
+      if not ok:
+        raise ValueError(f'{name} has an invalid value: '
+                         f'{getattr(self, name)!r}.')
+    if self.num_views < 2 and self.stage_1_contrastive_loss_weight > 0:
+      raise ValueError('The contrastive loss needs num_views >= 2; got '
+                       f'{self.num_views}.')
+
+  def to_json(self):
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  def differences(self, other):
+    """Names of the non-runtime fields whose values differ from `other`."""
+    return [f.name for f in dataclasses.fields(self)
+            if f.name not in RUNTIME_FIELDS and
+            getattr(self, f.name) != getattr(other, f.name)]
+
+  @classmethod
+  def from_json(cls, text):
+    values = json.loads(text)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+PRESETS = {
+    # The seed repo's ResNet-20 recipe (REFERENCE.md section 3): pad-4 crop,
+    # flip, AutoAugment; SupCon at temperature 0.07, SGD lr 0.1 cosine to
+    # lr * 1e-3 over 500 epochs; stage 2 lr 0.05 for 100 epochs.
+    'supcon_cifar10_resnet20': dict(
+        dataset='cifar10', resnet_depth=20, projection_head_layers=(64, 64),
+        projection_head_kernel_init='torch',
+        batch_size=256, temperature=0.07, augmentation_type='AUTOAUGMENT',
+        crop='pad', stage_1_epochs=500, stage_1_base_learning_rate=0.1,
+        stage_1_min_learning_rate_ratio=1e-3, stage_1_weight_decay=1e-4,
+        stage_2_epochs=100, stage_2_base_learning_rate=0.05,
+        knn_every_epochs=10),
+    # The official supcon_cifar10_resnet50 script.
+    'supcon_cifar10_resnet50': dict(
+        dataset='cifar10', resnet_depth=50, first_conv_kernel_size=3,
+        first_conv_stride=1, use_initial_max_pool=False, image_size=32,
+        blur_probability=0.0, apply_whitening=True, crop_area_range=(0.2, 1.0),
+        use_pytorch_color_jitter=True, eval_crop_method='IDENTITY',
+        crop_padding=0, label_smoothing=0.0, crop='random_resized',
+        batch_size=4096, augmentation_type='SIMCLR',
+        augmentation_magnitude=0.5, temperature=0.1,
+        stage_1_weight_decay=1e-4, stage_2_weight_decay=0.0,
+        stage_1_epochs=1000, stage_2_epochs=100, stage_1_warmup_epochs=10,
+        stage_2_warmup_epochs=0, stage_1_base_learning_rate=0.5,
+        stage_2_base_learning_rate=2.5, stage_1_learning_rate_decay='COSINE',
+        stage_1_min_learning_rate_ratio=0.0,
+        stage_2_learning_rate_decay='PIECEWISE_LINEAR', stage_2_decay_rate=0.2,
+        stage_2_decay_boundary_epochs=(60, 75, 90),
+        stage_1_optimizer='MOMENTUM', stage_2_optimizer='MOMENTUM',
+        normalize_embedding=False, use_projection_batch_norm=False,
+        projection_head_layers=(2048, 128)),
+    # The demo: ResNet-20 SupCon on the bundled digits in a few minutes on
+    # 2 CPU cores. Digits are not mirror-symmetric: no flip. Adam, because
+    # from scratch SGD sits for many epochs at the collapsed start (every
+    # projection alike), in PyTorch as here, and the demo has a few epochs.
+    'supcon_digits_resnet20': dict(
+        dataset='digits', resnet_depth=20, projection_head_layers=(64, 64),
+        projection_head_kernel_init='torch', batch_size=128, temperature=0.1,
+        augmentation_type='AUTOAUGMENT', crop='pad', flip=False,
+        stage_1_epochs=14, stage_1_optimizer='ADAM',
+        stage_1_base_learning_rate=0.006, stage_1_warmup_epochs=1,
+        stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
+        stage_2_epochs=5, stage_2_optimizer='MOMENTUM',
+        stage_2_base_learning_rate=2.5, knn_every_epochs=7, steps_per_loop=10,
+        checkpoint_every_steps=50),
+}
+
+
+def make_config(preset=None, **values):
+  """A Config from a preset (or the defaults) with `values` over it."""
+  if preset is not None and preset not in PRESETS:
+    raise ValueError(f'Unknown preset {preset!r}. Presets: '
+                     f'{", ".join(sorted(PRESETS))}.')
+  fields = {f.name for f in dataclasses.fields(Config)}
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ValueError(f'Unknown config fields: {", ".join(unknown)}.')
+  return Config(**{**PRESETS.get(preset, {}), **values, 'preset': preset})

@@ -1,0 +1,1 @@
+"""Training: the distributed loop, the stages, optimizers and schedules."""

@@ -1,0 +1,50 @@
+"""Evaluation: model outputs over a split, top-k accuracy, the kNN monitor."""
+import numpy as np
+import tensorflow as tf
+
+
+def predict(strategy, model, dataset, keys=('embeddings', 'logits')):
+  """`keys` of the model's outputs and the labels over a distributed eval
+  dataset, as NumPy arrays (every example once)."""
+
+  @tf.function
+  def forward(images, labels):
+    outputs = model(images, training=False)
+    return {k: outputs[k] for k in keys}, labels
+
+  collected = {k: [] for k in keys + ('labels',)}
+  for images, labels in dataset:
+    outputs, labels = strategy.run(forward, args=(images, labels))
+    for key in keys:
+      collected[key].extend(
+          t.numpy() for t in strategy.experimental_local_results(outputs[key]))
+    collected['labels'].extend(
+        t.numpy() for t in strategy.experimental_local_results(labels))
+  return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def top_k_accuracy(logits, labels, k):
+  """Fraction of examples whose label is among the k highest logits."""
+  k = min(k, logits.shape[1])
+  top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+  return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def knn_accuracy(bank, bank_labels, queries, query_labels, num_classes,
+                 k=200, temperature=0.1, chunk=1024):
+  """Weighted kNN (Wu et al. 2018): each query votes with its k most
+  cosine-similar bank embeddings, weight exp(similarity / temperature)."""
+  bank = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+  queries = queries / np.maximum(
+      np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+  k = min(k, len(bank))
+  correct = 0
+  for start in range(0, len(queries), chunk):
+    similarity = queries[start:start + chunk] @ bank.T
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    weights = np.exp(np.take_along_axis(similarity, nearest, 1) / temperature)
+    votes = np.zeros((len(nearest), num_classes))
+    np.add.at(votes, (np.arange(len(nearest))[:, None],
+                      bank_labels[nearest]), weights)
+    correct += np.sum(votes.argmax(1) == query_labels[start:start + chunk])
+  return float(correct / len(queries))

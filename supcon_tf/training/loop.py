@@ -1,0 +1,282 @@
+"""The distributed training loop every stage runs.
+
+`strategy.run` of one step (XLA-compiled with `jit_compile`) inside a
+`tf.function` that runs `steps_per_loop` steps per call. Per-replica losses
+are sums over the replica's examples divided by the global batch, so the
+optimizer's all-reduce (a sum) gives the global mean. Each stage has its own
+`tf.train.CheckpointManager` under `model_dir/<stage>`; a checkpoint is
+written every `checkpoint_every_steps` steps, at every epoch end, on Ctrl-C,
+and never after a non-finite loss. A rerun resumes from the latest one with
+the same batches it would have seen.
+"""
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from supcon_tf import losses
+from supcon_tf.data import pipeline
+from supcon_tf.training import evaluation, optimizers, stages
+from supcon_tf.training.progress import Progress
+
+
+def _scalars_metadata():
+  from tensorflow.core.framework import summary_pb2
+  metadata = summary_pb2.SummaryMetadata()
+  metadata.plugin_data.plugin_name = 'scalars'
+  return metadata.SerializeToString()
+
+
+def write_scalars(writer, step, values):
+  """TensorBoard scalars through the core summary op (tf.summary.scalar
+  needs the tensorboard package; writing the events does not)."""
+  metadata = _scalars_metadata()
+  with writer.as_default(step=step):
+    for name, value in values.items():
+      tf.summary.write(name, tf.constant(value, tf.float32),
+                       metadata=metadata)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def use_jit(config, strategy):
+  """jit_compile: as configured, else on for GPU/TPU and off on CPU (where
+  XLA measured slower)."""
+  if config.jit_compile is not None:
+    return config.jit_compile
+  return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
+
+
+def _on_gpu():
+  return bool(tf.config.list_logical_devices('GPU'))
+
+
+class Trainer:
+  """Runs stages on one model under one strategy."""
+
+  def __init__(self, config, strategy, model, source, augment_config,
+               mean_std):
+    self.config = config
+    self.strategy = strategy
+    self.model = model
+    self.source = source
+    self.augment_config = augment_config
+    self.mean_std = mean_std
+    self.jit_compile = use_jit(config, strategy)
+    self.train_split = source.split('train')
+    self.steps_per_epoch = pipeline.steps_per_epoch(self.train_split,
+                                                    config.batch_size)
+
+  # --- one stage ---------------------------------------------------------------
+
+  def restore_finished(self, stage):
+    """Loads the model as `stage` left it; its training must be complete."""
+    directory = os.path.join(self.config.model_dir, stage.name)
+    latest = tf.train.latest_checkpoint(directory)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    total = stage.epochs * self.steps_per_epoch
+    if latest:
+      tf.train.Checkpoint(model=self.model, step=step).read(
+          latest).expect_partial()
+    if int(step) < total:
+      raise ValueError(
+          f'{stage.name} has not finished in {directory} ('
+          f'{int(step)} of {total} steps); run it first (bin/train_supcon).')
+
+  def run_stage(self, stage):
+    """Trains `stage` to its last step (resuming from its checkpoint); returns
+    {'steps', 'loss', 'seconds'} and, when monitored, 'knn_val_top1'."""
+    config = self.config
+    total = stage.epochs * self.steps_per_epoch
+    parts = stages.trained_parts(stage, self.model, config)
+    variables = [v for p in parts for v in p.trainable_variables]
+    with self.strategy.scope():
+      optimizer = optimizers.build_optimizer(
+          stage.optimizer, stages.learning_rate(stage, config,
+                                                self.steps_per_epoch),
+          stage.rmsprop_epsilon)
+      if config.allow_mixed_precision and _on_gpu():
+        import keras
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      optimizer.build(variables)
+      step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
+                                     step=step)
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(config.model_dir, stage.name), max_to_keep=3)
+    if manager.latest_checkpoint:
+      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      logging.info('%s: resumed from %s at step %d', stage.name,
+                   manager.latest_checkpoint, int(step))
+    start = int(step)
+    result = {'steps': total, 'loss': None, 'seconds': 0.}
+    if start >= total:
+      logging.info('%s: already finished (%d steps).', stage.name, total)
+      return result
+
+    views = stages.views_for(stage, config)
+    dataset = pipeline.train_dataset_distributed(
+        self.strategy, self.train_split, self.augment_config,
+        config.batch_size, self.mean_std, num_views=views, seed=config.seed,
+        start_epoch=start // self.steps_per_epoch,
+        start_step=start % self.steps_per_epoch,
+        classes_per_batch=config.classes_per_batch or None,
+        threads=config.input_threads or None)
+    loop = self._make_loop(stage, optimizer, variables, step)
+    writer = tf.summary.create_file_writer(
+        os.path.join(config.model_dir, 'summaries', stage.name))
+    progress = Progress(stage.name, total, start, enabled=config.progress)
+    iterator = iter(dataset)
+    started = time.perf_counter()
+    last_saved = start
+    try:
+      while int(step) < total:
+        current = int(step)
+        to_epoch_end = self.steps_per_epoch - current % self.steps_per_epoch
+        count = min(config.steps_per_loop, to_epoch_end, total - current)
+        tick = time.perf_counter()
+        metrics = {k: float(v) for k, v in loop(
+            iterator, tf.constant(count, tf.int32)).items()}
+        seconds = time.perf_counter() - tick
+        current = int(step)
+        if not np.isfinite(metrics['loss']):
+          raise NonFiniteLossError(
+              f'{stage.name}: the loss became {metrics["loss"]} by step '
+              f'{current}; stopped. The last good checkpoint is kept: '
+              f'{manager.latest_checkpoint or "none yet"}.')
+        examples_per_second = count * config.batch_size / seconds
+        learning_rate = float(optimizer.learning_rate)
+        write_scalars(writer, current, {
+            **{f'train/{k}': v for k, v in metrics.items()},
+            'train/learning_rate': learning_rate,
+            'train/examples_per_second': examples_per_second})
+        progress.update(current, loss=metrics['loss'], lr=learning_rate,
+                        **{'ex/s': int(examples_per_second)})
+        result['loss'] = metrics['loss']
+        epoch_end = current % self.steps_per_epoch == 0
+        if (epoch_end or current - last_saved >= config.checkpoint_every_steps
+            or current == total):
+          manager.save(checkpoint_number=current)
+          last_saved = current
+        epoch = current // self.steps_per_epoch
+        if (epoch_end and stage.contrastive_weight > 0 and
+            config.knn_every_epochs and
+            (epoch % config.knn_every_epochs == 0 or current == total)):
+          knn = self.knn_monitor()
+          if knn is not None:
+            result['knn_val_top1'] = knn
+            write_scalars(writer, current, {'monitor/knn_val_top1': knn})
+            logging.info('%s epoch %d: kNN validation top-1 %.4f',
+                         stage.name, epoch, knn)
+    except KeyboardInterrupt:
+      if int(step) > last_saved:
+        path = manager.save(checkpoint_number=int(step))
+        logging.warning('Interrupted: saved %s at step %d.', path, int(step))
+      raise
+    finally:
+      progress.close()
+      writer.flush()
+    result['seconds'] = time.perf_counter() - started
+    return result
+
+  def _make_loop(self, stage, optimizer, variables, step):
+    """The tf.function running `count` steps of `stage`."""
+    config = self.config
+    model = self.model
+    global_batch = config.batch_size
+    replicas = self.strategy.num_replicas_in_sync
+    decayed = stages.decayed_variables(stage, model, config)
+    labelled = config.use_labels
+
+    def step_fn(views, labels):
+      with tf.GradientTape() as tape:
+        outputs = model(views, training=True,
+                        encoder_training=stage.update_encoder_batch_norm)
+        terms = {}
+        total = tf.constant(0.)
+        if stage.contrastive_weight > 0:
+          per_anchor = losses.contrastive_loss(
+              outputs['projection'], labels if labelled else None,
+              temperature=config.temperature,
+              contrast_mode=config.contrast_mode.lower(),
+              summation_location=config.summation_location.lower(),
+              denominator_mode=config.denominator_mode.lower(),
+              positives_cap=config.positives_cap,
+              scale_by_temperature=config.scale_by_temperature)
+          terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
+          total += stage.contrastive_weight * terms['contrastive_loss']
+        if stage.cross_entropy_weight > 0:
+          logits = outputs['logits']
+          views_per_example = logits.shape[1]
+          logits = tf.reshape(logits, [-1, logits.shape[-1]])
+          targets = tf.repeat(labels, views_per_example)
+          one_hot = tf.one_hot(targets, logits.shape[-1])
+          per_view = tf.nn.softmax_cross_entropy_with_logits(
+              _smooth(one_hot, config.label_smoothing), logits)
+          scale = 1. / (global_batch * views_per_example)
+          terms['cross_entropy_loss'] = tf.reduce_sum(per_view) * scale
+          terms['train_top1'] = tf.reduce_sum(tf.cast(
+              tf.equal(tf.argmax(logits, 1), targets), tf.float32)) * scale
+          total += stage.cross_entropy_weight * terms['cross_entropy_loss']
+        if decayed:
+          terms['weight_decay'] = (stage.weight_decay *
+                                   optimizers.l2_loss(decayed) / replicas)
+          total += terms['weight_decay']
+        terms['loss'] = total
+        scaled = (optimizer.scale_loss(total)
+                  if hasattr(optimizer, 'scale_loss') else total)
+      gradients = tape.gradient(scaled, variables)
+      optimizer.apply(gradients, variables)
+      return terms
+
+    if self.jit_compile:
+      step_fn = tf.function(step_fn, jit_compile=True)
+
+    @tf.function
+    def loop(iterator, count):
+      sums = None
+      for _ in tf.range(count):
+        views, labels = next(iterator)
+        terms = self.strategy.run(step_fn, args=(views, labels))
+        terms = {k: self.strategy.reduce('SUM', v, axis=None)
+                 for k, v in terms.items()}
+        sums = terms if sums is None else {k: sums[k] + terms[k]
+                                           for k in terms}
+        step.assign_add(1)
+      return {k: v / tf.cast(count, tf.float32) for k, v in sums.items()}
+
+    return loop
+
+  # --- monitoring and evaluation --------------------------------------------------
+
+  def outputs(self, split_name, keys=('embeddings', 'logits')):
+    """Model outputs and labels over a split, eval preprocessing."""
+    config = self.config
+    dataset = pipeline.eval_dataset_distributed(
+        self.strategy, self.source.split(split_name), config.eval_batch_size,
+        self.mean_std, config.image_size,
+        eval_crop_method=config.eval_crop_method,
+        crop_padding=config.crop_padding)
+    return evaluation.predict(self.strategy, self.model, dataset, keys)
+
+  def knn_monitor(self):
+    """kNN top-1 of validation embeddings against the training embeddings;
+    None without a validation split."""
+    if 'validation' not in self.source.splits:
+      return None
+    bank = self.outputs('train', ('embeddings',))
+    queries = self.outputs('validation', ('embeddings',))
+    return evaluation.knn_accuracy(
+        bank['embeddings'], bank['labels'], queries['embeddings'],
+        queries['labels'], self.source.num_classes)
+
+
+def _smooth(one_hot, label_smoothing):
+  if not label_smoothing:
+    return one_hot
+  classes = tf.cast(tf.shape(one_hot)[-1], one_hot.dtype)
+  return one_hot * (1. - label_smoothing) + label_smoothing / classes

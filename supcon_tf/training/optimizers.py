@@ -1,0 +1,133 @@
+"""Optimizers (with LARS), learning-rate schedules and weight decay."""
+import math
+
+import keras
+import tensorflow as tf
+
+
+def _excluded(variable):
+  """BatchNorm parameters and biases: no LARS adaptation."""
+  return variable.path.rsplit('/', 1)[-1] in ('bias', 'gamma', 'beta')
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class LARS(keras.optimizers.Optimizer):
+  """LARS (You et al. 2017) as in SimCLR / the official SupCon code: momentum
+  SGD whose step for each kernel is scaled by the trust ratio
+  eta * ||w|| / ||g||. BatchNorm parameters and biases are not adapted.
+  Weight decay is not applied here: it is part of the loss (L2), so `g`
+  already includes it, as in the official code."""
+
+  def __init__(self, learning_rate=0.1, momentum=0.9, eta=0.001,
+               name='lars', **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.momentum = momentum
+    self.eta = eta
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self.momenta = [self.add_variable_from_reference(v, 'momentum')
+                    for v in variables]
+
+  def update_step(self, gradient, variable, learning_rate):
+    learning_rate = tf.cast(learning_rate, variable.dtype)
+    gradient = tf.cast(gradient, variable.dtype)
+    if not _excluded(variable):
+      w_norm = tf.norm(variable)
+      g_norm = tf.norm(gradient)
+      trust = tf.where((w_norm > 0) & (g_norm > 0),
+                       self.eta * w_norm / tf.maximum(g_norm, 1e-12), 1.)
+      learning_rate = learning_rate * trust
+    momentum = self.momenta[self._get_variable_index(variable)]
+    momentum.assign(self.momentum * momentum + learning_rate * gradient)
+    variable.assign_sub(momentum)
+
+  def get_config(self):
+    return {**super().get_config(), 'momentum': self.momentum,
+            'eta': self.eta}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warmup from 0 to `peak` over `warmup_steps`, then the decay over
+  the remaining steps: COSINE (to peak * min_ratio), EXPONENTIAL (decay_rate
+  every `steps_per_decay`), PIECEWISE_LINEAR (the official name for a piecewise
+  constant schedule: times decay_rate after each boundary), NO_DECAY."""
+
+  def __init__(self, peak, total_steps, warmup_steps=0, decay='COSINE',
+               min_ratio=0., decay_rate=0.1, boundaries=(),
+               steps_per_decay=1):
+    self.peak = float(peak)
+    self.total_steps = int(total_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.decay = decay
+    self.min_ratio = float(min_ratio)
+    self.decay_rate = float(decay_rate)
+    self.boundaries = tuple(int(b) for b in boundaries)
+    self.steps_per_decay = max(float(steps_per_decay), 1.)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    peak = tf.constant(self.peak, tf.float32)
+    if self.decay == 'COSINE':
+      span = max(self.total_steps - self.warmup_steps, 1)
+      progress = tf.clip_by_value((step - self.warmup_steps) / span, 0., 1.)
+      low = peak * self.min_ratio
+      decayed = low + (peak - low) * 0.5 * (1. + tf.cos(math.pi * progress))
+    elif self.decay == 'EXPONENTIAL':
+      decayed = peak * self.decay_rate ** tf.floor(
+          tf.maximum(step - self.warmup_steps, 0.) / self.steps_per_decay)
+    elif self.decay == 'PIECEWISE_LINEAR':
+      passed = tf.add_n([tf.cast(step >= b, tf.float32)
+                         for b in self.boundaries] + [tf.constant(0.)])
+      decayed = peak * self.decay_rate ** passed
+    else:
+      decayed = peak
+    if self.warmup_steps:
+      warm = peak * step / self.warmup_steps
+      return tf.where(step < self.warmup_steps, warm, decayed)
+    return decayed
+
+  def get_config(self):
+    return dict(peak=self.peak, total_steps=self.total_steps,
+                warmup_steps=self.warmup_steps, decay=self.decay,
+                min_ratio=self.min_ratio, decay_rate=self.decay_rate,
+                boundaries=self.boundaries,
+                steps_per_decay=self.steps_per_decay)
+
+
+def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
+  """The official optimizer names; momentum 0.9 throughout."""
+  if name == 'MOMENTUM':
+    return keras.optimizers.SGD(learning_rate, momentum=0.9)
+  if name == 'NESTEROV':
+    return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+  if name == 'LARS':
+    return LARS(learning_rate, momentum=0.9, eta=0.001)
+  if name == 'RMSPROP':
+    return keras.optimizers.RMSprop(learning_rate, rho=0.9, momentum=0.9,
+                                    epsilon=rmsprop_epsilon)
+  if name == 'ADAM':
+    return keras.optimizers.Adam(learning_rate)
+  raise ValueError(f'Unknown optimizer {name!r}.')
+
+
+def decayed_variables(parts, use_bias):
+  """The variables weight decay applies to: kernels of the chosen parts, and
+  their biases when `use_bias`; never BatchNorm parameters."""
+  chosen = []
+  for part in parts:
+    for variable in part.trainable_variables:
+      leaf = variable.path.rsplit('/', 1)[-1]
+      if leaf == 'kernel' or (use_bias and leaf == 'bias'):
+        chosen.append(variable)
+  return chosen
+
+
+def l2_loss(variables):
+  """sum ||v||^2 / 2, the official tf.nn.l2_loss sum."""
+  if not variables:
+    return tf.constant(0.)
+  return tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])

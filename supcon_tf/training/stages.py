@@ -1,0 +1,112 @@
+"""What each training stage trains, with which loss, optimizer and schedule.
+
+Stage 1 (contrastive) and stage 2 (classifier) read the `stage_1_*` and
+`stage_2_*` fields of the config; the cross-entropy baseline is stage 1 with
+the loss weights swapped and no stop-gradient before the classifier. Which
+parts of the model train follows from the loss weights and stop-gradients:
+the projection head with the contrastive loss, the classifier with
+cross-entropy, the encoder with whichever loss reaches it.
+"""
+import dataclasses
+
+from supcon_tf.training import optimizers
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  index: int
+  epochs: int
+  contrastive_weight: float
+  cross_entropy_weight: float
+  weight_decay: float
+  encoder_weight_decay: bool
+  projection_head_weight_decay: bool
+  classification_head_weight_decay: bool
+  update_encoder_batch_norm: bool
+  optimizer: str
+  base_learning_rate: float
+  warmup_epochs: float
+  learning_rate_decay: str
+  min_learning_rate_ratio: float
+  decay_rate: float
+  decay_boundary_epochs: tuple
+  epochs_per_decay: float
+  rmsprop_epsilon: float
+
+  @property
+  def name(self):
+    return f'stage_{self.index}'
+
+
+def stage_from_config(config, index):
+  """Stage 1 or 2 from the config's `stage_<index>_*` fields."""
+  value = lambda field: getattr(config, f'stage_{index}_{field}')
+  return Stage(
+      index=index, epochs=value('epochs'),
+      contrastive_weight=value('contrastive_loss_weight'),
+      cross_entropy_weight=value('cross_entropy_loss_weight'),
+      weight_decay=value('weight_decay'),
+      encoder_weight_decay=value('use_encoder_weight_decay'),
+      projection_head_weight_decay=value('use_projection_head_weight_decay'),
+      classification_head_weight_decay=value(
+          'use_classification_head_weight_decay'),
+      update_encoder_batch_norm=value('update_encoder_batch_norm'),
+      optimizer=value('optimizer'),
+      base_learning_rate=value('base_learning_rate'),
+      warmup_epochs=value('warmup_epochs'),
+      learning_rate_decay=value('learning_rate_decay'),
+      min_learning_rate_ratio=value('min_learning_rate_ratio'),
+      decay_rate=value('decay_rate'),
+      decay_boundary_epochs=value('decay_boundary_epochs'),
+      epochs_per_decay=value('epochs_per_decay'),
+      rmsprop_epsilon=value('rmsprop_epsilon'))
+
+
+def trained_parts(stage, model, config):
+  """The model parts whose variables this stage updates."""
+  contrastive = stage.contrastive_weight > 0
+  cross_entropy = stage.cross_entropy_weight > 0
+  encoder = ((contrastive and not config.stop_gradient_before_projection_head)
+             or (cross_entropy and
+                 not config.stop_gradient_before_classification_head))
+  parts = []
+  if encoder:
+    parts.append(model.encoder)
+  if contrastive:
+    parts.append(model.projection_head)
+  if cross_entropy:
+    parts.append(model.classification_head)
+  if not parts:
+    raise ValueError(f'{stage.name} trains nothing: both loss weights are 0.')
+  return parts
+
+
+def decayed_variables(stage, model, config):
+  """Kernels (and biases, with use_bias_weight_decay) of the trained parts
+  whose weight-decay switch is on."""
+  switches = {id(model.encoder): stage.encoder_weight_decay,
+              id(model.projection_head): stage.projection_head_weight_decay,
+              id(model.classification_head):
+                  stage.classification_head_weight_decay}
+  parts = [p for p in trained_parts(stage, model, config) if switches[id(p)]]
+  if stage.weight_decay <= 0:
+    return []
+  return optimizers.decayed_variables(parts, config.use_bias_weight_decay)
+
+
+def views_for(stage, config):
+  """Views per example: the configured number for the contrastive loss,
+  else one (cross-entropy needs no second view)."""
+  return config.num_views if stage.contrastive_weight > 0 else 1
+
+
+def learning_rate(stage, config, steps_per_epoch):
+  """The schedule: base rate * batch / 256, warmup, then the decay."""
+  return optimizers.WarmupDecay(
+      peak=stage.base_learning_rate * config.batch_size / 256.,
+      total_steps=stage.epochs * steps_per_epoch,
+      warmup_steps=round(stage.warmup_epochs * steps_per_epoch),
+      decay=stage.learning_rate_decay, min_ratio=stage.min_learning_rate_ratio,
+      decay_rate=stage.decay_rate,
+      boundaries=[b * steps_per_epoch for b in stage.decay_boundary_epochs],
+      steps_per_decay=stage.epochs_per_decay * steps_per_epoch)
