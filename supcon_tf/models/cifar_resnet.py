@@ -9,6 +9,7 @@ reproduces) or option B (1x1 convolution and BatchNorm).
 import keras
 
 from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
+                                     name_for_checkpoints,
                                      projection_shortcut)
 
 CIFAR_DEPTHS = {'resnet20': 20, 'resnet32': 32, 'resnet44': 44,
@@ -94,6 +95,7 @@ class CifarResNet(keras.Model):
         self.blocks.append(BasicBlock(
             filters, strides if index == 0 else 1, shortcut,
             zero_init_last_bn, name=f'stage{stage + 1}_block{index + 1}'))
+    name_for_checkpoints(self, 'block', self.blocks)
     self.pool = keras.layers.GlobalAveragePooling2D()
     self.output_dim = 64
 

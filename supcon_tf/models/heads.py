@@ -1,6 +1,8 @@
 """Projection and classification heads, as in the official SupCon model."""
 import keras
 
+from supcon_tf.models.layers import name_for_checkpoints
+
 
 KERNEL_INITS = {
     'official': lambda: keras.initializers.RandomNormal(stddev=0.01),
@@ -49,6 +51,8 @@ class ProjectionHead(keras.layers.Layer):
                                         name=f'bn{i}')
         for i in range(len(self.dims))
     ] if use_batch_norm else []
+    name_for_checkpoints(self, 'dense_layer', self.dense)
+    name_for_checkpoints(self, 'norm_layer', self.norms)
 
   def call(self, x, training=None):
     for i, dense in enumerate(self.dense):

@@ -81,3 +81,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       self.moving_mean.assign(mean)
       self.moving_variance.assign(variance)
     return outputs
+
+
+def name_for_checkpoints(layer, prefix, items):
+  """Makes layers held in a list visible to tf.train.Checkpoint.
+
+  Keras 3 tracks list items for `weights`, but TensorFlow's object graph
+  does not see them, so a `tf.train.Checkpoint(model=...)` would miss their
+  variables (BatchNorm statistics included). Attributes it sees.
+  """
+  for index, item in enumerate(items):
+    setattr(layer, f'{prefix}{index}', item)

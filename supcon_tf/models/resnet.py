@@ -11,6 +11,7 @@ import keras
 
 from supcon_tf.models.cifar_resnet import BasicBlock
 from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
+                                     name_for_checkpoints,
                                      projection_shortcut)
 
 RESNET_STAGES = {
@@ -92,6 +93,7 @@ class ResNet(keras.Model):
           block = BottleneckBlock(filters, strides, zero_init_last_bn,
                                   name=block_name)
         self.blocks.append(block)
+    name_for_checkpoints(self, 'block', self.blocks)
     self.pool = keras.layers.GlobalAveragePooling2D()
     self.output_dim = filters * (1 if kind == 'basic' else 4)
 

@@ -82,10 +82,10 @@ class Trainer:
     if latest:
       tf.train.Checkpoint(model=self.model, step=step).read(
           latest).expect_partial()
-    if int(step) < total:
+    if int(step.numpy()) < total:
       raise ValueError(
           f'{stage.name} has not finished in {directory} ('
-          f'{int(step)} of {total} steps); run it first (bin/train_supcon).')
+          f'{int(step.numpy())} of {total} steps); run it first (bin/train_supcon).')
 
   def run_stage(self, stage):
     """Trains `stage` to its last step (resuming from its checkpoint); returns
@@ -111,8 +111,8 @@ class Trainer:
     if manager.latest_checkpoint:
       checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
       logging.info('%s: resumed from %s at step %d', stage.name,
-                   manager.latest_checkpoint, int(step))
-    start = int(step)
+                   manager.latest_checkpoint, int(step.numpy()))
+    start = int(step.numpy())
     result = {'steps': total, 'loss': None, 'seconds': 0.}
     if start >= total:
       logging.info('%s: already finished (%d steps).', stage.name, total)
@@ -134,15 +134,15 @@ class Trainer:
     started = time.perf_counter()
     last_saved = start
     try:
-      while int(step) < total:
-        current = int(step)
+      while int(step.numpy()) < total:
+        current = int(step.numpy())
         to_epoch_end = self.steps_per_epoch - current % self.steps_per_epoch
         count = min(config.steps_per_loop, to_epoch_end, total - current)
         tick = time.perf_counter()
         metrics = {k: float(v) for k, v in loop(
             iterator, tf.constant(count, tf.int32)).items()}
         seconds = time.perf_counter() - tick
-        current = int(step)
+        current = int(step.numpy())
         if not np.isfinite(metrics['loss']):
           raise NonFiniteLossError(
               f'{stage.name}: the loss became {metrics["loss"]} by step '
@@ -173,9 +173,10 @@ class Trainer:
             logging.info('%s epoch %d: kNN validation top-1 %.4f',
                          stage.name, epoch, knn)
     except KeyboardInterrupt:
-      if int(step) > last_saved:
-        path = manager.save(checkpoint_number=int(step))
-        logging.warning('Interrupted: saved %s at step %d.', path, int(step))
+      if int(step.numpy()) > last_saved:
+        manager.save(checkpoint_number=int(step.numpy()))
+      logging.warning('Interrupted at step %d; checkpoint %s.', int(step.numpy()),
+                      manager.latest_checkpoint)
       raise
     finally:
       progress.close()

@@ -7,7 +7,9 @@ import tensorflow as tf
 
 def _excluded(variable):
   """BatchNorm parameters and biases: no LARS adaptation."""
-  return variable.path.rsplit('/', 1)[-1] in ('bias', 'gamma', 'beta')
+  # The backing tf.Variable reaches update_step: its name is 'scope/leaf:0'.
+  leaf = variable.name.split(':')[0].rsplit('/', 1)[-1]
+  return leaf in ('bias', 'gamma', 'beta')
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')

@@ -28,7 +28,7 @@ RESULTS_FILE = 'results.json'
 
 def make_strategy(name):
   """auto: MirroredStrategy over all GPUs when there are several, else the
-  default strategy."""
+  default strategy. mirrored: over all GPUs, or all logical CPUs."""
   if name == 'auto':
     gpus = tf.config.list_logical_devices('GPU')
     return (tf.distribute.MirroredStrategy() if len(gpus) > 1
@@ -36,7 +36,11 @@ def make_strategy(name):
   if name == 'default':
     return tf.distribute.get_strategy()
   if name == 'mirrored':
-    return tf.distribute.MirroredStrategy()
+    # All GPUs; without GPUs, all (logical) CPUs, which is how the
+    # distributed path is exercised on a CPU-only machine.
+    devices = (tf.config.list_logical_devices('GPU') or
+               tf.config.list_logical_devices('CPU'))
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
   if name == 'multi_worker':
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':

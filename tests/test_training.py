@@ -1,0 +1,328 @@
+"""Training: the stages learn, freeze, resume, distribute, export and fail
+cleanly. On a tiny separable image folder the tests write themselves."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from supcon_tf.config import Config, make_config
+from supcon_tf.training import loop, optimizers, run as run_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_dataset(root, per_class=16, test_per_class=6, size=8):
+  """Four classes: which quadrant of an 8x8 image is bright (noisy)."""
+  rng = np.random.default_rng(0)
+  half = size // 2
+  for split, count in (('train', per_class), ('test', test_per_class)):
+    for c in range(4):
+      folder = root / split / f'class{c}'
+      folder.mkdir(parents=True)
+      for i in range(count):
+        image = rng.integers(0, 60, (size, size, 3))
+        y, x = divmod(c, 2)
+        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
+        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
+  return root
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return _write_dataset(tmp_path_factory.mktemp('quadrants'))
+
+
+def _config(model_dir, data_dir, **values):
+  base = dict(
+      model_dir=str(model_dir), dataset='folder', data_dir=str(data_dir),
+      image_size=8, resnet_depth=20, projection_head_layers=(32, 16),
+      projection_head_kernel_init='torch', batch_size=16,
+      eval_batch_size=32, validation_fraction=0.25, temperature=0.1,
+      augmentation_type='AUTOAUGMENT', random_crop_padding=1, flip=False,
+      stage_1_epochs=8, stage_1_optimizer='ADAM',
+      stage_1_base_learning_rate=0.02, stage_1_min_learning_rate_ratio=0.1,
+      stage_2_epochs=4, stage_2_base_learning_rate=40.,
+      knn_every_epochs=4, steps_per_loop=3, progress=False, plot=False,
+      export=False)
+  return make_config(**{**base, **values})
+
+
+def _restored(config, stage):
+  """A fresh model holding `stage`'s latest checkpoint."""
+  model = run_lib.build_model(config, 4)
+  model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(
+      os.path.join(config.model_dir, stage))).expect_partial()
+  return model
+
+
+def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
+                                                            data_dir):
+  config = _config(tmp_path / 'run', data_dir, export=True, plot=True)
+  results = run_lib.run(config)
+  assert results['knn_val_top1'] >= 0.9
+  assert results['test_top1'] >= 0.9 and results['val_top1'] >= 0.9
+  assert results['stage_1_steps'] == 8 * 3 and results['stage_2_steps'] == 12
+  saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert saved['test_top1'] == results['test_top1']
+  assert np.isfinite(saved['stage_1_final_loss'])
+  assert (tmp_path / 'run' / 'embeddings.png').stat().st_size > 1000
+  assert os.listdir(tmp_path / 'run' / 'summaries' / 'stage_1')
+  assert Config.from_json((tmp_path / 'run' / 'config.json').read_text()) == (
+      config)
+  # Stage 2 changed the classifier and nothing of the encoder, BatchNorm
+  # moving statistics included.
+  before, after = _restored(config, 'stage_1'), _restored(config, 'stage_2')
+  initial = run_lib.build_model(config, 4)
+  initial(tf.zeros([1, 8, 8, 3]))
+  assert any('moving_mean' in v.path for v in before.encoder.weights)
+  for b, a, i in zip(before.encoder.weights, after.encoder.weights,
+                     initial.encoder.weights):
+    np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=b.path)
+  # ... while stage 1 had trained the encoder, statistics included.
+  assert not np.array_equal(before.encoder.weights[0].numpy(),
+                            initial.encoder.weights[0].numpy())
+  assert any('moving_mean' in v.path and not np.allclose(v.numpy(), 0.)
+             for v in before.encoder.weights)
+  for b, a in zip(before.classification_head.weights,
+                  after.classification_head.weights):
+    assert not np.array_equal(b.numpy(), a.numpy()), b.path
+
+  # The SavedModel, loaded in a fresh process, gives the logits of the
+  # checkpointed model.
+  images = np.stack([np.asarray(Image.open(os.path.join(dirpath, f)))
+                     for dirpath, _, files in sorted(os.walk(
+                         data_dir / 'test')) for f in sorted(files)])
+  np.save(tmp_path / 'images.npy', images)
+  script = (
+      'import numpy as np, tensorflow as tf\n'
+      f'm = tf.saved_model.load({str(tmp_path / "run" / "export")!r})\n'
+      f'x = np.load({str(tmp_path / "images.npy")!r})\n'
+      'out = m.signatures["serving_default"](images=tf.constant(x, tf.float32))\n'
+      'u8 = m.serve(tf.constant(x))\n'
+      'np.savez(%r, **{k: v.numpy() for k, v in out.items()}, u8=u8["logits"].numpy())\n'
+      % str(tmp_path / 'served.npz'))
+  subprocess.run([sys.executable, '-c', script], check=True, cwd=ROOT,
+                 capture_output=True)
+  served = np.load(tmp_path / 'served.npz')
+  assert set(served.files) >= {'embeddings', 'unnormalized_embeddings',
+                               'projection', 'logits', 'probabilities'}
+  model = after
+  mean, std = (np.array(v, np.float32) for v in
+               run_lib.sources.load_source('folder', str(data_dir)).mean_std)
+  want = model((images - mean) / std, training=False)['logits'].numpy()
+  np.testing.assert_allclose(served['logits'], want, atol=1e-5)
+  np.testing.assert_allclose(served['u8'], want, atol=1e-5)
+  np.testing.assert_allclose(served['probabilities'].sum(1), 1., atol=1e-5)
+  assert np.mean(want.argmax(1) == np.repeat(np.arange(4), 6)) >= 0.9
+
+
+def test_cross_entropy_baseline_trains_the_encoder(tmp_path, data_dir):
+  from supcon_tf.cli import CROSS_ENTROPY
+  config = _config(tmp_path / 'ce', data_dir, **CROSS_ENTROPY,
+                   stage_1_epochs=6, stage_1_optimizer='MOMENTUM',
+                   stage_1_base_learning_rate=0.5)
+  results = run_lib.run(config)
+  assert 'stage_2_steps' not in results and results['test_top1'] >= 0.9
+  initial = run_lib.build_model(config, 4)
+  initial(tf.zeros([1, 8, 8, 3]))
+  trained = _restored(config, 'stage_1')
+  for name in ('encoder', 'classification_head'):
+    assert not np.array_equal(getattr(trained, name).weights[0].numpy(),
+                              getattr(initial, name).weights[0].numpy())
+
+
+def test_two_replicas_run_both_stages(tmp_path, data_dir):
+  config = _config(tmp_path / 'mirrored', data_dir, strategy='mirrored',
+                   stage_1_epochs=2, stage_2_epochs=1, knn_every_epochs=0)
+  results = run_lib.run(config)
+  assert results['stage_1_steps'] == 6 and results['stage_2_steps'] == 3
+  assert np.isfinite(results['stage_1_final_loss'])
+  assert np.isfinite(results['stage_2_final_loss'])
+  assert 0 <= results['test_top1'] <= 1
+
+
+def test_a_model_dir_with_another_config_is_refused_untouched(tmp_path,
+                                                              data_dir):
+  first = _config(tmp_path / 'run', data_dir, stage_1_epochs=1,
+                  stage_2_epochs=0, knn_every_epochs=0)
+  run_lib.run(first)
+  saved = (tmp_path / 'run' / 'config.json').read_text()
+  files = sorted(os.listdir(tmp_path / 'run' / 'stage_1'))
+  other = _config(tmp_path / 'run', data_dir, stage_1_epochs=1,
+                  stage_2_epochs=0, temperature=0.5)
+  with pytest.raises(ValueError, match=r'temperature=0\.5 \(saved 0\.1\)'):
+    run_lib.run(other)
+  assert (tmp_path / 'run' / 'config.json').read_text() == saved
+  assert sorted(os.listdir(tmp_path / 'run' / 'stage_1')) == files
+  # Runtime settings may change; a finished stage is not redone.
+  again = run_lib.run(_config(tmp_path / 'run', data_dir, stage_1_epochs=1,
+                              stage_2_epochs=0, knn_every_epochs=0,
+                              steps_per_loop=1))
+  assert again['stage_1_seconds'] == 0.
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_dir):
+  config = _config(tmp_path / 'nan', data_dir, stage_1_optimizer='MOMENTUM',
+                   stage_1_base_learning_rate=1e35, steps_per_loop=1,
+                   checkpoint_every_steps=1, knn_every_epochs=0)
+  with pytest.raises(loop.NonFiniteLossError, match=r'by step (\d+)') as info:
+    run_lib.run(config)
+  failed = int(re.search(r'by step (\d+)', str(info.value)).group(1))
+  latest = tf.train.latest_checkpoint(str(tmp_path / 'nan' / 'stage_1'))
+  assert latest is not None and int(latest.rsplit('-', 1)[1]) < failed
+  for variable in _restored(config, 'stage_1').weights:
+    assert np.all(np.isfinite(variable.numpy())), variable.path
+
+
+def _train_process(model_dir, data_dir, epochs):
+  flags = [f'--model_dir={model_dir}', '--dataset=folder',
+           f'--data_dir={data_dir}', '--image_size=8', '--batch_size=16',
+           '--validation_fraction=0.25', f'--stage_1_epochs={epochs}',
+           '--stage_2_epochs=1', '--steps_per_loop=1',
+           '--projection_head_layers=16', '--knn_every_epochs=0',
+           '--noexport', '--noplot', '--stage_1_optimizer=adam',
+           '--stage_1_base_learning_rate=0.01']
+  return subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'bin', 'train_supcon.py')] + flags,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, 'stage_1'))
+    if latest and int(latest.rsplit('-', 1)[1]) >= minimum:
+      return int(latest.rsplit('-', 1)[1])
+    assert process.poll() is None, process.stdout.read()
+    time.sleep(0.2)
+  raise AssertionError('no checkpoint appeared')
+
+
+def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
+                                                                data_dir):
+  model_dir = tmp_path / 'resume'
+  epochs = 20  # 3 steps an epoch: 60 steps.
+  first = _train_process(model_dir, data_dir, epochs)
+  _wait_for_checkpoint(model_dir, 3, first)
+  first.send_signal(signal.SIGINT)  # Ctrl-C: saves, then exits.
+  output = first.communicate(timeout=60)[0]
+  assert first.returncode != 0
+  stopped = int(output.split('Interrupted at step ')[1].split(';')[0])
+  assert tf.train.latest_checkpoint(
+      str(model_dir / 'stage_1')).endswith(f'ckpt-{stopped}')
+
+  second = _train_process(model_dir, data_dir, epochs)
+  _wait_for_checkpoint(model_dir, stopped + 3, second)
+  second.kill()  # kill -9: no chance to save.
+  second.communicate(timeout=60)
+
+  third = _train_process(model_dir, data_dir, epochs)
+  output = third.communicate(timeout=300)[0]
+  assert third.returncode == 0, output[-3000:]
+  assert 'resumed from' in output
+  results = json.loads((model_dir / 'results.json').read_text())
+  assert results['stage_1_steps'] == 3 * epochs
+  assert np.isfinite(results['stage_1_final_loss'])
+  assert tf.train.latest_checkpoint(str(model_dir / 'stage_1')).endswith(
+      f'ckpt-{3 * epochs}')
+
+
+# --- optimizers, schedules, config and flags -----------------------------------
+
+
+def test_schedules_warm_up_then_decay():
+  cosine = optimizers.WarmupDecay(2., 110, warmup_steps=10, min_ratio=0.1)
+  values = [float(cosine(s)) for s in (0, 5, 10, 60, 110, 200)]
+  np.testing.assert_allclose(values, [0., 1., 2., 1.1, 0.2, 0.2], rtol=1e-6)
+  piecewise = optimizers.WarmupDecay(1., 100, decay='PIECEWISE_LINEAR',
+                                     decay_rate=0.2, boundaries=(30, 60))
+  np.testing.assert_allclose([float(piecewise(s)) for s in (29, 30, 60, 99)],
+                             [1., 0.2, 0.04, 0.04], rtol=1e-6)
+  exponential = optimizers.WarmupDecay(1., 100, decay='EXPONENTIAL',
+                                       decay_rate=0.5, steps_per_decay=10)
+  np.testing.assert_allclose([float(exponential(s)) for s in (9, 10, 35)],
+                             [1., 0.5, 0.125], rtol=1e-6)
+  assert float(optimizers.WarmupDecay(3., 10, decay='NO_DECAY')(7)) == 3.
+
+
+def test_lars_scales_kernel_steps_by_the_trust_ratio_and_not_biases():
+  import keras
+  dense = keras.layers.Dense(3)
+  dense.build((None, 4))
+  kernel, bias = dense.kernel, dense.bias
+  bias.assign([0.5, -1., 2.])
+  w0, b0 = kernel.numpy().copy(), bias.numpy().copy()
+  g_kernel = np.full((4, 3), 0.3, np.float32)
+  g_bias = np.array([1., 2., 3.], np.float32)
+  lars = optimizers.LARS(learning_rate=0.1, momentum=0.9, eta=0.001)
+  for _ in range(2):
+    lars.apply([tf.constant(g_kernel), tf.constant(g_bias)], [kernel, bias])
+  # Momentum v = 0.9 v + lr * trust * g; w -= v (trust from the current w).
+  w, v = w0.astype(np.float64), np.zeros_like(w0, np.float64)
+  for _ in range(2):
+    trust = 0.001 * np.linalg.norm(w) / np.linalg.norm(g_kernel)
+    v = 0.9 * v + 0.1 * trust * g_kernel
+    w = w - v
+  np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-5)
+  np.testing.assert_allclose(bias.numpy(), b0 - 0.1 * g_bias * (1 + 1.9),
+                             rtol=1e-5)
+
+
+def test_weight_decay_takes_kernels_not_batch_norm():
+  config = make_config(model_dir='/unused')
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, 32, 32, 3]))
+  chosen = {v.path.rsplit('/', 1)[1] for v in optimizers.decayed_variables(
+      [model.encoder, model.projection_head], use_bias=True)}
+  assert chosen == {'kernel', 'bias'}
+  no_bias = optimizers.decayed_variables([model.encoder], use_bias=False)
+  assert {v.path.rsplit('/', 1)[1] for v in no_bias} == {'kernel'}
+
+
+def test_config_errors_name_the_field_and_presets_build():
+  with pytest.raises(ValueError, match='stage_1_optimizer must be one of'):
+    make_config(stage_1_optimizer='SGD')
+  with pytest.raises(ValueError, match='Unknown preset'):
+    make_config('imagenet_tiny')
+  with pytest.raises(ValueError, match='Unknown config fields: lr'):
+    make_config(lr=0.1)
+  with pytest.raises(ValueError, match='num_views >= 2'):
+    make_config(num_views=1)
+  from supcon_tf.config import PRESETS
+  for name in PRESETS:
+    assert make_config(name).preset == name
+  official = make_config('supcon_cifar10_resnet50')
+  assert official.projection_head_layers == (2048, 128)
+  assert official.stage_2_decay_boundary_epochs == (60, 75, 90)
+  assert make_config(stage_1_optimizer='Optimizer.lars').stage_1_optimizer == (
+      'LARS')
+
+
+def test_official_flag_names_parse_into_the_config():
+  from absl import flags as absl_flags
+
+  from supcon_tf import flags
+  flags.define_flags()
+  argv = ['prog', '--preset=supcon_cifar10_resnet50', '--input_fn=cifar100',
+          '--stage_1_optimizer=lars', '--projection_head_layers=512,64',
+          '--use_labels=false', '--crop_area_range=0.2,1.0',
+          '--model_dir=/tmp/x']
+  absl_flags.FLAGS(argv)
+  try:
+    config = flags.config_from_flags()
+  finally:
+    absl_flags.FLAGS.unparse_flags()
+  assert config.dataset == 'cifar100' and config.stage_1_optimizer == 'LARS'
+  assert config.projection_head_layers == (512, 64)
+  assert config.use_labels is False and config.crop_area_range == (0.2, 1.0)
+  assert config.batch_size == 4096  # From the preset.
