@@ -9,8 +9,16 @@ def predict(strategy, model, dataset, keys=('embeddings', 'logits')):
 
   @tf.function
   def forward(images, labels):
-    outputs = model(images, training=False)
-    return {k: outputs[k] for k in keys}, labels
+    def run(batch):
+      outputs = model(batch, training=False)
+      return {k: outputs[k] for k in keys}
+    # At the end of a split some replicas get empty batches, which some CPU
+    # convolution kernels reject: run one blank image and keep none of it.
+    outputs = tf.cond(
+        tf.shape(images)[0] > 0, lambda: run(images),
+        lambda: {k: v[:0] for k, v in run(tf.zeros(
+            tf.concat([[1], tf.shape(images)[1:]], 0), images.dtype)).items()})
+    return outputs, labels
 
   collected = {k: [] for k in keys + ('labels',)}
   for images, labels in dataset:
