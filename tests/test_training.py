@@ -185,6 +185,19 @@ def test_a_model_dir_with_another_config_is_refused_untouched(tmp_path,
                               stage_2_epochs=0, knn_every_epochs=0,
                               steps_per_loop=1))
   assert again['stage_1_seconds'] == 0.
+  # Stage 2 alone on the finished stage 1 (bin/train_classifier.py); its
+  # settings may change until it has started.
+  classifier = run_lib.run(_config(tmp_path / 'run', data_dir,
+                                   stage_1_epochs=1, stage_2_epochs=1,
+                                   knn_every_epochs=0), stage_indices=(2,))
+  assert classifier['stage_2_steps'] == 3 and 'stage_1_steps' not in classifier
+  with pytest.raises(ValueError, match='stage_1 has not finished'):
+    run_lib.run(_config(tmp_path / 'other', data_dir, stage_1_epochs=1,
+                        stage_2_epochs=1), stage_indices=(2,))
+  # A missing dataset: a clear error, and no model_dir is made.
+  with pytest.raises(ValueError, match='does not exist'):
+    run_lib.run(_config(tmp_path / 'new', tmp_path / 'missing'))
+  assert not (tmp_path / 'new').exists()
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(

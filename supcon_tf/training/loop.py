@@ -12,6 +12,7 @@ the same batches it would have seen.
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -85,7 +86,8 @@ class Trainer:
     if int(step.numpy()) < total:
       raise ValueError(
           f'{stage.name} has not finished in {directory} ('
-          f'{int(step.numpy())} of {total} steps); run it first (bin/train_supcon).')
+          f'{int(step.numpy())} of {total} steps); run it first '
+          '(bin/train_supcon.py).')
 
   def run_stage(self, stage):
     """Trains `stage` to its last step (resuming from its checkpoint); returns
@@ -100,7 +102,6 @@ class Trainer:
                                                 self.steps_per_epoch),
           stage.rmsprop_epsilon)
       if config.allow_mixed_precision and _on_gpu():
-        import keras
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       optimizer.build(variables)
       step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')

@@ -84,13 +84,13 @@ def trained_parts(stage, model, config):
 def decayed_variables(stage, model, config):
   """Kernels (and biases, with use_bias_weight_decay) of the trained parts
   whose weight-decay switch is on."""
+  if stage.weight_decay <= 0:
+    return []
   switches = {id(model.encoder): stage.encoder_weight_decay,
               id(model.projection_head): stage.projection_head_weight_decay,
               id(model.classification_head):
                   stage.classification_head_weight_decay}
   parts = [p for p in trained_parts(stage, model, config) if switches[id(p)]]
-  if stage.weight_decay <= 0:
-    return []
   return optimizers.decayed_variables(parts, config.use_bias_weight_decay)
 
 
