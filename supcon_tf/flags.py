@@ -3,7 +3,8 @@
 Enum flags take the official member names in any case (`--stage_1_optimizer=lars`);
 list flags take commas (`--projection_head_layers=2048,128`). `--preset` picks a
 named preset; flags given on the command line win over it. `--input_fn` is
-the official name of `--dataset`.
+the official name of `--dataset`; `--mixed_precision` stands for
+`--allow_mixed_precision`.
 """
 import dataclasses
 import typing
@@ -13,6 +14,8 @@ from absl import flags
 from supcon_tf.config import CHOICES, PRESETS, Config, make_config
 
 FLAGS = flags.FLAGS
+# Other names for fields: the official `input_fn`, and a short one.
+ALIASES = {'input_fn': 'dataset', 'mixed_precision': 'allow_mixed_precision'}
 
 HELP = {
     'model_dir': 'Directory for checkpoints, summaries, config.json, '
@@ -77,7 +80,8 @@ def define_flags():
       flags.DEFINE_list(name, [str(v) for v in default], help_text)
     else:
       flags.DEFINE_string(name, default, help_text)
-  flags.DEFINE_alias('input_fn', 'dataset')
+  for alias, name in ALIASES.items():
+    flags.DEFINE_alias(alias, name)
 
 
 def explicit_flags():
@@ -86,8 +90,9 @@ def explicit_flags():
   for field in dataclasses.fields(Config):
     if FLAGS[field.name].present:
       values[field.name] = FLAGS[field.name].value
-  if FLAGS['input_fn'].present:
-    values['dataset'] = FLAGS['input_fn'].value
+  for alias, name in ALIASES.items():
+    if FLAGS[alias].present:
+      values[name] = FLAGS[alias].value
   values.pop('preset', None)
   return values
 

@@ -346,7 +346,7 @@ def test_official_flag_names_parse_into_the_config():
   argv = ['prog', '--preset=supcon_cifar10_resnet50', '--input_fn=cifar100',
           '--stage_1_optimizer=lars', '--projection_head_layers=512,64',
           '--use_labels=false', '--crop_area_range=0.2,1.0',
-          '--model_dir=/tmp/x']
+          '--mixed_precision', '--model_dir=/tmp/x']
   absl_flags.FLAGS(argv)
   try:
     config = flags.config_from_flags()
@@ -356,3 +356,18 @@ def test_official_flag_names_parse_into_the_config():
   assert config.projection_head_layers == (512, 64)
   assert config.use_labels is False and config.crop_area_range == (0.2, 1.0)
   assert config.batch_size == 4096  # From the preset.
+  assert config.allow_mixed_precision is True
+
+
+def test_mixed_precision_and_xla_compiled_steps_train(tmp_path, data_dir):
+  import keras
+  config = _config(tmp_path / 'bf16', data_dir, allow_mixed_precision=True,
+                   jit_compile=True, stage_1_epochs=1, stage_2_epochs=1,
+                   knn_every_epochs=0)
+  try:
+    results = run_lib.run(config)
+    assert keras.mixed_precision.global_policy().name == 'mixed_bfloat16'
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  assert np.isfinite(results['stage_1_final_loss'])
+  assert np.isfinite(results['stage_2_final_loss'])
