@@ -3,9 +3,9 @@ import numpy as np
 import tensorflow as tf
 
 
-def predict(strategy, model, dataset, keys=('embeddings', 'logits')):
-  """`keys` of the model's outputs and the labels over a distributed eval
-  dataset, as NumPy arrays (every example once)."""
+def make_forward(model, keys=('embeddings', 'logits')):
+  """The per-replica eval step: (images, labels) -> ({key: output}, labels).
+  Made once and reused, so repeated evaluations do not retrace it."""
 
   @tf.function
   def forward(images, labels):
@@ -20,10 +20,17 @@ def predict(strategy, model, dataset, keys=('embeddings', 'logits')):
             tf.concat([[1], tf.shape(images)[1:]], 0), images.dtype)).items()})
     return outputs, labels
 
-  collected = {k: [] for k in keys + ('labels',)}
+  forward.keys = tuple(keys)
+  return forward
+
+
+def predict(strategy, forward, dataset):
+  """The outputs of `forward` (from `make_forward`) and the labels over a
+  distributed eval dataset, as NumPy arrays (every example once)."""
+  collected = {k: [] for k in forward.keys + ('labels',)}
   for images, labels in dataset:
     outputs, labels = strategy.run(forward, args=(images, labels))
-    for key in keys:
+    for key in forward.keys:
       collected[key].extend(
           t.numpy() for t in strategy.experimental_local_results(outputs[key]))
     collected['labels'].extend(

@@ -71,6 +71,7 @@ class Trainer:
     self.train_split = source.split('train')
     self.steps_per_epoch = pipeline.steps_per_epoch(self.train_split,
                                                     config.batch_size)
+    self._forward = {}  # Eval steps by output keys, traced once each.
 
   # --- one stage ---------------------------------------------------------------
 
@@ -263,15 +264,18 @@ class Trainer:
         self.mean_std, config.image_size,
         eval_crop_method=config.eval_crop_method,
         crop_padding=config.crop_padding)
-    return evaluation.predict(self.strategy, self.model, dataset, keys)
+    keys = tuple(keys)
+    if keys not in self._forward:
+      self._forward[keys] = evaluation.make_forward(self.model, keys)
+    return evaluation.predict(self.strategy, self._forward[keys], dataset)
 
   def knn_monitor(self):
     """kNN top-1 of validation embeddings against the training embeddings;
     None without a validation split."""
     if 'validation' not in self.source.splits:
       return None
-    bank = self.outputs('train', ('embeddings',))
-    queries = self.outputs('validation', ('embeddings',))
+    bank = self.outputs('train')
+    queries = self.outputs('validation')
     return evaluation.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.source.num_classes)
