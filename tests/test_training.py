@@ -55,6 +55,17 @@ def _config(model_dir, data_dir, **values):
   return make_config(**{**base, **values})
 
 
+def _scalar_tags(directory):
+  """The summary tags written in a directory of event files."""
+  from tensorflow.core.util import event_pb2
+  tags = set()
+  for name in os.listdir(directory):
+    for record in tf.data.TFRecordDataset(str(directory / name)):
+      event = event_pb2.Event.FromString(record.numpy())
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
 def _restored(config, stage):
   """A fresh model holding `stage`'s latest checkpoint."""
   model = run_lib.build_model(config, 4)
@@ -75,7 +86,11 @@ def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
   assert saved['test_top1'] == results['test_top1']
   assert np.isfinite(saved['stage_1_final_loss'])
   assert (tmp_path / 'run' / 'embeddings.png').stat().st_size > 1000
-  assert os.listdir(tmp_path / 'run' / 'summaries' / 'stage_1')
+  assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'stage_1') >= {
+      'train/loss', 'train/contrastive_loss', 'train/learning_rate',
+      'train/examples_per_second', 'monitor/knn_val_top1'}
+  assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'eval') == {
+      'eval/test_top1', 'eval/test_top5', 'eval/val_top1'}
   assert Config.from_json((tmp_path / 'run' / 'config.json').read_text()) == (
       config)
   # Stage 2 changed the classifier and nothing of the encoder, BatchNorm

@@ -20,7 +20,7 @@ from supcon_tf.data import augment, sources
 from supcon_tf.models import ContrastiveModel, build_encoder
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
 from supcon_tf.training import evaluation, stages
-from supcon_tf.training.loop import Trainer
+from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
@@ -167,6 +167,12 @@ def run(config, stage_indices=(1, 2)):
         validation['logits'], validation['labels'], 1)
   else:
     results['val_top1'] = None
+  final_step = sum(results.get(f'stage_{i}_steps', 0) for i in (1, 2))
+  write_scalars(
+      tf.summary.create_file_writer(
+          os.path.join(config.model_dir, 'summaries', 'eval')), final_step,
+      {f'eval/{k}': results[k] for k in ('test_top1', 'test_top5', 'val_top1')
+       if results[k] is not None})
   if config.export:
     results['export'] = export_lib.export_saved_model(
         model, os.path.join(config.model_dir, 'export'), mean_std,
