@@ -467,21 +467,6 @@ def _project(images, transforms, output_size, interpolation, fill_mode,
       fill_mode=fill_mode)
 
 
-def _crop_transforms(x0, y0, scale_x, scale_y, flip, size):
-  """Transforms [N, 8] sampling the box at (x0, y0) with `scale` input pixels
-  per output pixel, pixel centres aligned, mirrored where `flip`."""
-  size = tf.cast(size, tf.float32)
-  sign = 1. - 2. * tf.cast(flip, tf.float32)
-  # Output centre x + 1/2 reads input centre x0 + (x + 1/2) * scale; flipped,
-  # x is replaced by size - 1 - x.
-  a0 = sign * scale_x
-  a2 = x0 + scale_x * tf.where(flip, size - 0.5, 0.5) - 0.5
-  b1 = scale_y
-  b2 = y0 + 0.5 * scale_y - 0.5
-  zeros = tf.zeros_like(a0)
-  return tf.stack([a0, zeros, a2, zeros, b1, b2, zeros, zeros], axis=1)
-
-
 def random_flips(seed, batch):
   return tf.random.stateless_uniform([batch], seed) < 0.5
 
@@ -498,11 +483,15 @@ def pad_crop_flip(images, seed, padding=4, flip=True, fill=0):
   offsets = tf.cast(offsets - padding, tf.float32)
   mirror = (random_flips(seeds[1], batch) if flip
             else tf.zeros([batch], tf.bool))
-  ones = tf.ones([batch], tf.float32)
-  out = _project(images,
-                 _crop_transforms(offsets[:, 0], offsets[:, 1], ones, ones,
-                                  mirror, tf.shape(images)[2]),
-                 tf.shape(images)[1:3], 'NEAREST', 'CONSTANT', fill)
+  # Output (x, y) reads input (x + dx, y + dy); mirrored, x -> width - 1 - x.
+  width = tf.cast(tf.shape(images)[2], tf.float32)
+  sign = 1. - 2. * tf.cast(mirror, tf.float32)
+  shift_x = offsets[:, 0] + tf.where(mirror, width - 1., 0.)
+  zeros = tf.zeros([batch], tf.float32)
+  transforms = tf.stack([sign, zeros, shift_x, zeros, zeros + 1.,
+                         offsets[:, 1], zeros, zeros], axis=1)
+  out = _project(images, transforms, tf.shape(images)[1:3], 'NEAREST',
+                 'CONSTANT', fill)
   return out[0] if unbatch else out
 
 

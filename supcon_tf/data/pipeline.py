@@ -263,16 +263,14 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
   examples = examples.shard(pipelines, pipeline_id)
   same_size = (split.image_shape is not None and
                split.image_shape[:2] == (image_size, image_size))
-  if same_size:
-    dataset = examples.batch(per_replica).map(
-        lambda images, labels: (normalize(images, mean_std), labels))
-  else:
-    dataset = examples.map(
+  if not same_size:
+    examples = examples.map(
         lambda image, label: (augment_lib.eval_crop(
             _decode(image), image_size, eval_crop_method, crop_padding),
                               label),
-        num_parallel_calls=AUTOTUNE).batch(per_replica).map(
-            lambda images, labels: (normalize(images, mean_std), labels))
+        num_parallel_calls=AUTOTUNE)
+  dataset = examples.batch(per_replica).map(
+      lambda images, labels: (normalize(images, mean_std), labels))
   return _with_threads(dataset.prefetch(AUTOTUNE), threads)
 
 
