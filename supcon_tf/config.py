@@ -11,7 +11,9 @@ import json
 from typing import Optional
 
 from supcon_tf.data.augment import (AUGMENTATION_TYPES, CROPS,
-                                    EVAL_CROP_METHODS, POLICIES)
+                                    EVAL_CROP_METHODS, POLICY_NAMES)
+from supcon_tf.data.sources import MEAN_STD
+from supcon_tf.models.layers import WEIGHT_INITS
 
 OPTIMIZERS = ('MOMENTUM', 'NESTEROV', 'LARS', 'RMSPROP', 'ADAM')
 DECAY_TYPES = ('COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR', 'NO_DECAY')
@@ -26,7 +28,7 @@ CHOICES = {
     'augmentation_type': AUGMENTATION_TYPES,
     'crop': CROPS,
     'eval_crop_method': EVAL_CROP_METHODS,
-    'autoaugment_policy': tuple(POLICIES),
+    'autoaugment_policy': POLICY_NAMES,
     'contrast_mode': CONTRAST_MODES,
     'summation_location': SUMMATION_LOCATIONS,
     'denominator_mode': DENOMINATOR_MODES,
@@ -36,8 +38,12 @@ CHOICES = {
     'stage_2_learning_rate_decay': DECAY_TYPES,
     'strategy': STRATEGIES,
     'label_type': LABEL_TYPES,
-    'projection_head_kernel_init': ('official', 'torch'),
+    'weight_init': WEIGHT_INITS,
+    'normalization': ('dataset',) + tuple(MEAN_STD),
 }
+# Enum fields whose values are lower-case names rather than official members.
+LOWER_CASE_CHOICES = ('strategy', 'label_type', 'crop', 'autoaugment_policy',
+                      'weight_init', 'normalization')
 
 # Fields that may change between runs in one model_dir (they do not change
 # what is trained); every other field must match the saved config.
@@ -92,6 +98,9 @@ class Config:
   randaugment_layers: int = 2
   cutout_size: int = 0
   apply_whitening: bool = True
+  # Whose per-channel statistics whitening uses: the dataset's own, or a
+  # named dataset's (the seed normalises with fixed CIFAR constants).
+  normalization: str = 'dataset'
   eval_crop_method: str = 'IDENTITY'
   crop_padding: int = 32
   # Model.
@@ -101,7 +110,9 @@ class Config:
   first_conv_stride: int = 1
   use_initial_max_pool: bool = False
   projection_head_layers: tuple = (64, 64)
-  projection_head_kernel_init: str = 'official'
+  # 'seed': the seed's ResNet-20 weights (kaiming_normal_ convolutions and
+  # Linear kernels, PyTorch's default biases, a bias on every head layer).
+  weight_init: str = 'official'
   use_projection_batch_norm: bool = False
   use_projection_batch_norm_beta: bool = True
   normalize_embedding: bool = True
@@ -118,6 +129,13 @@ class Config:
   positives_cap: int = -1
   label_smoothing: float = 0.0
   use_bias_weight_decay: bool = True
+  # Weight decay on BatchNorm gamma and beta too (PyTorch SGD's weight_decay
+  # reaches every parameter it updates; the official code never decays them).
+  use_batch_norm_weight_decay: bool = False
+  # The schedule moves once per epoch, as the seed's adjust_learning_rate
+  # called after each epoch: epoch e (from 0) runs at the value of epoch
+  # max(e - 1, 0). False: it moves every step.
+  learning_rate_per_epoch: bool = False
   # Stage 1 (contrastive).
   stage_1_epochs: int = 500
   stage_1_warmup_epochs: float = 0.0
@@ -160,8 +178,7 @@ class Config:
       value = getattr(self, name)
       if isinstance(value, str):
         value = value.rsplit('.', 1)[-1]  # 'Optimizer.LARS' -> 'LARS'.
-        if name not in ('strategy', 'label_type', 'crop',
-                        'autoaugment_policy', 'projection_head_kernel_init'):
+        if name not in LOWER_CASE_CHOICES:
           value = value.upper()
         setattr(self, name, value)
       if value not in allowed:
@@ -207,18 +224,59 @@ class Config:
     return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# The seed's recipe (REFERENCE.md section 3; its train.py, loss/spc.py,
+# models/resnet_contrastive.py, data_augmentation/auto_augment.py): ResNet-20
+# with its weights and heads, all training images, its normalisation
+# constants, pad-4 crop and flip then its AutoAugment, SGD momentum 0.9 with
+# weight decay 1e-4 on every parameter it updates, a cosine per epoch to
+# lr * 1e-3. Its classifier stage: lr 0.05, 100 epochs, on the frozen
+# encoder with BatchNorm in inference mode (the seed's code lets the
+# statistics drift there; README).
+_SEED_RECIPE = dict(
+    resnet_depth=20, weight_init='seed', projection_head_layers=(64, 64),
+    normalize_embedding=True, batch_size=256, validation_fraction=0.,
+    crop='pad', random_crop_padding=4, flip=True,
+    autoaugment_policy='seed_cifar10', eval_crop_method='IDENTITY',
+    apply_whitening=True, use_bias_weight_decay=True,
+    use_batch_norm_weight_decay=True, learning_rate_per_epoch=True,
+    stage_1_optimizer='MOMENTUM', stage_1_learning_rate_decay='COSINE',
+    stage_1_min_learning_rate_ratio=1e-3, stage_1_weight_decay=1e-4,
+    stage_1_warmup_epochs=0., stage_2_optimizer='MOMENTUM',
+    stage_2_learning_rate_decay='COSINE', stage_2_min_learning_rate_ratio=1e-3,
+    stage_2_weight_decay=1e-4, stage_2_warmup_epochs=0.,
+    stage_2_use_classification_head_weight_decay=True,
+    stage_2_update_encoder_batch_norm=False, knn_every_epochs=0)
+# SupCon: temperature 0.07 and the loss not multiplied by it (the seed's
+# loss has no factor tau), lr 0.1 for 500 epochs, then the classifier.
+_SEED_SUPCON = dict(
+    _SEED_RECIPE, augmentation_type='AUTOAUGMENT', temperature=0.07,
+    scale_by_temperature=False, stage_1_epochs=500,
+    stage_1_base_learning_rate=0.1, stage_2_epochs=100,
+    stage_2_base_learning_rate=0.05)
+# Cross-entropy: one stage through the encoder, lr 0.05 for 100 epochs.
+_SEED_CROSS_ENTROPY = dict(
+    _SEED_RECIPE, stage_1_contrastive_loss_weight=0.,
+    stage_1_cross_entropy_loss_weight=1.,
+    stop_gradient_before_classification_head=False, num_views=1,
+    stage_1_use_classification_head_weight_decay=True, stage_1_epochs=100,
+    stage_1_base_learning_rate=0.05, stage_2_epochs=0)
+
+
+def _seed_presets():
+  presets = {}
+  for dataset in ('cifar10', 'cifar100'):
+    data = dict(dataset=dataset, normalization=dataset)
+    prefix = f'seed_{dataset}_resnet20'
+    presets[f'{prefix}_ce'] = dict(_SEED_CROSS_ENTROPY, **data,
+                                   augmentation_type='IDENTITY')
+    presets[f'{prefix}_ce_autoaugment'] = dict(
+        _SEED_CROSS_ENTROPY, **data, augmentation_type='AUTOAUGMENT')
+    presets[f'{prefix}_supcon_autoaugment'] = dict(_SEED_SUPCON, **data)
+  return presets
+
+
 PRESETS = {
-    # The seed repo's ResNet-20 recipe (REFERENCE.md section 3): pad-4 crop,
-    # flip, AutoAugment; SupCon at temperature 0.07, SGD lr 0.1 cosine to
-    # lr * 1e-3 over 500 epochs; stage 2 lr 0.05 for 100 epochs.
-    'supcon_cifar10_resnet20': dict(
-        dataset='cifar10', resnet_depth=20, projection_head_layers=(64, 64),
-        projection_head_kernel_init='torch',
-        batch_size=256, temperature=0.07, augmentation_type='AUTOAUGMENT',
-        crop='pad', stage_1_epochs=500, stage_1_base_learning_rate=0.1,
-        stage_1_min_learning_rate_ratio=1e-3, stage_1_weight_decay=1e-4,
-        stage_2_epochs=100, stage_2_base_learning_rate=0.05,
-        knn_every_epochs=10),
+    **_seed_presets(),
     # The official supcon_cifar10_resnet50 script.
     'supcon_cifar10_resnet50': dict(
         dataset='cifar10', resnet_depth=50, first_conv_kernel_size=3,
@@ -244,7 +302,7 @@ PRESETS = {
     # projection alike), in PyTorch as here, and the demo has a few epochs.
     'supcon_digits_resnet20': dict(
         dataset='digits', resnet_depth=20, projection_head_layers=(64, 64),
-        projection_head_kernel_init='torch', batch_size=128, temperature=0.1,
+        weight_init='seed', batch_size=128, temperature=0.1,
         augmentation_type='AUTOAUGMENT', crop='pad', flip=False,
         stage_1_epochs=14, stage_1_optimizer='ADAM',
         stage_1_base_learning_rate=0.006, stage_1_warmup_epochs=1,

@@ -48,6 +48,18 @@ HELP = {
                                        'ResNet-20 recipe uses 1e-3).',
     'stage_2_min_learning_rate_ratio': 'COSINE ends at base * this.',
     'input_threads': 'Threads for the input pipeline (0: TensorFlow decides).',
+    'weight_init': "official, or seed: the seed's ResNet-20 weights "
+                   '(kaiming_normal_ convolutions and Linear kernels, '
+                   "PyTorch's default biases, a bias on every head layer).",
+    'normalization': 'Whose per-channel mean and std whitening uses: the '
+                     "dataset's own, or cifar10 / cifar100 / imagenet2012's.",
+    'use_batch_norm_weight_decay': 'Weight decay on BatchNorm gamma and beta '
+                                   "too (PyTorch SGD's weight_decay).",
+    'learning_rate_per_epoch': 'The schedule moves once per epoch, one epoch '
+                               "late, as the seed's adjust_learning_rate.",
+    'autoaugment_policy': 'cifar10 / imagenet (Cubuk et al. 2019), or '
+                          "seed_cifar10 (the seed's variant: magnitudes drawn "
+                          'within bins, ndimage geometry, black fill).',
 }
 
 

@@ -93,3 +93,20 @@ def author_loss(features, labels, temperature=0.07, base_temperature=0.07):
   log_prob = logits - np.log(exp_logits.sum(1, keepdims=True))
   mean_log_prob_pos = (mask * log_prob).sum(1) / mask.sum(1)
   return np.mean(-(temperature / base_temperature) * mean_log_prob_pos)
+
+
+def seed_loss(features, labels, temperature=0.07, epsilon=1e-5):
+  """The seed's SupervisedContrastiveLoss (its loss/spc.py), in float64
+  NumPy: views stacked view-major, no factor tau, +epsilon on every
+  exponential after the shift by the row maximum, mean over anchor views."""
+  f = np.asarray(features, np.float64)
+  batch, views = f.shape[:2]
+  projections = f.transpose(1, 0, 2).reshape(views * batch, -1)
+  targets = np.tile(np.asarray(labels), views)
+  logits = projections @ projections.T / temperature
+  exp_logits = np.exp(logits - logits.max(axis=1, keepdims=True)) + epsilon
+  not_self = 1. - np.eye(views * batch)
+  positives = (targets[:, None] == targets[None, :]) * not_self
+  log_prob = -np.log(exp_logits /
+                     (exp_logits * not_self).sum(axis=1, keepdims=True))
+  return np.mean((log_prob * positives).sum(axis=1) / positives.sum(axis=1))

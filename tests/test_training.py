@@ -44,7 +44,7 @@ def _config(model_dir, data_dir, **values):
   base = dict(
       model_dir=str(model_dir), dataset='folder', data_dir=str(data_dir),
       image_size=8, resnet_depth=20, projection_head_layers=(32, 16),
-      projection_head_kernel_init='torch', batch_size=16,
+      weight_init='seed', batch_size=16,
       eval_batch_size=32, validation_fraction=0.25, temperature=0.1,
       augmentation_type='AUTOAUGMENT', random_crop_padding=1, flip=False,
       stage_1_epochs=8, stage_1_optimizer='ADAM',

@@ -415,6 +415,9 @@ IMAGENET_POLICY = (
     (('Equalize', 0.8, 0), ('Equalize', 0.6, 0)),
 )
 POLICIES = {'cifar10': CIFAR10_POLICY, 'imagenet': IMAGENET_POLICY}
+# Every `autoaugment_policy`: POLICIES, and the seed's own variant of the
+# CIFAR-10 policy, which draws its magnitudes differently (seed_autoaugment).
+POLICY_NAMES = tuple(POLICIES) + ('seed_cifar10',)
 
 # RandAugment (Cubuk et al. 2020): the AutoAugment ops without Invert, plus
 # Identity (an op that leaves the image as it is).
@@ -799,9 +802,9 @@ class AugmentConfig:
     if self.crop not in CROPS:
       raise ValueError(f'crop must be one of {", ".join(CROPS)}; got '
                        f'{self.crop!r}.')
-    if self.autoaugment_policy not in POLICIES:
+    if self.autoaugment_policy not in POLICY_NAMES:
       raise ValueError(f'autoaugment_policy must be one of '
-                       f'{", ".join(POLICIES)}; got '
+                       f'{", ".join(POLICY_NAMES)}; got '
                        f'{self.autoaugment_policy!r}.')
     low, high = self.crop_area_range
     if not 0 < low <= high <= 1:
@@ -843,7 +846,11 @@ def augment(images, seed, config, cropped=False):
                         tf.reverse(images, [2]), images)
   kind = config.augmentation_type
   magnitude = config.augmentation_magnitude
-  if kind == 'AUTOAUGMENT' and magnitude > 0:
+  if (kind == 'AUTOAUGMENT' and magnitude > 0 and
+      config.autoaugment_policy == 'seed_cifar10'):
+    from supcon_tf.data.seed_autoaugment import seed_autoaugment
+    images = seed_autoaugment(images, seeds[1])
+  elif kind == 'AUTOAUGMENT' and magnitude > 0:
     images = autoaugment(images, seeds[1],
                          POLICIES[config.autoaugment_policy],
                          config.posterize_bits_fix)

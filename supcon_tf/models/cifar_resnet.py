@@ -41,7 +41,7 @@ class BasicBlock(ResidualBlock):
   """Two 3x3 convolutions with BatchNorm and a residual connection."""
 
   def __init__(self, filters, strides=1, shortcut='A', zero_init_last_bn=False,
-               **kwargs):
+               weight_init='official', **kwargs):
     super().__init__(**kwargs)
     if shortcut not in ('A', 'B'):
       raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}.")
@@ -49,9 +49,11 @@ class BasicBlock(ResidualBlock):
     self.strides = strides
     self.shortcut = shortcut
     self.zero_init_last_bn = zero_init_last_bn
-    self.conv1 = conv2d(filters, 3, strides, name='conv1')
+    self.weight_init = weight_init
+    self.conv1 = conv2d(filters, 3, strides, name='conv1',
+                        weight_init=weight_init)
     self.bn1 = batch_norm(name='bn1')
-    self.conv2 = conv2d(filters, 3, name='conv2')
+    self.conv2 = conv2d(filters, 3, name='conv2', weight_init=weight_init)
     self.bn2 = batch_norm(zero_gamma=zero_init_last_bn, name='bn2')
 
   def build(self, input_shape):
@@ -70,15 +72,17 @@ class BasicBlock(ResidualBlock):
   def get_config(self):
     return {**super().get_config(), 'filters': self.filters,
             'strides': self.strides, 'shortcut': self.shortcut,
-            'zero_init_last_bn': self.zero_init_last_bn}
+            'zero_init_last_bn': self.zero_init_last_bn,
+            'weight_init': self.weight_init}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class CifarResNet(keras.Model):
-  """CIFAR ResNet-(6n+2) encoder; `call` returns the pooled [N, 64] feature."""
+  """CIFAR ResNet-(6n+2) encoder; `call` returns the pooled [N, 64] feature.
+  `weight_init='seed'`: convolutions start as the seed's kaiming_normal_."""
 
   def __init__(self, depth=20, shortcut='A', zero_init_last_bn=False,
-               **kwargs):
+               weight_init='official', **kwargs):
     super().__init__(**kwargs)
     if depth < 8 or (depth - 2) % 6:
       raise ValueError(f'depth must be 6n + 2 (20, 32, 44, 56, 110), got '
@@ -86,15 +90,17 @@ class CifarResNet(keras.Model):
     self.depth = depth
     self.shortcut = shortcut
     self.zero_init_last_bn = zero_init_last_bn
+    self.weight_init = weight_init
     blocks_per_stage = (depth - 2) // 6
-    self.stem = conv2d(16, 3, name='stem_conv')
+    self.stem = conv2d(16, 3, name='stem_conv', weight_init=weight_init)
     self.stem_bn = batch_norm(name='stem_bn')
     self.blocks = []
     for stage, (filters, strides) in enumerate([(16, 1), (32, 2), (64, 2)]):
       for index in range(blocks_per_stage):
         self.blocks.append(BasicBlock(
             filters, strides if index == 0 else 1, shortcut,
-            zero_init_last_bn, name=f'stage{stage + 1}_block{index + 1}'))
+            zero_init_last_bn, weight_init,
+            name=f'stage{stage + 1}_block{index + 1}'))
     name_for_checkpoints(self, 'block', self.blocks)
     self.pool = keras.layers.GlobalAveragePooling2D()
     self.output_dim = 64
@@ -107,4 +113,5 @@ class CifarResNet(keras.Model):
 
   def get_config(self):
     return {'depth': self.depth, 'shortcut': self.shortcut,
-            'zero_init_last_bn': self.zero_init_last_bn, 'name': self.name}
+            'zero_init_last_bn': self.zero_init_last_bn,
+            'weight_init': self.weight_init, 'name': self.name}

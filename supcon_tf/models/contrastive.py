@@ -15,7 +15,8 @@ class ContrastiveModel(keras.Model):
   L2-normalised output, what the contrastive loss takes) and `logits` (the
   classification head). The heads read the normalised embedding when
   `normalize_embedding`, else the unnormalised one; the stop-gradients keep a
-  head's loss from training the encoder.
+  head's loss from training the encoder. `weight_init='seed'` builds the
+  heads as the seed's ResNet-20 (see `ProjectionHead`, `ClassificationHead`).
   """
 
   def __init__(self, encoder, num_classes, projection_dims=(128,),
@@ -23,7 +24,7 @@ class ContrastiveModel(keras.Model):
                use_projection_batch_norm_beta=False,
                stop_gradient_before_classification_head=True,
                stop_gradient_before_projection_head=False,
-               zero_init_logits_layer=False, projection_kernel_init='official',
+               zero_init_logits_layer=False, weight_init='official',
                **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
@@ -37,13 +38,14 @@ class ContrastiveModel(keras.Model):
     self.stop_gradient_before_projection_head = (
         stop_gradient_before_projection_head)
     self.zero_init_logits_layer = zero_init_logits_layer
-    self.projection_kernel_init = projection_kernel_init
+    self.weight_init = weight_init
     self.projection_head = ProjectionHead(
         self.projection_dims, use_projection_batch_norm,
-        use_projection_batch_norm_beta, kernel_init=projection_kernel_init,
+        use_projection_batch_norm_beta, weight_init=weight_init,
         name='projection_head')
     self.classification_head = ClassificationHead(
-        num_classes, zero_init_logits_layer, name='classification_head')
+        num_classes, zero_init_logits_layer, weight_init=weight_init,
+        name='classification_head')
 
   def call(self, inputs, training=None, encoder_training=None):
     # `encoder_training=False` keeps the encoder's BatchNorm in inference mode
@@ -89,7 +91,7 @@ class ContrastiveModel(keras.Model):
         'stop_gradient_before_projection_head':
             self.stop_gradient_before_projection_head,
         'zero_init_logits_layer': self.zero_init_logits_layer,
-        'projection_kernel_init': self.projection_kernel_init,
+        'weight_init': self.weight_init,
         'name': self.name,
     }
 

@@ -1,37 +1,63 @@
-"""Projection and classification heads, as in the official SupCon model."""
+"""Projection and classification heads, as in the official SupCon model or as
+in the seed's ResNet-20 (`weight_init='seed'`)."""
+import math
+
 import keras
 
-from supcon_tf.models.layers import name_for_checkpoints
+from supcon_tf.models.layers import (WEIGHT_INITS, kaiming_normal,
+                                     name_for_checkpoints)
 
 
-KERNEL_INITS = {
-    'official': lambda: keras.initializers.RandomNormal(stddev=0.01),
-    # PyTorch's nn.Linear default: kaiming_uniform(a=sqrt(5)).
-    'torch': lambda: keras.initializers.VarianceScaling(
-        1. / 3., 'fan_in', 'uniform'),
-}
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class Linear(keras.layers.Dense):
+  """Dense whose bias starts as PyTorch's nn.Linear bias does when
+  `torch_bias`: U(+-1/sqrt(fan_in)), fan_in known only at build."""
+
+  def __init__(self, units, torch_bias=False, **kwargs):
+    super().__init__(units, **kwargs)
+    self.torch_bias = torch_bias
+
+  def build(self, input_shape):
+    if self.torch_bias:
+      bound = 1. / math.sqrt(input_shape[-1])
+      self.bias_initializer = keras.initializers.RandomUniform(-bound, bound)
+    super().build(input_shape)
+
+  def get_config(self):
+    return {**super().get_config(), 'torch_bias': self.torch_bias}
+
+
+def linear(units, weight_init, use_bias=True, name=None):
+  """A dense layer initialised the official way (N(0, 0.01) kernel, zero
+  bias) or the seed's (kaiming_normal_ kernel, PyTorch's default bias)."""
+  seed = weight_init == 'seed'
+  kernel = (kaiming_normal() if seed else
+            keras.initializers.RandomNormal(stddev=0.01))
+  return Linear(units, torch_bias=seed and use_bias, use_bias=use_bias,
+                kernel_initializer=kernel, name=name)
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class ProjectionHead(keras.layers.Layer):
-  """Dense layers with ReLU between, the last without bias, L2-normalised out.
+  """Dense layers with ReLU between, L2-normalised out.
 
   `dims` lists the output size of each dense layer (the official
-  `projection_head_layers`); kernels start from N(0, 0.01) as in the official
-  code (`kernel_init='official'`) or as PyTorch's nn.Linear does,
-  U(+-1/sqrt(fan_in)) (`'torch'`, the ResNet-20 reimplementation's). With
+  `projection_head_layers`). `weight_init='official'`: kernels from
+  N(0, 0.01), the last layer without bias, as in the official code. `'seed'`:
+  the seed's ResNet-20 head, nn.Linear layers that all have a bias, kernels
+  from kaiming_normal_ (fan_in, gain sqrt 2), PyTorch's default biases. With
   `use_batch_norm`, BatchNorm follows every dense layer (with a beta only when
   `use_batch_norm_beta`), as the official `use_projection_batch_norm`.
   """
 
   def __init__(self, dims=(128,), use_batch_norm=False,
                use_batch_norm_beta=False, normalize_output=True,
-               kernel_init='official', **kwargs):
+               weight_init='official', **kwargs):
     super().__init__(**kwargs)
-    if kernel_init not in KERNEL_INITS:
-      raise ValueError(f'kernel_init must be one of {", ".join(KERNEL_INITS)}'
-                       f'; got {kernel_init!r}.')
-    self.kernel_init = kernel_init
+    if weight_init not in WEIGHT_INITS:
+      raise ValueError(f'weight_init must be one of {", ".join(WEIGHT_INITS)}'
+                       f'; got {weight_init!r}.')
+    self.weight_init = weight_init
     if not dims:
       raise ValueError('dims must list at least one layer size.')
     self.dims = tuple(int(d) for d in dims)
@@ -40,10 +66,8 @@ class ProjectionHead(keras.layers.Layer):
     self.normalize_output = normalize_output
     last = len(self.dims) - 1
     self.dense = [
-        keras.layers.Dense(
-            d, use_bias=i < last,
-            kernel_initializer=KERNEL_INITS[kernel_init](),
-            name=f'dense{i}') for i, d in enumerate(self.dims)
+        linear(d, weight_init, use_bias=i < last or weight_init == 'seed',
+               name=f'dense{i}') for i, d in enumerate(self.dims)
     ]
     self.norms = [
         keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
@@ -70,25 +94,31 @@ class ProjectionHead(keras.layers.Layer):
             'use_batch_norm': self.use_batch_norm,
             'use_batch_norm_beta': self.use_batch_norm_beta,
             'normalize_output': self.normalize_output,
-            'kernel_init': self.kernel_init}
+            'weight_init': self.weight_init}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class ClassificationHead(keras.layers.Layer):
-  """One dense layer to class logits, optionally zero-initialised."""
+  """One dense layer to class logits, optionally zero-initialised; with
+  `weight_init='seed'` initialised as the seed's nn.Linear classifier."""
 
-  def __init__(self, num_classes, zero_init=False, **kwargs):
+  def __init__(self, num_classes, zero_init=False, weight_init='official',
+               **kwargs):
     super().__init__(**kwargs)
     self.num_classes = int(num_classes)
     self.zero_init = zero_init
-    self.dense = keras.layers.Dense(
-        self.num_classes,
-        kernel_initializer='zeros' if zero_init else 'glorot_uniform',
-        name='logits')
+    self.weight_init = weight_init
+    if weight_init == 'seed' and not zero_init:
+      self.dense = linear(self.num_classes, 'seed', name='logits')
+    else:
+      self.dense = keras.layers.Dense(
+          self.num_classes,
+          kernel_initializer='zeros' if zero_init else 'glorot_uniform',
+          name='logits')
 
   def call(self, x):
     return self.dense(x)
 
   def get_config(self):
     return {**super().get_config(), 'num_classes': self.num_classes,
-            'zero_init': self.zero_init}
+            'zero_init': self.zero_init, 'weight_init': self.weight_init}

@@ -4,18 +4,31 @@ import keras
 import tensorflow as tf
 
 
-def conv2d(filters, kernel_size, strides=1, name=None):
+# How weights start: 'official', or 'seed' (the seed's PyTorch ResNet-20:
+# kaiming_normal_ on every Conv2d and Linear weight, PyTorch's default biases).
+WEIGHT_INITS = ('official', 'seed')
+
+
+def kaiming_normal():
+  """torch.nn.init.kaiming_normal_ defaults: N(0, 2 / fan_in), untruncated."""
+  return keras.initializers.VarianceScaling(2.0, mode='fan_in',
+                                            distribution='untruncated_normal')
+
+
+def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
   """Bias-free convolution, Kaiming-normal init, symmetric padding.
 
   TensorFlow's 'same' pads a strided convolution on the bottom/right only;
   explicit symmetric padding gives the PyTorch / official alignment.
+  `weight_init='seed'` takes fan_in as the seed's kaiming_normal_ does.
   """
+  initializer = kaiming_normal() if weight_init == 'seed' else (
+      keras.initializers.VarianceScaling(
+          2.0, mode='fan_out', distribution='untruncated_normal'))
   conv = keras.layers.Conv2D(
       filters, kernel_size, strides=strides,
       padding='same' if strides == 1 else 'valid', use_bias=False,
-      kernel_initializer=keras.initializers.VarianceScaling(
-          2.0, mode='fan_out', distribution='untruncated_normal'),
-      name=name)
+      kernel_initializer=initializer, name=name)
   if strides == 1:
     return conv
   return keras.Sequential(

@@ -52,15 +52,56 @@ class LARS(keras.optimizers.Optimizer):
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
+class Momentum(keras.optimizers.Optimizer):
+  """SGD with momentum in the form of TF1's MomentumOptimizer (the official
+  code's) and PyTorch's SGD (the seed's): accumulator = momentum *
+  accumulator + gradient, variable -= lr * accumulator; with `nesterov`,
+  variable -= lr * (gradient + momentum * accumulator). The learning rate is
+  outside the accumulator, so a schedule step changes the whole step at once
+  (Keras' SGD keeps lr inside its velocity)."""
+
+  def __init__(self, learning_rate=0.1, momentum=0.9, nesterov=False,
+               name='momentum', **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.momentum = momentum
+    self.nesterov = nesterov
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self.accumulators = [self.add_variable_from_reference(v, 'momentum')
+                         for v in variables]
+
+  def update_step(self, gradient, variable, learning_rate):
+    learning_rate = tf.cast(learning_rate, variable.dtype)
+    gradient = tf.cast(gradient, variable.dtype)
+    accumulator = self.accumulators[self._get_variable_index(variable)]
+    accumulator.assign(self.momentum * accumulator + gradient)
+    step = (gradient + self.momentum * accumulator if self.nesterov
+            else accumulator)
+    variable.assign_sub(learning_rate * step)
+
+  def get_config(self):
+    return {**super().get_config(), 'momentum': self.momentum,
+            'nesterov': self.nesterov}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warmup from 0 to `peak` over `warmup_steps`, then the decay over
   the remaining steps: COSINE (to peak * min_ratio), EXPONENTIAL (decay_rate
   every `steps_per_decay`), PIECEWISE_LINEAR (the official name for a piecewise
-  constant schedule: times decay_rate after each boundary), NO_DECAY."""
+  constant schedule: times decay_rate after each boundary), NO_DECAY.
+
+  With `steps_per_epoch`, the schedule moves once per epoch and one epoch
+  late, as the seed's adjust_learning_rate(epoch) called after each epoch:
+  epoch e (from 0) runs at the per-step value of step
+  max(e - 1, 0) * steps_per_epoch."""
 
   def __init__(self, peak, total_steps, warmup_steps=0, decay='COSINE',
                min_ratio=0., decay_rate=0.1, boundaries=(),
-               steps_per_decay=1):
+               steps_per_decay=1, steps_per_epoch=None):
     self.peak = float(peak)
     self.total_steps = int(total_steps)
     self.warmup_steps = int(warmup_steps)
@@ -69,9 +110,13 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     self.decay_rate = float(decay_rate)
     self.boundaries = tuple(int(b) for b in boundaries)
     self.steps_per_decay = max(float(steps_per_decay), 1.)
+    self.steps_per_epoch = steps_per_epoch and int(steps_per_epoch)
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
+    if self.steps_per_epoch:
+      epoch = tf.floor(step / self.steps_per_epoch)
+      step = tf.maximum(epoch - 1., 0.) * self.steps_per_epoch
     peak = tf.constant(self.peak, tf.float32)
     if self.decay == 'COSINE':
       span = max(self.total_steps - self.warmup_steps, 1)
@@ -97,15 +142,16 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
                 warmup_steps=self.warmup_steps, decay=self.decay,
                 min_ratio=self.min_ratio, decay_rate=self.decay_rate,
                 boundaries=self.boundaries,
-                steps_per_decay=self.steps_per_decay)
+                steps_per_decay=self.steps_per_decay,
+                steps_per_epoch=self.steps_per_epoch)
 
 
 def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
   """The official optimizer names; momentum 0.9 throughout."""
   if name == 'MOMENTUM':
-    return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    return Momentum(learning_rate, momentum=0.9)
   if name == 'NESTEROV':
-    return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    return Momentum(learning_rate, momentum=0.9, nesterov=True)
   if name == 'LARS':
     return LARS(learning_rate, momentum=0.9, eta=0.001)
   if name == 'RMSPROP':
@@ -116,16 +162,14 @@ def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
   raise ValueError(f'Unknown optimizer {name!r}.')
 
 
-def decayed_variables(parts, use_bias):
-  """The variables weight decay applies to: kernels of the chosen parts, and
-  their biases when `use_bias`; never BatchNorm parameters."""
-  chosen = []
-  for part in parts:
-    for variable in part.trainable_variables:
-      leaf = variable.path.rsplit('/', 1)[-1]
-      if leaf == 'kernel' or (use_bias and leaf == 'bias'):
-        chosen.append(variable)
-  return chosen
+def decayed_variables(parts, use_bias, use_batch_norm=False):
+  """The variables weight decay applies to: kernels of the chosen parts,
+  their biases when `use_bias`, BatchNorm gamma and beta when
+  `use_batch_norm`."""
+  leaves = {'kernel'} | ({'bias'} if use_bias else set()) | (
+      {'gamma', 'beta'} if use_batch_norm else set())
+  return [variable for part in parts for variable in part.trainable_variables
+          if variable.path.rsplit('/', 1)[-1] in leaves]
 
 
 def l2_loss(variables):

@@ -55,7 +55,7 @@ def build_model(config, num_classes):
   """The encoder named by resnet_depth with the configured heads."""
   depth = config.resnet_depth
   if depth in [int(n[len('resnet'):]) for n in CIFAR_DEPTHS]:
-    encoder = build_encoder(f'resnet{depth}')
+    encoder = build_encoder(f'resnet{depth}', weight_init=config.weight_init)
   else:
     encoder = build_encoder(
         f'resnet{depth}', width_multiplier=config.resnet_width,
@@ -72,7 +72,7 @@ def build_model(config, num_classes):
       stop_gradient_before_projection_head=(
           config.stop_gradient_before_projection_head),
       zero_init_logits_layer=config.zero_initialize_classifier,
-      projection_kernel_init=config.projection_head_kernel_init)
+      weight_init=config.weight_init)
 
 
 def augment_config(config):
@@ -88,6 +88,17 @@ def augment_config(config):
       blur_probability=config.blur_probability,
       use_pytorch_color_jitter=config.use_pytorch_color_jitter,
       cutout_size=config.cutout_size)
+
+
+def normalization(config, source):
+  """Per-channel (mean, std) for the inputs: none but the scaling to
+  [-1, 1] without `apply_whitening`, else the named dataset's statistics
+  (`normalization`), else the source's own."""
+  if not config.apply_whitening:
+    return sources.UNIT_MEAN_STD
+  if config.normalization != 'dataset':
+    return sources.MEAN_STD[config.normalization]
+  return source.mean_std
 
 
 def check_model_dir(config):
@@ -125,8 +136,7 @@ def run(config, stage_indices=(1, 2)):
     keras.mixed_precision.set_global_policy(
         'mixed_float16' if gpu else 'mixed_bfloat16')
   strategy = make_strategy(config.strategy)
-  mean_std = source.mean_std if config.apply_whitening else (
-      sources.UNIT_MEAN_STD)
+  mean_std = normalization(config, source)
   os.makedirs(config.model_dir, exist_ok=True)
   with open(os.path.join(config.model_dir, CONFIG_FILE), 'w') as f:
     f.write(config.to_json())

@@ -82,8 +82,9 @@ def trained_parts(stage, model, config):
 
 
 def decayed_variables(stage, model, config):
-  """Kernels (and biases, with use_bias_weight_decay) of the trained parts
-  whose weight-decay switch is on."""
+  """Kernels (and biases, with use_bias_weight_decay, and BatchNorm gamma and
+  beta, with use_batch_norm_weight_decay) of the trained parts whose
+  weight-decay switch is on."""
   if stage.weight_decay <= 0:
     return []
   switches = {id(model.encoder): stage.encoder_weight_decay,
@@ -91,7 +92,8 @@ def decayed_variables(stage, model, config):
               id(model.classification_head):
                   stage.classification_head_weight_decay}
   parts = [p for p in trained_parts(stage, model, config) if switches[id(p)]]
-  return optimizers.decayed_variables(parts, config.use_bias_weight_decay)
+  return optimizers.decayed_variables(parts, config.use_bias_weight_decay,
+                                      config.use_batch_norm_weight_decay)
 
 
 def views_for(stage, config):
@@ -109,4 +111,6 @@ def learning_rate(stage, config, steps_per_epoch):
       decay=stage.learning_rate_decay, min_ratio=stage.min_learning_rate_ratio,
       decay_rate=stage.decay_rate,
       boundaries=[b * steps_per_epoch for b in stage.decay_boundary_epochs],
-      steps_per_decay=stage.epochs_per_decay * steps_per_epoch)
+      steps_per_decay=stage.epochs_per_decay * steps_per_epoch,
+      steps_per_epoch=steps_per_epoch if config.learning_rate_per_epoch
+      else None)

@@ -1,0 +1,166 @@
+"""The seed's AutoAugment (its data_augmentation/auto_augment.py), batch-wise.
+
+The seed's ResNet-20 results were trained with this variant of the CIFAR-10
+policy, not with the original one (`augment.CIFAR10_POLICY`): a level m picks
+bin m of `np.linspace(low, high, 11)` per op and the magnitude is drawn
+uniformly inside the bin, so signed ops get their sign from the level (Rotate
+at level 2 turns by -18..-12 degrees, TranslateY at level 9 moves 11.6..14.5
+pixels one way); Solarize thresholds run from 0 (level 0) to 256. The
+geometric ops are scipy.ndimage.affine_transform in (row, column) coordinates
+about the point (size / 2 + 0.5) with a black fill; the pixel ops are PIL's
+(`augment.OPS`). One difference remains, named in the README: ndimage
+interpolates with cubic splines (its default order 3), here bilinearly.
+"""
+import math
+
+import tensorflow as tf
+
+from supcon_tf.data import augment
+
+# The seed's 25 sub-policies: (op, probability, level), levels as it writes
+# them (bins 0..9; the ops without a magnitude ignore theirs).
+SEED_CIFAR10_POLICY = (
+    (('Invert', 0.1, 7), ('Contrast', 0.2, 6)),
+    (('Rotate', 0.7, 2), ('TranslateX', 0.3, 9)),
+    (('Sharpness', 0.8, 1), ('Sharpness', 0.9, 3)),
+    (('ShearY', 0.5, 8), ('TranslateY', 0.7, 9)),
+    (('AutoContrast', 0.5, 8), ('Equalize', 0.9, 2)),
+    (('ShearY', 0.2, 7), ('Posterize', 0.3, 7)),
+    (('Color', 0.4, 3), ('Brightness', 0.6, 7)),
+    (('Sharpness', 0.3, 9), ('Brightness', 0.7, 9)),
+    (('Equalize', 0.6, 5), ('Equalize', 0.5, 1)),
+    (('Contrast', 0.6, 7), ('Sharpness', 0.6, 5)),
+    (('Color', 0.7, 7), ('TranslateX', 0.5, 8)),
+    (('Equalize', 0.3, 7), ('AutoContrast', 0.4, 8)),
+    (('TranslateY', 0.4, 3), ('Sharpness', 0.2, 6)),
+    (('Brightness', 0.9, 6), ('Color', 0.2, 8)),
+    (('Solarize', 0.5, 2), ('Invert', 0.0, 0)),
+    (('Equalize', 0.2, 0), ('AutoContrast', 0.6, 0)),
+    (('Equalize', 0.2, 8), ('Equalize', 0.6, 4)),
+    (('Color', 0.9, 9), ('Equalize', 0.6, 6)),
+    (('AutoContrast', 0.8, 4), ('Solarize', 0.2, 8)),
+    (('Brightness', 0.1, 3), ('Color', 0.7, 0)),
+    (('Solarize', 0.4, 5), ('AutoContrast', 0.9, 3)),
+    (('TranslateY', 0.9, 9), ('TranslateY', 0.7, 9)),
+    (('AutoContrast', 0.9, 2), ('Solarize', 0.8, 3)),
+    (('Equalize', 0.8, 8), ('Invert', 0.1, 3)),
+    (('TranslateY', 0.7, 9), ('AutoContrast', 0.9, 1)),
+)
+
+# (low, high) of each op's np.linspace(low, high, 11); translations are a
+# fraction of the image size.
+RANGES = {
+    'ShearX': (-0.3, 0.3), 'ShearY': (-0.3, 0.3),
+    'TranslateX': (-150 / 331, 150 / 331), 'TranslateY': (-150 / 331, 150 / 331),
+    'Rotate': (-30., 30.), 'Solarize': (0., 256.), 'Posterize': (4., 8.),
+    'Contrast': (0.1, 1.9), 'Color': (0.1, 1.9), 'Brightness': (0.1, 1.9),
+    'Sharpness': (0.1, 1.9),
+}
+
+
+def level_to_magnitude(name, level, uniform):
+  """Bin `level` of the op's linspace, at fraction `uniform` (0..1) inside it:
+  the seed's random.uniform(magnitudes[level], magnitudes[level + 1])."""
+  if name not in RANGES:
+    return tf.zeros_like(tf.cast(level, tf.float64))
+  low, high = RANGES[name]
+  position = tf.cast(level, tf.float64) + tf.cast(uniform, tf.float64)
+  return low + (high - low) * position / 10.
+
+
+def ndimage_matrix(name, magnitude, size):
+  """[N, 2, 2] matrices and [N, 2] offsets of the seed's op: input (row, col)
+  = A (output - c) + c + t with c = size / 2 + 0.5, as its
+  transform_matrix_offset_center passes them to ndimage.affine_transform."""
+  m = tf.cast(magnitude, tf.float64)
+  one, zero = tf.ones_like(m), tf.zeros_like(m)
+  translation = tf.stack([zero, zero], axis=1)
+  if name == 'ShearX':
+    matrix = [[one, m], [zero, one]]
+  elif name == 'ShearY':
+    matrix = [[one, zero], [m, one]]
+  elif name == 'Rotate':
+    theta = m * (math.pi / 180.)
+    matrix = [[tf.cos(theta), -tf.sin(theta)], [tf.sin(theta), tf.cos(theta)]]
+  else:
+    matrix = [[one, zero], [zero, one]]
+    shift = m * size
+    translation = tf.stack([shift, zero] if name == 'TranslateY'
+                           else [zero, shift], axis=1)
+  matrix = tf.stack([tf.stack(row, axis=1) for row in matrix], axis=1)
+  centre = tf.fill([tf.shape(m)[0], 2], tf.cast(size, tf.float64) / 2. + 0.5)
+  offset = centre + translation - tf.linalg.matvec(matrix, centre)
+  return matrix, offset
+
+
+def affine(images, matrix, offset):
+  """ndimage.affine_transform(image, matrix, offset, order=1, cval=0) per
+  channel, for a uint8 batch; rounded to the nearest integer."""
+  # ImageProjectiveTransformV3 reads input (x, y) = (column, row).
+  a, o = tf.cast(matrix, tf.float32), tf.cast(offset, tf.float32)
+  transforms = tf.stack([a[:, 1, 1], a[:, 1, 0], o[:, 1],
+                         a[:, 0, 1], a[:, 0, 0], o[:, 0],
+                         tf.zeros_like(o[:, 0]), tf.zeros_like(o[:, 0])],
+                        axis=1)
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=tf.cast(images, tf.float32), transforms=transforms,
+      output_shape=tf.shape(images)[1:3], fill_value=0.,
+      interpolation='BILINEAR', fill_mode='CONSTANT')
+  return tf.cast(tf.clip_by_value(tf.round(out), 0., 255.), tf.uint8)
+
+
+def apply_op(name, images, magnitude):
+  """The seed's op `name` at per-image `magnitude` on a uint8 batch."""
+  if name in ('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate'):
+    size = tf.cast(tf.shape(images)[1], tf.float64)
+    return affine(images, *ndimage_matrix(name, magnitude, size))
+  if name == 'Posterize':
+    magnitude = tf.round(magnitude)
+  if name == 'Solarize':
+    # PIL inverts values i >= threshold; for a fractional threshold that is
+    # i >= ceil(threshold).
+    magnitude = tf.math.ceil(magnitude)
+  return augment.OPS[name](images, magnitude)
+
+
+def apply_policy(images, choice, fires, uniform, policy=SEED_CIFAR10_POLICY):
+  """Sub-policy `choice` [N] for each image; op k fires where `fires[:, k]`,
+  at fraction `uniform[:, k]` inside its level's bin. Deterministic."""
+  names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
+  result = images
+  for stage in range(2):
+    op_ids = tf.gather(tf.constant(
+        [names.index(sub[stage][0]) for sub in policy]), choice)
+    levels = tf.gather(tf.constant(
+        [sub[stage][2] for sub in policy], tf.float64), choice)
+    images = result
+    for op_id, name in enumerate(names):
+      selected = tf.logical_and(tf.equal(op_ids, op_id), fires[:, stage])
+      magnitude = level_to_magnitude(name, levels, uniform[:, stage])
+      result = tf.cond(
+          tf.reduce_any(selected),
+          lambda name=name, selected=selected, magnitude=magnitude,
+          result=result: augment._apply_to_some(
+              lambda x, m, name=name: apply_op(name, x, m), images,
+              magnitude, selected, result),
+          lambda result=result: result)
+  return result
+
+
+def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):
+  """The seed's AutoAugment on a uint8 batch [N, H, W, 3]: one sub-policy
+  per image, each op with its probability, magnitudes uniform in their bin.
+  Stateless: the same seed, the same images."""
+  images, unbatch = augment._as_batch(images)
+  batch = tf.shape(images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 3)
+  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
+                                       dtype=tf.int32)
+  probabilities = tf.gather(
+      tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
+      choice)
+  fires = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
+  uniform = tf.random.stateless_uniform([batch, 2], seeds[2],
+                                        dtype=tf.float64)
+  out = apply_policy(images, choice, fires, uniform, policy)
+  return out[0] if unbatch else out
