@@ -7,12 +7,13 @@ uniformly inside the bin, so signed ops get their sign from the level (Rotate
 at level 2 turns by -18..-12 degrees, TranslateY at level 9 moves 11.6..14.5
 pixels one way); Solarize thresholds run from 0 (level 0) to 256. The
 geometric ops are scipy.ndimage.affine_transform in (row, column) coordinates
-about the point (size / 2 + 0.5) with a black fill; the pixel ops are PIL's
-(`augment.OPS`). One difference remains, named in the README: ndimage
-interpolates with cubic splines (its default order 3), here bilinearly.
+about the point (size / 2 + 0.5), cubic-spline interpolation (ndimage's
+order 3) and a black fill, reproduced here with gathers; the pixel ops are
+PIL's (`augment.OPS`).
 """
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from supcon_tf.data import augment
@@ -93,20 +94,62 @@ def ndimage_matrix(name, magnitude, size):
   return matrix, offset
 
 
+def _spline_prefilter(size):
+  """[size, size] inverse of the cubic B-spline sampling matrix with mirror
+  boundaries: the coefficients ndimage's spline_filter gives."""
+  sampling = np.zeros((size, size))
+  for k in range(size):
+    for j, weight in ((k - 1, 1 / 6), (k, 4 / 6), (k + 1, 1 / 6)):
+      j = -j if j < 0 else (2 * (size - 1) - j if j > size - 1 else j)
+      sampling[k, j] += weight
+  return np.linalg.inv(sampling)
+
+
+def _cubic_bspline(t):
+  t = tf.abs(t)
+  return tf.where(t < 1., 2. / 3. - t * t + t * t * t / 2.,
+                  tf.where(t < 2., (2. - t) ** 3 / 6., 0.))
+
+
+def _mirror(index, size):
+  index = tf.abs(index)
+  return tf.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
 def affine(images, matrix, offset):
-  """ndimage.affine_transform(image, matrix, offset, order=1, cval=0) per
-  channel, for a uint8 batch; rounded to the nearest integer."""
-  # ImageProjectiveTransformV3 reads input (x, y) = (column, row).
-  a, o = tf.cast(matrix, tf.float32), tf.cast(offset, tf.float32)
-  transforms = tf.stack([a[:, 1, 1], a[:, 1, 0], o[:, 1],
-                         a[:, 0, 1], a[:, 0, 0], o[:, 0],
-                         tf.zeros_like(o[:, 0]), tf.zeros_like(o[:, 0])],
-                        axis=1)
-  out = tf.raw_ops.ImageProjectiveTransformV3(
-      images=tf.cast(images, tf.float32), transforms=transforms,
-      output_shape=tf.shape(images)[1:3], fill_value=0.,
-      interpolation='BILINEAR', fill_mode='CONSTANT')
-  return tf.cast(tf.clip_by_value(tf.round(out), 0., 255.), tf.uint8)
+  """ndimage.affine_transform(image, matrix, offset, order=3, mode='constant',
+  cval=0) per channel of a uint8 batch [N, H, W, C] (static H, W): spline
+  coefficients from the mirror-boundary prefilter, 4 x 4 cubic B-spline taps,
+  0 where the source point falls outside the image, rounded as ndimage
+  rounds into uint8."""
+  height, width = images.shape[1], images.shape[2]
+  x = tf.cast(images, tf.float64)
+  coefficients = tf.einsum('hk,nkwc->nhwc', _spline_prefilter(height), x)
+  coefficients = tf.einsum('wk,nhkc->nhwc', _spline_prefilter(width),
+                           coefficients)
+  rows, cols = tf.meshgrid(tf.range(height, dtype=tf.float64),
+                           tf.range(width, dtype=tf.float64), indexing='ij')
+  m = tf.cast(matrix, tf.float64)[:, :, :, None, None]
+  o = tf.cast(offset, tf.float64)[:, :, None, None]
+  r = m[:, 0, 0] * rows + m[:, 0, 1] * cols + o[:, 0]  # [N, H, W]
+  c = m[:, 1, 0] * rows + m[:, 1, 1] * cols + o[:, 1]
+  r0 = tf.cast(tf.floor(r), tf.int32) - 1
+  c0 = tf.cast(tf.floor(c), tf.int32) - 1
+  batch = tf.broadcast_to(tf.range(tf.shape(x)[0])[:, None, None],
+                          tf.shape(r0))
+  out = tf.zeros_like(x)
+  for a in range(4):
+    ri = r0 + a
+    wr = _cubic_bspline(r - tf.cast(ri, tf.float64))
+    for b in range(4):
+      ci = c0 + b
+      weight = wr * _cubic_bspline(c - tf.cast(ci, tf.float64))
+      taps = tf.gather_nd(coefficients, tf.stack(
+          [batch, _mirror(ri, height), _mirror(ci, width)], axis=-1))
+      out += weight[..., None] * taps
+  inside = (r >= 0.) & (r <= height - 1.) & (c >= 0.) & (c <= width - 1.)
+  out = tf.where(inside[..., None], out, 0.)
+  return tf.cast(tf.clip_by_value(tf.floor(out + 0.5), 0., 255.), tf.uint8)
 
 
 def apply_op(name, images, magnitude):
