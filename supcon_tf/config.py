@@ -297,15 +297,15 @@ PRESETS = {
         normalize_embedding=False, use_projection_batch_norm=False,
         projection_head_layers=(2048, 128)),
     # The demo: ResNet-20 SupCon on the bundled digits in a few minutes on
-    # 2 CPU cores. Digits are not mirror-symmetric: no flip. Adam, because
-    # from scratch SGD sits for many epochs at the collapsed start (every
-    # projection alike), in PyTorch as here, and the demo has a few epochs.
+    # 2 CPU cores, with the seed's weights, loss scaling and optimizer (SGD
+    # momentum 0.9; base lr 0.2, so 0.1 at this batch of 128). Digits are
+    # not mirror-symmetric: no flip.
     'supcon_digits_resnet20': dict(
         dataset='digits', resnet_depth=20, projection_head_layers=(64, 64),
         weight_init='seed', batch_size=128, temperature=0.1,
-        augmentation_type='AUTOAUGMENT', crop='pad', flip=False,
-        stage_1_epochs=14, stage_1_optimizer='ADAM',
-        stage_1_base_learning_rate=0.006, stage_1_warmup_epochs=1,
+        scale_by_temperature=False, augmentation_type='AUTOAUGMENT',
+        crop='pad', flip=False, stage_1_epochs=14,
+        stage_1_optimizer='MOMENTUM', stage_1_base_learning_rate=0.2,
         stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
         stage_2_epochs=5, stage_2_optimizer='MOMENTUM',
         stage_2_base_learning_rate=2.5, knn_every_epochs=7, steps_per_loop=10,

@@ -364,6 +364,20 @@ def apply_policy(images, policy, choice, apply, negate,
   return images[0] if unbatch else images
 
 
+def policy_draws(seed, batch, policy):
+  """A sub-policy of `policy` per image (uniform) [N], whether each of its
+  two ops fires (with the op's probability) [N, 2], and a seed left for the
+  magnitudes' draws."""
+  seeds = tf.random.experimental.stateless_split(seed, 3)
+  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
+                                       dtype=tf.int32)
+  probabilities = tf.gather(
+      tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
+      choice)
+  fires = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
+  return choice, fires, seeds[2]
+
+
 def autoaugment(images, seed, policy=CIFAR10_POLICY, posterize_bits_fix=False):
   """AutoAugment: one sub-policy drawn uniformly per image, each op fires with
   its probability, signed magnitudes get a random sign.
@@ -373,14 +387,8 @@ def autoaugment(images, seed, policy=CIFAR10_POLICY, posterize_bits_fix=False):
   """
   batch_images, unbatch = _as_batch(images)
   batch = tf.shape(batch_images)[0]
-  seeds = tf.random.experimental.stateless_split(seed, 3)
-  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
-                                       dtype=tf.int32)
-  probabilities = tf.gather(
-      tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
-      choice)
-  apply = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
-  negate = tf.random.stateless_uniform([batch, 2], seeds[2]) < 0.5
+  choice, apply, sign_seed = policy_draws(seed, batch, policy)
+  negate = tf.random.stateless_uniform([batch, 2], sign_seed) < 0.5
   out = apply_policy(batch_images, policy, choice, apply, negate,
                      posterize_bits_fix)
   return out[0] if unbatch else out

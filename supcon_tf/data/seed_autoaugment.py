@@ -196,14 +196,8 @@ def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):
   Stateless: the same seed, the same images."""
   images, unbatch = augment._as_batch(images)
   batch = tf.shape(images)[0]
-  seeds = tf.random.experimental.stateless_split(seed, 3)
-  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
-                                       dtype=tf.int32)
-  probabilities = tf.gather(
-      tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
-      choice)
-  fires = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
-  uniform = tf.random.stateless_uniform([batch, 2], seeds[2],
+  choice, fires, magnitude_seed = augment.policy_draws(seed, batch, policy)
+  uniform = tf.random.stateless_uniform([batch, 2], magnitude_seed,
                                         dtype=tf.float64)
   out = apply_policy(images, choice, fires, uniform, policy)
   return out[0] if unbatch else out
