@@ -137,15 +137,17 @@ def test_inference_keeps_batch_norm_statistics_frozen():
              for a, v in zip(before, model.non_trainable_weights))
 
 
-@pytest.mark.parametrize('encoder_name,options', [
-    ('resnet20', {}),
-    ('resnet18', dict(cifar_stem=True, width_multiplier=1)),
+@pytest.mark.parametrize('encoder_name,options,weight_init', [
+    ('resnet20', {}, 'official'),
+    ('resnet20', dict(weight_init='seed'), 'seed'),
+    ('resnet18', dict(cifar_stem=True, width_multiplier=1), 'official'),
 ])
 def test_model_round_trips_through_a_keras_file(tmp_path, encoder_name,
-                                                options):
+                                                options, weight_init):
   model = ContrastiveModel(build_encoder(encoder_name, **options),
                            num_classes=5, projection_dims=(32, 16),
-                           use_projection_batch_norm=True)
+                           use_projection_batch_norm=True,
+                           weight_init=weight_init)
   images = np.random.default_rng(4).uniform(size=(3, 32, 32, 3)).astype(
       np.float32)
   model(images, training=True)  # Move BatchNorm statistics off their start.
