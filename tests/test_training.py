@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from supcon_tf.config import Config, make_config
+from supcon_tf.config import PRESETS, Config, make_config
 from supcon_tf.training import loop, optimizers, run as run_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -343,7 +343,6 @@ def test_config_errors_name_the_field_and_presets_build():
     make_config(lr=0.1)
   with pytest.raises(ValueError, match='num_views >= 2'):
     make_config(num_views=1)
-  from supcon_tf.config import PRESETS
   for name in PRESETS:
     assert make_config(name).preset == name
   official = make_config('supcon_cifar10_resnet50')
@@ -351,6 +350,25 @@ def test_config_errors_name_the_field_and_presets_build():
   assert official.stage_2_decay_boundary_epochs == (60, 75, 90)
   assert make_config(stage_1_optimizer='Optimizer.lars').stage_1_optimizer == (
       'LARS')
+
+
+@pytest.mark.parametrize('preset', sorted(PRESETS))
+def test_every_preset_builds_its_model(preset):
+  config = make_config(preset)
+  model = run_lib.build_model(config, 10)
+  out = model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  assert out['logits'].shape == (1, 10)
+  assert out['projection'].shape[-1] == config.projection_head_layers[-1]
+
+
+@pytest.mark.parametrize('width,channels', [(1.0, 2048), (1.5, 3072),
+                                            (0.5, 1024)])
+def test_float_resnet_width_gives_whole_channel_counts(width, channels):
+  # The official int(64 * 2**i * width): a float width must not reach Conv2D.
+  config = make_config('supcon_cifar10_resnet50', resnet_width=width)
+  model = run_lib.build_model(config, 10)
+  out = model(tf.zeros([1, 32, 32, 3]))
+  assert out['unnormalized_embeddings'].shape == (1, channels)
 
 
 def test_official_flag_names_parse_into_the_config():

@@ -75,14 +75,15 @@ class ResNet(keras.Model):
     self.use_initial_max_pool = use_initial_max_pool
     self.zero_init_last_bn = zero_init_last_bn
     kind, stages = RESNET_STAGES[name]
-    self.stem = conv2d(64 * width_multiplier, first_conv_kernel_size,
+    # int(), as the official code: the multiplier may be a float (1.0, 1.5).
+    self.stem = conv2d(int(64 * width_multiplier), first_conv_kernel_size,
                        first_conv_stride, name='stem_conv')
     self.stem_bn = batch_norm(name='stem_bn')
     self.max_pool = (keras.layers.MaxPooling2D(3, 2, padding='same')
                      if use_initial_max_pool else None)
     self.blocks = []
     for stage, blocks in enumerate(stages):
-      filters = 64 * width_multiplier * 2**stage
+      filters = int(64 * 2**stage * width_multiplier)
       for index in range(blocks):
         strides = 2 if index == 0 and stage > 0 else 1
         block_name = f'stage{stage + 1}_block{index + 1}'
