@@ -404,3 +404,43 @@ def test_mixed_precision_and_xla_compiled_steps_train(tmp_path, data_dir):
     keras.mixed_precision.set_global_policy('float32')
   assert np.isfinite(results['stage_1_final_loss'])
   assert np.isfinite(results['stage_2_final_loss'])
+
+
+@pytest.mark.parametrize('name', ['MOMENTUM', 'NESTEROV', 'RMSPROP', 'ADAM'])
+def test_optimizers_step_as_the_tf1_optimizers_of_the_official_code(name):
+  import keras
+  steps = 20
+  rng = np.random.default_rng(7)
+  start = rng.normal(size=(4, 3))
+  gradients = rng.normal(size=(steps, 4, 3))
+  rates = rng.uniform(0.01, 0.2, size=steps)  # A schedule that moves.
+  epsilon = 0.5
+  # The oracle: tf.compat.v1.train in a graph, as the official code builds it.
+  v1 = tf.compat.v1
+  with tf.Graph().as_default(), v1.Session() as session:
+    variable = v1.get_variable('w', initializer=start)
+    gradient = v1.placeholder(tf.float64, start.shape)
+    rate = v1.placeholder(tf.float64, [])
+    oracle = {
+        'MOMENTUM': lambda: v1.train.MomentumOptimizer(rate, 0.9),
+        'NESTEROV': lambda: v1.train.MomentumOptimizer(rate, 0.9,
+                                                        use_nesterov=True),
+        'RMSPROP': lambda: v1.train.RMSPropOptimizer(rate, 0.9, 0.9, epsilon),
+        'ADAM': lambda: v1.train.AdamOptimizer(rate),
+    }[name]()
+    train = oracle.apply_gradients([(gradient, variable)])
+    session.run(v1.global_variables_initializer())
+    for g, r in zip(gradients, rates):
+      session.run(train, {gradient: g, rate: r})
+    want = session.run(variable)
+
+  class Rates(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+      return tf.gather(tf.constant(rates, tf.float64), step)
+
+  ours = tf.Variable(start)
+  optimizer = optimizers.build_optimizer(name, Rates(), epsilon)
+  for g in gradients:
+    optimizer.apply([tf.constant(g)], [ours])
+  # Keras hands the learning rate over in float32: differences of 1e-7 relative.
+  np.testing.assert_allclose(ours.numpy(), want, rtol=1e-5, atol=1e-5)

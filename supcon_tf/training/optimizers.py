@@ -88,6 +88,46 @@ class Momentum(keras.optimizers.Optimizer):
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
+class RMSProp(keras.optimizers.Optimizer):
+  """TF1's RMSPropOptimizer, the official code's: the mean-square slot starts
+  at 1 (Keras' starts at 0, which makes the first steps huge), and momentum
+  accumulates the scaled step: ms = rho ms + (1 - rho) g^2;
+  mom = momentum mom + lr g / sqrt(ms + epsilon); variable -= mom."""
+
+  def __init__(self, learning_rate=0.1, rho=0.9, momentum=0.9, epsilon=1.0,
+               name='rmsprop', **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.rho = rho
+    self.momentum = momentum
+    self.epsilon = epsilon
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self.mean_squares = [
+        self.add_variable_from_reference(v, 'rms', initializer='ones')
+        for v in variables]
+    self.moments = [self.add_variable_from_reference(v, 'momentum')
+                    for v in variables]
+
+  def update_step(self, gradient, variable, learning_rate):
+    learning_rate = tf.cast(learning_rate, variable.dtype)
+    gradient = tf.cast(gradient, variable.dtype)
+    index = self._get_variable_index(variable)
+    mean_square, moment = self.mean_squares[index], self.moments[index]
+    mean_square.assign(self.rho * mean_square +
+                       (1. - self.rho) * tf.square(gradient))
+    moment.assign(self.momentum * moment + learning_rate * gradient /
+                  tf.sqrt(mean_square + self.epsilon))
+    variable.assign_sub(moment)
+
+  def get_config(self):
+    return {**super().get_config(), 'rho': self.rho,
+            'momentum': self.momentum, 'epsilon': self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warmup from 0 to `peak` over `warmup_steps`, then the decay over
   the remaining steps: COSINE (to peak * min_ratio), EXPONENTIAL (decay_rate
@@ -147,7 +187,8 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
-  """The official optimizer names; momentum 0.9 throughout."""
+  """The official optimizer names with TF1's semantics (the official code's
+  tf.train optimizers); momentum 0.9 throughout."""
   if name == 'MOMENTUM':
     return Momentum(learning_rate, momentum=0.9)
   if name == 'NESTEROV':
@@ -155,10 +196,11 @@ def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
   if name == 'LARS':
     return LARS(learning_rate, momentum=0.9, eta=0.001)
   if name == 'RMSPROP':
-    return keras.optimizers.RMSprop(learning_rate, rho=0.9, momentum=0.9,
-                                    epsilon=rmsprop_epsilon)
+    return RMSProp(learning_rate, rho=0.9, momentum=0.9,
+                   epsilon=rmsprop_epsilon)
   if name == 'ADAM':
-    return keras.optimizers.Adam(learning_rate)
+    # Keras' Adam is TF1's update; TF1's epsilon is 1e-8 (Keras' 1e-7).
+    return keras.optimizers.Adam(learning_rate, epsilon=1e-8)
   raise ValueError(f'Unknown optimizer {name!r}.')
 
 
