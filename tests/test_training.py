@@ -291,8 +291,9 @@ def test_schedules_warm_up_then_decay():
   np.testing.assert_allclose(values, [0., 1., 2., 1.1, 0.2, 0.2], rtol=1e-6)
   piecewise = optimizers.WarmupDecay(1., 100, decay='PIECEWISE_LINEAR',
                                      decay_rate=0.2, boundaries=(30, 60))
-  np.testing.assert_allclose([float(piecewise(s)) for s in (29, 30, 60, 99)],
-                             [1., 0.2, 0.04, 0.04], rtol=1e-6)
+  np.testing.assert_allclose(
+      [float(piecewise(s)) for s in (29, 30, 31, 60, 61, 99)],
+      [1., 1., 0.2, 0.2, 0.04, 0.04], rtol=1e-6)
   exponential = optimizers.WarmupDecay(1., 100, decay='EXPONENTIAL',
                                        decay_rate=0.5, steps_per_decay=10)
   np.testing.assert_allclose([float(exponential(s)) for s in (9, 10, 35)],
@@ -444,3 +445,34 @@ def test_optimizers_step_as_the_tf1_optimizers_of_the_official_code(name):
     optimizer.apply([tf.constant(g)], [ours])
   # Keras hands the learning rate over in float32: differences of 1e-7 relative.
   np.testing.assert_allclose(ours.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('decay', ['COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR'])
+def test_schedules_equal_the_official_composition_of_tf1_decays(decay):
+  steps_per_epoch, epochs, warmup_epochs, peak = 10, 12, 2, 0.8
+  total = steps_per_epoch * epochs
+  warmup = warmup_epochs * steps_per_epoch
+  schedule = optimizers.WarmupDecay(
+      peak, total, warmup_steps=warmup, decay=decay, decay_rate=0.3,
+      boundaries=[e * steps_per_epoch for e in (3, 7)],
+      steps_per_decay=2.5 * steps_per_epoch)
+  # The oracle: the official build_learning_rate_schedule with warmup from
+  # epoch 0, written with the tf.compat.v1.train decays in a graph.
+  v1 = tf.compat.v1
+  with tf.Graph().as_default(), v1.Session() as session:
+    global_step = v1.placeholder(tf.int64, [])
+    step = global_step - warmup
+    decayed = {
+        'COSINE': lambda: v1.train.cosine_decay(peak, step, total - warmup),
+        'EXPONENTIAL': lambda: v1.train.exponential_decay(
+            peak, step, 2.5 * steps_per_epoch, 0.3, staircase=True),
+        'PIECEWISE_LINEAR': lambda: v1.train.piecewise_constant(
+            step, [np.int64(30), np.int64(70)], [peak, peak * 0.3,
+                                                 peak * 0.09]),
+    }[decay]()
+    rate = tf.cond(global_step < warmup,
+                   lambda: peak * tf.cast(global_step, tf.float32) / warmup,
+                   lambda: tf.cast(decayed, tf.float32))
+    want = [session.run(rate, {global_step: s}) for s in range(total)]
+  got = [float(schedule(s)) for s in range(total)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

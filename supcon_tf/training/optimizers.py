@@ -132,7 +132,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
   """Linear warmup from 0 to `peak` over `warmup_steps`, then the decay over
   the remaining steps: COSINE (to peak * min_ratio), EXPONENTIAL (decay_rate
   every `steps_per_decay`), PIECEWISE_LINEAR (the official name for a piecewise
-  constant schedule: times decay_rate after each boundary), NO_DECAY.
+  constant schedule: times decay_rate once past each boundary, boundaries
+  counted from the end of warmup), NO_DECAY. As the official
+  build_learning_rate_schedule.
 
   With `steps_per_epoch`, the schedule moves once per epoch and one epoch
   late, as the seed's adjust_learning_rate(epoch) called after each epoch:
@@ -167,7 +169,10 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
       decayed = peak * self.decay_rate ** tf.floor(
           tf.maximum(step - self.warmup_steps, 0.) / self.steps_per_decay)
     elif self.decay == 'PIECEWISE_LINEAR':
-      passed = tf.add_n([tf.cast(step >= b, tf.float32)
+      # As the official tf.train.piecewise_constant on the step counted from
+      # the end of warmup: the rate changes once the step passes a boundary.
+      after_warmup = step - self.warmup_steps
+      passed = tf.add_n([tf.cast(after_warmup > b, tf.float32)
                          for b in self.boundaries] + [tf.constant(0.)])
       decayed = peak * self.decay_rate ** passed
     else:
