@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from supcon_tf.config import PRESETS, Config, make_config
-from supcon_tf.training import loop, optimizers, run as run_lib
+from supcon_tf.training import loop, optimizers, run as run_lib, stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -301,7 +301,9 @@ def test_schedules_warm_up_then_decay():
   assert float(optimizers.WarmupDecay(3., 10, decay='NO_DECAY')(7)) == 3.
 
 
-def test_lars_scales_kernel_steps_by_the_trust_ratio_and_not_biases():
+@pytest.mark.parametrize('bias_adapted', [True, False])
+def test_lars_scales_the_steps_of_the_adapted_variables_by_the_trust_ratio(
+    bias_adapted):
   import keras
   dense = keras.layers.Dense(3)
   dense.build((None, 4))
@@ -310,18 +312,39 @@ def test_lars_scales_kernel_steps_by_the_trust_ratio_and_not_biases():
   w0, b0 = kernel.numpy().copy(), bias.numpy().copy()
   g_kernel = np.full((4, 3), 0.3, np.float32)
   g_bias = np.array([1., 2., 3.], np.float32)
-  lars = optimizers.LARS(learning_rate=0.1, momentum=0.9, eta=0.001)
+  # Official: one exclude list for decay and adaptation; the default adapts
+  # every variable but BatchNorm's, biases included.
+  lars = optimizers.LARS(learning_rate=0.1, momentum=0.9, eta=0.001,
+                         adapted=None if bias_adapted else [kernel])
   for _ in range(2):
     lars.apply([tf.constant(g_kernel), tf.constant(g_bias)], [kernel, bias])
-  # Momentum v = 0.9 v + lr * trust * g; w -= v (trust from the current w).
-  w, v = w0.astype(np.float64), np.zeros_like(w0, np.float64)
-  for _ in range(2):
-    trust = 0.001 * np.linalg.norm(w) / np.linalg.norm(g_kernel)
-    v = 0.9 * v + 0.1 * trust * g_kernel
-    w = w - v
-  np.testing.assert_allclose(kernel.numpy(), w, rtol=1e-5)
-  np.testing.assert_allclose(bias.numpy(), b0 - 0.1 * g_bias * (1 + 1.9),
+  # The official LARS, classic momentum: v = 0.9 v + lr * trust * g; w -= v
+  # (trust from the current w).
+  def official(w, g, adapt):
+    w, v = w.astype(np.float64), np.zeros_like(w, np.float64)
+    for _ in range(2):
+      trust = 0.001 * np.linalg.norm(w) / np.linalg.norm(g) if adapt else 1.
+      v = 0.9 * v + 0.1 * trust * g
+      w = w - v
+    return w
+  np.testing.assert_allclose(kernel.numpy(), official(w0, g_kernel, True),
                              rtol=1e-5)
+  np.testing.assert_allclose(bias.numpy(),
+                             official(b0, g_bias, bias_adapted), rtol=1e-5)
+
+
+def test_lars_adapts_what_the_switches_decay_even_without_decay():
+  config = make_config(model_dir='/unused', stage_1_optimizer='LARS',
+                       stage_1_weight_decay=0.,
+                       stage_1_use_projection_head_weight_decay=False,
+                       use_bias_weight_decay=False)
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, 32, 32, 3]))
+  stage = stages.stage_from_config(config, 1)
+  assert stages.decayed_variables(stage, model, config) == []
+  adapted = {v.path for v in stages.decay_selection(stage, model, config)}
+  assert adapted == {v.path for v in model.encoder.trainable_variables
+                     if v.path.endswith('kernel')}
 
 
 def test_weight_decay_takes_kernels_not_batch_norm():

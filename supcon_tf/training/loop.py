@@ -101,7 +101,8 @@ class Trainer:
       optimizer = optimizers.build_optimizer(
           stage.optimizer, stages.learning_rate(stage, config,
                                                 self.steps_per_epoch),
-          stage.rmsprop_epsilon)
+          stage.rmsprop_epsilon,
+          lars_adapted=stages.decay_selection(stage, self.model, config))
       if config.allow_mixed_precision and _on_gpu():
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       optimizer.build(variables)

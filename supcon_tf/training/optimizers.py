@@ -5,26 +5,32 @@ import keras
 import tensorflow as tf
 
 
-def _excluded(variable):
-  """BatchNorm parameters and biases: no LARS adaptation."""
+def _is_batch_norm(variable):
   # The backing tf.Variable reaches update_step: its name is 'scope/leaf:0'.
   leaf = variable.name.split(':')[0].rsplit('/', 1)[-1]
-  return leaf in ('bias', 'gamma', 'beta')
+  return leaf in ('gamma', 'beta')
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class LARS(keras.optimizers.Optimizer):
-  """LARS (You et al. 2017) as in SimCLR / the official SupCon code: momentum
-  SGD whose step for each kernel is scaled by the trust ratio
-  eta * ||w|| / ||g||. BatchNorm parameters and biases are not adapted.
-  Weight decay is not applied here: it is part of the loss (L2), so `g`
-  already includes it, as in the official code."""
+  """LARS (You et al. 2017) as in the official SupCon code (classic
+  momentum): v = momentum v + lr * trust * g, w -= v, with the trust ratio
+  eta * ||w|| / ||g|| for the adapted variables and 1 for the others.
 
-  def __init__(self, learning_rate=0.1, momentum=0.9, eta=0.001,
+  The official code adapts exactly the variables it decays (one exclude list
+  for both: BatchNorm always, biases without use_bias_weight_decay, the
+  parts whose decay switch is off): pass them as `adapted`; without it every
+  variable but BatchNorm's is adapted (the official default list). Weight
+  decay itself is not applied here: it is part of the loss (L2), so `g`
+  already holds the wd * w the official LARS adds."""
+
+  def __init__(self, learning_rate=0.1, momentum=0.9, eta=0.001, adapted=None,
                name='lars', **kwargs):
     super().__init__(learning_rate=learning_rate, name=name, **kwargs)
     self.momentum = momentum
     self.eta = eta
+    self._adapted_ids = (None if adapted is None
+                         else {id(v) for v in adapted})
 
   def build(self, variables):
     if self.built:
@@ -32,17 +38,20 @@ class LARS(keras.optimizers.Optimizer):
     super().build(variables)
     self.momenta = [self.add_variable_from_reference(v, 'momentum')
                     for v in variables]
+    self._adapt = [not _is_batch_norm(v) if self._adapted_ids is None
+                   else id(v) in self._adapted_ids for v in variables]
 
   def update_step(self, gradient, variable, learning_rate):
     learning_rate = tf.cast(learning_rate, variable.dtype)
     gradient = tf.cast(gradient, variable.dtype)
-    if not _excluded(variable):
+    index = self._get_variable_index(variable)
+    if self._adapt[index]:
       w_norm = tf.norm(variable)
       g_norm = tf.norm(gradient)
       trust = tf.where((w_norm > 0) & (g_norm > 0),
                        self.eta * w_norm / tf.maximum(g_norm, 1e-12), 1.)
       learning_rate = learning_rate * trust
-    momentum = self.momenta[self._get_variable_index(variable)]
+    momentum = self.momenta[index]
     momentum.assign(self.momentum * momentum + learning_rate * gradient)
     variable.assign_sub(momentum)
 
@@ -191,15 +200,17 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
                 steps_per_epoch=self.steps_per_epoch)
 
 
-def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0):
+def build_optimizer(name, learning_rate, rmsprop_epsilon=1.0,
+                    lars_adapted=None):
   """The official optimizer names with TF1's semantics (the official code's
-  tf.train optimizers); momentum 0.9 throughout."""
+  tf.train optimizers); momentum 0.9 throughout. `lars_adapted`: the
+  variables LARS adapts (see `LARS`)."""
   if name == 'MOMENTUM':
     return Momentum(learning_rate, momentum=0.9)
   if name == 'NESTEROV':
     return Momentum(learning_rate, momentum=0.9, nesterov=True)
   if name == 'LARS':
-    return LARS(learning_rate, momentum=0.9, eta=0.001)
+    return LARS(learning_rate, momentum=0.9, eta=0.001, adapted=lars_adapted)
   if name == 'RMSPROP':
     return RMSProp(learning_rate, rho=0.9, momentum=0.9,
                    epsilon=rmsprop_epsilon)

@@ -81,12 +81,11 @@ def trained_parts(stage, model, config):
   return parts
 
 
-def decayed_variables(stage, model, config):
+def decay_selection(stage, model, config):
   """Kernels (and biases, with use_bias_weight_decay, and BatchNorm gamma and
   beta, with use_batch_norm_weight_decay) of the trained parts whose
-  weight-decay switch is on."""
-  if stage.weight_decay <= 0:
-    return []
+  weight-decay switch is on, whatever the coefficient: the official exclude
+  list, which also names the variables LARS adapts."""
   switches = {id(model.encoder): stage.encoder_weight_decay,
               id(model.projection_head): stage.projection_head_weight_decay,
               id(model.classification_head):
@@ -94,6 +93,13 @@ def decayed_variables(stage, model, config):
   parts = [p for p in trained_parts(stage, model, config) if switches[id(p)]]
   return optimizers.decayed_variables(parts, config.use_bias_weight_decay,
                                       config.use_batch_norm_weight_decay)
+
+
+def decayed_variables(stage, model, config):
+  """The variables this stage's weight decay reaches (none at 0)."""
+  if stage.weight_decay <= 0:
+    return []
+  return decay_selection(stage, model, config)
 
 
 def views_for(stage, config):
