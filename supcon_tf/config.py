@@ -153,6 +153,9 @@ class Config:
   stage_1_use_projection_head_weight_decay: bool = True
   stage_1_use_classification_head_weight_decay: bool = False
   stage_1_update_encoder_batch_norm: bool = True
+  # The encoder's BatchNorm in inference mode (moving statistics) while the
+  # stage trains, rather than the official batch statistics.
+  stage_1_encoder_batch_norm_inference: bool = False
   stage_1_rmsprop_epsilon: float = 1.0
   # Stage 2 (classifier on the frozen encoder).
   stage_2_epochs: int = 100
@@ -171,6 +174,7 @@ class Config:
   stage_2_use_projection_head_weight_decay: bool = True
   stage_2_use_classification_head_weight_decay: bool = False
   stage_2_update_encoder_batch_norm: bool = False
+  stage_2_encoder_batch_norm_inference: bool = False
   stage_2_rmsprop_epsilon: float = 0.001
 
   def __post_init__(self):
@@ -245,7 +249,8 @@ _SEED_RECIPE = dict(
     stage_2_learning_rate_decay='COSINE', stage_2_min_learning_rate_ratio=1e-3,
     stage_2_weight_decay=1e-4, stage_2_warmup_epochs=0.,
     stage_2_use_classification_head_weight_decay=True,
-    stage_2_update_encoder_batch_norm=False, knn_every_epochs=0)
+    stage_2_update_encoder_batch_norm=False,
+    stage_2_encoder_batch_norm_inference=True, knn_every_epochs=0)
 # SupCon: temperature 0.07 and the loss not multiplied by it (the seed's
 # loss has no factor tau), lr 0.1 for 500 epochs, then the classifier.
 _SEED_SUPCON = dict(
@@ -307,7 +312,8 @@ PRESETS = {
         crop='pad', flip=False, stage_1_epochs=14,
         stage_1_optimizer='MOMENTUM', stage_1_base_learning_rate=0.2,
         stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
-        stage_2_epochs=5, stage_2_optimizer='MOMENTUM',
+        stage_2_epochs=5, stage_2_encoder_batch_norm_inference=True,
+        stage_2_optimizer='MOMENTUM',
         stage_2_base_learning_rate=2.5, knn_every_epochs=7, steps_per_loop=10,
         checkpoint_every_steps=50),
 }

@@ -57,6 +57,17 @@ HELP = {
                                    "too (PyTorch SGD's weight_decay).",
     'learning_rate_per_epoch': 'The schedule moves once per epoch, one epoch '
                                "late, as the seed's adjust_learning_rate.",
+    'stage_1_update_encoder_batch_norm': 'Official: False keeps BatchNorm '
+                                         'on batch statistics but freezes '
+                                         'its moving averages.',
+    'stage_2_update_encoder_batch_norm': 'Official: False keeps BatchNorm '
+                                         'on batch statistics but freezes '
+                                         'its moving averages.',
+    'stage_1_encoder_batch_norm_inference': "The encoder's BatchNorm in "
+                                            'inference mode during the stage.',
+    'stage_2_encoder_batch_norm_inference': "The encoder's BatchNorm in "
+                                            'inference mode during the stage '
+                                            '(the seed presets).',
     'autoaugment_policy': 'cifar10 / imagenet (Cubuk et al. 2019), or '
                           "seed_cifar10 (the seed's variant: magnitudes drawn "
                           'within bins, ndimage geometry, black fill).',

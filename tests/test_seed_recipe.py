@@ -36,6 +36,8 @@ def test_six_seed_presets_name_dataset_model_and_method():
     augmented = name.endswith('autoaugment')
     assert (config.augmentation_type == 'AUTOAUGMENT') == augmented
     assert (config.stage_1_contrastive_loss_weight > 0) == ('supcon' in name)
+    # The classifier on the frozen encoder with BatchNorm in inference mode.
+    assert config.stage_2_encoder_batch_norm_inference
 
 
 def test_seed_normalisation_constants():

@@ -499,3 +499,38 @@ def test_schedules_equal_the_official_composition_of_tf1_decays(decay):
     want = [session.run(rate, {global_step: s}) for s in range(total)]
   got = [float(schedule(s)) for s in range(total)]
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_frozen_moving_statistics_still_normalise_with_batch_statistics():
+  from supcon_tf.models import layers
+  bn = layers.batch_norm()
+  x = tf.constant(np.random.default_rng(3).normal(2., 3., (8, 4, 4, 5)),
+                  tf.float32)
+  bn(x, training=False)
+  layers.freeze_moving_statistics(bn)
+  before = [v.numpy().copy() for v in (bn.moving_mean, bn.moving_variance)]
+  out = bn(x, training=True).numpy()
+  mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+  np.testing.assert_allclose(out, (x - mean) / tf.sqrt(variance + 1e-5),
+                             atol=1e-4)
+  for b, v in zip(before, (bn.moving_mean, bn.moving_variance)):
+    np.testing.assert_array_equal(b, v.numpy())
+  layers.freeze_moving_statistics(bn, False)
+  bn(x, training=True)
+  assert not np.array_equal(before[0], bn.moving_mean.numpy())
+
+
+def test_cross_entropy_takes_the_first_views_logits_as_official():
+  rng = np.random.default_rng(5)
+  logits = rng.normal(size=(6, 2, 4)).astype(np.float32)
+  labels = np.array([0, 1, 2, 3, 0, 1])
+  loss, top1 = loop.cross_entropy(tf.constant(logits), tf.constant(labels),
+                                  global_batch=12)
+  first = logits[:, 0].astype(np.float64)
+  log_softmax = first - np.log(np.exp(first).sum(1, keepdims=True))
+  # This replica's 6 of a global batch of 12: its share of the mean.
+  np.testing.assert_allclose(float(loss),
+                             -log_softmax[np.arange(6), labels].sum() / 12,
+                             rtol=1e-5)
+  assert float(top1) == pytest.approx(
+      (first.argmax(1) == labels).sum() / 12)

@@ -76,7 +76,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   the unbiased batch variance, as PyTorch and TensorFlow's fused kernel do.
   Same weights and config as the Keras layer; other input ranks or axes, and
   masks, fall back to it. A non-trainable layer runs in inference mode.
+  `update_moving_statistics=False` (see `freeze_moving_statistics`) keeps
+  batch statistics in training mode but leaves the moving averages alone.
   """
+  update_moving_statistics = True
 
   def call(self, inputs, training=None, mask=None):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
@@ -90,10 +93,20 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         # With an averaging factor the op returns the updated moving statistics.
         exponential_avg_factor=(1. - self.momentum) if training else 1.,
         data_format='NHWC', is_training=training)
-    if training:
+    if training and self.update_moving_statistics:
       self.moving_mean.assign(mean)
       self.moving_variance.assign(variance)
     return outputs
+
+
+def freeze_moving_statistics(layer, frozen=True):
+  """The fused BatchNorm layers in `layer` keep normalising with batch
+  statistics in training mode but stop (or, `frozen=False`, resume)
+  updating their moving averages: the official
+  `update_encoder_batch_norm=False`. Read when a step is traced."""
+  for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+    if isinstance(sublayer, FusedBatchNormalization):
+      sublayer.update_moving_statistics = not frozen
 
 
 def name_for_checkpoints(layer, prefix, items):

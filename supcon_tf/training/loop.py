@@ -19,6 +19,7 @@ from absl import logging
 
 from supcon_tf import losses
 from supcon_tf.data import pipeline
+from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, stages
 from supcon_tf.training.progress import Progress
 
@@ -130,6 +131,8 @@ class Trainer:
         classes_per_batch=config.classes_per_batch or None,
         threads=config.input_threads or None)
     loop = self._make_loop(stage, optimizer, variables, step)
+    layers.freeze_moving_statistics(self.model,
+                                    not stage.update_encoder_batch_norm)
     writer = tf.summary.create_file_writer(
         os.path.join(config.model_dir, 'summaries', stage.name))
     progress = Progress(stage.name, total, start, enabled=config.progress)
@@ -182,6 +185,7 @@ class Trainer:
                       manager.latest_checkpoint)
       raise
     finally:
+      layers.freeze_moving_statistics(self.model, False)
       progress.close()
       writer.flush()
     result['seconds'] = time.perf_counter() - started
@@ -198,8 +202,11 @@ class Trainer:
 
     def step_fn(views, labels):
       with tf.GradientTape() as tape:
-        outputs = model(views, training=True,
-                        encoder_training=stage.update_encoder_batch_norm)
+        # Official: batch statistics in training mode; whether the moving
+        # averages move is `freeze_moving_statistics`' switch (run_stage).
+        outputs = model(
+            views, training=True,
+            encoder_training=not stage.encoder_batch_norm_inference)
         terms = {}
         total = tf.constant(0.)
         if stage.contrastive_weight > 0:
@@ -214,17 +221,8 @@ class Trainer:
           terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
           total += stage.contrastive_weight * terms['contrastive_loss']
         if stage.cross_entropy_weight > 0:
-          logits = outputs['logits']
-          views_per_example = logits.shape[1]
-          logits = tf.reshape(logits, [-1, logits.shape[-1]])
-          targets = tf.repeat(labels, views_per_example)
-          one_hot = tf.one_hot(targets, logits.shape[-1])
-          per_view = tf.nn.softmax_cross_entropy_with_logits(
-              _smooth(one_hot, config.label_smoothing), logits)
-          scale = 1. / (global_batch * views_per_example)
-          terms['cross_entropy_loss'] = tf.reduce_sum(per_view) * scale
-          terms['train_top1'] = tf.reduce_sum(tf.cast(
-              tf.equal(tf.argmax(logits, 1), targets), tf.float32)) * scale
+          terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
+              outputs['logits'], labels, global_batch, config.label_smoothing)
           total += stage.cross_entropy_weight * terms['cross_entropy_loss']
         if decayed:
           terms['weight_decay'] = (stage.weight_decay *
@@ -280,6 +278,20 @@ class Trainer:
     return evaluation.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.source.num_classes)
+
+
+def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
+  """(loss, top-1) of this replica's share of the global batch, on the
+  first view's logits [B, V, C] -> [B, C]: the official code splits the
+  multi-view logits and keeps the first view's."""
+  logits = logits[:, 0]
+  one_hot = tf.one_hot(labels, logits.shape[-1])
+  per_example = tf.nn.softmax_cross_entropy_with_logits(
+      _smooth(one_hot, label_smoothing), logits)
+  correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype),
+                             labels), tf.float32)
+  return (tf.reduce_sum(per_example) / global_batch,
+          tf.reduce_sum(correct) / global_batch)
 
 
 def _smooth(one_hot, label_smoothing):

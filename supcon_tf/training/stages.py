@@ -23,6 +23,7 @@ class Stage:
   projection_head_weight_decay: bool
   classification_head_weight_decay: bool
   update_encoder_batch_norm: bool
+  encoder_batch_norm_inference: bool
   optimizer: str
   base_learning_rate: float
   warmup_epochs: float
@@ -51,6 +52,7 @@ def stage_from_config(config, index):
       classification_head_weight_decay=value(
           'use_classification_head_weight_decay'),
       update_encoder_batch_norm=value('update_encoder_batch_norm'),
+      encoder_batch_norm_inference=value('encoder_batch_norm_inference'),
       optimizer=value('optimizer'),
       base_learning_rate=value('base_learning_rate'),
       warmup_epochs=value('warmup_epochs'),
