@@ -248,6 +248,9 @@ _SEED_RECIPE = dict(
     stage_1_warmup_epochs=0., stage_2_optimizer='MOMENTUM',
     stage_2_learning_rate_decay='COSINE', stage_2_min_learning_rate_ratio=1e-3,
     stage_2_weight_decay=1e-4, stage_2_warmup_epochs=0.,
+    # PyTorch's SGD decays only what has a gradient: the classifier here.
+    stage_2_use_encoder_weight_decay=False,
+    stage_2_use_projection_head_weight_decay=False,
     stage_2_use_classification_head_weight_decay=True,
     stage_2_update_encoder_batch_norm=False,
     stage_2_encoder_batch_norm_inference=True, knn_every_epochs=0)
@@ -263,6 +266,7 @@ _SEED_CROSS_ENTROPY = dict(
     _SEED_RECIPE, stage_1_contrastive_loss_weight=0.,
     stage_1_cross_entropy_loss_weight=1.,
     stop_gradient_before_classification_head=False, num_views=1,
+    stage_1_use_projection_head_weight_decay=False,
     stage_1_use_classification_head_weight_decay=True, stage_1_epochs=100,
     stage_1_base_learning_rate=0.05, stage_2_epochs=0)
 

@@ -534,3 +534,24 @@ def test_cross_entropy_takes_the_first_views_logits_as_official():
                              rtol=1e-5)
   assert float(top1) == pytest.approx(
       (first.argmax(1) == labels).sum() / 12)
+
+
+def test_weight_decay_reaches_the_parts_its_switches_name_even_untrained():
+  config = make_config(model_dir='/unused', stage_2_weight_decay=1e-3,
+                       stage_2_use_classification_head_weight_decay=True)
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, 32, 32, 3]))
+  stage = stages.stage_from_config(config, 2)
+  updated = {v.path for v in stages.updated_variables(stage, model, config)}
+  kernels = lambda part: {v.path for v in part.trainable_variables
+                          if v.path.endswith(('kernel', 'bias'))}
+  # Official: the L2 term names the frozen encoder and the projection head
+  # too, and the optimizer updates every variable it reaches.
+  assert updated == (kernels(model.encoder) | kernels(model.projection_head) |
+                     {v.path for v in
+                      model.classification_head.trainable_variables})
+  lars = stages.stage_from_config(
+      make_config(model_dir='/unused', stage_2_weight_decay=1e-3,
+                  stage_2_optimizer='LARS'), 2)
+  assert {v.path for v in stages.updated_variables(lars, model, config)} == {
+      v.path for v in model.classification_head.trainable_variables}

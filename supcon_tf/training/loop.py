@@ -96,8 +96,7 @@ class Trainer:
     {'steps', 'loss', 'seconds'} and, when monitored, 'knn_val_top1'."""
     config = self.config
     total = stage.epochs * self.steps_per_epoch
-    parts = stages.trained_parts(stage, self.model, config)
-    variables = [v for p in parts for v in p.trainable_variables]
+    variables = stages.updated_variables(stage, self.model, config)
     with self.strategy.scope():
       optimizer = optimizers.build_optimizer(
           stage.optimizer, stages.learning_rate(stage, config,

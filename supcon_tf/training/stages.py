@@ -85,14 +85,19 @@ def trained_parts(stage, model, config):
 
 def decay_selection(stage, model, config):
   """Kernels (and biases, with use_bias_weight_decay, and BatchNorm gamma and
-  beta, with use_batch_norm_weight_decay) of the trained parts whose
-  weight-decay switch is on, whatever the coefficient: the official exclude
-  list, which also names the variables LARS adapts."""
-  switches = {id(model.encoder): stage.encoder_weight_decay,
-              id(model.projection_head): stage.projection_head_weight_decay,
-              id(model.classification_head):
-                  stage.classification_head_weight_decay}
-  parts = [p for p in trained_parts(stage, model, config) if switches[id(p)]]
+  beta, with use_batch_norm_weight_decay) of the parts whose weight-decay
+  switch is on, whatever the coefficient: the official exclude list. As
+  official, the L2 term reaches a named part whether or not a loss trains it
+  (stage 2 decays a frozen encoder whose switch is on); LARS, which the
+  official code gives no L2 term, sees only the trained parts."""
+  switches = ((model.encoder, stage.encoder_weight_decay),
+              (model.projection_head, stage.projection_head_weight_decay),
+              (model.classification_head,
+               stage.classification_head_weight_decay))
+  parts = [part for part, on in switches if on]
+  if stage.optimizer == 'LARS':
+    trained = [id(p) for p in trained_parts(stage, model, config)]
+    parts = [p for p in parts if id(p) in trained]
   return optimizers.decayed_variables(parts, config.use_bias_weight_decay,
                                       config.use_batch_norm_weight_decay)
 
@@ -102,6 +107,16 @@ def decayed_variables(stage, model, config):
   if stage.weight_decay <= 0:
     return []
   return decay_selection(stage, model, config)
+
+
+def updated_variables(stage, model, config):
+  """What the optimizer updates: the trained parts' variables, then the
+  decayed variables of parts no loss reaches."""
+  variables = [v for p in trained_parts(stage, model, config)
+               for v in p.trainable_variables]
+  seen = {id(v) for v in variables}
+  return variables + [v for v in decayed_variables(stage, model, config)
+                      if id(v) not in seen]
 
 
 def views_for(stage, config):
