@@ -80,6 +80,30 @@ def test_projection_head_layout():
   assert with_bn.norms[0].beta is None
 
 
+def test_projection_head_with_batch_norm_is_the_official_layout():
+  # Official projection_head.py: Dense(use_bias=not last and not BN), BN
+  # (beta optional) and ReLU after hidden layers only, L2 normalisation.
+  head = ProjectionHead([8, 6, 4], use_batch_norm=True,
+                        use_batch_norm_beta=True)
+  x = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+  out = head(x, training=True).numpy()
+  assert [d.use_bias for d in head.dense] == [False, False, False]
+  assert len(head.norms) == 2
+  h = x.astype(np.float64)
+  for i in range(2):
+    h = h @ head.dense[i].kernel.numpy()
+    h = (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5)  # gamma 1, beta 0.
+    h = np.maximum(h, 0.)
+  h = h @ head.dense[2].kernel.numpy()
+  np.testing.assert_allclose(out, h / np.linalg.norm(h, axis=1, keepdims=True),
+                             atol=1e-4)
+  names = sorted(v.path.split('/', 1)[1] for v in head.weights)
+  assert names == ['bn0/beta', 'bn0/gamma', 'bn0/moving_mean',
+                   'bn0/moving_variance', 'bn1/beta', 'bn1/gamma',
+                   'bn1/moving_mean', 'bn1/moving_variance', 'dense0/kernel',
+                   'dense1/kernel', 'dense2/kernel']
+
+
 def _model(**options):
   keras.utils.set_random_seed(0)
   model = ContrastiveModel(build_encoder('resnet20'), num_classes=10,

@@ -46,8 +46,10 @@ class ProjectionHead(keras.layers.Layer):
   N(0, 0.01), the last layer without bias, as in the official code. `'seed'`:
   the seed's ResNet-20 head, nn.Linear layers that all have a bias, kernels
   from kaiming_normal_ (fan_in, gain sqrt 2), PyTorch's default biases. With
-  `use_batch_norm`, BatchNorm follows every dense layer (with a beta only when
-  `use_batch_norm_beta`), as the official `use_projection_batch_norm`.
+  `use_batch_norm` (the official `use_projection_batch_norm`), BatchNorm
+  follows every hidden dense layer, before its ReLU, in place of its bias
+  (a beta only when `use_batch_norm_beta`); the last layer has neither, as
+  in the official head.
   """
 
   def __init__(self, dims=(128,), use_batch_norm=False,
@@ -66,14 +68,16 @@ class ProjectionHead(keras.layers.Layer):
     self.normalize_output = normalize_output
     last = len(self.dims) - 1
     self.dense = [
-        linear(d, weight_init, use_bias=i < last or weight_init == 'seed',
-               name=f'dense{i}') for i, d in enumerate(self.dims)
+        linear(d, weight_init, name=f'dense{i}',
+               use_bias=(weight_init == 'seed' or
+                         (i < last and not use_batch_norm)))
+        for i, d in enumerate(self.dims)
     ]
     self.norms = [
         keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
                                         center=use_batch_norm_beta,
                                         name=f'bn{i}')
-        for i in range(len(self.dims))
+        for i in range(last)
     ] if use_batch_norm else []
     name_for_checkpoints(self, 'dense_layer', self.dense)
     name_for_checkpoints(self, 'norm_layer', self.norms)
@@ -81,9 +85,9 @@ class ProjectionHead(keras.layers.Layer):
   def call(self, x, training=None):
     for i, dense in enumerate(self.dense):
       x = dense(x)
-      if self.norms:
-        x = self.norms[i](x, training=training)
       if i < len(self.dense) - 1:
+        if self.norms:
+          x = self.norms[i](x, training=training)
         x = keras.ops.relu(x)
     if self.normalize_output:
       x = keras.ops.normalize(x, axis=-1, order=2)
