@@ -1,4 +1,6 @@
 """Encoders, heads and the contrastive model."""
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -19,17 +21,65 @@ def _built(name, size, **options):
   return encoder
 
 
-# Published counts: the CIFAR ResNet-20 of He et al. with option-A shortcuts,
-# and torchvision's ResNets without their final classifier.
+def _official_resnet_count(depth, width=1, stem_kernel=7):
+  """Trainable parameters of the official supcon/resnet.py ResNetV1, counted
+  from its blocks.py: a stem conv + BN, then per group of filters
+  f = int(64 * 2**i * width) blocks whose first one has a 1x1 projection
+  conv + BN; ResidualBlock = 3x3 convs f, f; BottleneckResidualBlock = 1x1 f,
+  3x3 f, 1x1 4f; BatchNorm gamma and beta after every conv."""
+  sizes = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
+           101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
+  conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout
+  channels = int(64 * width)
+  total = conv_bn(stem_kernel, 3, channels)
+  for i, blocks in enumerate(sizes[depth]):
+    f = int(64 * 2**i * width)
+    out = f if depth < 50 else 4 * f
+    for j in range(blocks):
+      if j == 0:
+        total += conv_bn(1, channels, out)
+      if depth < 50:
+        total += conv_bn(3, channels, f) + conv_bn(3, f, f)
+      else:
+        total += (conv_bn(1, channels, f) + conv_bn(3, f, f) +
+                  conv_bn(1, f, 4 * f))
+      channels = out
+  return total
+
+
+def test_official_count_agrees_with_torchvision_where_they_share_a_layout():
+  # torchvision's ResNet-50/101 (no classifier) have the official layout;
+  # its ResNet-18 lacks group 0's projection (64 * 64 + 2 * 64).
+  assert _official_resnet_count(50) == 25_557_032 - 2_049_000
+  assert _official_resnet_count(101) == 44_549_160 - 2_049_000
+  assert _official_resnet_count(18) == 11_689_512 - 513_000 + 64 * 64 + 128
+
+
 @pytest.mark.parametrize('name,size,expected', [
+    # The CIFAR ResNet-20 of He et al. with option-A shortcuts (published).
     ('resnet20', 32, 269_072),
-    ('resnet18', 64, 11_689_512 - 513_000),
-    ('resnet50', 64, 25_557_032 - 2_049_000),
-    ('resnet101', 64, 44_549_160 - 2_049_000),
+    ('resnet18', 64, _official_resnet_count(18)),
+    ('resnet34', 64, _official_resnet_count(34)),
+    ('resnet50', 64, _official_resnet_count(50)),
+    ('resnet101', 64, _official_resnet_count(101)),
 ])
 def test_trainable_parameters_match_published_architectures(name, size,
                                                             expected):
   assert _trainable_count(_built(name, size)) == expected
+
+
+def test_resnet_blocks_start_as_the_official_blocks():
+  encoder = _built('resnet18', 32)
+  # Group 0 projects too; the last gamma of every block starts at zero.
+  assert encoder.blocks[0].projection is not None
+  assert encoder.blocks[1].projection is None
+  assert all(np.all(b.bn2.gamma.numpy() == 0) for b in encoder.blocks)
+  # Kernels: variance scaling 1, fan_in, truncated normal (std
+  # sqrt(1 / fan_in), nothing beyond two of its standard deviations).
+  kernel = encoder.blocks[6].conv2.kernel.numpy()  # 3x3x512x512.
+  bound = math.sqrt(1. / (9 * 512))
+  assert abs(kernel.std() / bound - 1) < 0.02
+  assert np.abs(kernel).max() <= 2 * bound / 0.87962566103423978 + 1e-6
 
 
 def test_cifar_depths_have_the_6n_plus_2_structure():
@@ -58,10 +108,11 @@ def test_cifar_stem_keeps_resolution_and_feature_size():
 
 
 def test_width_multiplier_and_zero_init_last_bn():
-  encoder = _built('resnet18', 32, width_multiplier=2, zero_init_last_bn=True)
+  encoder = _built('resnet18', 32, width_multiplier=2, zero_init_last_bn=False)
   assert encoder.output_dim == 1024
+  assert _trainable_count(encoder) == _official_resnet_count(18, width=2)
   gammas = [b.bn2.gamma.numpy() for b in encoder.blocks]
-  assert all(np.all(g == 0) for g in gammas)
+  assert all(np.all(g == 1) for g in gammas)
 
 
 def test_unknown_encoder_name_lists_the_valid_ones():

@@ -41,7 +41,7 @@ class BasicBlock(ResidualBlock):
   """Two 3x3 convolutions with BatchNorm and a residual connection."""
 
   def __init__(self, filters, strides=1, shortcut='A', zero_init_last_bn=False,
-               weight_init='official', **kwargs):
+               weight_init='official', always_project=False, **kwargs):
     super().__init__(**kwargs)
     if shortcut not in ('A', 'B'):
       raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}.")
@@ -50,6 +50,9 @@ class BasicBlock(ResidualBlock):
     self.shortcut = shortcut
     self.zero_init_last_bn = zero_init_last_bn
     self.weight_init = weight_init
+    # The official ResNet v1 projects in the first block of every group,
+    # whether or not the shape changes.
+    self.always_project = always_project
     self.conv1 = conv2d(filters, 3, strides, name='conv1',
                         weight_init=weight_init)
     self.bn1 = batch_norm(name='bn1')
@@ -57,7 +60,8 @@ class BasicBlock(ResidualBlock):
     self.bn2 = batch_norm(zero_gamma=zero_init_last_bn, name='bn2')
 
   def build(self, input_shape):
-    if self.strides != 1 or input_shape[-1] != self.filters:
+    if (self.always_project or self.strides != 1 or
+        input_shape[-1] != self.filters):
       if self.shortcut == 'A':
         self.projection = PadShortcut(self.filters, self.strides,
                                       name='shortcut')
@@ -73,7 +77,8 @@ class BasicBlock(ResidualBlock):
     return {**super().get_config(), 'filters': self.filters,
             'strides': self.strides, 'shortcut': self.shortcut,
             'zero_init_last_bn': self.zero_init_last_bn,
-            'weight_init': self.weight_init}
+            'weight_init': self.weight_init,
+            'always_project': self.always_project}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')

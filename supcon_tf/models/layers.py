@@ -16,15 +16,17 @@ def kaiming_normal():
 
 
 def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
-  """Bias-free convolution, Kaiming-normal init, symmetric padding.
+  """Bias-free convolution, 'same' at stride 1, the official fixed padding
+  when strided (TensorFlow's 'same' would pad bottom/right only).
 
-  TensorFlow's 'same' pads a strided convolution on the bottom/right only;
-  explicit symmetric padding gives the PyTorch / official alignment.
-  `weight_init='seed'` takes fan_in as the seed's kaiming_normal_ does.
+  Kernels start as the official code's (variance scaling 1, fan_in,
+  truncated normal) or, with `weight_init='seed'`, as the seed's
+  kaiming_normal_ (gain sqrt 2, fan_in, untruncated).
   """
+  # Official: tf.variance_scaling_initializer() (scale 1, fan_in, truncated).
   initializer = kaiming_normal() if weight_init == 'seed' else (
       keras.initializers.VarianceScaling(
-          2.0, mode='fan_out', distribution='untruncated_normal'))
+          1.0, mode='fan_in', distribution='truncated_normal'))
   conv = keras.layers.Conv2D(
       filters, kernel_size, strides=strides,
       padding='same' if strides == 1 else 'valid', use_bias=False,

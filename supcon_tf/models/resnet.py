@@ -1,9 +1,10 @@
 """ResNet v1 encoders, ResNet-18..200, with the official SupCon options.
 
-Widths 64/128/256/512 times `width_multiplier`, strides 1/2/2/2 (the stride of
-a bottleneck sits on its 3x3 convolution), projection shortcuts (1x1 conv and
-BatchNorm) where the shape changes, BatchNorm momentum 0.9 and epsilon 1e-5,
-optionally zero-initialised last BatchNorm gamma in every block. The ImageNet
+Widths int(64 * 2**i * width_multiplier), strides 1/2/2/2 (the stride of a
+bottleneck sits on its 3x3 convolution), a projection shortcut (1x1 conv and
+BatchNorm) in the first block of every group (group 0 of ResNet-18/34 too),
+BatchNorm momentum 0.9 and epsilon 1e-5, the last BatchNorm gamma of every
+block zero-initialised (`zero_init_last_bn`), as the official blocks.py. The ImageNet
 stem (7x7 stride 2 and a 3x3 stride-2 max-pool) is the default; `cifar_stem`
 gives 3x3 stride 1 without max-pool, the official CIFAR settings.
 """
@@ -41,6 +42,8 @@ class BottleneckBlock(ResidualBlock):
     self.bn3 = batch_norm(zero_gamma=zero_init_last_bn, name='bn3')
 
   def build(self, input_shape):
+    # Official: every group's first block projects (and only it); the first
+    # blocks are the ones whose shape changes.
     if self.strides != 1 or input_shape[-1] != 4 * self.filters:
       self.projection = projection_shortcut(4 * self.filters, self.strides)
     self.built = True
@@ -62,7 +65,7 @@ class ResNet(keras.Model):
 
   def __init__(self, depth=50, width_multiplier=1, first_conv_kernel_size=7,
                first_conv_stride=2, use_initial_max_pool=True,
-               zero_init_last_bn=False, **kwargs):
+               zero_init_last_bn=True, **kwargs):
     super().__init__(**kwargs)
     name = f'resnet{depth}'
     if name not in RESNET_STAGES:
@@ -89,7 +92,7 @@ class ResNet(keras.Model):
         block_name = f'stage{stage + 1}_block{index + 1}'
         if kind == 'basic':
           block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
-                             name=block_name)
+                             always_project=index == 0, name=block_name)
         else:
           block = BottleneckBlock(filters, strides, zero_init_last_bn,
                                   name=block_name)
