@@ -39,6 +39,7 @@ CHOICES = {
     'strategy': STRATEGIES,
     'label_type': LABEL_TYPES,
     'weight_init': WEIGHT_INITS,
+    'resnet_architecture': ('RESNET_V1', 'RESNEXT'),
     'normalization': ('dataset',) + tuple(MEAN_STD),
 }
 # Enum fields whose values are lower-case names rather than official members.
@@ -105,6 +106,7 @@ class Config:
   crop_padding: int = 32
   # Model.
   resnet_depth: int = 20
+  resnet_architecture: str = 'RESNET_V1'
   resnet_width: float = 1.0
   first_conv_kernel_size: int = 3
   first_conv_stride: int = 1

@@ -286,3 +286,32 @@ def test_fused_batch_norm_matches_the_keras_layer():
   before = fused.moving_mean.numpy()
   fused(x, training=True)
   np.testing.assert_array_equal(fused.moving_mean, before)
+
+
+def test_resnext_is_the_official_resnext_block():
+  encoder = _built('resnext50', 32, cifar_stem=True)
+  # Official count: per block 1x1 (2f), 64-group 3x3 (2f), 1x1 (4f), BN after
+  # each; the first block of a group adds a 1x1 projection with BN.
+  total, channels = 3 * 3 * 3 * 64 + 128, 64
+  for i, blocks in enumerate((3, 4, 6, 3)):
+    f = 64 * 2**i
+    for j in range(blocks):
+      if j == 0:
+        total += channels * 4 * f + 8 * f
+      total += (channels * 2 * f + 4 * f + 9 * (2 * f // 64) * 2 * f + 4 * f +
+                2 * f * 4 * f + 8 * f)
+      channels = 4 * f
+  assert _trainable_count(encoder) == total
+  assert encoder.output_dim == 2048
+  block = encoder.blocks[3]  # Group 1's first block: stride 2.
+  assert all(np.all(b.bn3.gamma.numpy() == 1) for b in encoder.blocks)
+  # The grouped convolution equals the official split / conv2d 'SAME' /
+  # concat, also strided (TensorFlow's SAME, not the fixed padding).
+  x = tf.constant(np.random.default_rng(2).normal(size=(2, 9, 9, 256)),
+                  tf.float32)
+  kernel = block.conv2.kernel
+  groups = tf.split(x, 64, axis=-1)
+  kernels = tf.split(kernel, 64, axis=3)
+  official = tf.concat([tf.nn.conv2d(g, k, [1, 2, 2, 1], 'SAME')
+                        for g, k in zip(groups, kernels)], -1)
+  np.testing.assert_allclose(block.conv2(x), official, atol=1e-4)

@@ -385,6 +385,15 @@ def test_every_preset_builds_its_model(preset):
   assert out['projection'].shape[-1] == config.projection_head_layers[-1]
 
 
+def test_resnext_architecture_flag_builds_a_resnext():
+  config = make_config('supcon_cifar10_resnet50',
+                       resnet_architecture='resnext')
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, 32, 32, 3]))
+  assert model.encoder.name == 'resnext50'
+  assert model.encoder.architecture == 'RESNEXT'
+
+
 @pytest.mark.parametrize('width,channels', [(1.0, 2048), (1.5, 3072),
                                             (0.5, 1024)])
 def test_float_resnet_width_gives_whole_channel_counts(width, channels):

@@ -59,25 +59,76 @@ class BottleneckBlock(ResidualBlock):
             'zero_init_last_bn': self.zero_init_last_bn}
 
 
+# ResNeXt (the official `--resnet_architecture=RESNEXT`): the bottleneck
+# depths, each block a 64-group ResNextBlock.
+RESNEXT_STAGES = {f'resnext{d}': RESNET_STAGES[f'resnet{d}'][1]
+                  for d in (50, 101, 152, 200)}
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class ResNextBlock(ResidualBlock):
+  """The official ResNextBlock: 1x1 (2x filters) -> grouped 3x3 (2x filters,
+  64 groups, strided, TensorFlow 'same' padding as the official GroupConv2D,
+  not the fixed padding) -> 1x1 (4x filters) whose BatchNorm gamma starts at
+  one (the official block does not zero it), projection shortcut where the
+  shape changes (every group's first block)."""
+
+  def __init__(self, filters, strides=1, groups=64, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.strides = strides
+    self.groups = groups
+    self.conv1 = conv2d(2 * filters, 1, name='conv1')
+    self.bn1 = batch_norm(name='bn1')
+    self.conv2 = keras.layers.Conv2D(
+        2 * filters, 3, strides=strides, padding='same', groups=groups,
+        use_bias=False, kernel_initializer=keras.initializers.VarianceScaling(
+            1.0, mode='fan_in', distribution='truncated_normal'),
+        name='conv2')
+    self.bn2 = batch_norm(name='bn2')
+    self.conv3 = conv2d(4 * filters, 1, name='conv3')
+    self.bn3 = batch_norm(name='bn3')
+
+  def build(self, input_shape):
+    if self.strides != 1 or input_shape[-1] != 4 * self.filters:
+      self.projection = projection_shortcut(4 * self.filters, self.strides)
+    self.built = True
+
+  def branch(self, x, training=None):
+    y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+    y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
+    return self.bn3(self.conv3(y), training=training)
+
+  def get_config(self):
+    return {**super().get_config(), 'filters': self.filters,
+            'strides': self.strides, 'groups': self.groups}
+
+
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class ResNet(keras.Model):
-  """ResNet v1 encoder; `call` returns the globally pooled feature."""
+  """ResNet v1 (or, `architecture='RESNEXT'`, ResNeXt) encoder; `call`
+  returns the globally pooled feature."""
 
   def __init__(self, depth=50, width_multiplier=1, first_conv_kernel_size=7,
                first_conv_stride=2, use_initial_max_pool=True,
-               zero_init_last_bn=True, **kwargs):
+               zero_init_last_bn=True, architecture='RESNET_V1', **kwargs):
     super().__init__(**kwargs)
-    name = f'resnet{depth}'
-    if name not in RESNET_STAGES:
-      valid = ', '.join(str(k[6:]) for k in RESNET_STAGES)
+    table = RESNEXT_STAGES if architecture == 'RESNEXT' else {
+        k: v[1] for k, v in RESNET_STAGES.items()}
+    prefix = 'resnext' if architecture == 'RESNEXT' else 'resnet'
+    if f'{prefix}{depth}' not in table:
+      valid = ', '.join(k[len(prefix):] for k in table)
       raise ValueError(f'depth must be one of {valid}, got {depth}.')
+    self.architecture = architecture
     self.depth = depth
     self.width_multiplier = width_multiplier
     self.first_conv_kernel_size = first_conv_kernel_size
     self.first_conv_stride = first_conv_stride
     self.use_initial_max_pool = use_initial_max_pool
     self.zero_init_last_bn = zero_init_last_bn
-    kind, stages = RESNET_STAGES[name]
+    stages = table[f'{prefix}{depth}']
+    kind = ('resnext' if architecture == 'RESNEXT' else
+            RESNET_STAGES[f'resnet{depth}'][0])
     # int(), as the official code: the multiplier may be a float (1.0, 1.5).
     self.stem = conv2d(int(64 * width_multiplier), first_conv_kernel_size,
                        first_conv_stride, name='stem_conv')
@@ -93,6 +144,8 @@ class ResNet(keras.Model):
         if kind == 'basic':
           block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
                              always_project=index == 0, name=block_name)
+        elif kind == 'resnext':
+          block = ResNextBlock(filters, strides, name=block_name)
         else:
           block = BottleneckBlock(filters, strides, zero_init_last_bn,
                                   name=block_name)
@@ -114,4 +167,5 @@ class ResNet(keras.Model):
             'first_conv_kernel_size': self.first_conv_kernel_size,
             'first_conv_stride': self.first_conv_stride,
             'use_initial_max_pool': self.use_initial_max_pool,
-            'zero_init_last_bn': self.zero_init_last_bn, 'name': self.name}
+            'zero_init_last_bn': self.zero_init_last_bn,
+            'architecture': self.architecture, 'name': self.name}

@@ -57,8 +57,9 @@ def build_model(config, num_classes):
   if depth in [int(n[len('resnet'):]) for n in CIFAR_DEPTHS]:
     encoder = build_encoder(f'resnet{depth}', weight_init=config.weight_init)
   else:
+    prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
     encoder = build_encoder(
-        f'resnet{depth}', width_multiplier=config.resnet_width,
+        f'{prefix}{depth}', width_multiplier=config.resnet_width,
         first_conv_kernel_size=config.first_conv_kernel_size,
         first_conv_stride=config.first_conv_stride,
         use_initial_max_pool=config.use_initial_max_pool)
