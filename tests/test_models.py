@@ -216,6 +216,7 @@ def test_inference_keeps_batch_norm_statistics_frozen():
     ('resnet20', {}, 'official'),
     ('resnet20', dict(weight_init='seed'), 'seed'),
     ('resnet18', dict(cifar_stem=True, width_multiplier=1), 'official'),
+    ('resnext50', dict(cifar_stem=True), 'official'),
 ])
 def test_model_round_trips_through_a_keras_file(tmp_path, encoder_name,
                                                 options, weight_init):

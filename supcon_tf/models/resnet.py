@@ -27,23 +27,38 @@ RESNET_STAGES = {
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class BottleneckBlock(ResidualBlock):
-  """1x1 -> 3x3 (strided) -> 1x1 (4x filters) with a projection shortcut."""
+  """1x1 -> 3x3 (strided) -> 1x1 (4x filters) with a projection shortcut
+  where the shape changes (every group's first block, as official).
 
-  def __init__(self, filters, strides=1, zero_init_last_bn=False, **kwargs):
+  `groups > 1` makes it the official ResNextBlock: 1x1 and 3x3 with 2x
+  filters, the 3x3 grouped with TensorFlow's 'same' padding also when
+  strided (the official GroupConv2D, not the fixed padding); the official
+  ResNeXt leaves its last gamma at one (`zero_init_last_bn=False`).
+  """
+
+  def __init__(self, filters, strides=1, zero_init_last_bn=False, groups=1,
+               **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.strides = strides
     self.zero_init_last_bn = zero_init_last_bn
-    self.conv1 = conv2d(filters, 1, name='conv1')
+    self.groups = groups
+    inner = filters if groups == 1 else 2 * filters
+    self.conv1 = conv2d(inner, 1, name='conv1')
     self.bn1 = batch_norm(name='bn1')
-    self.conv2 = conv2d(filters, 3, strides, name='conv2')
+    if groups == 1:
+      self.conv2 = conv2d(inner, 3, strides, name='conv2')
+    else:
+      self.conv2 = keras.layers.Conv2D(
+          inner, 3, strides=strides, padding='same', groups=groups,
+          use_bias=False, kernel_initializer=keras.initializers.VarianceScaling(
+              1.0, mode='fan_in', distribution='truncated_normal'),
+          name='conv2')
     self.bn2 = batch_norm(name='bn2')
     self.conv3 = conv2d(4 * filters, 1, name='conv3')
     self.bn3 = batch_norm(zero_gamma=zero_init_last_bn, name='bn3')
 
   def build(self, input_shape):
-    # Official: every group's first block projects (and only it); the first
-    # blocks are the ones whose shape changes.
     if self.strides != 1 or input_shape[-1] != 4 * self.filters:
       self.projection = projection_shortcut(4 * self.filters, self.strides)
     self.built = True
@@ -56,52 +71,14 @@ class BottleneckBlock(ResidualBlock):
   def get_config(self):
     return {**super().get_config(), 'filters': self.filters,
             'strides': self.strides,
-            'zero_init_last_bn': self.zero_init_last_bn}
+            'zero_init_last_bn': self.zero_init_last_bn,
+            'groups': self.groups}
 
 
 # ResNeXt (the official `--resnet_architecture=RESNEXT`): the bottleneck
-# depths, each block a 64-group ResNextBlock.
+# depths, each block a 64-group bottleneck.
 RESNEXT_STAGES = {f'resnext{d}': RESNET_STAGES[f'resnet{d}'][1]
                   for d in (50, 101, 152, 200)}
-
-
-@keras.saving.register_keras_serializable(package='supcon_tf')
-class ResNextBlock(ResidualBlock):
-  """The official ResNextBlock: 1x1 (2x filters) -> grouped 3x3 (2x filters,
-  64 groups, strided, TensorFlow 'same' padding as the official GroupConv2D,
-  not the fixed padding) -> 1x1 (4x filters) whose BatchNorm gamma starts at
-  one (the official block does not zero it), projection shortcut where the
-  shape changes (every group's first block)."""
-
-  def __init__(self, filters, strides=1, groups=64, **kwargs):
-    super().__init__(**kwargs)
-    self.filters = filters
-    self.strides = strides
-    self.groups = groups
-    self.conv1 = conv2d(2 * filters, 1, name='conv1')
-    self.bn1 = batch_norm(name='bn1')
-    self.conv2 = keras.layers.Conv2D(
-        2 * filters, 3, strides=strides, padding='same', groups=groups,
-        use_bias=False, kernel_initializer=keras.initializers.VarianceScaling(
-            1.0, mode='fan_in', distribution='truncated_normal'),
-        name='conv2')
-    self.bn2 = batch_norm(name='bn2')
-    self.conv3 = conv2d(4 * filters, 1, name='conv3')
-    self.bn3 = batch_norm(name='bn3')
-
-  def build(self, input_shape):
-    if self.strides != 1 or input_shape[-1] != 4 * self.filters:
-      self.projection = projection_shortcut(4 * self.filters, self.strides)
-    self.built = True
-
-  def branch(self, x, training=None):
-    y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
-    y = keras.ops.relu(self.bn2(self.conv2(y), training=training))
-    return self.bn3(self.conv3(y), training=training)
-
-  def get_config(self):
-    return {**super().get_config(), 'filters': self.filters,
-            'strides': self.strides, 'groups': self.groups}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -145,7 +122,8 @@ class ResNet(keras.Model):
           block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
                              always_project=index == 0, name=block_name)
         elif kind == 'resnext':
-          block = ResNextBlock(filters, strides, name=block_name)
+          block = BottleneckBlock(filters, strides, False, groups=64,
+                                  name=block_name)
         else:
           block = BottleneckBlock(filters, strides, zero_init_last_bn,
                                   name=block_name)
