@@ -320,29 +320,44 @@ def _apply_to_some(op, images, magnitude, fires, result):
   return tf.tensor_scatter_nd_update(result, index, changed)
 
 
+def apply_each(images, names, op_index, fires, magnitude_of, op_of=None):
+  """Image i gets op `names[op_index[i]]` where `fires[i]`, at the [N]
+  magnitudes `magnitude_of(name)`; `op_of(name)` is the op (default `OPS`).
+
+  Each op runs once, on the images that drew it (a gather, the op on that
+  sub-batch, a scatter back), so the cost is one op per image whatever the
+  number of ops.
+  """
+  op_of = op_of or OPS.__getitem__
+  result = images
+  for op_id, name in enumerate(names):
+    selected = tf.logical_and(tf.equal(op_index, op_id), fires)
+    magnitude = magnitude_of(name)
+    result = tf.cond(
+        tf.reduce_any(selected),
+        lambda name=name, selected=selected, magnitude=magnitude,
+        result=result: _apply_to_some(op_of(name), images, magnitude,
+                                      selected, result),
+        lambda result=result: result)
+  return result
+
+
 def apply_ops(images, names, op_index, level, fires, negate,
               posterize_bits_fix=False):
   """Image i gets op `names[op_index[i]]` at `level[i]` where `fires[i]`.
 
   Levels are on the 0..10 scale of `level_to_magnitude`; a signed op's
-  magnitude is negated where `negate`. Each op runs once, on the images that
-  drew it (a gather, the op on that sub-batch, a scatter back), so the cost
-  is one op per image whatever the number of ops.
+  magnitude is negated where `negate`. See `apply_each`.
   """
   level = tf.cast(level, tf.float64)
-  result = images
-  for op_id, name in enumerate(names):
-    selected = tf.logical_and(tf.equal(op_index, op_id), fires)
+
+  def magnitude_of(name):
     magnitude = level_to_magnitude(name, level, posterize_bits_fix)
     if name in SIGNED_OPS:
       magnitude = tf.where(negate, -magnitude, magnitude)
-    result = tf.cond(
-        tf.reduce_any(selected),
-        lambda name=name, selected=selected, magnitude=magnitude,
-        result=result: _apply_to_some(OPS[name], images, magnitude, selected,
-                                      result),
-        lambda result=result: result)
-  return result
+    return magnitude
+
+  return apply_each(images, names, op_index, fires, magnitude_of)
 
 
 def apply_policy(images, policy, choice, apply, negate,

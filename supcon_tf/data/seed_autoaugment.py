@@ -11,6 +11,7 @@ about the point (size / 2 + 0.5), cubic-spline interpolation (ndimage's
 order 3) and a black fill, reproduced here with gathers; the pixel ops are
 PIL's (`augment.OPS`).
 """
+import functools
 import math
 
 import numpy as np
@@ -170,24 +171,16 @@ def apply_policy(images, choice, fires, uniform, policy=SEED_CIFAR10_POLICY):
   """Sub-policy `choice` [N] for each image; op k fires where `fires[:, k]`,
   at fraction `uniform[:, k]` inside its level's bin. Deterministic."""
   names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
-  result = images
   for stage in range(2):
     op_ids = tf.gather(tf.constant(
         [names.index(sub[stage][0]) for sub in policy]), choice)
     levels = tf.gather(tf.constant(
         [sub[stage][2] for sub in policy], tf.float64), choice)
-    images = result
-    for op_id, name in enumerate(names):
-      selected = tf.logical_and(tf.equal(op_ids, op_id), fires[:, stage])
-      magnitude = level_to_magnitude(name, levels, uniform[:, stage])
-      result = tf.cond(
-          tf.reduce_any(selected),
-          lambda name=name, selected=selected, magnitude=magnitude,
-          result=result: augment._apply_to_some(
-              lambda x, m, name=name: apply_op(name, x, m), images,
-              magnitude, selected, result),
-          lambda result=result: result)
-  return result
+    images = augment.apply_each(
+        images, names, op_ids, fires[:, stage],
+        lambda name: level_to_magnitude(name, levels, uniform[:, stage]),
+        lambda name: functools.partial(apply_op, name))
+  return images
 
 
 def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):

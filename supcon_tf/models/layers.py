@@ -15,6 +15,13 @@ def kaiming_normal():
                                             distribution='untruncated_normal')
 
 
+def official_conv_init():
+  """The official code's tf.variance_scaling_initializer(): scale 1, fan_in,
+  truncated normal."""
+  return keras.initializers.VarianceScaling(1.0, mode='fan_in',
+                                            distribution='truncated_normal')
+
+
 def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
   """Bias-free convolution, 'same' at stride 1, the official fixed padding
   when strided (TensorFlow's 'same' would pad bottom/right only).
@@ -23,10 +30,8 @@ def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
   truncated normal) or, with `weight_init='seed'`, as the seed's
   kaiming_normal_ (gain sqrt 2, fan_in, untruncated).
   """
-  # Official: tf.variance_scaling_initializer() (scale 1, fan_in, truncated).
-  initializer = kaiming_normal() if weight_init == 'seed' else (
-      keras.initializers.VarianceScaling(
-          1.0, mode='fan_in', distribution='truncated_normal'))
+  initializer = (kaiming_normal() if weight_init == 'seed' else
+                 official_conv_init())
   conv = keras.layers.Conv2D(
       filters, kernel_size, strides=strides,
       padding='same' if strides == 1 else 'valid', use_bias=False,

@@ -12,7 +12,7 @@ import keras
 
 from supcon_tf.models.cifar_resnet import BasicBlock
 from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
-                                     name_for_checkpoints,
+                                     name_for_checkpoints, official_conv_init,
                                      projection_shortcut)
 
 RESNET_STAGES = {
@@ -51,8 +51,7 @@ class BottleneckBlock(ResidualBlock):
     else:
       self.conv2 = keras.layers.Conv2D(
           inner, 3, strides=strides, padding='same', groups=groups,
-          use_bias=False, kernel_initializer=keras.initializers.VarianceScaling(
-              1.0, mode='fan_in', distribution='truncated_normal'),
+          use_bias=False, kernel_initializer=official_conv_init(),
           name='conv2')
     self.bn2 = batch_norm(name='bn2')
     self.conv3 = conv2d(4 * filters, 1, name='conv3')
@@ -77,7 +76,7 @@ class BottleneckBlock(ResidualBlock):
 
 # ResNeXt (the official `--resnet_architecture=RESNEXT`): the bottleneck
 # depths, each block a 64-group bottleneck.
-RESNEXT_STAGES = {f'resnext{d}': RESNET_STAGES[f'resnet{d}'][1]
+RESNEXT_STAGES = {f'resnext{d}': ('resnext', RESNET_STAGES[f'resnet{d}'][1])
                   for d in (50, 101, 152, 200)}
 
 
@@ -90,9 +89,8 @@ class ResNet(keras.Model):
                first_conv_stride=2, use_initial_max_pool=True,
                zero_init_last_bn=True, architecture='RESNET_V1', **kwargs):
     super().__init__(**kwargs)
-    table = RESNEXT_STAGES if architecture == 'RESNEXT' else {
-        k: v[1] for k, v in RESNET_STAGES.items()}
-    prefix = 'resnext' if architecture == 'RESNEXT' else 'resnet'
+    prefix, table = (('resnext', RESNEXT_STAGES) if architecture == 'RESNEXT'
+                     else ('resnet', RESNET_STAGES))
     if f'{prefix}{depth}' not in table:
       valid = ', '.join(k[len(prefix):] for k in table)
       raise ValueError(f'depth must be one of {valid}, got {depth}.')
@@ -103,9 +101,7 @@ class ResNet(keras.Model):
     self.first_conv_stride = first_conv_stride
     self.use_initial_max_pool = use_initial_max_pool
     self.zero_init_last_bn = zero_init_last_bn
-    stages = table[f'{prefix}{depth}']
-    kind = ('resnext' if architecture == 'RESNEXT' else
-            RESNET_STAGES[f'resnet{depth}'][0])
+    kind, stages = table[f'{prefix}{depth}']
     # int(), as the official code: the multiplier may be a float (1.0, 1.5).
     self.stem = conv2d(int(64 * width_multiplier), first_conv_kernel_size,
                        first_conv_stride, name='stem_conv')
