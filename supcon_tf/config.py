@@ -12,6 +12,7 @@ from typing import Optional
 
 from supcon_tf.data.augment import (AUGMENTATION_TYPES, CROPS,
                                     EVAL_CROP_METHODS, POLICY_NAMES)
+from supcon_tf.data.pipeline import EPOCH_REMAINDERS
 from supcon_tf.data.sources import MEAN_STD
 from supcon_tf.models.layers import WEIGHT_INITS
 
@@ -41,10 +42,11 @@ CHOICES = {
     'weight_init': WEIGHT_INITS,
     'resnet_architecture': ('RESNET_V1', 'RESNEXT'),
     'normalization': ('dataset',) + tuple(MEAN_STD),
+    'epoch_remainder': EPOCH_REMAINDERS,
 }
 # Enum fields whose values are lower-case names rather than official members.
 LOWER_CASE_CHOICES = ('strategy', 'label_type', 'crop', 'autoaugment_policy',
-                      'weight_init', 'normalization')
+                      'weight_init', 'normalization', 'epoch_remainder')
 
 # Fields that may change between runs in one model_dir (they do not change
 # what is trained); every other field must match the saved config.
@@ -84,6 +86,10 @@ class Config:
   eval_batch_size: int = 512
   num_views: int = 2
   classes_per_batch: int = 0
+  # 'span' (official): batches run across epoch ends and a stage is
+  # int(epochs * N / batch_size) steps; 'drop': each epoch's partial batch is
+  # dropped (floor(N / batch_size) steps an epoch).
+  epoch_remainder: str = 'span'
   # Preprocessing.
   image_size: int = 32
   augmentation_type: str = 'AUTOAUGMENT'
@@ -210,6 +216,9 @@ class Config:
       if not ok:
         raise ValueError(f'{name} has an invalid value: '
                          f'{getattr(self, name)!r}.')
+    if self.learning_rate_per_epoch and self.epoch_remainder != 'drop':
+      raise ValueError('learning_rate_per_epoch moves the schedule at whole '
+                       'epochs of steps: it needs epoch_remainder=drop.')
     if self.num_views < 2 and self.stage_1_contrastive_loss_weight > 0:
       raise ValueError('The contrastive loss needs num_views >= 2; got '
                        f'{self.num_views}.')
@@ -227,6 +236,9 @@ class Config:
   def from_json(cls, text):
     values = json.loads(text)
     known = {f.name for f in dataclasses.fields(cls)}
+    # Written before epoch_remainder existed, when every epoch dropped its
+    # partial batch.
+    values.setdefault('epoch_remainder', 'drop')
     return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -245,6 +257,7 @@ _SEED_RECIPE = dict(
     autoaugment_policy='seed_cifar10', eval_crop_method='IDENTITY',
     apply_whitening=True, use_bias_weight_decay=True,
     use_batch_norm_weight_decay=True, learning_rate_per_epoch=True,
+    epoch_remainder='drop',
     stage_1_optimizer='MOMENTUM', stage_1_learning_rate_decay='COSINE',
     stage_1_min_learning_rate_ratio=1e-3, stage_1_weight_decay=1e-4,
     stage_1_warmup_epochs=0., stage_2_optimizer='MOMENTUM',
@@ -315,7 +328,7 @@ PRESETS = {
         dataset='digits', resnet_depth=20, projection_head_layers=(64, 64),
         weight_init='seed', batch_size=128, temperature=0.1,
         scale_by_temperature=False, augmentation_type='AUTOAUGMENT',
-        crop='pad', flip=False, stage_1_epochs=14,
+        crop='pad', flip=False, epoch_remainder='drop', stage_1_epochs=14,
         stage_1_optimizer='MOMENTUM', stage_1_base_learning_rate=0.2,
         stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
         stage_2_epochs=5, stage_2_encoder_batch_norm_inference=True,

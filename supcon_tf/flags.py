@@ -47,6 +47,9 @@ HELP = {
     'stage_1_min_learning_rate_ratio': 'COSINE ends at base * this (the '
                                        'ResNet-20 recipe uses 1e-3).',
     'stage_2_min_learning_rate_ratio': 'COSINE ends at base * this.',
+    'epoch_remainder': 'span (official): batches run across epoch ends, a '
+                       'stage is int(epochs * N / batch_size) steps; drop: '
+                       "each epoch's partial batch is dropped.",
     'input_threads': 'Threads for the input pipeline (0: TensorFlow decides).',
     'weight_init': "official, or seed: the seed's ResNet-20 weights "
                    '(kaiming_normal_ convolutions and Linear kernels, '

@@ -47,11 +47,36 @@ def test_training_batches_are_views_of_each_example_once_per_epoch():
   assert list(epochs[0]) != list(epochs[1])  # Reshuffled each epoch.
 
 
-def test_the_same_seed_gives_the_same_batches_and_start_epoch_resumes():
+def test_span_batches_cross_epoch_ends_and_read_every_example():
+  # 44 examples in batches of 8: 5.5 steps an epoch, as official.
+  split = _numbered(44)
+  assert pipeline.steps_per_epoch(split, 8, 'span') == 5.5
+  assert pipeline.steps_per_epoch(split, 8, 'drop') == 5
+  stream = pipeline.train_dataset(split, PLAIN, 8, UNIT, num_views=1,
+                                  seed=2, epoch_remainder='span')
+  seen = np.concatenate([_indices(v)[:, 0] for v, _ in _take(stream, 11)])
+  # Eleven batches are exactly two epochs, each a permutation of all 44; the
+  # sixth batch holds the last 4 of epoch 0 and the first 4 of epoch 1.
+  for epoch in (seen[:44], seen[44:]):
+    assert sorted(epoch) == list(range(44))
+  assert list(seen[:44]) != list(seen[44:])
+  # Epoch ends fall on the step that completes them: 6 (44 of 48 read), 11.
+  ends = [pipeline.first_step_of_epoch(e, split, 8, 'span') for e in (1, 2, 3)]
+  assert ends == [6, 11, 17]
+  assert [pipeline.epoch_of_step(s, split, 8, 'span') for s in (5, 6, 11)] == [
+      0, 1, 2]
+  # Resuming at step 6 continues mid-epoch with the same examples.
+  resumed = pipeline.train_dataset(split, PLAIN, 8, UNIT, num_views=1, seed=2,
+                                   start_step=6, epoch_remainder='span')
+  again = np.concatenate([_indices(v)[:, 0] for v, _ in _take(resumed, 5)])
+  np.testing.assert_array_equal(again, seen[48:88])
+
+
+def test_the_same_seed_gives_the_same_batches_and_start_step_resumes():
   split = _numbered(48, size=32)
   config = augment.AugmentConfig(augmentation_type='SIMCLR', image_size=32)
   make = lambda seed, start=0: pipeline.train_dataset(
-      split, config, 16, UNIT, seed=seed, start_epoch=start)
+      split, config, 16, UNIT, seed=seed, start_step=start)
   a, b, c = _take(make(5), 6), _take(make(5), 6), _take(make(6), 6)
   for (va, la), (vb, lb) in zip(a, b):
     np.testing.assert_array_equal(va, vb)
@@ -59,8 +84,8 @@ def test_the_same_seed_gives_the_same_batches_and_start_epoch_resumes():
   assert not np.array_equal(a[0][0], c[0][0])
   # Two views of an example differ.
   assert np.mean([not np.array_equal(x[0], x[1]) for x in a[0][0]]) > 0.8
-  resumed = _take(make(5, start=1), 3)
-  for (va, _), (vr, _) in zip(a[3:], resumed):
+  resumed = _take(make(5, start=2), 4)
+  for (va, _), (vr, _) in zip(a[2:], resumed):
     np.testing.assert_array_equal(va, vr)
 
 

@@ -253,6 +253,22 @@ def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
   raise AssertionError('no checkpoint appeared')
 
 
+def test_fractional_epochs_run_the_official_step_counts(tmp_path, data_dir):
+  # 48 training images in batches of 20: 2.4 steps an epoch. Official: stage 1
+  # int(3 * 2.4) = 7 steps, the run int(5 * 2.4) = 12, so stage 2 is 5.
+  config = _config(tmp_path / 'span', data_dir, batch_size=20,
+                   stage_1_epochs=3, stage_2_epochs=2, knn_every_epochs=0,
+                   checkpoint_every_steps=100, epoch_remainder='span')
+  results = run_lib.run(config)
+  assert results['steps_per_epoch'] == 2.4
+  assert (results['stage_1_steps'], results['stage_2_steps']) == (7, 5)
+  # Checkpoints at the steps that complete an epoch (3: 60 of 48 read;
+  # 5: 100 of 96) and at the end.
+  saved = tf.train.get_checkpoint_state(
+      str(tmp_path / 'span' / 'stage_1')).all_model_checkpoint_paths
+  assert [int(p.rsplit('-', 1)[1]) for p in saved] == [3, 5, 7]
+
+
 def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
                                                                 data_dir):
   model_dir = tmp_path / 'resume'
@@ -286,9 +302,9 @@ def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
 
 
 def test_schedules_warm_up_then_decay():
-  cosine = optimizers.WarmupDecay(2., 110, warmup_steps=10, min_ratio=0.1)
-  values = [float(cosine(s)) for s in (0, 5, 10, 60, 110, 200)]
-  np.testing.assert_allclose(values, [0., 1., 2., 1.1, 0.2, 0.2], rtol=1e-6)
+  cosine = optimizers.WarmupDecay(2., 100, warmup_steps=10, min_ratio=0.1)
+  values = [float(cosine(s)) for s in (0, 5, 10, 60, 110, 111)]
+  np.testing.assert_allclose(values, [0., 1., 2., 1.1, 0.2, 0.], rtol=1e-6)
   piecewise = optimizers.WarmupDecay(1., 100, decay='PIECEWISE_LINEAR',
                                      decay_rate=0.2, boundaries=(30, 60))
   np.testing.assert_allclose(
@@ -479,35 +495,69 @@ def test_optimizers_step_as_the_tf1_optimizers_of_the_official_code(name):
   np.testing.assert_allclose(ours.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('decay', ['COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR'])
-def test_schedules_equal_the_official_composition_of_tf1_decays(decay):
-  steps_per_epoch, epochs, warmup_epochs, peak = 10, 12, 2, 0.8
-  total = steps_per_epoch * epochs
-  warmup = warmup_epochs * steps_per_epoch
-  schedule = optimizers.WarmupDecay(
-      peak, total, warmup_steps=warmup, decay=decay, decay_rate=0.3,
-      boundaries=[e * steps_per_epoch for e in (3, 7)],
-      steps_per_decay=2.5 * steps_per_epoch)
-  # The oracle: the official build_learning_rate_schedule with warmup from
-  # epoch 0, written with the tf.compat.v1.train decays in a graph.
+def _official_learning_rate(peak, decay, start, end, warmup, steps_per_epoch,
+                            boundaries, epochs_per_decay, decay_rate):
+  """The official build_learning_rate_schedule (utils.py) on the global step,
+  written with the tf.compat.v1.train decays: a function of the step."""
   v1 = tf.compat.v1
-  with tf.Graph().as_default(), v1.Session() as session:
+  graph = tf.Graph()
+  with graph.as_default():
     global_step = v1.placeholder(tf.int64, [])
-    step = global_step - warmup
+    as_step = lambda epochs: tf.cast(epochs * steps_per_epoch, tf.int64)
+    step = global_step - as_step(start + warmup)
+    total = as_step(end - (start + warmup))
     decayed = {
-        'COSINE': lambda: v1.train.cosine_decay(peak, step, total - warmup),
+        'COSINE': lambda: v1.train.cosine_decay(peak, step, total),
         'EXPONENTIAL': lambda: v1.train.exponential_decay(
-            peak, step, 2.5 * steps_per_epoch, 0.3, staircase=True),
+            peak, step, steps_per_epoch * epochs_per_decay, decay_rate,
+            staircase=True),
         'PIECEWISE_LINEAR': lambda: v1.train.piecewise_constant(
-            step, [np.int64(30), np.int64(70)], [peak, peak * 0.3,
-                                                 peak * 0.09]),
+            step, [as_step(b) for b in boundaries],
+            [peak * decay_rate**n for n in range(len(boundaries) + 1)]),
     }[decay]()
-    rate = tf.cond(global_step < warmup,
-                   lambda: peak * tf.cast(global_step, tf.float32) / warmup,
-                   lambda: tf.cast(decayed, tf.float32))
-    want = [session.run(rate, {global_step: s}) for s in range(total)]
-  got = [float(schedule(s)) for s in range(total)]
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    decayed = tf.cond(step <= total, lambda: tf.cast(decayed, tf.float32),
+                      lambda: 0.)
+    counter = global_step - as_step(start)
+    warmup_steps = as_step(warmup)
+    rate = tf.cond(
+        tf.logical_and(warmup_steps > 0, counter < warmup_steps),
+        lambda: peak * tf.cast(counter, tf.float32) / tf.cast(warmup_steps,
+                                                              tf.float32),
+        lambda: decayed)
+  session = v1.Session(graph=graph)
+  return lambda s: session.run(rate, {global_step: s})
+
+
+@pytest.mark.parametrize('decay', ['COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR'])
+def test_stage_schedules_equal_the_official_schedule_on_fractional_epochs(decay):
+  # 37 examples in batches of 8: 4.625 steps an epoch, as official (N / batch).
+  steps_per_epoch = 37 / 8
+  config = make_config(
+      batch_size=8, stage_1_epochs=7, stage_2_epochs=5,
+      stage_1_warmup_epochs=1.5, stage_2_warmup_epochs=0.7,
+      stage_1_learning_rate_decay=decay, stage_2_learning_rate_decay=decay,
+      stage_1_min_learning_rate_ratio=0., stage_2_min_learning_rate_ratio=0.,
+      stage_1_decay_rate=0.3, stage_2_decay_rate=0.5,
+      stage_1_decay_boundary_epochs=(2, 4), stage_2_decay_boundary_epochs=(1,),
+      stage_1_epochs_per_decay=1.3, stage_2_epochs_per_decay=0.9,
+      stage_1_base_learning_rate=0.8, stage_2_base_learning_rate=3.)
+  offset = 0
+  for index, (start, end) in ((1, (0, 7)), (2, (7, 12))):
+    stage = stages.stage_from_config(config, index)
+    steps = stages.stage_steps(stage, config, steps_per_epoch)
+    # Official: stage 1 is int(7 * 4.625) steps, the run int(12 * 4.625).
+    assert offset + steps == int(end * steps_per_epoch)
+    official = _official_learning_rate(
+        stage.base_learning_rate * 8 / 256, decay, start, end,
+        stage.warmup_epochs, steps_per_epoch, stage.decay_boundary_epochs,
+        stage.epochs_per_decay, stage.decay_rate)
+    schedule = stages.learning_rate(stage, config, steps_per_epoch)
+    got = [float(schedule(s)) for s in range(steps + 2)]
+    want = [official(offset + s) for s in range(steps + 2)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    offset += steps
+  # Past the end of its decay a stage's rate is 0, as official.
+  assert float(schedule(steps + 5)) == 0.
 
 
 def test_frozen_moving_statistics_still_normalise_with_batch_statistics():

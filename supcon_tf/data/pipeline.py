@@ -3,7 +3,9 @@ for evaluation, per replica.
 
 Training batches are (views [B, V, S, S, 3] float32, labels [B] int64), the
 views normalised with the dataset's mean and std. The data is read epoch by
-epoch, each a permutation drawn from (seed, epoch); a global batch is split
+epoch, each a permutation drawn from (seed, epoch), as one stream of
+examples (a batch may span the end of an epoch, as official, or each epoch's
+partial batch is dropped: `epoch_remainder`); a global batch is split
 into one contiguous chunk per replica, so the same seed gives the same
 examples in each global batch whatever the number of replicas or input
 pipelines, and the augmentation of a chunk is seeded by (seed, epoch, step,
@@ -29,13 +31,47 @@ def normalize(images, mean_std):
           tf.constant(std, tf.float32))
 
 
-def steps_per_epoch(split, global_batch_size):
-  """Full global batches in one pass over `split` (training drops the rest)."""
+# How an epoch ends: 'span', as official, reads every example of every epoch
+# and lets a batch run across the end of one epoch into the next (a stage is
+# int(epochs * N / batch) steps, epochs may end mid-step); 'drop' reads the
+# floor(N / batch) full batches of each epoch and drops the rest.
+EPOCH_REMAINDERS = ('span', 'drop')
+
+
+def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):
+  """Global batches per pass over `split`: N / batch (a float) with 'span',
+  the full batches floor(N / batch) with 'drop'."""
+  if epoch_remainder not in EPOCH_REMAINDERS:
+    raise ValueError(f'epoch_remainder must be one of '
+                     f'{", ".join(EPOCH_REMAINDERS)}; got {epoch_remainder!r}.')
   steps = len(split) // global_batch_size
   if steps < 1:
     raise ValueError(f'global batch size {global_batch_size} is larger than '
                      f'the split ({len(split)} examples).')
+  if epoch_remainder == 'span':
+    return len(split) / global_batch_size
   return steps
+
+
+def epoch_of_step(step, split, global_batch_size, epoch_remainder='drop'):
+  """The epoch (from 0) in which the examples of batch `step` start."""
+  return step * global_batch_size // _epoch_length(
+      split, global_batch_size, epoch_remainder)
+
+
+def first_step_of_epoch(epoch, split, global_batch_size,
+                        epoch_remainder='drop'):
+  """The first batch that starts in `epoch`: epoch ends fall on its step."""
+  length = _epoch_length(split, global_batch_size, epoch_remainder)
+  return -(-epoch * length // global_batch_size)
+
+
+def _epoch_length(split, global_batch_size, epoch_remainder):
+  """Examples read from each epoch's permutation."""
+  steps = steps_per_epoch(split, global_batch_size, epoch_remainder)
+  if epoch_remainder == 'span':
+    return len(split)
+  return steps * global_batch_size
 
 
 def _layout(global_batch_size, input_context):
@@ -131,28 +167,33 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped):
 
 
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
-                  seed=0, start_epoch=0, start_step=0, classes_per_batch=None,
-                  input_context=None, threads=None):
-  """Endless training batches (epoch after epoch from `start_epoch`, skipping
-  its first `start_step` global batches) for one input pipeline:
-  (views [b, V, S, S, 3], labels [b]) with b the per-replica batch.
-  `classes_per_batch` turns on the class-balanced sampler."""
+                  seed=0, start_step=0, classes_per_batch=None,
+                  input_context=None, threads=None, epoch_remainder='drop'):
+  """Endless training batches from global batch `start_step` on, for one
+  input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
+  batch. `classes_per_batch` turns on the class-balanced sampler (whose
+  epochs are whole batches, so its epochs never span).
+  `epoch_remainder`: see EPOCH_REMAINDERS."""
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1; got {num_views}.')
   if classes_per_batch:
     _check_balanced(split, classes_per_batch, global_batch_size)
-  steps = steps_per_epoch(split, global_batch_size)
+    epoch_remainder = 'drop'
+  steps = int(steps_per_epoch(split, global_batch_size, epoch_remainder))
   replicas, per_replica, first_chunk, chunks = _layout(global_batch_size,
                                                        input_context)
   if split.stream is not None:
+    start_epoch, start_in_epoch = divmod(start_step, steps)
     dataset = _stream_train(split, config, per_replica, mean_std, num_views,
                             seed, start_epoch, input_context)
-    return _with_threads(dataset.skip(start_step * chunks), threads)
+    return _with_threads(dataset.skip(start_in_epoch * chunks), threads)
 
   size = len(split)
   labels = tf.constant(split.labels)
+  length = _epoch_length(split, global_batch_size, epoch_remainder)
+  start_epoch, offset = divmod(start_step * global_batch_size, length)
 
-  def epoch_chunks(epoch):
+  def epoch_indices(epoch):
     if classes_per_batch:
       order = tf.numpy_function(
           lambda e: balanced_order(split.labels, classes_per_batch,
@@ -162,20 +203,26 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
       order = tf.argsort(tf.random.stateless_uniform(
           [size], tf.stack([tf.constant(seed, tf.int64), epoch])))
       order = tf.cast(order, tf.int64)
-    order = tf.reshape(order[:steps * global_batch_size],
-                       [steps, replicas, per_replica])
-    mine = order[:, first_chunk:first_chunk + chunks]
-    step_ids, chunk_ids = tf.meshgrid(
-        tf.range(steps, dtype=tf.int64),
-        tf.range(first_chunk, first_chunk + chunks, dtype=tf.int64),
-        indexing='ij')
-    return tf.data.Dataset.from_tensor_slices((
-        tf.fill([steps * chunks], epoch), tf.reshape(step_ids, [-1]),
-        tf.reshape(chunk_ids, [-1]), tf.reshape(mine, [-1, per_replica])))
+    return tf.data.Dataset.from_tensor_slices(order[:length])
 
-  # Skipping index chunks costs nothing: no image is loaded for them.
+  def chunks_of(step, indices):
+    # This pipeline's chunks of one global batch, with the batch's seed key:
+    # (seed, epoch of its first example, its step within that epoch, chunk).
+    epoch = step * global_batch_size // length
+    in_epoch = step + (epoch * length) // -global_batch_size
+    mine = tf.reshape(indices, [replicas, per_replica])[
+        first_chunk:first_chunk + chunks]
+    return tf.data.Dataset.from_tensor_slices((
+        tf.fill([chunks], epoch), tf.fill([chunks], in_epoch),
+        tf.range(first_chunk, first_chunk + chunks, dtype=tf.int64), mine))
+
+  # Index batches are cheap: no image is loaded before the skip is done.
   dataset = tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
-      epoch_chunks).skip(start_step * chunks)
+      epoch_indices).skip(offset).batch(
+          global_batch_size, drop_remainder=True)
+  dataset = tf.data.Dataset.zip(
+      tf.data.Dataset.range(start_step, _ENDLESS), dataset).flat_map(
+          chunks_of)
   if split.images is not None:
     images = tf.constant(split.images)
     cropped = False

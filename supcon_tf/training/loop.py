@@ -70,8 +70,8 @@ class Trainer:
     self.mean_std = mean_std
     self.jit_compile = use_jit(config, strategy)
     self.train_split = source.split('train')
-    self.steps_per_epoch = pipeline.steps_per_epoch(self.train_split,
-                                                    config.batch_size)
+    self.steps_per_epoch = pipeline.steps_per_epoch(
+        self.train_split, config.batch_size, config.epoch_remainder)
     self._forward = {}  # Eval steps by output keys, traced once each.
 
   # --- one stage ---------------------------------------------------------------
@@ -81,7 +81,7 @@ class Trainer:
     directory = os.path.join(self.config.model_dir, stage.name)
     latest = tf.train.latest_checkpoint(directory)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-    total = stage.epochs * self.steps_per_epoch
+    total = stages.stage_steps(stage, self.config, self.steps_per_epoch)
     if latest:
       tf.train.Checkpoint(model=self.model, step=step).read(
           latest).expect_partial()
@@ -95,7 +95,7 @@ class Trainer:
     """Trains `stage` to its last step (resuming from its checkpoint); returns
     {'steps', 'loss', 'seconds'} and, when monitored, 'knn_val_top1'."""
     config = self.config
-    total = stage.epochs * self.steps_per_epoch
+    total = stages.stage_steps(stage, config, self.steps_per_epoch)
     variables = stages.updated_variables(stage, self.model, config)
     with self.strategy.scope():
       optimizer = optimizers.build_optimizer(
@@ -125,8 +125,7 @@ class Trainer:
     dataset = pipeline.train_dataset_distributed(
         self.strategy, self.train_split, self.augment_config,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
-        start_epoch=start // self.steps_per_epoch,
-        start_step=start % self.steps_per_epoch,
+        start_step=start, epoch_remainder=config.epoch_remainder,
         classes_per_batch=config.classes_per_batch or None,
         threads=config.input_threads or None)
     loop = self._make_loop(stage, optimizer, variables, step)
@@ -141,7 +140,7 @@ class Trainer:
     try:
       while int(step.numpy()) < total:
         current = int(step.numpy())
-        to_epoch_end = self.steps_per_epoch - current % self.steps_per_epoch
+        to_epoch_end = self._next_epoch_end(current) - current
         count = min(config.steps_per_loop, to_epoch_end, total - current)
         tick = time.perf_counter()
         metrics = {k: float(v) for k, v in loop(
@@ -162,12 +161,12 @@ class Trainer:
         progress.update(current, loss=metrics['loss'], lr=learning_rate,
                         **{'ex/s': int(examples_per_second)})
         result['loss'] = metrics['loss']
-        epoch_end = current % self.steps_per_epoch == 0
+        epoch_end = current == self._next_epoch_end(current - 1)
         if (epoch_end or current - last_saved >= config.checkpoint_every_steps
             or current == total):
           manager.save(checkpoint_number=current)
           last_saved = current
-        epoch = current // self.steps_per_epoch
+        epoch = self._epoch_of(current)
         if (epoch_end and stage.contrastive_weight > 0 and
             config.knn_every_epochs and
             (epoch % config.knn_every_epochs == 0 or current == total)):
@@ -189,6 +188,19 @@ class Trainer:
       writer.flush()
     result['seconds'] = time.perf_counter() - started
     return result
+
+  def _epoch_of(self, step):
+    """Whole epochs of examples read by the first `step` steps."""
+    return pipeline.epoch_of_step(step, self.train_split,
+                                  self.config.batch_size,
+                                  self.config.epoch_remainder)
+
+  def _next_epoch_end(self, step):
+    """The first step after `step` at which a new epoch has begun: where
+    checkpoints and monitors fall (whole epochs of examples read)."""
+    return pipeline.first_step_of_epoch(
+        self._epoch_of(step) + 1, self.train_split, self.config.batch_size,
+        self.config.epoch_remainder)
 
   def _make_loop(self, stage, optimizer, variables, step):
     """The tf.function running `count` steps of `stage`."""

@@ -138,24 +138,27 @@ class RMSProp(keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warmup from 0 to `peak` over `warmup_steps`, then the decay over
-  the remaining steps: COSINE (to peak * min_ratio), EXPONENTIAL (decay_rate
-  every `steps_per_decay`), PIECEWISE_LINEAR (the official name for a piecewise
-  constant schedule: times decay_rate once past each boundary, boundaries
-  counted from the end of warmup), NO_DECAY. As the official
-  build_learning_rate_schedule.
+  """As the official build_learning_rate_schedule: linear warmup from 0 to
+  `peak` over `warmup_steps`; from step `decay_start` (default: the end of
+  warmup) the decay over `decay_steps`: COSINE (to peak * min_ratio),
+  EXPONENTIAL (decay_rate every `steps_per_decay`), PIECEWISE_LINEAR (the
+  official name for a piecewise constant schedule: times decay_rate once
+  past each boundary, boundaries counted from `decay_start`), NO_DECAY;
+  0 once the decay is over.
 
   With `steps_per_epoch`, the schedule moves once per epoch and one epoch
   late, as the seed's adjust_learning_rate(epoch) called after each epoch:
   epoch e (from 0) runs at the per-step value of step
   max(e - 1, 0) * steps_per_epoch."""
 
-  def __init__(self, peak, total_steps, warmup_steps=0, decay='COSINE',
-               min_ratio=0., decay_rate=0.1, boundaries=(),
+  def __init__(self, peak, decay_steps, warmup_steps=0, decay_start=None,
+               decay='COSINE', min_ratio=0., decay_rate=0.1, boundaries=(),
                steps_per_decay=1, steps_per_epoch=None):
     self.peak = float(peak)
-    self.total_steps = int(total_steps)
+    self.decay_steps = int(decay_steps)
     self.warmup_steps = int(warmup_steps)
+    self.decay_start = int(warmup_steps if decay_start is None
+                           else decay_start)
     self.decay = decay
     self.min_ratio = float(min_ratio)
     self.decay_rate = float(decay_rate)
@@ -169,33 +172,33 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
       epoch = tf.floor(step / self.steps_per_epoch)
       step = tf.maximum(epoch - 1., 0.) * self.steps_per_epoch
     peak = tf.constant(self.peak, tf.float32)
+    after = step - self.decay_start
     if self.decay == 'COSINE':
-      span = max(self.total_steps - self.warmup_steps, 1)
-      progress = tf.clip_by_value((step - self.warmup_steps) / span, 0., 1.)
+      progress = tf.clip_by_value(after / max(self.decay_steps, 1), 0., 1.)
       low = peak * self.min_ratio
       decayed = low + (peak - low) * 0.5 * (1. + tf.cos(math.pi * progress))
     elif self.decay == 'EXPONENTIAL':
       decayed = peak * self.decay_rate ** tf.floor(
-          tf.maximum(step - self.warmup_steps, 0.) / self.steps_per_decay)
+          tf.maximum(after, 0.) / self.steps_per_decay)
     elif self.decay == 'PIECEWISE_LINEAR':
-      # As the official tf.train.piecewise_constant on the step counted from
-      # the end of warmup: the rate changes once the step passes a boundary.
-      after_warmup = step - self.warmup_steps
-      passed = tf.add_n([tf.cast(after_warmup > b, tf.float32)
+      # tf.train.piecewise_constant: the rate changes once the step passes
+      # a boundary.
+      passed = tf.add_n([tf.cast(after > b, tf.float32)
                          for b in self.boundaries] + [tf.constant(0.)])
       decayed = peak * self.decay_rate ** passed
     else:
       decayed = peak
+    decayed = tf.where(after > self.decay_steps, 0., decayed)
     if self.warmup_steps:
       warm = peak * step / self.warmup_steps
       return tf.where(step < self.warmup_steps, warm, decayed)
     return decayed
 
   def get_config(self):
-    return dict(peak=self.peak, total_steps=self.total_steps,
-                warmup_steps=self.warmup_steps, decay=self.decay,
-                min_ratio=self.min_ratio, decay_rate=self.decay_rate,
-                boundaries=self.boundaries,
+    return dict(peak=self.peak, decay_steps=self.decay_steps,
+                warmup_steps=self.warmup_steps, decay_start=self.decay_start,
+                decay=self.decay, min_ratio=self.min_ratio,
+                decay_rate=self.decay_rate, boundaries=self.boundaries,
                 steps_per_decay=self.steps_per_decay,
                 steps_per_epoch=self.steps_per_epoch)
 

@@ -125,15 +125,36 @@ def views_for(stage, config):
   return config.num_views if stage.contrastive_weight > 0 else 1
 
 
+def stage_steps(stage, config, steps_per_epoch):
+  """Steps of `stage`, as official: stage 1 int(epochs_1 * steps_per_epoch),
+  stage 2 up to int((epochs_1 + epochs_2) * steps_per_epoch), where
+  steps_per_epoch may be fractional (N / batch)."""
+  start = _start_epoch(stage, config)
+  return (int((start + stage.epochs) * steps_per_epoch) -
+          int(start * steps_per_epoch))
+
+
+def _start_epoch(stage, config):
+  return 0 if stage.index == 1 else config.stage_1_epochs
+
+
 def learning_rate(stage, config, steps_per_epoch):
-  """The schedule: base rate * batch / 256, warmup, then the decay."""
+  """The schedule on the stage's own step count: base rate * batch / 256,
+  warmup, then the decay, then 0, as the official
+  build_learning_rate_schedule on the global step (whose step counts it
+  truncates: int(epochs * steps_per_epoch) from the run's start)."""
+  start = _start_epoch(stage, config)
+  offset = int(start * steps_per_epoch)
+  decay_start = int((start + stage.warmup_epochs) * steps_per_epoch) - offset
   return optimizers.WarmupDecay(
       peak=stage.base_learning_rate * config.batch_size / 256.,
-      total_steps=stage.epochs * steps_per_epoch,
-      warmup_steps=round(stage.warmup_epochs * steps_per_epoch),
+      decay_steps=int(steps_per_epoch * (stage.epochs - stage.warmup_epochs)),
+      warmup_steps=int(stage.warmup_epochs * steps_per_epoch),
+      decay_start=decay_start,
       decay=stage.learning_rate_decay, min_ratio=stage.min_learning_rate_ratio,
       decay_rate=stage.decay_rate,
-      boundaries=[b * steps_per_epoch for b in stage.decay_boundary_epochs],
+      boundaries=[int(b * steps_per_epoch)
+                  for b in stage.decay_boundary_epochs],
       steps_per_decay=stage.epochs_per_decay * steps_per_epoch,
       steps_per_epoch=steps_per_epoch if config.learning_rate_per_epoch
       else None)
