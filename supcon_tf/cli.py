@@ -2,11 +2,17 @@
 import json
 import os
 
+import tensorflow as tf
 from absl import app, logging
 
+from supcon_tf import export as export_lib
 from supcon_tf import flags as supcon_flags
+from supcon_tf import official
 from supcon_tf.config import Config
 from supcon_tf.training import run as run_lib
+
+# Class counts of the datasets an official run names with --input_fn.
+NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
 
 # The cross-entropy baseline: one stage, cross-entropy reaching the encoder.
 CROSS_ENTROPY = dict(
@@ -44,3 +50,39 @@ def main(kind, argv):
   print(json.dumps(shown, indent=2))
   print(f'test top-1: {results["test_top1"]:.4f} '
         f'(results in {os.path.join(config.model_dir, run_lib.RESULTS_FILE)})')
+
+
+def convert_official(argv):
+  """bin/convert_official.py: an official checkpoint -> this project's
+  checkpoint (model_dir/converted), config.json and SavedModel
+  (model_dir/export), for the model the run's official flags describe."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.INFO)
+  flags = supcon_flags.FLAGS
+  config = supcon_flags.config_from_flags()
+  if not config.model_dir:
+    raise app.UsageError('--model_dir is required.')
+  num_classes = flags.num_classes or NUM_CLASSES.get(config.dataset)
+  if config.dataset == 'cifar100' and config.label_type == 'coarse':
+    num_classes = flags.num_classes or 20
+  if not num_classes:
+    raise app.UsageError(f'The class count of --input_fn={config.dataset} is '
+                         'not known here: give --num_classes.')
+  model = run_lib.build_model(config, num_classes)
+  model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  restored = official.restore_official(
+      model, flags.checkpoint,
+      ignore_missing=config.ignore_missing_checkpoint_vars)
+  mean_std = run_lib.normalization(config)
+  os.makedirs(config.model_dir, exist_ok=True)
+  with open(os.path.join(config.model_dir, run_lib.CONFIG_FILE), 'w') as f:
+    f.write(config.to_json())
+  checkpoint = tf.train.Checkpoint(model=model).write(
+      os.path.join(config.model_dir, 'converted', 'ckpt'))
+  export = export_lib.export_saved_model(
+      model, os.path.join(config.model_dir, 'export'), mean_std,
+      config.image_size, train_batch_norm=config.batch_norm_training)
+  print(f'{len(restored)} variables from '
+        f'{official.checkpoint_file(flags.checkpoint)}; checkpoint '
+        f'{checkpoint}, SavedModel {export}.')

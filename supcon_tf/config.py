@@ -127,6 +127,16 @@ class Config:
   stop_gradient_before_classification_head: bool = True
   stop_gradient_before_projection_head: bool = False
   zero_initialize_classifier: bool = False
+  # Warm start from a checkpoint of the official code (the official flags):
+  # the chosen parts are read from the latest checkpoint in reference_ckpt,
+  # and without batch_norm_in_train_mode every BatchNorm then runs in
+  # inference mode while training, as official.
+  reference_ckpt: str = ''
+  warm_start_encoder: bool = False
+  warm_start_projection_head: bool = False
+  warm_start_classifier: bool = False
+  ignore_missing_checkpoint_vars: bool = False
+  batch_norm_in_train_mode: bool = False
   # Loss.
   use_labels: bool = True
   temperature: float = 0.07
@@ -219,6 +229,10 @@ class Config:
     if self.learning_rate_per_epoch and self.epoch_remainder != 'drop':
       raise ValueError('learning_rate_per_epoch moves the schedule at whole '
                        'epochs of steps: it needs epoch_remainder=drop.')
+    if self.reference_ckpt and not self.warm_start_parts:
+      raise ValueError('reference_ckpt is set but no part is chosen: add '
+                       '--warm_start_encoder, --warm_start_projection_head '
+                       'or --warm_start_classifier.')
     if self.num_views < 2 and self.stage_1_contrastive_loss_weight > 0:
       raise ValueError('The contrastive loss needs num_views >= 2; got '
                        f'{self.num_views}.')
@@ -231,6 +245,21 @@ class Config:
     return [f.name for f in dataclasses.fields(self)
             if f.name not in RUNTIME_FIELDS and
             getattr(self, f.name) != getattr(other, f.name)]
+
+  @property
+  def warm_start_parts(self):
+    """The model parts read from reference_ckpt."""
+    return tuple(part for part, on in (
+        ('encoder', self.warm_start_encoder),
+        ('projection_head', self.warm_start_projection_head),
+        ('classification_head', self.warm_start_classifier)) if on)
+
+  @property
+  def batch_norm_training(self):
+    """Whether BatchNorm uses batch statistics in training steps (and the
+    export's contrastive_train): not after an official warm start unless
+    batch_norm_in_train_mode, as official."""
+    return not self.reference_ckpt or self.batch_norm_in_train_mode
 
   @classmethod
   def from_json(cls, text):

@@ -50,6 +50,21 @@ HELP = {
     'epoch_remainder': 'span (official): batches run across epoch ends, a '
                        'stage is int(epochs * N / batch_size) steps; drop: '
                        "each epoch's partial batch is dropped.",
+    'reference_ckpt': 'If set, initialise the parts chosen by the '
+                      '--warm_start_* flags from the latest official '
+                      'checkpoint in this directory (or this checkpoint).',
+    'warm_start_encoder': 'Whether or not to load in the encoder weights from '
+                          'the reference checkpoint.',
+    'warm_start_projection_head': 'Whether or not to load in the projection '
+                                  'head weights from the reference '
+                                  'checkpoint.',
+    'warm_start_classifier': 'Whether or not to load in the classification '
+                             'head weights from the reference checkpoint.',
+    'ignore_missing_checkpoint_vars': 'Skip (rather than refuse) variables '
+                                      'missing from or mismatched with the '
+                                      'reference checkpoint.',
+    'batch_norm_in_train_mode': 'Whether to set batch norm to train mode when '
+                                'warm starting from a checkpoint.',
     'input_threads': 'Threads for the input pipeline (0: TensorFlow decides).',
     'weight_init': "official, or seed: the seed's ResNet-20 weights "
                    '(kaiming_normal_ convolutions and Linear kernels, '

@@ -203,3 +203,10 @@ def test_streams_train_and_evaluate():
     np.testing.assert_array_equal(a, b)
   evals = list(pipeline.eval_dataset(split, 5, UNIT, 12))
   assert sum(len(l) for _, l in evals) == 12
+
+
+def test_training_images_of_another_size_than_image_size_are_refused():
+  split = _numbered(16)  # 8x8 images.
+  config = augment.AugmentConfig(augmentation_type='IDENTITY', image_size=16)
+  with pytest.raises(ValueError, match='are 8x8 but image_size is 16'):
+    pipeline.train_dataset(split, config, 8, UNIT)

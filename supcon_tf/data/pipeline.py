@@ -224,6 +224,12 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
       tf.data.Dataset.range(start_step, _ENDLESS), dataset).flat_map(
           chunks_of)
   if split.images is not None:
+    shape = split.images.shape[1:3]
+    if config.crop != 'random_resized' and shape != (config.image_size,) * 2:
+      raise ValueError(
+          f'The training images are {shape[0]}x{shape[1]} but image_size is '
+          f'{config.image_size}: set --image_size={shape[0]}, or '
+          '--crop=random_resized to crop and resize them.')
     images = tf.constant(split.images)
     cropped = False
 

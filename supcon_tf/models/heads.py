@@ -4,8 +4,8 @@ import math
 
 import keras
 
-from supcon_tf.models.layers import (WEIGHT_INITS, kaiming_normal,
-                                     name_for_checkpoints)
+from supcon_tf.models.layers import (WEIGHT_INITS, batch_norm,
+                                     kaiming_normal, name_for_checkpoints)
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -73,12 +73,8 @@ class ProjectionHead(keras.layers.Layer):
                          (i < last and not use_batch_norm)))
         for i, d in enumerate(self.dims)
     ]
-    self.norms = [
-        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
-                                        center=use_batch_norm_beta,
-                                        name=f'bn{i}')
-        for i in range(last)
-    ] if use_batch_norm else []
+    self.norms = [batch_norm(center=use_batch_norm_beta, name=f'bn{i}')
+                  for i in range(last)] if use_batch_norm else []
     name_for_checkpoints(self, 'dense_layer', self.dense)
     name_for_checkpoints(self, 'norm_layer', self.norms)
 

@@ -66,9 +66,11 @@ class ResidualBlock(keras.layers.Layer):
     return keras.ops.relu(self.branch(x, training=training) + shortcut)
 
 
-def batch_norm(zero_gamma=False, name=None):
+def batch_norm(zero_gamma=False, center=True, name=None):
+  """BatchNorm with the official momentum 0.9 and epsilon 1e-5; a beta only
+  when `center`."""
   return FusedBatchNormalization(
-      momentum=0.9, epsilon=1e-5,
+      momentum=0.9, epsilon=1e-5, center=center,
       gamma_initializer='zeros' if zero_gamma else 'ones', name=name)
 
 
@@ -90,6 +92,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
   def call(self, inputs, training=None, mask=None):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
+      if (training and self.trainable and not self.update_moving_statistics
+          and mask is None and self.axis in (-1, len(inputs.shape) - 1)):
+        return self._frozen_batch_statistics(inputs)
       return super().call(inputs, training=training, mask=mask)
     scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
     offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
@@ -104,6 +109,18 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       self.moving_mean.assign(mean)
       self.moving_variance.assign(variance)
     return outputs
+
+
+  def _frozen_batch_statistics(self, inputs):
+    """Training mode without the moving-average update (Keras' layer always
+    updates): normalised with the batch's mean and biased variance."""
+    x = tf.cast(inputs, tf.float32)
+    axes = [i for i in range(len(x.shape)) if i != len(x.shape) - 1]
+    mean, variance = tf.nn.moments(x, axes)
+    outputs = tf.nn.batch_normalization(
+        x, mean, variance, self.beta if self.center else None,
+        self.gamma if self.scale else None, self.epsilon)
+    return tf.cast(outputs, inputs.dtype)
 
 
 def freeze_moving_statistics(layer, frozen=True):

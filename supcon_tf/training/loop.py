@@ -210,14 +210,16 @@ class Trainer:
     replicas = self.strategy.num_replicas_in_sync
     decayed = stages.decayed_variables(stage, model, config)
     labelled = config.use_labels
+    batch_norm_training = config.batch_norm_training
 
     def step_fn(views, labels):
       with tf.GradientTape() as tape:
         # Official: batch statistics in training mode; whether the moving
         # averages move is `freeze_moving_statistics`' switch (run_stage).
         outputs = model(
-            views, training=True,
-            encoder_training=not stage.encoder_batch_norm_inference)
+            views, training=batch_norm_training,
+            encoder_training=(batch_norm_training and
+                              not stage.encoder_batch_norm_inference))
         terms = {}
         total = tf.constant(0.)
         if stage.contrastive_weight > 0:
@@ -249,17 +251,20 @@ class Trainer:
     if self.jit_compile:
       step_fn = tf.function(step_fn, jit_compile=True)
 
+    def one_step(iterator):
+      views, labels = next(iterator)
+      terms = self.strategy.run(step_fn, args=(views, labels))
+      step.assign_add(1)
+      return {k: self.strategy.reduce('SUM', v, axis=None)
+              for k, v in terms.items()}
+
     @tf.function
     def loop(iterator, count):
-      sums = None
-      for _ in tf.range(count):
-        views, labels = next(iterator)
-        terms = self.strategy.run(step_fn, args=(views, labels))
-        terms = {k: self.strategy.reduce('SUM', v, axis=None)
-                 for k, v in terms.items()}
-        sums = terms if sums is None else {k: sums[k] + terms[k]
-                                           for k in terms}
-        step.assign_add(1)
+      # The first step outside the loop gives the sums their structure.
+      sums = one_step(iterator)
+      for _ in tf.range(count - 1):
+        terms = one_step(iterator)
+        sums = {k: sums[k] + terms[k] for k in terms}
       return {k: v / tf.cast(count, tf.float32) for k, v in sums.items()}
 
     return loop

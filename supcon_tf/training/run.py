@@ -15,6 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import export as export_lib
+from supcon_tf import official
 from supcon_tf.config import Config
 from supcon_tf.data import augment, sources
 from supcon_tf.models import ContrastiveModel, build_encoder
@@ -91,15 +92,23 @@ def augment_config(config):
       cutout_size=config.cutout_size)
 
 
-def normalization(config, source):
+def normalization(config, source=None):
   """Per-channel (mean, std) for the inputs: none but the scaling to
   [-1, 1] without `apply_whitening`, else the named dataset's statistics
-  (`normalization`), else the source's own."""
+  (`normalization`), else the source's own (or, without a source, the
+  dataset's known ones)."""
   if not config.apply_whitening:
     return sources.UNIT_MEAN_STD
   if config.normalization != 'dataset':
     return sources.MEAN_STD[config.normalization]
-  return source.mean_std
+  if source is not None:
+    return source.mean_std
+  if config.dataset not in sources.MEAN_STD:
+    raise ValueError(
+        f'The whitening statistics of {config.dataset!r} are known only from '
+        f'its data: set --normalization to one of '
+        f'{", ".join(sources.MEAN_STD)}, or --apply_whitening=False.')
+  return sources.MEAN_STD[config.dataset]
 
 
 def check_model_dir(config):
@@ -147,6 +156,11 @@ def run(config, stage_indices=(1, 2)):
   with strategy.scope():
     model = build_model(config, source.num_classes)
     model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  if config.reference_ckpt:
+    # The stages' own checkpoints, when there are some, replace these.
+    official.restore_official(model, config.reference_ckpt,
+                              config.warm_start_parts,
+                              config.ignore_missing_checkpoint_vars)
   trainer = Trainer(config, strategy, model, source, augment_config(config),
                     mean_std)
   results = {'dataset': config.dataset, 'num_classes': source.num_classes,
@@ -187,7 +201,7 @@ def run(config, stage_indices=(1, 2)):
   if config.export:
     results['export'] = export_lib.export_saved_model(
         model, os.path.join(config.model_dir, 'export'), mean_std,
-        config.image_size)
+        config.image_size, train_batch_norm=config.batch_norm_training)
   if config.plot:
     results['plot'] = plot_embeddings(
         test['embeddings'], test['labels'], source.class_names,
