@@ -289,6 +289,41 @@ def test_fused_batch_norm_matches_the_keras_layer():
   np.testing.assert_array_equal(fused.moving_mean, before)
 
 
+@pytest.mark.parametrize('shape', [(4, 3, 3, 5), (6, 5)])
+def test_moving_variance_is_the_official_one(shape):
+  """One training step against float64 NumPy. The official global BatchNorm
+  is tf.layers' non-fused one: the moving average takes the biased batch
+  variance; the fused kernel (and PyTorch) take the unbiased one. The rank-2
+  projection-head BatchNorm falls back to Keras' layer: biased, as
+  official."""
+  from supcon_tf.models.layers import FusedBatchNormalization
+  x = np.random.default_rng(3).normal(1., 2., size=shape)
+  flat = x.reshape(-1, shape[-1])
+  for unbiased in ((False, True) if len(shape) == 4 else (False,)):
+    layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
+                                    unbiased_moving_variance=unbiased)
+    outputs = layer(tf.constant(x, tf.float32), training=True)
+    want = (x - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5)
+    np.testing.assert_allclose(outputs, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.moving_mean, 0.1 * flat.mean(0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(
+        layer.moving_variance, 0.9 + 0.1 * flat.var(0, ddof=int(unbiased)),
+        rtol=1e-5)
+
+
+def test_official_resnets_use_the_biased_moving_variance_and_cifar_resnets_not():
+  from supcon_tf.models.layers import FusedBatchNormalization
+  for name, unbiased in (('resnet18', False), ('resnet50', False),
+                         ('resnet20', True)):
+    encoder = _built(name, 32, **({} if name == 'resnet20' else
+                                  {'cifar_stem': True}))
+    norms = [layer for layer in encoder._flatten_layers(recursive=True)
+             if isinstance(layer, FusedBatchNormalization)]
+    assert norms and all(n.unbiased_moving_variance is unbiased
+                         for n in norms), name
+
+
 def test_resnext_is_the_official_resnext_block():
   encoder = _built('resnext50', 32, cifar_stem=True)
   # Official count: per block 1x1 (2f), 64-group 3x3 (2f), 1x1 (4f), BN after

@@ -41,7 +41,8 @@ class BasicBlock(ResidualBlock):
   """Two 3x3 convolutions with BatchNorm and a residual connection."""
 
   def __init__(self, filters, strides=1, shortcut='A', zero_init_last_bn=False,
-               weight_init='official', always_project=False, **kwargs):
+               weight_init='official', always_project=False,
+               unbiased_moving_variance=True, **kwargs):
     super().__init__(**kwargs)
     if shortcut not in ('A', 'B'):
       raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}.")
@@ -53,11 +54,16 @@ class BasicBlock(ResidualBlock):
     # The official ResNet v1 projects in the first block of every group,
     # whether or not the shape changes.
     self.always_project = always_project
+    # PyTorch's and the fused kernel's estimate, or the official (biased).
+    self.unbiased_moving_variance = unbiased_moving_variance
     self.conv1 = conv2d(filters, 3, strides, name='conv1',
                         weight_init=weight_init)
-    self.bn1 = batch_norm(name='bn1')
+    self.bn1 = batch_norm(unbiased_moving_variance=unbiased_moving_variance,
+                          name='bn1')
     self.conv2 = conv2d(filters, 3, name='conv2', weight_init=weight_init)
-    self.bn2 = batch_norm(zero_gamma=zero_init_last_bn, name='bn2')
+    self.bn2 = batch_norm(zero_gamma=zero_init_last_bn,
+                          unbiased_moving_variance=unbiased_moving_variance,
+                          name='bn2')
 
   def build(self, input_shape):
     if (self.always_project or self.strides != 1 or
@@ -66,7 +72,8 @@ class BasicBlock(ResidualBlock):
         self.projection = PadShortcut(self.filters, self.strides,
                                       name='shortcut')
       else:
-        self.projection = projection_shortcut(self.filters, self.strides)
+        self.projection = projection_shortcut(
+            self.filters, self.strides, self.unbiased_moving_variance)
     self.built = True
 
   def branch(self, x, training=None):
@@ -78,7 +85,8 @@ class BasicBlock(ResidualBlock):
             'strides': self.strides, 'shortcut': self.shortcut,
             'zero_init_last_bn': self.zero_init_last_bn,
             'weight_init': self.weight_init,
-            'always_project': self.always_project}
+            'always_project': self.always_project,
+            'unbiased_moving_variance': self.unbiased_moving_variance}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')

@@ -42,10 +42,12 @@ def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
       [keras.layers.ZeroPadding2D((kernel_size - 1) // 2), conv], name=name)
 
 
-def projection_shortcut(filters, strides):
+def projection_shortcut(filters, strides, unbiased_moving_variance=True):
   """1x1 convolution and BatchNorm: the shortcut where a block changes shape."""
-  return keras.Sequential([conv2d(filters, 1, strides), batch_norm()],
-                          name='shortcut')
+  return keras.Sequential(
+      [conv2d(filters, 1, strides),
+       batch_norm(unbiased_moving_variance=unbiased_moving_variance)],
+      name='shortcut')
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -66,13 +68,14 @@ class ResidualBlock(keras.layers.Layer):
     return keras.ops.relu(self.branch(x, training=training) + shortcut)
 
 
-def batch_norm(zero_gamma=False, center=True, name=None):
+def batch_norm(zero_gamma=False, center=True, unbiased_moving_variance=True,
+               name=None):
   """BatchNorm with the official momentum 0.9 and epsilon 1e-5; a beta only
-  when `center`."""
+  when `center`; see FusedBatchNormalization for the moving variance."""
   return FusedBatchNormalization(
       momentum=0.9, epsilon=1e-5, center=center,
-      gamma_initializer='zeros' if zero_gamma else 'ones', name=name)
-
+      gamma_initializer='zeros' if zero_gamma else 'ones',
+      unbiased_moving_variance=unbiased_moving_variance, name=name)
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -82,13 +85,19 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   Keras 3 composes BatchNorm from moments and elementwise ops; the fused kernel
   does each pass in one op, which took ResNet-20's forward + backward from 1.17
   to 0.89 s per 256 images here (README). The moving variance is updated with
-  the unbiased batch variance, as PyTorch and TensorFlow's fused kernel do.
+  the unbiased batch variance, as PyTorch and TensorFlow's fused kernel do,
+  or, `unbiased_moving_variance=False`, with the biased one, as the official
+  (non-fused, global) BatchNorm does.
   Same weights and config as the Keras layer; other input ranks or axes, and
   masks, fall back to it. A non-trainable layer runs in inference mode.
   `update_moving_statistics=False` (see `freeze_moving_statistics`) keeps
   batch statistics in training mode but leaves the moving averages alone.
   """
   update_moving_statistics = True
+
+  def __init__(self, unbiased_moving_variance=True, **kwargs):
+    super().__init__(**kwargs)
+    self.unbiased_moving_variance = unbiased_moving_variance
 
   def call(self, inputs, training=None, mask=None):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
@@ -99,17 +108,27 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
     offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
     training = bool(training) and self.trainable
+    # In training mode the op returns the batch mean and the unbiased batch
+    # variance.
     outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
         x=inputs, scale=scale, offset=offset, mean=self.moving_mean,
         variance=self.moving_variance, epsilon=self.epsilon,
-        # With an averaging factor the op returns the updated moving statistics.
-        exponential_avg_factor=(1. - self.momentum) if training else 1.,
-        data_format='NHWC', is_training=training)
+        exponential_avg_factor=1., data_format='NHWC', is_training=training)
     if training and self.update_moving_statistics:
-      self.moving_mean.assign(mean)
-      self.moving_variance.assign(variance)
+      if not self.unbiased_moving_variance:
+        shape = tf.cast(tf.shape(inputs), tf.float32)
+        count = shape[0] * shape[1] * shape[2]
+        variance = variance * (count - 1.) / count
+      momentum = self.momentum
+      self.moving_mean.assign(momentum * self.moving_mean +
+                              (1. - momentum) * mean)
+      self.moving_variance.assign(momentum * self.moving_variance +
+                                  (1. - momentum) * variance)
     return outputs
 
+  def get_config(self):
+    return {**super().get_config(),
+            'unbiased_moving_variance': self.unbiased_moving_variance}
 
   def _frozen_batch_statistics(self, inputs):
     """Training mode without the moving-average update (Keras' layer always

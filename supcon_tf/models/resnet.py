@@ -3,7 +3,8 @@
 Widths int(64 * 2**i * width_multiplier), strides 1/2/2/2 (the stride of a
 bottleneck sits on its 3x3 convolution), a projection shortcut (1x1 conv and
 BatchNorm) in the first block of every group (group 0 of ResNet-18/34 too),
-BatchNorm momentum 0.9 and epsilon 1e-5, the last BatchNorm gamma of every
+BatchNorm momentum 0.9 and epsilon 1e-5 (its moving variance from the biased
+batch variance), the last BatchNorm gamma of every
 block zero-initialised (`zero_init_last_bn`), as the official blocks.py. The ImageNet
 stem (7x7 stride 2 and a 3x3 stride-2 max-pool) is the default; `cifar_stem`
 gives 3x3 stride 1 without max-pool, the official CIFAR settings.
@@ -37,15 +38,19 @@ class BottleneckBlock(ResidualBlock):
   """
 
   def __init__(self, filters, strides=1, zero_init_last_bn=False, groups=1,
-               **kwargs):
+               unbiased_moving_variance=False, **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.strides = strides
     self.zero_init_last_bn = zero_init_last_bn
     self.groups = groups
+    self.unbiased_moving_variance = unbiased_moving_variance
+    norm = lambda name, zero_gamma=False: batch_norm(
+        zero_gamma, unbiased_moving_variance=unbiased_moving_variance,
+        name=name)
     inner = filters if groups == 1 else 2 * filters
     self.conv1 = conv2d(inner, 1, name='conv1')
-    self.bn1 = batch_norm(name='bn1')
+    self.bn1 = norm('bn1')
     if groups == 1:
       self.conv2 = conv2d(inner, 3, strides, name='conv2')
     else:
@@ -53,13 +58,14 @@ class BottleneckBlock(ResidualBlock):
           inner, 3, strides=strides, padding='same', groups=groups,
           use_bias=False, kernel_initializer=official_conv_init(),
           name='conv2')
-    self.bn2 = batch_norm(name='bn2')
+    self.bn2 = norm('bn2')
     self.conv3 = conv2d(4 * filters, 1, name='conv3')
-    self.bn3 = batch_norm(zero_gamma=zero_init_last_bn, name='bn3')
+    self.bn3 = norm('bn3', zero_init_last_bn)
 
   def build(self, input_shape):
     if self.strides != 1 or input_shape[-1] != 4 * self.filters:
-      self.projection = projection_shortcut(4 * self.filters, self.strides)
+      self.projection = projection_shortcut(4 * self.filters, self.strides,
+                                            self.unbiased_moving_variance)
     self.built = True
 
   def branch(self, x, training=None):
@@ -71,7 +77,8 @@ class BottleneckBlock(ResidualBlock):
     return {**super().get_config(), 'filters': self.filters,
             'strides': self.strides,
             'zero_init_last_bn': self.zero_init_last_bn,
-            'groups': self.groups}
+            'groups': self.groups,
+            'unbiased_moving_variance': self.unbiased_moving_variance}
 
 
 # ResNeXt (the official `--resnet_architecture=RESNEXT`): the bottleneck
@@ -105,7 +112,9 @@ class ResNet(keras.Model):
     # int(), as the official code: the multiplier may be a float (1.0, 1.5).
     self.stem = conv2d(int(64 * width_multiplier), first_conv_kernel_size,
                        first_conv_stride, name='stem_conv')
-    self.stem_bn = batch_norm(name='stem_bn')
+    # The official BatchNorm (non-fused, global) moves its moving variance
+    # with the biased batch variance.
+    self.stem_bn = batch_norm(unbiased_moving_variance=False, name='stem_bn')
     self.max_pool = (keras.layers.MaxPooling2D(3, 2, padding='same')
                      if use_initial_max_pool else None)
     self.blocks = []
@@ -116,7 +125,8 @@ class ResNet(keras.Model):
         block_name = f'stage{stage + 1}_block{index + 1}'
         if kind == 'basic':
           block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
-                             always_project=index == 0, name=block_name)
+                             always_project=index == 0,
+                             unbiased_moving_variance=False, name=block_name)
         elif kind == 'resnext':
           block = BottleneckBlock(filters, strides, False, groups=64,
                                   name=block_name)
