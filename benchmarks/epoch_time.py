@@ -40,8 +40,7 @@ def epoch_seconds(config, source, steps):
   strategy = tf.distribute.get_strategy()
   model = run_lib.build_model(config, source.num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))
-  trainer = Trainer(config, strategy, model, source,
-                    run_lib.augment_config(config), source.mean_std)
+  trainer = Trainer(config, strategy, model, source, source.mean_std)
   stage = stages.stage_from_config(config, 1)
   variables = [v for p in stages.trained_parts(stage, model, config)
                for v in p.trainable_variables]
@@ -50,7 +49,7 @@ def epoch_seconds(config, source, steps):
   step = tf.Variable(0, dtype=tf.int64)
   loop = trainer._make_loop(stage, optimizer, variables, step)
   iterator = iter(pipeline.train_dataset(
-      source.split('train'), trainer.augment_config, config.batch_size,
+      source.split('train'), config, config.batch_size,
       source.mean_std, num_views=stages.views_for(stage, config)))
   loop(iterator, tf.constant(steps))['loss'].numpy()  # Warm-up epoch.
   start = time.perf_counter()
@@ -59,18 +58,17 @@ def epoch_seconds(config, source, steps):
 
 
 def main(_):
-  from supcon_tf.cli import CROSS_ENTROPY
-  from supcon_tf.config import make_config
+  from supcon_tf.config import XENT_FLAGS, make_config
   from supcon_tf.data import sources
 
   dataset = 'folder' if FLAGS.data_dir else 'digits'
   source = sources.load_source(dataset, FLAGS.data_dir, validation_fraction=0)
-  common = dict(model_dir=tempfile.mkdtemp(), dataset=dataset,
+  common = dict(model_dir=tempfile.mkdtemp(), input_fn=dataset,
                 batch_size=FLAGS.batch_size, resnet_depth=FLAGS.resnet_depth,
-                validation_fraction=0.)
+                image_size=32, crop='pad', autoaugment_policy='cifar10')
   steps = min(len(source.split('train')) // FLAGS.batch_size, FLAGS.max_steps)
   supcon = epoch_seconds(make_config(**common), source, steps)
-  ce = epoch_seconds(make_config(**common, **CROSS_ENTROPY), source, steps)
+  ce = epoch_seconds(make_config(**{**common, **XENT_FLAGS}), source, steps)
   print(f'{dataset}, ResNet-{FLAGS.resnet_depth}, batch {FLAGS.batch_size}, '
         f'{steps} steps: SupCon {supcon:.2f} s, cross-entropy {ce:.2f} s')
   print(f'supcon/ce epoch time: {supcon / ce:.2f}')

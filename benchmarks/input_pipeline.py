@@ -56,15 +56,17 @@ def main(_):
 
   import numpy as np
 
-  from supcon_tf.data import augment, pipeline, sources
+  from supcon_tf.config import Preprocessing
+  from supcon_tf.data import pipeline, sources
 
   if FLAGS.data_dir:
     split = sources.load_source('folder', FLAGS.data_dir).split('train')
   else:
     images = _synthetic(FLAGS.images)
     split = sources.Split(np.zeros(len(images), np.int64), images=images)
-  config = augment.AugmentConfig(augmentation_type='AUTOAUGMENT',
-                                 crop='pad', padding=4, flip=True)
+  config = Preprocessing(augmentation_type='AUTOAUGMENT',
+                         autoaugment_policy='cifar10', image_size=32,
+                         crop='pad', random_crop_padding=4, flip=True)
   dataset = pipeline.train_dataset(
       split, config, FLAGS.batch_size, sources.CIFAR10_MEAN_STD, num_views=2,
       seed=0, threads=FLAGS.threads)

@@ -169,7 +169,7 @@ def port_run(name, args, data_dir, run_dir):
             else [f'--stage_1_epochs={args.ce_epochs}'])
   seconds = run_logged(
       [sys.executable, os.path.join(REPO, 'bin', script), f'--preset={preset}',
-       '--dataset=folder', f'--data_dir={data_dir}',
+       '--input_fn=folder', f'--data_dir={data_dir}',
        f'--model_dir={os.path.join(run_dir, "model")}', f'--seed={args.seed}',
        '--export=false', '--plot=false', '--progress=false'] + epochs,
       os.path.join(run_dir, 'log.txt'))

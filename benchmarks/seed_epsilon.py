@@ -43,7 +43,7 @@ def main():
   args = parser.parse_args()
   with open(f'{args.model_dir}/config.json') as f:
     config = Config.from_json(f.read())
-  source = sources.load_source(config.dataset, config.data_dir,
+  source = sources.load_source(config.input_fn, config.data_dir,
                                validation_fraction=config.validation_fraction,
                                seed=config.seed, label_type=config.label_type)
   model = run_lib.build_model(config, source.num_classes)
@@ -53,7 +53,7 @@ def main():
     raise SystemExit(f'--model_dir: no stage-1 checkpoint in {args.model_dir}.')
   tf.train.Checkpoint(model=model).read(checkpoint).expect_partial()
   dataset = pipeline.train_dataset(
-      source.split('train'), run_lib.augment_config(config), args.batch_size,
+      source.split('train'), config, args.batch_size,
       run_lib.normalization(config, source), num_views=2, seed=config.seed + 1)
   views, labels = next(iter(dataset))
   projection = model(views, training=False)['projection']

@@ -8,17 +8,12 @@ from absl import app, logging
 from supcon_tf import export as export_lib
 from supcon_tf import flags as supcon_flags
 from supcon_tf import official
-from supcon_tf.config import Config
+from supcon_tf.config import XENT_FLAGS, Config
+from supcon_tf.data import sources
 from supcon_tf.training import run as run_lib
 
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
-
-# The cross-entropy baseline: one stage, cross-entropy reaching the encoder.
-CROSS_ENTROPY = dict(
-    stage_1_contrastive_loss_weight=0., stage_1_cross_entropy_loss_weight=1.,
-    stop_gradient_before_classification_head=False, stage_2_epochs=0,
-    num_views=1)
 
 
 def saved_config(model_dir):
@@ -41,15 +36,19 @@ def main(kind, argv):
     config = supcon_flags.config_from_flags(base=base)
     results = run_lib.run(config, stage_indices=(2,))
   else:
-    defaults = CROSS_ENTROPY if kind == 'cross_entropy' else None
+    # The cross-entropy baseline: the official XENT flag group.
+    defaults = XENT_FLAGS if kind == 'cross_entropy' else None
     config = supcon_flags.config_from_flags(defaults)
     results = run_lib.run(config)
-  shown = {k: results[k] for k in ('test_top1', 'test_top5', 'val_top1',
-                                   'knn_val_top1', 'wall_seconds')
-           if k in results}
+  shown = {k: results[k] for k in (
+      'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
+      'stage_2_steps', 'global_step', 'wall_seconds') if k in results}
   print(json.dumps(shown, indent=2))
-  print(f'test top-1: {results["test_top1"]:.4f} '
-        f'(results in {os.path.join(config.model_dir, run_lib.RESULTS_FILE)})')
+  where = os.path.join(config.model_dir, run_lib.RESULTS_FILE)
+  if 'test_top1' in results:
+    print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
+  else:
+    print(f'trained (--mode={config.mode}; results in {where})')
 
 
 def convert_official(argv):
@@ -63,11 +62,12 @@ def convert_official(argv):
   config = supcon_flags.config_from_flags()
   if not config.model_dir:
     raise app.UsageError('--model_dir is required.')
-  num_classes = flags.num_classes or NUM_CLASSES.get(config.dataset)
-  if config.dataset == 'cifar100' and config.label_type == 'coarse':
+  num_classes = flags.num_classes or NUM_CLASSES.get(
+      sources.OFFICIAL_NAMES.get(config.input_fn, config.input_fn))
+  if config.input_fn == 'cifar100' and config.label_type == 'coarse':
     num_classes = flags.num_classes or 20
   if not num_classes:
-    raise app.UsageError(f'The class count of --input_fn={config.dataset} is '
+    raise app.UsageError(f'The class count of --input_fn={config.input_fn} is '
                          'not known here: give --num_classes.')
   model = run_lib.build_model(config, num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))

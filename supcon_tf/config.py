@@ -1,226 +1,369 @@
 """One typed configuration for a run, and named presets.
 
-Field names are the official launcher's flag names wherever the official code
-has the setting (REFERENCE.md section 4); `supcon_tf.flags` turns every field
-into an absl flag. Enum-valued fields hold the official member names
-(`'MOMENTUM'`, `'ALL_VIEWS'`, ...). A preset is a dict of fields over the
-defaults; explicit values win over the preset.
+The schema follows the official hparams: `Preprocessing` (what the training
+and evaluation views need; the augmentation takes it, or a Config), `STAGE`
+(one training stage, generated twice as the `stage_1_*` and `stage_2_*`
+fields), and the rest of `Config`. Every field is defined once, with its
+default and a one-line help (the official help where the official code has
+the setting); `supcon_tf.flags` turns each into an absl flag of the same
+name. With no preset the defaults are the official defaults. Enum-valued
+fields hold the official member names (`'MOMENTUM'`, `'ALL_VIEWS'`, ...; see
+`supcon_tf.enums`). A preset is a dict of fields over the defaults; explicit
+values win over the preset. This module does not import TensorFlow.
 """
 import dataclasses
 import json
 from typing import Optional
 
-from supcon_tf.data.augment import (AUGMENTATION_TYPES, CROPS,
-                                    EVAL_CROP_METHODS, POLICY_NAMES)
-from supcon_tf.data.pipeline import EPOCH_REMAINDERS
-from supcon_tf.data.sources import MEAN_STD
-from supcon_tf.models.layers import WEIGHT_INITS
+from supcon_tf import enums
 
-OPTIMIZERS = ('MOMENTUM', 'NESTEROV', 'LARS', 'RMSPROP', 'ADAM')
-DECAY_TYPES = ('COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR', 'NO_DECAY')
-CONTRAST_MODES = ('ALL_VIEWS', 'ONE_VIEW')
-SUMMATION_LOCATIONS = ('OUTSIDE', 'INSIDE')
-DENOMINATOR_MODES = ('ALL', 'ONE_POSITIVE', 'ONLY_NEGATIVES')
-STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker', 'tpu')
-LABEL_TYPES = ('fine', 'coarse')
 
-# Allowed values of the enum-valued fields.
-CHOICES = {
-    'augmentation_type': AUGMENTATION_TYPES,
-    'crop': CROPS,
-    'eval_crop_method': EVAL_CROP_METHODS,
-    'autoaugment_policy': POLICY_NAMES,
-    'contrast_mode': CONTRAST_MODES,
-    'summation_location': SUMMATION_LOCATIONS,
-    'denominator_mode': DENOMINATOR_MODES,
-    'stage_1_optimizer': OPTIMIZERS,
-    'stage_2_optimizer': OPTIMIZERS,
-    'stage_1_learning_rate_decay': DECAY_TYPES,
-    'stage_2_learning_rate_decay': DECAY_TYPES,
-    'strategy': STRATEGIES,
-    'label_type': LABEL_TYPES,
-    'weight_init': WEIGHT_INITS,
-    'resnet_architecture': ('RESNET_V1', 'RESNEXT'),
-    'normalization': ('dataset',) + tuple(MEAN_STD),
-    'epoch_remainder': EPOCH_REMAINDERS,
-}
-# Enum fields whose values are lower-case names rather than official members.
-LOWER_CASE_CHOICES = ('strategy', 'label_type', 'crop', 'autoaugment_policy',
-                      'weight_init', 'normalization', 'epoch_remainder')
-
-# Fields that may change between runs in one model_dir (they do not change
-# what is trained); every other field must match the saved config.
-RUNTIME_FIELDS = frozenset({
-    'model_dir', 'preset', 'data_dir', 'strategy', 'jit_compile',
-    'steps_per_loop', 'checkpoint_every_steps', 'knn_every_epochs',
-    'progress', 'export', 'plot', 'eval_batch_size', 'skip_corrupt',
-    'input_threads',
-})
+def _field(default, help_text):
+  return dataclasses.field(default=default, metadata={'help': help_text})
 
 
 @dataclasses.dataclass
-class Config:
-  """Everything a run needs. Defaults: the seed repo's ResNet-20 SupCon on
-  the bundled digits."""
-  # Run.
-  model_dir: Optional[str] = None
-  preset: Optional[str] = None
-  strategy: str = 'auto'
-  jit_compile: Optional[bool] = None  # None: on for GPU/TPU, off on CPU.
-  allow_mixed_precision: bool = False
-  seed: int = 0
-  steps_per_loop: int = 10
-  checkpoint_every_steps: int = 500
-  knn_every_epochs: int = 0
-  progress: bool = True
-  export: bool = True
-  plot: bool = True
-  input_threads: int = 0
-  # Data.
-  dataset: str = 'digits'
-  data_dir: Optional[str] = None
-  label_type: str = 'fine'
-  validation_fraction: float = 0.1
-  skip_corrupt: bool = False
-  batch_size: int = 256
-  eval_batch_size: int = 512
-  num_views: int = 2
-  classes_per_batch: int = 0
-  # 'span' (official): batches run across epoch ends and a stage is
-  # int(epochs * N / batch_size) steps; 'drop': each epoch's partial batch is
-  # dropped (floor(N / batch_size) steps an epoch).
-  epoch_remainder: str = 'span'
-  # Preprocessing.
-  image_size: int = 32
-  augmentation_type: str = 'AUTOAUGMENT'
-  augmentation_magnitude: float = 0.5
-  crop: str = 'pad'
-  random_crop_padding: int = 4
-  flip: bool = True
-  crop_area_range: tuple = (0.08, 1.0)
-  blur_probability: float = 0.0
-  use_pytorch_color_jitter: bool = False
-  autoaugment_policy: str = 'cifar10'
-  posterize_bits_fix: bool = False
-  randaugment_layers: int = 2
-  cutout_size: int = 0
-  apply_whitening: bool = True
-  # Whose per-channel statistics whitening uses: the dataset's own, or a
-  # named dataset's (the seed normalises with fixed CIFAR constants).
-  normalization: str = 'dataset'
-  eval_crop_method: str = 'IDENTITY'
-  crop_padding: int = 32
-  # Model.
-  resnet_depth: int = 20
-  resnet_architecture: str = 'RESNET_V1'
-  resnet_width: float = 1.0
-  first_conv_kernel_size: int = 3
-  first_conv_stride: int = 1
-  use_initial_max_pool: bool = False
-  projection_head_layers: tuple = (64, 64)
-  # 'seed': the seed's ResNet-20 weights (kaiming_normal_ convolutions and
-  # Linear kernels, PyTorch's default biases, a bias on every head layer).
-  weight_init: str = 'official'
-  use_projection_batch_norm: bool = False
-  use_projection_batch_norm_beta: bool = True
-  normalize_embedding: bool = True
-  stop_gradient_before_classification_head: bool = True
-  stop_gradient_before_projection_head: bool = False
-  zero_initialize_classifier: bool = False
-  # Warm start from a checkpoint of the official code (the official flags):
-  # the chosen parts are read from the latest checkpoint in reference_ckpt,
-  # and without batch_norm_in_train_mode every BatchNorm then runs in
-  # inference mode while training, as official.
-  reference_ckpt: str = ''
-  warm_start_encoder: bool = False
-  warm_start_projection_head: bool = False
-  warm_start_classifier: bool = False
-  ignore_missing_checkpoint_vars: bool = False
-  batch_norm_in_train_mode: bool = False
-  # Loss.
-  use_labels: bool = True
-  temperature: float = 0.07
-  scale_by_temperature: bool = True
-  contrast_mode: str = 'ALL_VIEWS'
-  summation_location: str = 'OUTSIDE'
-  denominator_mode: str = 'ALL'
-  positives_cap: int = -1
-  label_smoothing: float = 0.0
-  use_bias_weight_decay: bool = True
-  # Weight decay on BatchNorm gamma and beta too (PyTorch SGD's weight_decay
-  # reaches every parameter it updates; the official code never decays them).
-  use_batch_norm_weight_decay: bool = False
-  # The schedule moves once per epoch, as the seed's adjust_learning_rate
-  # called after each epoch: epoch e (from 0) runs at the value of epoch
-  # max(e - 1, 0). False: it moves every step.
-  learning_rate_per_epoch: bool = False
-  # Stage 1 (contrastive).
-  stage_1_epochs: int = 500
-  stage_1_warmup_epochs: float = 0.0
-  stage_1_base_learning_rate: float = 0.1
-  stage_1_optimizer: str = 'MOMENTUM'
-  stage_1_learning_rate_decay: str = 'COSINE'
-  stage_1_min_learning_rate_ratio: float = 1e-3
-  stage_1_decay_rate: float = 0.1
-  stage_1_decay_boundary_epochs: tuple = (30, 60, 80, 90)
-  stage_1_epochs_per_decay: float = 2.4
-  stage_1_weight_decay: float = 1e-4
-  stage_1_contrastive_loss_weight: float = 1.0
-  stage_1_cross_entropy_loss_weight: float = 0.0
-  stage_1_use_encoder_weight_decay: bool = True
-  stage_1_use_projection_head_weight_decay: bool = True
-  stage_1_use_classification_head_weight_decay: bool = False
-  stage_1_update_encoder_batch_norm: bool = True
-  # The encoder's BatchNorm in inference mode (moving statistics) while the
-  # stage trains, rather than the official batch statistics.
-  stage_1_encoder_batch_norm_inference: bool = False
-  stage_1_rmsprop_epsilon: float = 1.0
-  # Stage 2 (classifier on the frozen encoder).
-  stage_2_epochs: int = 100
-  stage_2_warmup_epochs: float = 0.0
-  stage_2_base_learning_rate: float = 0.05
-  stage_2_optimizer: str = 'MOMENTUM'
-  stage_2_learning_rate_decay: str = 'COSINE'
-  stage_2_min_learning_rate_ratio: float = 0.0
-  stage_2_decay_rate: float = 0.1
-  stage_2_decay_boundary_epochs: tuple = (30, 60, 80, 90)
-  stage_2_epochs_per_decay: float = 2.4
-  stage_2_weight_decay: float = 0.0
-  stage_2_contrastive_loss_weight: float = 0.0
-  stage_2_cross_entropy_loss_weight: float = 1.0
-  stage_2_use_encoder_weight_decay: bool = True
-  stage_2_use_projection_head_weight_decay: bool = True
-  stage_2_use_classification_head_weight_decay: bool = False
-  stage_2_update_encoder_batch_norm: bool = False
-  stage_2_encoder_batch_norm_inference: bool = False
-  stage_2_rmsprop_epsilon: float = 0.001
+class Preprocessing:
+  """The training views and the evaluation view."""
+  image_size: int = _field(
+      224, 'The side length, in pixels, of the preprocessing outputs, '
+      'irrespective of the natural size of the images.')
+  augmentation_type: str = _field(
+      'AUTOAUGMENT', 'Augmentation type: ' +
+      ', '.join(enums.AUGMENTATION_TYPES) + '.')
+  augmentation_magnitude: float = _field(
+      0.5, 'Strength parameter of the augmentation. Equivalent to m parameter '
+      'of RandAugment or s parameter in SimCLR augmentation.')
+  crop: str = _field(
+      'random_resized', 'The training crop: random_resized (a random crop '
+      'covering crop_area_range of the image, resized), pad (a random crop '
+      'of the image padded by random_crop_padding), none.')
+  random_crop_padding: int = _field(4, 'Padding of the pad crop.')
+  flip: bool = _field(True, 'Random horizontal flip of the training views.')
+  crop_area_range: tuple = _field(
+      (0.08, 1.0), 'The range of allowed values for the fraction of the '
+      'original pixels that need to be included in any crop.')
+  blur_probability: float = _field(
+      0.5, 'The probability of blurring as part of the data augmentation, if '
+      '`augmentation_type` includes a blur stage. 0 disables blurring.')
+  defer_blurring: bool = _field(
+      True, 'If True and `augmentation_type` applies blurring and '
+      '`blur_probability` is greater than 0, the blur is applied on the batch '
+      'in the training step rather than in the input pipeline.')
+  use_pytorch_color_jitter: bool = _field(
+      False, 'Whether to use a color jittering algorithm that aims to '
+      'replicate `torchvision.transforms.ColorJitter` rather than the standard '
+      'TensorFlow color jittering. Only used for augmentation_types SIMCLR '
+      'and STACKED_RANDAUGMENT.')
+  autoaugment_policy: str = _field(
+      'v0', "AUTOAUGMENT's policy: v0 (official: TF-Models' policy v0), "
+      'cifar10 / imagenet (Cubuk et al. 2019, PIL-exact ops), seed_cifar10 '
+      "(the seed's variant).")
+  randaugment_ops: str = _field(
+      'tf_models', "RANDAUGMENT's and STACKED_RANDAUGMENT's ops: tf_models "
+      "(official: TF-Models' op set) or pil (PIL-exact ops).")
+  posterize_bits_fix: bool = _field(
+      False, "Posterize keeps torchvision's 8 - round(level * 4 / 10) bits "
+      "rather than the policy's.")
+  randaugment_layers: int = _field(2, 'RandAugment ops per image.')
+  cutout_size: int = _field(0, 'Side of a Cutout square after the '
+                            'augmentation (0: none).')
+  eval_crop_method: str = _field(
+      'RESIZE_THEN_CROP', 'The strategy for obtaining the desired square '
+      'crop in eval mode: ' + ', '.join(enums.EVAL_CROP_METHODS) + '.')
+  crop_padding: int = _field(
+      32, 'For eval_crop_methods other than IDENTITY, this value is used to '
+      'determine how to perform the central crop.')
 
   def __post_init__(self):
-    for name, allowed in CHOICES.items():
-      value = getattr(self, name)
-      if isinstance(value, str):
-        value = value.rsplit('.', 1)[-1]  # 'Optimizer.LARS' -> 'LARS'.
-        if name not in LOWER_CASE_CHOICES:
-          value = value.upper()
-        setattr(self, name, value)
-      if value not in allowed:
-        raise ValueError(f'{name} must be one of {", ".join(allowed)}; got '
-                         f'{getattr(self, name)!r}.')
+    _normalise_choices(self)
+    low, high = self.crop_area_range
+    if not 0 < low <= high <= 1:
+      raise ValueError('crop_area_range must be 0 < low <= high <= 1; got '
+                       f'{self.crop_area_range}.')
+    if not 0 <= self.blur_probability <= 1:
+      raise ValueError('blur_probability must be in [0, 1]; got '
+                       f'{self.blur_probability}.')
+    if (self.image_size < 1 or self.random_crop_padding < 0 or
+        self.cutout_size < 0):
+      raise ValueError(
+          'image_size must be >= 1 and random_crop_padding, cutout_size >= 0; '
+          f'got {self.image_size}, {self.random_crop_padding}, '
+          f'{self.cutout_size}.')
+
+
+# One training stage: (name, type, help, stage-1 default, stage-2 default).
+STAGE = (
+    ('epochs', int, 'The number of epochs for stage {i} of training.', 700,
+     200),
+    ('warmup_epochs', float, 'The number of epochs over which warmup is '
+     'applied to the learning rate for stage {i} of training.', 12., 12.),
+    ('base_learning_rate', float, 'The base learning rate used for stage {i} '
+     'of training for a batch size of 256. The true learning rate is '
+     'multiplied by batch_size/256.', 0.3, 0.05),
+    ('optimizer', str, 'The optimizer to use for stage {i} of training: ' +
+     ', '.join(enums.OPTIMIZERS) + '.', 'RMSPROP', 'RMSPROP'),
+    ('learning_rate_decay', str, 'The decay type for the stage {i} learning '
+     'rate: ' + ', '.join(enums.DECAY_TYPES) + '.', 'COSINE', 'COSINE'),
+    ('min_learning_rate_ratio', float, 'COSINE decays to the base rate times '
+     'this in stage {i} (official: 0).', 0., 0.),
+    ('decay_rate', float, 'The rate of learning rate decay. Only used for '
+     'learning_rate_decay types PIECEWISE_LINEAR and EXPONENTIAL.', 0.1, 0.1),
+    ('decay_boundary_epochs', tuple, 'The epochs at which decay occurs when '
+     'using piecewise-linear learning rate decay.', (30, 60, 80, 90),
+     (30, 60, 80, 90)),
+    ('epochs_per_decay', float, 'The learning rate decays by a factor of '
+     '`decay_rate` every `epochs_per_decay` when using exponential learning '
+     'rate decay.', 2.4, 2.4),
+    ('weight_decay', float, 'The weight applied to weight decay during stage '
+     '{i} of training.', 0., 0.),
+    ('contrastive_loss_weight', float, 'The weight applied to the contrastive '
+     'loss during stage {i} of training.', 1., 0.),
+    ('cross_entropy_loss_weight', float, 'The weight applied to the '
+     'cross-entropy loss during stage {i} of training.', 0., 1.),
+    ('use_encoder_weight_decay', bool, 'Whether to include the encoder in '
+     'weight decay during stage {i} of training.', True, True),
+    ('use_projection_head_weight_decay', bool, 'Whether to include the '
+     'projection head in weight decay during stage {i} of training.', True,
+     True),
+    ('use_classification_head_weight_decay', bool, 'Whether to include the '
+     'classification head in weight decay during stage {i} of training.',
+     False, False),
+    ('update_encoder_batch_norm', bool, 'Whether encoder batch norm '
+     'statistics should be updated during stage {i} of training (False: '
+     'batch statistics, frozen moving averages).', True, True),
+    ('encoder_batch_norm_inference', bool, "The encoder's BatchNorm in "
+     'inference mode (moving statistics) during stage {i}.', False, False),
+    ('rmsprop_epsilon', float, 'The epsilon parameter of the RMSProp '
+     'optimizer. Only used if `stage_{i}_optimizer` is RMSPROP.', 1.0, 0.001),
+)
+STAGE_FIELDS = tuple(name for name, *_ in STAGE)
+
+_Stages = dataclasses.make_dataclass(
+    '_Stages',
+    [(f'stage_{i}_{name}', kind,
+      _field(default[i - 1], text.format(i=i)))
+     for i in (1, 2) for name, kind, text, *default in STAGE])
+
+
+@dataclasses.dataclass
+class Config(_Stages, Preprocessing):
+  """Everything a run needs; the official defaults."""
+  # Run (the official launcher's flags first).
+  mode: str = _field(
+      'train', 'The mode for this job: train, eval (evaluate the checkpoints '
+      'of model_dir as they appear, until the last), train_then_eval.')
+  model_dir: Optional[str] = _field(
+      None, 'Root of the tree containing all files for the current model '
+      '(checkpoints, summaries, config.json, results.json, the export). Run '
+      'again to resume.')
+  hparams: Optional[str] = _field(
+      None, 'A serialized hparams string representing the hyperparameters to '
+      'use. Not supported here yet: use the individual flags.')
+  preset: Optional[str] = _field(None, 'A named preset (see README).')
+  use_tpu: bool = _field(
+      True, 'Whether this is running on a TPU: with a TPU named by '
+      '--tpu_name or --master (or a local one), the TPU strategy; without '
+      'one, the other devices.')
+  tpu_name: Optional[str] = _field(
+      None, 'The Cloud TPU to use for training: its name or a '
+      'grpc://ip.address.of.tpu:8470 url.')
+  tpu_zone: Optional[str] = _field(
+      None, '[Optional] GCE zone where the Cloud TPU is located in.')
+  gcp_project: Optional[str] = _field(
+      None, '[Optional] Project name for the Cloud TPU-enabled project.')
+  master: Optional[str] = _field(
+      None, 'Address of the TensorFlow runtime (a TPU when --use_tpu).')
+  eval_interval_secs: int = _field(
+      60, 'Time interval between evals: how often --mode=eval looks for a '
+      'new checkpoint.')
+  summary_interval_steps: int = _field(
+      100, 'Number of steps in between logging training summaries.')
+  save_interval_steps: int = _field(
+      1000, 'Number of steps in between saving model checkpoints (also at '
+      'every epoch end).')
+  max_checkpoints_to_keep: int = _field(
+      5, 'Maximum number of recent checkpoints to keep.')
+  keep_checkpoint_interval_secs: float = _field(
+      60 * 60 * 1000 * 10,
+      'Number of seconds in between permanently retained checkpoints.')
+  steps_per_loop: int = _field(
+      1000, 'Number of training steps per tf.function call (checkpoints are '
+      'taken between calls).')
+  strategy: str = _field(
+      'auto', 'auto (a TPU with --use_tpu and one named, else mirrored over '
+      'several GPUs, else default), default, mirrored, multi_worker '
+      '(TF_CONFIG), tpu.')
+  jit_compile: Optional[bool] = _field(
+      None, 'XLA-compile the training step (default: on for GPU/TPU, off on '
+      'CPU).')
+  allow_mixed_precision: bool = _field(
+      False, 'Use bfloat16 (float16 with loss scaling on GPUs), if the '
+      'hardware supports it; the loss stays float32.')
+  seed: int = _field(0, 'Seed of the data order, augmentation and weights.')
+  knn_every_epochs: int = _field(
+      0, 'kNN monitor on the validation split during stage 1 (0: off).')
+  progress: bool = _field(True, 'A progress bar on the terminal.')
+  export: bool = _field(True, 'Write the SavedModel after evaluation.')
+  plot: bool = _field(True, 'Plot the test embeddings after evaluation.')
+  input_threads: int = _field(
+      0, 'Threads for the input pipeline (0: TensorFlow decides).')
+  # Data.
+  input_fn: str = _field(
+      'imagenet', 'The input_fn to use: cifar10, imagenet (TFDS '
+      'imagenet2012), or cifar100, folder (an image folder), digits (bundled), '
+      'any TFDS name.')
+  data_dir: Optional[str] = _field(
+      None, 'TFDS data, CIFAR archives, or the folder source root.')
+  num_images: int = _field(
+      0, 'The maximum number of samples to use from the dataset (the first '
+      'ones of the training split; 0: all).')
+  label_noise_prob: float = _field(
+      0., 'The fraction of true labels to replace with random labels (drawn '
+      'once per example).')
+  shard_per_host: bool = _field(
+      True, 'Whether to shard the dataset between TPU hosts (each input '
+      'pipeline reads its own part of every global batch here).')
+  label_type: str = _field('fine', 'cifar100 labels: fine (100) or coarse '
+                           '(20).')
+  validation_fraction: float = _field(
+      0., 'Fraction of train held out (seeded) for validation and the kNN '
+      'monitor.')
+  skip_corrupt: bool = _field(
+      False, 'Skip unreadable images of a folder source (with a warning).')
+  batch_size: int = _field(2048, 'Train batch size.')
+  eval_batch_size: int = _field(128, 'The batch size to use for eval.')
+  num_views: int = _field(2, 'Augmented views of each training example.')
+  classes_per_batch: int = _field(
+      0, 'Class-balanced batches of this many classes (0: off).')
+  epoch_remainder: str = _field(
+      'span', 'span (official): batches run across epoch ends, a stage is '
+      "int(epochs * N / batch_size) steps; drop: each epoch's partial batch "
+      'is dropped.')
+  apply_whitening: bool = _field(
+      True, 'Whether or not to apply whitening to datasets that specify '
+      'whitening parameters.')
+  normalization: str = _field(
+      'dataset', "Whose per-channel mean and std whitening uses: the "
+      "dataset's own, or cifar10 / cifar100 / imagenet2012's.")
+  # Model.
+  resnet_depth: int = _field(
+      50, 'Depth of the Resnet model (18..200; 20, 32, 44, 56, 110: the CIFAR '
+      'ResNets).')
+  resnet_architecture: str = _field(
+      'RESNET_V1', 'Name of the resnet architecture to be used in the model: '
+      'RESNET_V1, RESNEXT.')
+  resnet_width: float = _field(1., 'Width of the resnet to be used in the '
+                               'model.')
+  first_conv_kernel_size: int = _field(
+      7, 'The kernel size of the first convolution in the Encoder network. '
+      'Generally it is 7 for ImageNet and 3 for CIFAR10.')
+  first_conv_stride: int = _field(
+      2, 'The stride of the first convolution in the Encoder network. '
+      'Generally it is 2 for ImageNet and 1 for CIFAR10.')
+  use_initial_max_pool: bool = _field(
+      True, 'Whether to include a max-pool layer between the initial '
+      'convolution and the first residual block in the Encoder network.')
+  projection_head_layers: tuple = _field(
+      (2048, 128), 'The number of units for each dense layer in the '
+      'projection head.')
+  weight_init: str = _field(
+      'official', "official, or seed: the seed's ResNet-20 weights "
+      '(kaiming_normal_ convolutions and Linear kernels, PyTorch default '
+      'biases, a bias on every head layer).')
+  use_projection_batch_norm: bool = _field(
+      False, 'Whether to use batch norm in the projection head.')
+  use_projection_batch_norm_beta: bool = _field(
+      True, 'Whether projection head batch norm layers should have a beta '
+      '(bias) parameter.')
+  normalize_embedding: bool = _field(
+      True, 'If the outputs of the encoder should be normalized before being '
+      'input to the projections and classification heads.')
+  stop_gradient_before_classification_head: bool = _field(
+      True, 'Whether there is a stop gradient between the encoder and '
+      'classification head.')
+  stop_gradient_before_projection_head: bool = _field(
+      False, 'Whether there is a stop gradient between the encoder and '
+      'projection head.')
+  zero_initialize_classifier: bool = _field(
+      False, 'Whether or not to initialize parameters in the classification '
+      'head to 0. Otherwise uses glorot uniform.')
+  use_global_batch_norm: bool = _field(
+      True, 'Whether to use global batch norm, where statistics are '
+      'aggregated across TPU cores. Only has impact when running on TPU.')
+  # Warm start from a checkpoint of the official code.
+  reference_ckpt: str = _field(
+      '', '[Optional] If set, initialise the parts chosen by the '
+      '--warm_start_* flags from the latest official checkpoint in this '
+      'directory (or this checkpoint).')
+  warm_start_encoder: bool = _field(
+      False, 'Whether or not to load in the encoder weights from reference '
+      'checkpoint.')
+  warm_start_projection_head: bool = _field(
+      False, 'Whether or not to load in the projection head weights from '
+      'reference checkpoint.')
+  warm_start_classifier: bool = _field(
+      False, 'Whether or not to load in the classification head weights from '
+      'reference checkpoint.')
+  ignore_missing_checkpoint_vars: bool = _field(
+      False, 'When warm-starting using `reference_ckpt`, determines whether '
+      'or not to raise an error if the checkpoint does not contain all '
+      'expected variables.')
+  batch_norm_in_train_mode: bool = _field(
+      False, 'Whether to set batch norm to train mode when warm starting from '
+      'a checkpoint.')
+  # Loss.
+  use_labels: bool = _field(
+      True, 'Whether to use labels for determining the positives in the '
+      'contrastive loss (SupCon), rather than acting fully self-supervised '
+      '(SimCLR).')
+  temperature: float = _field(
+      0.07, 'The temperature parameter of the contrastive loss.')
+  scale_by_temperature: bool = _field(
+      True, 'Whether the contrastive loss gets scaled by the temperature, '
+      'which helps normalize the loss gradient.')
+  contrast_mode: str = _field(
+      'ALL_VIEWS', 'Contrast mode: ALL_VIEWS (contrast all views against all '
+      'other views) or ONE_VIEW (contrast one view against all other views).')
+  summation_location: str = _field(
+      'OUTSIDE', 'Location of the summation: OUTSIDE or INSIDE.')
+  denominator_mode: str = _field(
+      'ALL', 'Denominator mode: ALL, ONE_POSITIVE, ONLY_NEGATIVES.')
+  positives_cap: int = _field(
+      -1, 'Integer maximum number of positives other than augmentations of '
+      'anchor. Infinite if -1. Must be multiple of 2 (number of views).')
+  label_smoothing: float = _field(0., 'The label smoothing rate.')
+  use_bias_weight_decay: bool = _field(
+      True, 'Whether to include bias variables in weight decay.')
+  use_batch_norm_weight_decay: bool = _field(
+      False, "Weight decay on BatchNorm gamma and beta too (PyTorch SGD's "
+      'weight_decay; the official code never decays them).')
+  learning_rate_per_epoch: bool = _field(
+      False, 'The schedule moves once per epoch, one epoch late, as the '
+      "seed's adjust_learning_rate called after each epoch.")
+
+  def __post_init__(self):
     for name in ('projection_head_layers', 'crop_area_range',
                  'stage_1_decay_boundary_epochs',
                  'stage_2_decay_boundary_epochs'):
-      setattr(self, name, tuple(float(v) if name == 'crop_area_range'
-                                else int(float(v)) for v in getattr(self, name)))
+      setattr(self, name, tuple(
+          float(v) if name == 'crop_area_range' else int(float(v))
+          for v in getattr(self, name)))
+    Preprocessing.__post_init__(self)
     checks = (
         ('batch_size', self.batch_size >= 1),
         ('eval_batch_size', self.eval_batch_size >= 1),
         ('num_views', self.num_views >= 1),
         ('steps_per_loop', self.steps_per_loop >= 1),
-        ('checkpoint_every_steps', self.checkpoint_every_steps >= 1),
+        ('save_interval_steps', self.save_interval_steps >= 1),
+        ('summary_interval_steps', self.summary_interval_steps >= 1),
+        ('max_checkpoints_to_keep', self.max_checkpoints_to_keep >= 1),
         ('stage_1_epochs', self.stage_1_epochs >= 0),
         ('stage_2_epochs', self.stage_2_epochs >= 0),
         ('temperature', self.temperature > 0),
         ('validation_fraction', 0 <= self.validation_fraction < 1),
+        ('num_images', self.num_images >= 0),
+        ('label_noise_prob', 0 <= self.label_noise_prob <= 1),
     )
     for name, ok in checks:
       if not ok:
@@ -246,6 +389,11 @@ class Config:
             if f.name not in RUNTIME_FIELDS and
             getattr(self, f.name) != getattr(other, f.name)]
 
+  def stage(self, index):
+    """{STAGE field: value} of stage 1 or 2."""
+    return {name: getattr(self, f'stage_{index}_{name}')
+            for name in STAGE_FIELDS}
+
   @property
   def warm_start_parts(self):
     """The model parts read from reference_ckpt."""
@@ -263,12 +411,233 @@ class Config:
 
   @classmethod
   def from_json(cls, text):
+    """A saved config.json; one written before a field existed takes what
+    that run did (no `epoch_remainder`: whole batches each epoch; the old
+    names `dataset` and `checkpoint_every_steps`)."""
     values = json.loads(text)
-    known = {f.name for f in dataclasses.fields(cls)}
-    # Written before epoch_remainder existed, when every epoch dropped its
-    # partial batch.
     values.setdefault('epoch_remainder', 'drop')
+    for old, new in (('dataset', 'input_fn'),
+                     ('checkpoint_every_steps', 'save_interval_steps')):
+      if old in values:
+        values.setdefault(new, values.pop(old))
+    known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _normalise_choices(config):
+  """Enum fields to their member names ('Optimizer.LARS', 'lars' -> 'LARS');
+  a value outside the allowed ones is a ValueError naming the field."""
+  names = {f.name for f in dataclasses.fields(config)}
+  for name, allowed in CHOICES.items():
+    if name not in names:
+      continue
+    value = getattr(config, name)
+    if isinstance(value, str):
+      value = value.rsplit('.', 1)[-1]
+      if name not in LOWER_CASE_CHOICES:
+        value = value.upper()
+      setattr(config, name, value)
+    if value not in allowed:
+      raise ValueError(f'{name} must be one of {", ".join(allowed)}; got '
+                       f'{getattr(config, name)!r}.')
+
+
+# Allowed values of the enum-valued fields.
+CHOICES = {
+    'mode': enums.MODES,
+    'augmentation_type': enums.AUGMENTATION_TYPES,
+    'crop': enums.CROPS,
+    'eval_crop_method': enums.EVAL_CROP_METHODS,
+    'autoaugment_policy': enums.AUTOAUGMENT_POLICIES,
+    'randaugment_ops': enums.RANDAUGMENT_OP_SETS,
+    'contrast_mode': enums.CONTRAST_MODES,
+    'summation_location': enums.SUMMATION_LOCATIONS,
+    'denominator_mode': enums.DENOMINATOR_MODES,
+    'stage_1_optimizer': enums.OPTIMIZERS,
+    'stage_2_optimizer': enums.OPTIMIZERS,
+    'stage_1_learning_rate_decay': enums.DECAY_TYPES,
+    'stage_2_learning_rate_decay': enums.DECAY_TYPES,
+    'strategy': enums.STRATEGIES,
+    'label_type': enums.LABEL_TYPES,
+    'weight_init': enums.WEIGHT_INITS,
+    'resnet_architecture': enums.ENCODER_ARCHITECTURES,
+    'normalization': enums.NORMALIZATIONS,
+    'epoch_remainder': enums.EPOCH_REMAINDERS,
+}
+# Enum fields whose values are lower-case names rather than official members.
+LOWER_CASE_CHOICES = ('mode', 'strategy', 'label_type', 'crop',
+                      'autoaugment_policy', 'randaugment_ops', 'weight_init',
+                      'normalization', 'epoch_remainder')
+
+# Fields that may change between runs in one model_dir (they do not change
+# what is trained); every other field must match the saved config.
+RUNTIME_FIELDS = frozenset({
+    'mode', 'model_dir', 'preset', 'data_dir', 'strategy', 'jit_compile',
+    'steps_per_loop', 'save_interval_steps', 'summary_interval_steps',
+    'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
+    'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
+    'eval_batch_size', 'skip_corrupt', 'input_threads', 'use_tpu', 'tpu_name',
+    'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
+})
+
+
+# The official scripts' flag groups (supcon/scripts/configs.sh; scripts/ here).
+TPU_FLAGS = dict(allow_mixed_precision=True, defer_blurring=True)
+RESNET50x1_FLAGS = dict(resnet_architecture='RESNET_V1', resnet_depth=50,
+                        resnet_width=1)
+RESNET101x1_FLAGS = dict(RESNET50x1_FLAGS, resnet_depth=101)
+RESNET200x1_FLAGS = dict(RESNET50x1_FLAGS, resnet_depth=200)
+CIFAR10_FLAGS = dict(
+    input_fn='cifar10', shard_per_host=False, first_conv_kernel_size=3,
+    first_conv_stride=1, use_initial_max_pool=False, image_size=32,
+    blur_probability=0., apply_whitening=True, crop_area_range=(0.2, 1.0),
+    use_pytorch_color_jitter=True, eval_crop_method='IDENTITY',
+    crop_padding=0, label_smoothing=0.)
+IMAGENET_FLAGS = dict(
+    input_fn='imagenet', shard_per_host=True, first_conv_kernel_size=7,
+    first_conv_stride=2, use_initial_max_pool=True, image_size=224,
+    blur_probability=0.5, label_smoothing=0.05)
+CONTRASTIVE_FLAGS = dict(
+    stop_gradient_before_classification_head=True, contrast_mode='ALL_VIEWS',
+    summation_location='OUTSIDE', denominator_mode='ALL',
+    stage_1_contrastive_loss_weight=1., stage_1_cross_entropy_loss_weight=0.,
+    stage_2_contrastive_loss_weight=0., stage_2_cross_entropy_loss_weight=1.,
+    stage_1_use_encoder_weight_decay=True,
+    stage_1_use_projection_head_weight_decay=True,
+    stage_1_use_classification_head_weight_decay=False,
+    stage_2_use_encoder_weight_decay=False,
+    stage_2_use_projection_head_weight_decay=False,
+    stage_2_use_classification_head_weight_decay=True,
+    stage_1_update_encoder_batch_norm=True,
+    stage_2_update_encoder_batch_norm=False)
+SUPCON_FLAGS = dict(
+    CONTRASTIVE_FLAGS, use_labels=True, normalize_embedding=True,
+    use_bias_weight_decay=True, use_projection_batch_norm=False,
+    projection_head_layers=(128,), zero_initialize_classifier=False,
+    scale_by_temperature=True)
+SIMCLR_FLAGS = dict(
+    CONTRASTIVE_FLAGS, use_labels=False, normalize_embedding=False,
+    use_bias_weight_decay=True, use_projection_batch_norm=True,
+    projection_head_layers=(2048, 2048, 128), zero_initialize_classifier=True,
+    scale_by_temperature=False)
+XENT_FLAGS = dict(
+    stage_2_epochs=0, stage_2_warmup_epochs=0.,
+    stop_gradient_before_classification_head=False,
+    stage_1_contrastive_loss_weight=0., stage_1_cross_entropy_loss_weight=1.,
+    stage_2_contrastive_loss_weight=0., stage_2_cross_entropy_loss_weight=0.,
+    stage_1_use_encoder_weight_decay=True,
+    stage_1_use_projection_head_weight_decay=False,
+    stage_1_use_classification_head_weight_decay=True,
+    stage_2_use_encoder_weight_decay=False,
+    stage_2_use_projection_head_weight_decay=False,
+    stage_2_use_classification_head_weight_decay=False,
+    stage_1_update_encoder_batch_norm=True,
+    stage_2_update_encoder_batch_norm=False, normalize_embedding=False)
+# Not defined by the official configs.sh, which its
+# train_classification_head_from_pretrained_encoder.sh uses: what that script
+# describes, the classification head alone on the reference checkpoint's
+# encoder and projection head.
+ONLY_CLASSIFIER_FLAGS = dict(
+    warm_start_encoder=True, warm_start_projection_head=True,
+    stage_1_contrastive_loss_weight=0., stage_1_cross_entropy_loss_weight=1.,
+    stage_1_use_encoder_weight_decay=False,
+    stage_1_use_projection_head_weight_decay=False,
+    stage_1_use_classification_head_weight_decay=True,
+    stage_1_update_encoder_batch_norm=False,
+    stop_gradient_before_classification_head=True, stage_2_epochs=0)
+
+def _merge(*groups, **values):
+  """Flag groups in order, later ones winning, as on a command line."""
+  merged = {}
+  for group in groups + (values,):
+    merged.update(group)
+  return merged
+
+
+# Each official launch script, by its name: the groups it uses, then its own
+# flags (the train_classification_head script also takes --reference_ckpt).
+OFFICIAL_SCRIPTS = {
+    'supcon_cifar10_resnet50': _merge(
+        TPU_FLAGS, RESNET50x1_FLAGS, CIFAR10_FLAGS, SUPCON_FLAGS,
+        dict(batch_size=4096, augmentation_type='SIMCLR',
+             augmentation_magnitude=0.5, temperature=0.1,
+             stage_1_weight_decay=1e-4, stage_2_weight_decay=0.,
+             stage_1_epochs=1000, stage_2_epochs=100,
+             stage_1_warmup_epochs=10., stage_2_warmup_epochs=0.,
+             stage_1_base_learning_rate=0.5, stage_2_base_learning_rate=2.5,
+             stage_2_learning_rate_decay='PIECEWISE_LINEAR',
+             stage_2_decay_rate=0.2,
+             stage_2_decay_boundary_epochs=(60, 75, 90),
+             stage_1_optimizer='MOMENTUM', stage_2_optimizer='MOMENTUM',
+             normalize_embedding=False, use_projection_batch_norm=False,
+             projection_head_layers=(2048, 128),
+             use_global_batch_norm=False)),
+    'simclr_cifar10_resnet50': _merge(
+        TPU_FLAGS, RESNET50x1_FLAGS, CIFAR10_FLAGS, SIMCLR_FLAGS,
+        dict(batch_size=1024, augmentation_type='SIMCLR',
+             augmentation_magnitude=0.5, temperature=0.5,
+             stage_1_weight_decay=1e-4, stage_2_weight_decay=0.,
+             label_smoothing=0., stage_1_epochs=400, stage_2_epochs=90,
+             stage_1_warmup_epochs=10., stage_2_warmup_epochs=0.,
+             stage_1_base_learning_rate=0.5,
+             stage_2_base_learning_rate=0.25,
+             stage_1_learning_rate_decay='COSINE',
+             stage_2_learning_rate_decay='COSINE',
+             stage_1_optimizer='MOMENTUM', stage_2_optimizer='MOMENTUM')),
+    'cross_entropy_cifar10_resnet50': _merge(
+        TPU_FLAGS, RESNET50x1_FLAGS, CIFAR10_FLAGS, XENT_FLAGS,
+        dict(batch_size=1024, augmentation_type='SIMCLR',
+             augmentation_magnitude=0.5, stage_1_weight_decay=5e-4,
+             stage_1_epochs=1000, stage_1_base_learning_rate=0.1,
+             stage_1_optimizer='NESTEROV', label_smoothing=0.)),
+}
+_IMAGENET_SUPCON = _merge(
+    TPU_FLAGS, IMAGENET_FLAGS, SUPCON_FLAGS,
+    dict(augmentation_magnitude=1.0, temperature=0.1,
+         stage_2_weight_decay=1e-6, stage_2_epochs=90,
+         stage_1_base_learning_rate=0.4, stage_2_base_learning_rate=0.05,
+         stage_2_learning_rate_decay='EXPONENTIAL', stage_1_optimizer='LARS',
+         stage_2_optimizer='RMSPROP', stage_2_decay_rate=0.97,
+         stage_2_epochs_per_decay=0.5))
+_IMAGENET_XENT = _merge(
+    TPU_FLAGS, IMAGENET_FLAGS, XENT_FLAGS,
+    dict(augmentation_magnitude=1.0, stage_1_weight_decay=1e-4,
+         stage_1_base_learning_rate=0.1, stage_1_optimizer='NESTEROV'))
+OFFICIAL_SCRIPTS.update({
+    'supcon_imagenet_resnet50': dict(
+        _IMAGENET_SUPCON, **RESNET50x1_FLAGS, batch_size=6144,
+        augmentation_type='AUTOAUGMENT', stage_1_weight_decay=1e-3,
+        stage_1_epochs=350),
+    'supcon_imagenet_resnet101': dict(
+        _IMAGENET_SUPCON, **RESNET101x1_FLAGS, batch_size=4096,
+        augmentation_type='AUTOAUGMENT', stage_1_weight_decay=1e-4,
+        stage_1_epochs=350),
+    'supcon_imagenet_resnet200': dict(
+        _IMAGENET_SUPCON, **RESNET200x1_FLAGS, batch_size=4096,
+        augmentation_type='STACKED_RANDAUGMENT', stage_1_weight_decay=1e-4,
+        stage_1_epochs=700, stage_1_base_learning_rate=0.2),
+    'simclr_imagenet_resnet50': _merge(
+        TPU_FLAGS, RESNET50x1_FLAGS, IMAGENET_FLAGS, SIMCLR_FLAGS,
+        dict(batch_size=6144, augmentation_type='SIMCLR',
+             augmentation_magnitude=1.0, temperature=0.1,
+             stage_1_weight_decay=1e-4, stage_2_weight_decay=1e-6,
+             stage_1_epochs=100, stage_2_epochs=90,
+             stage_1_base_learning_rate=0.3, stage_2_base_learning_rate=0.1,
+             stage_1_optimizer='LARS', stage_2_optimizer='NESTEROV')),
+    'cross_entropy_imagenet_resnet50': dict(
+        _IMAGENET_XENT, **RESNET50x1_FLAGS, batch_size=6144,
+        augmentation_type='AUTOAUGMENT', stage_1_epochs=200),
+    'cross_entropy_imagenet_resnet200': dict(
+        _IMAGENET_XENT, **RESNET200x1_FLAGS, batch_size=4096,
+        augmentation_type='STACKED_RANDAUGMENT', stage_1_epochs=700),
+    'train_classification_head_from_pretrained_encoder': _merge(
+        TPU_FLAGS, RESNET50x1_FLAGS, IMAGENET_FLAGS,
+        SIMCLR_FLAGS, ONLY_CLASSIFIER_FLAGS,
+        dict(batch_size=6144, augmentation_type='SIMCLR',
+             augmentation_magnitude=1.0, stage_1_weight_decay=1e-6,
+             stage_1_epochs=90, stage_1_base_learning_rate=0.1,
+             stage_1_optimizer='NESTEROV')),
+})
 
 
 # The seed's recipe (REFERENCE.md section 3; its train.py, loss/spc.py,
@@ -282,7 +651,7 @@ class Config:
 _SEED_RECIPE = dict(
     resnet_depth=20, weight_init='seed', projection_head_layers=(64, 64),
     normalize_embedding=True, batch_size=256, validation_fraction=0.,
-    crop='pad', random_crop_padding=4, flip=True,
+    image_size=32, crop='pad', random_crop_padding=4, flip=True,
     autoaugment_policy='seed_cifar10', eval_crop_method='IDENTITY',
     apply_whitening=True, use_bias_weight_decay=True,
     use_batch_norm_weight_decay=True, learning_rate_per_epoch=True,
@@ -297,7 +666,8 @@ _SEED_RECIPE = dict(
     stage_2_use_projection_head_weight_decay=False,
     stage_2_use_classification_head_weight_decay=True,
     stage_2_update_encoder_batch_norm=False,
-    stage_2_encoder_batch_norm_inference=True, knn_every_epochs=0)
+    stage_2_encoder_batch_norm_inference=True, knn_every_epochs=0,
+    mode='train_then_eval', steps_per_loop=10, eval_batch_size=512)
 # SupCon: temperature 0.07 and the loss not multiplied by it (the seed's
 # loss has no factor tau), lr 0.1 for 500 epochs, then the classifier.
 _SEED_SUPCON = dict(
@@ -318,7 +688,7 @@ _SEED_CROSS_ENTROPY = dict(
 def _seed_presets():
   presets = {}
   for dataset in ('cifar10', 'cifar100'):
-    data = dict(dataset=dataset, normalization=dataset)
+    data = dict(input_fn=dataset, normalization=dataset)
     prefix = f'seed_{dataset}_resnet20'
     presets[f'{prefix}_ce'] = dict(_SEED_CROSS_ENTROPY, **data,
                                    augmentation_type='IDENTITY')
@@ -330,40 +700,27 @@ def _seed_presets():
 
 PRESETS = {
     **_seed_presets(),
-    # The official supcon_cifar10_resnet50 script.
-    'supcon_cifar10_resnet50': dict(
-        dataset='cifar10', resnet_depth=50, first_conv_kernel_size=3,
-        first_conv_stride=1, use_initial_max_pool=False, image_size=32,
-        blur_probability=0.0, apply_whitening=True, crop_area_range=(0.2, 1.0),
-        use_pytorch_color_jitter=True, eval_crop_method='IDENTITY',
-        crop_padding=0, label_smoothing=0.0, crop='random_resized',
-        batch_size=4096, augmentation_type='SIMCLR',
-        augmentation_magnitude=0.5, temperature=0.1,
-        stage_1_weight_decay=1e-4, stage_2_weight_decay=0.0,
-        stage_1_epochs=1000, stage_2_epochs=100, stage_1_warmup_epochs=10,
-        stage_2_warmup_epochs=0, stage_1_base_learning_rate=0.5,
-        stage_2_base_learning_rate=2.5, stage_1_learning_rate_decay='COSINE',
-        stage_1_min_learning_rate_ratio=0.0,
-        stage_2_learning_rate_decay='PIECEWISE_LINEAR', stage_2_decay_rate=0.2,
-        stage_2_decay_boundary_epochs=(60, 75, 90),
-        stage_1_optimizer='MOMENTUM', stage_2_optimizer='MOMENTUM',
-        normalize_embedding=False, use_projection_batch_norm=False,
-        projection_head_layers=(2048, 128)),
+    **OFFICIAL_SCRIPTS,
     # The demo: ResNet-20 SupCon on the bundled digits in a few minutes on
     # 2 CPU cores, with the seed's weights, loss scaling and optimizer (SGD
     # momentum 0.9; base lr 0.2, so 0.1 at this batch of 128). Digits are
     # not mirror-symmetric: no flip.
     'supcon_digits_resnet20': dict(
-        dataset='digits', resnet_depth=20, projection_head_layers=(64, 64),
-        weight_init='seed', batch_size=128, temperature=0.1,
+        input_fn='digits', validation_fraction=0.1, image_size=32,
+        resnet_depth=20, projection_head_layers=(64, 64), weight_init='seed',
+        batch_size=128, eval_batch_size=512, temperature=0.1,
         scale_by_temperature=False, augmentation_type='AUTOAUGMENT',
-        crop='pad', flip=False, epoch_remainder='drop', stage_1_epochs=14,
+        autoaugment_policy='cifar10', crop='pad', flip=False,
+        eval_crop_method='IDENTITY', epoch_remainder='drop',
+        stage_1_epochs=14, stage_1_warmup_epochs=0.,
         stage_1_optimizer='MOMENTUM', stage_1_base_learning_rate=0.2,
         stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
-        stage_2_epochs=5, stage_2_encoder_batch_norm_inference=True,
-        stage_2_optimizer='MOMENTUM',
-        stage_2_base_learning_rate=2.5, knn_every_epochs=7, steps_per_loop=10,
-        checkpoint_every_steps=50),
+        stage_2_epochs=5, stage_2_warmup_epochs=0.,
+        stage_2_update_encoder_batch_norm=False,
+        stage_2_encoder_batch_norm_inference=True,
+        stage_2_optimizer='MOMENTUM', stage_2_base_learning_rate=2.5,
+        knn_every_epochs=7, steps_per_loop=10, save_interval_steps=50,
+        mode='train_then_eval'),
 }
 
 

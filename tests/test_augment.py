@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
+from supcon_tf.config import Preprocessing
 from supcon_tf.data.augment import OPS
+from supcon_tf.enums import AUGMENTATION_TYPES, EVAL_CROP_METHODS
 
 GREY = (128, 128, 128)
 
@@ -331,12 +333,13 @@ def _uint8_batch(n=8, size=32):
                                            dtype=np.uint8)
 
 
-@pytest.mark.parametrize('kind', A.AUGMENTATION_TYPES)
+@pytest.mark.parametrize('kind', AUGMENTATION_TYPES)
 def test_every_augmentation_type_is_seeded_and_shaped(kind):
   images = _uint8_batch()
-  config = A.AugmentConfig(augmentation_type=kind, crop='random_resized',
-                           image_size=24, blur_probability=0.5,
-                           cutout_size=8)
+  config = Preprocessing(augmentation_type=kind, crop='random_resized',
+                         image_size=24, blur_probability=0.5, cutout_size=8,
+                         autoaugment_policy='cifar10', randaugment_ops='pil',
+                         defer_blurring=False)
   a = A.augment(images, [1, 2], config).numpy()
   b = A.augment(images, [1, 2], config).numpy()
   c = A.augment(images, [3, 4], config).numpy()
@@ -350,15 +353,15 @@ def test_identity_without_crop_or_flip_returns_the_images():
   images = _uint8_batch()
   for kind, magnitude in (('IDENTITY', 0.5), ('AUTOAUGMENT', 0.),
                           ('SIMCLR', 0.)):
-    config = A.AugmentConfig(augmentation_type=kind, crop='none', flip=False,
-                             augmentation_magnitude=magnitude)
+    config = Preprocessing(augmentation_type=kind, crop='none', flip=False,
+                           augmentation_magnitude=magnitude)
     np.testing.assert_array_equal(A.augment(images, [1, 2], config), images)
 
 
-def test_augment_config_accepts_official_enum_names_and_rejects_bad_values():
-  assert A.AugmentConfig(
+def test_preprocessing_accepts_official_enum_names_and_rejects_bad_values():
+  assert Preprocessing(
       augmentation_type='AugmentationType.SIMCLR').augmentation_type == 'SIMCLR'
-  assert A.AugmentConfig(
+  assert Preprocessing(
       augmentation_type='randaugment').augmentation_type == 'RANDAUGMENT'
   for bad, match in (({'augmentation_type': 'MIXUP'}, 'augmentation_type'),
                      ({'crop': 'center'}, 'crop'),
@@ -366,7 +369,7 @@ def test_augment_config_accepts_official_enum_names_and_rejects_bad_values():
                      ({'autoaugment_policy': 'svhn'}, 'autoaugment_policy'),
                      ({'blur_probability': 2.}, 'blur_probability')):
     with pytest.raises(ValueError, match=match):
-      A.AugmentConfig(**bad)
+      Preprocessing(**bad)
 
 
 def test_eval_crops():
@@ -374,7 +377,7 @@ def test_eval_crops():
                                             dtype=np.uint8)
   np.testing.assert_array_equal(A.eval_crop(image[:32, :32], 32), image[:32,
                                                                        :32])
-  for method in A.EVAL_CROP_METHODS:
+  for method in EVAL_CROP_METHODS:
     assert A.eval_crop(image, 24, method, crop_padding=8).shape == (24, 24, 3)
   # CROP_THEN_RESIZE with no padding and no resize is the central square.
   np.testing.assert_array_equal(

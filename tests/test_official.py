@@ -21,6 +21,8 @@ OUTPUTS = ('unnormalized_embeddings', 'embeddings', 'projection', 'logits')
 # The official flags each fixture was written with.
 FLAGS = {
     'resnet18': dict(resnet_depth=18, resnet_width=0.125, image_size=16,
+                     first_conv_kernel_size=3, first_conv_stride=1,
+                     use_initial_max_pool=False,
                      projection_head_layers=(32, 16)),
     'resnet50': dict(resnet_depth=50, resnet_width=0.0625, image_size=32,
                      first_conv_kernel_size=7, first_conv_stride=2,
@@ -124,7 +126,9 @@ def test_converted_savedmodel_has_the_official_signatures(tmp_path):
       f'--model_dir={tmp_path}', '--input_fn=cifar10',
       '--apply_whitening=false', f'--resnet_depth={flags["resnet_depth"]}',
       f'--resnet_width={flags["resnet_width"]}',
-      f'--image_size={flags["image_size"]}', '--projection_head_layers=32,16']
+      f'--image_size={flags["image_size"]}', '--projection_head_layers=32,16',
+      '--first_conv_kernel_size=3', '--first_conv_stride=1',
+      '--use_initial_max_pool=false']
   done = subprocess.run(command, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
   assert '110 variables from' in done.stdout
@@ -151,8 +155,9 @@ def test_warm_started_classifier_stage_keeps_the_official_encoder(tmp_path):
   # Stage 2 only, on the official encoder: every BatchNorm in inference mode
   # (no --batch_norm_in_train_mode), so the encoder is exactly as written.
   config = make_config(
-      **{**FLAGS['resnet18'], 'image_size': 32}, dataset='digits',
-      model_dir=str(tmp_path),
+      **{**FLAGS['resnet18'], 'image_size': 32}, input_fn='digits',
+      model_dir=str(tmp_path), mode='train_then_eval',
+      augmentation_type='IDENTITY',
       reference_ckpt=os.path.join(FIXTURES, 'resnet18'),
       warm_start_encoder=True, stage_1_epochs=0, stage_2_epochs=1,
       batch_size=128, progress=False, plot=False, export=False)

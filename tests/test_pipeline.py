@@ -4,11 +4,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from supcon_tf.data import augment, pipeline, sources
+from supcon_tf.config import Preprocessing
+from supcon_tf.data import pipeline, sources
 
 UNIT = ((0.,) * 3, (1.,) * 3)  # Normalisation that leaves pixel values.
-PLAIN = augment.AugmentConfig(augmentation_type='IDENTITY', crop='none',
-                              flip=False, image_size=8)
+PLAIN = Preprocessing(augmentation_type='IDENTITY', crop='none', flip=False,
+                      image_size=8)
 
 
 def _numbered(count=40, size=8, classes=4):
@@ -74,7 +75,8 @@ def test_span_batches_cross_epoch_ends_and_read_every_example():
 
 def test_the_same_seed_gives_the_same_batches_and_start_step_resumes():
   split = _numbered(48, size=32)
-  config = augment.AugmentConfig(augmentation_type='SIMCLR', image_size=32)
+  config = Preprocessing(augmentation_type='SIMCLR', image_size=32,
+                         crop='random_resized', blur_probability=0.)
   make = lambda seed, start=0: pipeline.train_dataset(
       split, config, 16, UNIT, seed=seed, start_step=start)
   a, b, c = _take(make(5), 6), _take(make(5), 6), _take(make(6), 6)
@@ -171,8 +173,9 @@ def test_images_of_any_size_read_from_files(tmp_path, crop):
   source = _mixed_folder(tmp_path)
   split = source.split('train')
   assert split.files is not None
-  config = augment.AugmentConfig(augmentation_type='SIMCLR', crop=crop,
-                                 image_size=16, blur_probability=0.5)
+  config = Preprocessing(augmentation_type='SIMCLR', crop=crop,
+                         image_size=16, blur_probability=0.5,
+                         defer_blurring=False)
   make = lambda: pipeline.train_dataset(split, config, 3, source.mean_std,
                                         num_views=2, seed=2)
   a, b = _take(make(), 4), _take(make(), 4)
@@ -193,9 +196,9 @@ def test_streams_train_and_evaluate():
       output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
                         tf.TensorSpec([], tf.int64)))
   split = sources.Split(None, stream=stream, size=len(images))
-  config = augment.AugmentConfig(augmentation_type='RANDAUGMENT',
-                                 augmentation_magnitude=5,
-                                 crop='random_resized', image_size=12)
+  config = Preprocessing(augmentation_type='RANDAUGMENT', randaugment_ops='pil',
+                         augmentation_magnitude=5, crop='random_resized',
+                         image_size=12)
   make = lambda: pipeline.train_dataset(split, config, 4, UNIT, seed=1)
   batches, again = _take(make(), 5), _take(make(), 5)
   assert [v.shape for v, _ in batches] == [(4, 2, 12, 12, 3)] * 5
@@ -207,6 +210,7 @@ def test_streams_train_and_evaluate():
 
 def test_training_images_of_another_size_than_image_size_are_refused():
   split = _numbered(16)  # 8x8 images.
-  config = augment.AugmentConfig(augmentation_type='IDENTITY', image_size=16)
+  config = Preprocessing(augmentation_type='IDENTITY', image_size=16,
+                         crop='pad')
   with pytest.raises(ValueError, match='are 8x8 but image_size is 16'):
     pipeline.train_dataset(split, config, 8, UNIT)

@@ -32,7 +32,7 @@ def test_six_seed_presets_name_dataset_model_and_method():
                    for m in ('ce', 'ce_autoaugment', 'supcon_autoaugment')}
   for name in names:
     config = make_config(name)
-    assert config.dataset in name and config.resnet_depth == 20
+    assert config.input_fn in name and config.resnet_depth == 20
     augmented = name.endswith('autoaugment')
     assert (config.augmentation_type == 'AUTOAUGMENT') == augmented
     assert (config.stage_1_contrastive_loss_weight > 0) == ('supcon' in name)

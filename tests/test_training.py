@@ -42,14 +42,17 @@ def data_dir(tmp_path_factory):
 
 def _config(model_dir, data_dir, **values):
   base = dict(
-      model_dir=str(model_dir), dataset='folder', data_dir=str(data_dir),
-      image_size=8, resnet_depth=20, projection_head_layers=(32, 16),
-      weight_init='seed', batch_size=16,
+      model_dir=str(model_dir), input_fn='folder', data_dir=str(data_dir),
+      mode='train_then_eval', image_size=8, resnet_depth=20,
+      projection_head_layers=(32, 16), weight_init='seed', batch_size=16,
       eval_batch_size=32, validation_fraction=0.25, temperature=0.1,
-      augmentation_type='AUTOAUGMENT', random_crop_padding=1, flip=False,
-      stage_1_epochs=8, stage_1_optimizer='ADAM',
+      augmentation_type='AUTOAUGMENT', autoaugment_policy='cifar10',
+      crop='pad', random_crop_padding=1, flip=False,
+      eval_crop_method='IDENTITY', stage_1_epochs=8, stage_1_optimizer='ADAM',
+      stage_1_warmup_epochs=0., stage_1_weight_decay=1e-4,
       stage_1_base_learning_rate=0.02, stage_1_min_learning_rate_ratio=0.1,
-      stage_2_epochs=4, stage_2_base_learning_rate=40.,
+      stage_2_epochs=4, stage_2_warmup_epochs=0., stage_2_optimizer='MOMENTUM',
+      stage_2_update_encoder_batch_norm=False, stage_2_base_learning_rate=40.,
       knn_every_epochs=4, steps_per_loop=3, progress=False, plot=False,
       export=False)
   return make_config(**{**base, **values})
@@ -89,8 +92,11 @@ def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
   assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'stage_1') >= {
       'train/loss', 'train/contrastive_loss', 'train/learning_rate',
       'train/examples_per_second', 'monitor/knn_val_top1'}
+  # What the official evaluation reports, and the validation top-1.
   assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'eval') == {
-      'eval/test_top1', 'eval/test_top5', 'eval/val_top1'}
+      'eval/top_1_accuracy', 'eval/top_5_accuracy',
+      'eval/loss/contrastive_loss', 'eval/loss/cross_entropy_loss',
+      'eval/validation_top_1_accuracy'}
   assert Config.from_json((tmp_path / 'run' / 'config.json').read_text()) == (
       config)
   # Stage 2 changed the classifier and nothing of the encoder, BatchNorm
@@ -141,8 +147,8 @@ def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
 
 
 def test_cross_entropy_baseline_trains_the_encoder(tmp_path, data_dir):
-  from supcon_tf.cli import CROSS_ENTROPY
-  config = _config(tmp_path / 'ce', data_dir, **CROSS_ENTROPY,
+  from supcon_tf.config import XENT_FLAGS  # What bin/train_ce.py applies.
+  config = _config(tmp_path / 'ce', data_dir, **XENT_FLAGS,
                    stage_1_epochs=6, stage_1_optimizer='MOMENTUM',
                    stage_1_base_learning_rate=0.5)
   results = run_lib.run(config)
@@ -169,7 +175,7 @@ def test_two_replicas_run_both_stages(tmp_path, data_dir):
       'from supcon_tf.config import Config\n'
       'from supcon_tf.training import run\n'
       f'config = Config.from_json(open({str(tmp_path / "config.json")!r}).read())\n'
-      'strategy = run.make_strategy(config.strategy)\n'
+      'strategy = run.make_strategy(config)\n'
       'assert strategy.num_replicas_in_sync == 2\n'
       'run.run(config)\n')
   process = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
@@ -219,7 +225,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path, data_dir):
   config = _config(tmp_path / 'nan', data_dir, stage_1_optimizer='MOMENTUM',
                    stage_1_base_learning_rate=1e35, steps_per_loop=1,
-                   checkpoint_every_steps=1, knn_every_epochs=0)
+                   save_interval_steps=1, knn_every_epochs=0)
   with pytest.raises(loop.NonFiniteLossError, match=r'by step (\d+)') as info:
     run_lib.run(config)
   failed = int(re.search(r'by step (\d+)', str(info.value)).group(1))
@@ -230,13 +236,16 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 
 def _train_process(model_dir, data_dir, epochs):
-  flags = [f'--model_dir={model_dir}', '--dataset=folder',
+  flags = [f'--model_dir={model_dir}', '--input_fn=folder',
            f'--data_dir={data_dir}', '--image_size=8', '--batch_size=16',
            '--validation_fraction=0.25', f'--stage_1_epochs={epochs}',
            '--stage_2_epochs=1', '--steps_per_loop=1',
            '--projection_head_layers=16', '--knn_every_epochs=0',
            '--noexport', '--noplot', '--stage_1_optimizer=adam',
-           '--stage_1_base_learning_rate=0.01']
+           '--stage_1_base_learning_rate=0.01', '--resnet_depth=20',
+           '--autoaugment_policy=cifar10', '--crop=pad',
+           '--random_crop_padding=1', '--eval_crop_method=IDENTITY',
+           '--stage_1_warmup_epochs=0', '--stage_2_warmup_epochs=0']
   return subprocess.Popen(
       [sys.executable, os.path.join(ROOT, 'bin', 'train_supcon.py')] + flags,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -258,7 +267,7 @@ def test_fractional_epochs_run_the_official_step_counts(tmp_path, data_dir):
   # int(3 * 2.4) = 7 steps, the run int(5 * 2.4) = 12, so stage 2 is 5.
   config = _config(tmp_path / 'span', data_dir, batch_size=20,
                    stage_1_epochs=3, stage_2_epochs=2, knn_every_epochs=0,
-                   checkpoint_every_steps=100, epoch_remainder='span')
+                   save_interval_steps=100, epoch_remainder='span')
   results = run_lib.run(config)
   assert results['steps_per_epoch'] == 2.4
   assert (results['stage_1_steps'], results['stage_2_steps']) == (7, 5)
@@ -428,13 +437,13 @@ def test_official_flag_names_parse_into_the_config():
   argv = ['prog', '--preset=supcon_cifar10_resnet50', '--input_fn=cifar100',
           '--stage_1_optimizer=lars', '--projection_head_layers=512,64',
           '--use_labels=false', '--crop_area_range=0.2,1.0',
-          '--mixed_precision', '--model_dir=/tmp/x']
+          '--allow_mixed_precision', '--model_dir=/tmp/x']
   absl_flags.FLAGS(argv)
   try:
     config = flags.config_from_flags()
   finally:
     absl_flags.FLAGS.unparse_flags()
-  assert config.dataset == 'cifar100' and config.stage_1_optimizer == 'LARS'
+  assert config.input_fn == 'cifar100' and config.stage_1_optimizer == 'LARS'
   assert config.projection_head_layers == (512, 64)
   assert config.use_labels is False and config.crop_area_range == (0.2, 1.0)
   assert config.batch_size == 4096  # From the preset.

@@ -9,14 +9,16 @@ image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`,
 
 Built on them: AutoAugment (CIFAR-10 and ImageNet policies), RandAugment, and
 the batch-level crops, flips, SimCLR colour distortion and Cutout that make a
-training view (`AugmentConfig`, `augment`). Every random choice is stateless
+training view (`augment`, which takes a `supcon_tf.config.Preprocessing`
+or a Config). Every random choice is stateless
 and made per image, so one call transforms a whole batch and the same seed
 gives the same views.
 """
-import dataclasses
 import math
 
 import tensorflow as tf
+
+from supcon_tf import enums
 
 FILL_VALUE = 128  # Grey, close to the CIFAR mean (REFERENCE.md, section 6).
 
@@ -438,9 +440,6 @@ IMAGENET_POLICY = (
     (('Equalize', 0.8, 0), ('Equalize', 0.6, 0)),
 )
 POLICIES = {'cifar10': CIFAR10_POLICY, 'imagenet': IMAGENET_POLICY}
-# Every `autoaugment_policy`: POLICIES, and the seed's own variant of the
-# CIFAR-10 policy, which draws its magnitudes differently (seed_autoaugment).
-POLICY_NAMES = tuple(POLICIES) + ('seed_cifar10',)
 
 # RandAugment (Cubuk et al. 2020): the AutoAugment ops without Invert, plus
 # Identity (an op that leaves the image as it is).
@@ -780,66 +779,28 @@ def simclr_distort(images, seed, strength=0.5, blur_probability=0.5,
 
 # --- The training augmentation, by the official names ----------------------------
 
-AUGMENTATION_TYPES = ('SIMCLR', 'AUTOAUGMENT', 'RANDAUGMENT',
-                      'STACKED_RANDAUGMENT', 'IDENTITY')
-CROPS = ('pad', 'random_resized', 'none')
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-  """One view's training augmentation.
-
-  A crop (`crop`: 'pad' = the seed recipe's pad-`padding` random crop,
-  'random_resized' = SimCLR's random resized crop with `crop_area_range`,
-  'none'), a horizontal flip, then `augmentation_type` with the official
-  names: SIMCLR (colour jitter of strength `augmentation_magnitude`, grayscale,
-  blur with `blur_probability`), AUTOAUGMENT (`autoaugment_policy`),
-  RANDAUGMENT (`randaugment_layers` ops at level `augmentation_magnitude` on
-  the 0..10 scale, as the official code passes it), STACKED_RANDAUGMENT
-  (SimCLR's jitter, RandAugment, grayscale, blur), IDENTITY; a magnitude <= 0
-  skips this step, as the official code does. Optional Cutout last.
-  """
-  augmentation_type: str = 'AUTOAUGMENT'
-  augmentation_magnitude: float = 0.5
-  image_size: int = 32
-  crop: str = 'pad'
-  padding: int = 4
-  crop_area_range: tuple = (0.08, 1.0)
-  flip: bool = True
-  autoaugment_policy: str = 'cifar10'
-  posterize_bits_fix: bool = False
-  randaugment_layers: int = 2
-  blur_probability: float = 0.0
-  use_pytorch_color_jitter: bool = False
-  cutout_size: int = 0
-
-  def __post_init__(self):
-    kind = str(self.augmentation_type).upper()
-    if '.' in kind:  # An enum member such as AugmentationType.SIMCLR.
-      kind = kind.rsplit('.', 1)[1]
-    if kind not in AUGMENTATION_TYPES:
-      raise ValueError(f'augmentation_type must be one of '
-                       f'{", ".join(AUGMENTATION_TYPES)}; got '
-                       f'{self.augmentation_type!r}.')
-    object.__setattr__(self, 'augmentation_type', kind)
-    if self.crop not in CROPS:
-      raise ValueError(f'crop must be one of {", ".join(CROPS)}; got '
-                       f'{self.crop!r}.')
-    if self.autoaugment_policy not in POLICY_NAMES:
-      raise ValueError(f'autoaugment_policy must be one of '
-                       f'{", ".join(POLICY_NAMES)}; got '
-                       f'{self.autoaugment_policy!r}.')
-    low, high = self.crop_area_range
-    if not 0 < low <= high <= 1:
-      raise ValueError('crop_area_range must be 0 < low <= high <= 1; got '
-                       f'{self.crop_area_range}.')
-    if not 0 <= self.blur_probability <= 1:
-      raise ValueError('blur_probability must be in [0, 1]; got '
-                       f'{self.blur_probability}.')
-    if self.image_size < 1 or self.padding < 0 or self.cutout_size < 0:
-      raise ValueError('image_size must be >= 1 and padding, cutout_size '
-                       f'>= 0; got {self.image_size}, {self.padding}, '
-                       f'{self.cutout_size}.')
+def unimplemented(config):
+  """A message naming the official setting in `config` (a Preprocessing or
+  Config) whose behaviour is not built yet, or None."""
+  kind = config.augmentation_type
+  if config.augmentation_magnitude <= 0:  # The augmentation is skipped.
+    return None
+  if kind == 'AUTOAUGMENT' and config.autoaugment_policy == 'v0':
+    return ('--augmentation_type=AUTOAUGMENT with --autoaugment_policy=v0 '
+            "(the official: TF-Models' AutoAugment policy v0) is not "
+            'implemented yet; --autoaugment_policy=imagenet or cifar10 selects '
+            'the PIL-exact policies of Cubuk et al. (2019).')
+  if (kind in ('RANDAUGMENT', 'STACKED_RANDAUGMENT') and
+      config.randaugment_ops == 'tf_models'):
+    return (f'--augmentation_type={kind} with --randaugment_ops=tf_models '
+            "(the official: TF-Models' op set) is not implemented yet; "
+            '--randaugment_ops=pil selects the PIL-exact RandAugment ops.')
+  if (kind in ('SIMCLR', 'STACKED_RANDAUGMENT') and config.defer_blurring and
+      config.blur_probability > 0):
+    return ('--defer_blurring (the blur applied to the batch in the training '
+            'step) is not implemented yet; --defer_blurring=false blurs in '
+            'the input pipeline, or --blur_probability=0 turns the blur off.')
+  return None
 
 
 def crop_views(image, seed, config, views):
@@ -855,11 +816,15 @@ def augment(images, seed, config, cropped=False):
   """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
   float32 [N, S, S, 3] in 0..255 units. `cropped` says the crop and flip were
   done already (`crop_views`). Stateless: the same seed, the same views."""
+  message = unimplemented(config)
+  if message:
+    raise ValueError(message)
   images, _ = _as_batch(images)
   seeds = tf.random.experimental.stateless_split(seed, 4)
   if not cropped:
     if config.crop == 'pad':
-      images = pad_crop_flip(images, seeds[0], config.padding, config.flip)
+      images = pad_crop_flip(images, seeds[0], config.random_crop_padding,
+                             config.flip)
     elif config.crop == 'random_resized':
       images = random_resized_crop(images, seeds[0], config.image_size,
                                    config.crop_area_range, flip=config.flip)
@@ -903,9 +868,6 @@ def augment(images, seed, config, cropped=False):
 
 # --- Evaluation -----------------------------------------------------------------
 
-EVAL_CROP_METHODS = ('IDENTITY', 'RESIZE_THEN_CROP', 'CROP_THEN_RESIZE',
-                     'CROP_THEN_DISTORT')
-
 
 def eval_crop(image, size, method='IDENTITY', crop_padding=32):
   """The official eval crops of one image [H, W, 3] to size x size:
@@ -915,9 +877,9 @@ def eval_crop(image, size, method='IDENTITY', crop_padding=32):
   fraction, resized), IDENTITY (the image; resized if it is not size x size).
   Returns float32 0..255."""
   method = str(method).upper().rsplit('.', 1)[-1]
-  if method not in EVAL_CROP_METHODS:
+  if method not in enums.EVAL_CROP_METHODS:
     raise ValueError(f'eval_crop_method must be one of '
-                     f'{", ".join(EVAL_CROP_METHODS)}; got {method!r}.')
+                     f'{", ".join(enums.EVAL_CROP_METHODS)}; got {method!r}.')
   image = tf.cast(image, tf.float32)
   shape = tf.shape(image)
   fraction = size / (size + crop_padding)

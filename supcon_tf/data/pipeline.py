@@ -17,6 +17,7 @@ Use the `*_distributed` functions with a `tf.distribute` strategy.
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf import enums
 from supcon_tf.data import augment as augment_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -31,19 +32,13 @@ def normalize(images, mean_std):
           tf.constant(std, tf.float32))
 
 
-# How an epoch ends: 'span', as official, reads every example of every epoch
-# and lets a batch run across the end of one epoch into the next (a stage is
-# int(epochs * N / batch) steps, epochs may end mid-step); 'drop' reads the
-# floor(N / batch) full batches of each epoch and drops the rest.
-EPOCH_REMAINDERS = ('span', 'drop')
-
-
 def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):
   """Global batches per pass over `split`: N / batch (a float) with 'span',
   the full batches floor(N / batch) with 'drop'."""
-  if epoch_remainder not in EPOCH_REMAINDERS:
+  if epoch_remainder not in enums.EPOCH_REMAINDERS:
     raise ValueError(f'epoch_remainder must be one of '
-                     f'{", ".join(EPOCH_REMAINDERS)}; got {epoch_remainder!r}.')
+                     f'{", ".join(enums.EPOCH_REMAINDERS)}; got '
+                     f'{epoch_remainder!r}.')
   steps = len(split) // global_batch_size
   if steps < 1:
     raise ValueError(f'global batch size {global_batch_size} is larger than '
@@ -173,7 +168,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
   batch. `classes_per_batch` turns on the class-balanced sampler (whose
   epochs are whole batches, so its epochs never span).
-  `epoch_remainder`: see EPOCH_REMAINDERS."""
+  `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS."""
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1; got {num_views}.')
   if classes_per_batch:

@@ -111,10 +111,22 @@ class Source:
                      f'{", ".join(sorted(self.splits))}.')
 
 
+# The official input_fn names that are not the dataset's own.
+OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
+
+
 def load_source(name, data_dir=None, validation_fraction=0., seed=0,
-                label_type='fine', skip_corrupt=False):
-  """The dataset `name` as a `Source` with splits train, test and (when
-  `validation_fraction` > 0) validation carved from train with `seed`."""
+                label_type='fine', skip_corrupt=False, num_images=0,
+                label_noise_prob=0.):
+  """The dataset `name` (an official input_fn name, or cifar100, folder,
+  digits, a TFDS name) as a `Source` with splits train, test (the official
+  eval split: CIFAR test, ImageNet validation) and (when
+  `validation_fraction` > 0) validation carved from train with `seed`.
+  As the official input_fn: `num_images` > 0 keeps the first so many training
+  examples; `label_noise_prob` replaces that fraction of training labels with
+  uniformly drawn ones, once per example (the validation split stays clean).
+  """
+  name = OFFICIAL_NAMES.get(name, name)
   if not 0 <= validation_fraction < 1:
     raise ValueError('validation_fraction must be in [0, 1); got '
                      f'{validation_fraction}.')
@@ -131,6 +143,10 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
     source = _cifar(name, data_dir, label_type)
   else:
     source = _tfds(name, data_dir)
+  if num_images:
+    train = source.split('train')
+    source.splits['train'] = train.subset(np.arange(min(num_images,
+                                                        len(train))))
   if validation_fraction > 0:
     train = source.split('train')
     count = int(round(validation_fraction * len(train)))
@@ -140,7 +156,21 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
     order = np.random.default_rng(seed).permutation(len(train))
     source.splits['validation'] = train.subset(order[:count])
     source.splits['train'] = train.subset(order[count:])
+  if label_noise_prob > 0:
+    source.splits['train'] = _noisy(source.split('train'), label_noise_prob,
+                                    source.num_classes, seed)
   return source
+
+
+def _noisy(split, probability, num_classes, seed):
+  if split.labels is None:
+    raise ValueError('label_noise_prob needs the labels in memory; '
+                     f'{split.size} examples are streamed here.')
+  rng = np.random.default_rng([seed, 1])
+  replaced = rng.random(len(split)) < probability
+  random = rng.integers(0, num_classes, len(split))
+  return dataclasses.replace(split,
+                             labels=np.where(replaced, random, split.labels))
 
 
 # --- digits ---------------------------------------------------------------------
@@ -250,8 +280,10 @@ def _tfds(name, data_dir, label_type='fine'):
   # Split facts are absent only when TFDS is mocked (in tests).
   known = dict(info.splits) or {'train': None, 'test': None}
   splits = {}
-  for split, candidates in (('train', ('train',)),
-                            ('test', ('test', 'validation'))):
+  # The official eval split: ImageNet's validation, else test.
+  evaluation = (('validation', 'test') if name.startswith('imagenet') else
+                ('test', 'validation'))
+  for split, candidates in (('train', ('train',)), ('test', evaluation)):
     tfds_split = next((c for c in candidates if c in known), None)
     if tfds_split is None:
       continue

@@ -4,8 +4,9 @@ import math
 
 import keras
 
-from supcon_tf.models.layers import (WEIGHT_INITS, batch_norm,
-                                     kaiming_normal, name_for_checkpoints)
+from supcon_tf.enums import WEIGHT_INITS
+from supcon_tf.models.layers import (batch_norm, kaiming_normal,
+                                     name_for_checkpoints)
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')

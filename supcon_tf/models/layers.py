@@ -4,11 +4,6 @@ import keras
 import tensorflow as tf
 
 
-# How weights start: 'official', or 'seed' (the seed's PyTorch ResNet-20:
-# kaiming_normal_ on every Conv2d and Linear weight, PyTorch's default biases).
-WEIGHT_INITS = ('official', 'seed')
-
-
 def kaiming_normal():
   """torch.nn.init.kaiming_normal_ defaults: N(0, 2 / fan_in), untruncated."""
   return keras.initializers.VarianceScaling(2.0, mode='fan_in',

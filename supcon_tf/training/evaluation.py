@@ -1,6 +1,9 @@
-"""Evaluation: model outputs over a split, top-k accuracy, the kNN monitor."""
+"""Evaluation: model outputs over a split, top-k accuracy, the losses, the
+kNN monitor."""
 import numpy as np
 import tensorflow as tf
+
+from supcon_tf import losses
 
 
 def make_forward(model, keys=('embeddings', 'logits')):
@@ -43,6 +46,29 @@ def top_k_accuracy(logits, labels, k):
   k = min(k, logits.shape[1])
   top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
   return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def cross_entropy(logits, labels):
+  """Mean softmax cross-entropy of the logits against integer labels."""
+  return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+      tf.constant(labels), tf.constant(logits))))
+
+
+def contrastive_loss(projection, labels, batch_size, **options):
+  """The official eval's contrastive loss: over consecutive batches of
+  `batch_size` (the contrast set is the batch), each example's two views
+  the same eval view; the mean over every anchor. `options` go to
+  `supcon_tf.losses.contrastive_loss`."""
+  total, count = 0., 0
+  for start in range(0, len(projection), batch_size):
+    views = tf.constant(projection[start:start + batch_size])
+    per_anchor = losses.contrastive_loss(
+        tf.stack([views, views], axis=1),
+        None if labels is None else tf.constant(
+            labels[start:start + batch_size]), **options)
+    total += float(tf.reduce_sum(per_anchor))
+    count += int(tf.size(per_anchor))
+  return total / count
 
 
 def knn_accuracy(bank, bank_labels, queries, query_labels, num_classes,

@@ -5,7 +5,7 @@
 are sums over the replica's examples divided by the global batch, so the
 optimizer's all-reduce (a sum) gives the global mean. Each stage has its own
 `tf.train.CheckpointManager` under `model_dir/<stage>`; a checkpoint is
-written every `checkpoint_every_steps` steps, at every epoch end, on Ctrl-C,
+written every `save_interval_steps` steps, at every epoch end, on Ctrl-C,
 and never after a non-finite loss. A rerun resumes from the latest one with
 the same batches it would have seen.
 """
@@ -60,13 +60,11 @@ def _on_gpu():
 class Trainer:
   """Runs stages on one model under one strategy."""
 
-  def __init__(self, config, strategy, model, source, augment_config,
-               mean_std):
+  def __init__(self, config, strategy, model, source, mean_std):
     self.config = config
     self.strategy = strategy
     self.model = model
     self.source = source
-    self.augment_config = augment_config
     self.mean_std = mean_std
     self.jit_compile = use_jit(config, strategy)
     self.train_split = source.split('train')
@@ -110,7 +108,10 @@ class Trainer:
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
                                      step=step)
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(config.model_dir, stage.name), max_to_keep=3)
+        checkpoint, os.path.join(config.model_dir, stage.name),
+        max_to_keep=config.max_checkpoints_to_keep,
+        keep_checkpoint_every_n_hours=(
+            config.keep_checkpoint_interval_secs / 3600.))
     if manager.latest_checkpoint:
       checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
       logging.info('%s: resumed from %s at step %d', stage.name,
@@ -123,7 +124,7 @@ class Trainer:
 
     views = stages.views_for(stage, config)
     dataset = pipeline.train_dataset_distributed(
-        self.strategy, self.train_split, self.augment_config,
+        self.strategy, self.train_split, config,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=config.epoch_remainder,
         classes_per_batch=config.classes_per_batch or None,
@@ -141,7 +142,9 @@ class Trainer:
       while int(step.numpy()) < total:
         current = int(step.numpy())
         to_epoch_end = self._next_epoch_end(current) - current
-        count = min(config.steps_per_loop, to_epoch_end, total - current)
+        # Summaries are written after each call.
+        count = min(config.steps_per_loop, config.summary_interval_steps,
+                    to_epoch_end, total - current)
         tick = time.perf_counter()
         metrics = {k: float(v) for k, v in loop(
             iterator, tf.constant(count, tf.int32)).items()}
@@ -162,12 +165,12 @@ class Trainer:
                         **{'ex/s': int(examples_per_second)})
         result['loss'] = metrics['loss']
         epoch_end = current == self._next_epoch_end(current - 1)
-        if (epoch_end or current - last_saved >= config.checkpoint_every_steps
+        if (epoch_end or current - last_saved >= config.save_interval_steps
             or current == total):
           manager.save(checkpoint_number=current)
           last_saved = current
         epoch = self._epoch_of(current)
-        if (epoch_end and stage.contrastive_weight > 0 and
+        if (epoch_end and stage.contrastive_loss_weight > 0 and
             config.knn_every_epochs and
             (epoch % config.knn_every_epochs == 0 or current == total)):
           knn = self.knn_monitor()
@@ -222,7 +225,7 @@ class Trainer:
                               not stage.encoder_batch_norm_inference))
         terms = {}
         total = tf.constant(0.)
-        if stage.contrastive_weight > 0:
+        if stage.contrastive_loss_weight > 0:
           per_anchor = losses.contrastive_loss(
               outputs['projection'], labels if labelled else None,
               temperature=config.temperature,
@@ -232,11 +235,11 @@ class Trainer:
               positives_cap=config.positives_cap,
               scale_by_temperature=config.scale_by_temperature)
           terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
-          total += stage.contrastive_weight * terms['contrastive_loss']
-        if stage.cross_entropy_weight > 0:
+          total += stage.contrastive_loss_weight * terms['contrastive_loss']
+        if stage.cross_entropy_loss_weight > 0:
           terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
               outputs['logits'], labels, global_batch, config.label_smoothing)
-          total += stage.cross_entropy_weight * terms['cross_entropy_loss']
+          total += stage.cross_entropy_loss_weight * terms['cross_entropy_loss']
         if decayed:
           terms['weight_decay'] = (stage.weight_decay *
                                    optimizers.l2_loss(decayed) / replicas)

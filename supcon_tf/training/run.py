@@ -1,9 +1,12 @@
-"""A whole run: strategy, data, model, the stages, evaluation, export.
+"""A whole run, in the official modes (`config.mode`).
 
-`run(config)` trains stage 1 then stage 2 (a stage with 0 epochs is skipped,
-a finished one is not redone), evaluates on the test split, writes
-`results.json`, exports the SavedModel to `model_dir/export` and plots the
-test embeddings to `model_dir/embeddings.png`.
+`train` trains stage 1 then stage 2 (a stage with 0 epochs is skipped, a
+finished one is not redone) and writes `results.json`; `train_then_eval`
+then evaluates on the eval split (CIFAR test, ImageNet validation), exports
+the SavedModel to `model_dir/export` and plots the test embeddings to
+`model_dir/embeddings.png`; `eval` is the official separate evaluation job:
+it evaluates the checkpoints of `model_dir` as they appear, until the last
+one, then exports and plots.
 """
 import json
 import os
@@ -25,15 +28,24 @@ from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
+# --mode=eval stops when no new checkpoint has come for this long (official).
+EVAL_TIMEOUT_SECS = 60 * 60
 
 
-def make_strategy(name):
-  """auto: MirroredStrategy over all GPUs when there are several, else the
-  default strategy. mirrored: over all GPUs, or all logical CPUs."""
+def make_strategy(config):
+  """The strategy `config.strategy` names. auto: the TPU strategy with
+  --use_tpu and a TPU (named by --tpu_name or --master, or local), else
+  MirroredStrategy over all GPUs when there are several, else the default
+  strategy. mirrored: over all GPUs, or all logical CPUs."""
+  name = config.strategy
   if name == 'auto':
-    gpus = tf.config.list_logical_devices('GPU')
-    return (tf.distribute.MirroredStrategy() if len(gpus) > 1
-            else tf.distribute.get_strategy())
+    if config.use_tpu and (config.tpu_name or config.master or
+                           tf.config.list_logical_devices('TPU')):
+      name = 'tpu'
+    else:
+      gpus = tf.config.list_logical_devices('GPU')
+      return (tf.distribute.MirroredStrategy() if len(gpus) > 1
+              else tf.distribute.get_strategy())
   if name == 'default':
     return tf.distribute.get_strategy()
   if name == 'mirrored':
@@ -45,7 +57,14 @@ def make_strategy(name):
   if name == 'multi_worker':
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    if config.use_global_batch_norm:
+      raise ValueError('--use_global_batch_norm (BatchNorm statistics over '
+                       'all TPU cores) is not implemented yet; '
+                       '--use_global_batch_norm=false uses per-core '
+                       'statistics.')
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu=config.tpu_name or config.master or '', zone=config.tpu_zone,
+        project=config.gcp_project)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
@@ -77,21 +96,6 @@ def build_model(config, num_classes):
       weight_init=config.weight_init)
 
 
-def augment_config(config):
-  return augment.AugmentConfig(
-      augmentation_type=config.augmentation_type,
-      augmentation_magnitude=config.augmentation_magnitude,
-      image_size=config.image_size, crop=config.crop,
-      padding=config.random_crop_padding,
-      crop_area_range=config.crop_area_range, flip=config.flip,
-      autoaugment_policy=config.autoaugment_policy,
-      posterize_bits_fix=config.posterize_bits_fix,
-      randaugment_layers=config.randaugment_layers,
-      blur_probability=config.blur_probability,
-      use_pytorch_color_jitter=config.use_pytorch_color_jitter,
-      cutout_size=config.cutout_size)
-
-
 def normalization(config, source=None):
   """Per-channel (mean, std) for the inputs: none but the scaling to
   [-1, 1] without `apply_whitening`, else the named dataset's statistics
@@ -103,12 +107,13 @@ def normalization(config, source=None):
     return sources.MEAN_STD[config.normalization]
   if source is not None:
     return source.mean_std
-  if config.dataset not in sources.MEAN_STD:
+  name = sources.OFFICIAL_NAMES.get(config.input_fn, config.input_fn)
+  if name not in sources.MEAN_STD:
     raise ValueError(
-        f'The whitening statistics of {config.dataset!r} are known only from '
+        f'The whitening statistics of {config.input_fn!r} are known only from '
         f'its data: set --normalization to one of '
         f'{", ".join(sources.MEAN_STD)}, or --apply_whitening=False.')
-  return sources.MEAN_STD[config.dataset]
+  return sources.MEAN_STD[name]
 
 
 def check_model_dir(config):
@@ -133,25 +138,52 @@ def check_model_dir(config):
         f'{details}. Use another --model_dir, or the saved values to resume.')
 
 
+def check_supported(config):
+  """A ValueError naming an official setting whose behaviour is not built
+  yet, before anything is read or written."""
+  message = augment.unimplemented(config)
+  if message:
+    raise ValueError(message)
+  if config.hparams:
+    raise ValueError('--hparams (the official serialized hparams string) is '
+                     'not supported yet; pass the individual flags.')
+
+
 def run(config, stage_indices=(1, 2)):
-  """Trains, evaluates and exports; returns the results dict."""
+  """Runs `config.mode`; returns the results dict (also results.json)."""
   started = time.perf_counter()
+  check_supported(config)
   check_model_dir(config)
+  setup = _setup(config)
+  if config.mode == 'eval':
+    results = evaluate_continuously(config, setup)
+  else:
+    results = _train(config, setup, stage_indices)
+    if config.mode == 'train_then_eval':
+      results.update(_evaluate(config, setup))
+      results.update(_finish(config, setup))
+  results['wall_seconds'] = round(time.perf_counter() - started, 2)
+  _write_results(config, results)
+  return results
+
+
+def _setup(config):
+  """Source, strategy, model and trainer of a run."""
   source = sources.load_source(
-      config.dataset, config.data_dir,
+      config.input_fn, config.data_dir,
       validation_fraction=config.validation_fraction, seed=config.seed,
-      label_type=config.label_type, skip_corrupt=config.skip_corrupt)
+      label_type=config.label_type, skip_corrupt=config.skip_corrupt,
+      num_images=config.num_images, label_noise_prob=config.label_noise_prob)
   if config.allow_mixed_precision:
     gpu = bool(tf.config.list_logical_devices('GPU'))
     keras.mixed_precision.set_global_policy(
         'mixed_float16' if gpu else 'mixed_bfloat16')
-  strategy = make_strategy(config.strategy)
+  strategy = make_strategy(config)
   mean_std = normalization(config, source)
   os.makedirs(config.model_dir, exist_ok=True)
-  with open(os.path.join(config.model_dir, CONFIG_FILE), 'w') as f:
-    f.write(config.to_json())
-  logging.info('Configuration:\n%s', config.to_json())
-
+  if config.mode != 'eval':
+    with open(os.path.join(config.model_dir, CONFIG_FILE), 'w') as f:
+      f.write(config.to_json())
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = build_model(config, source.num_classes)
@@ -161,9 +193,14 @@ def run(config, stage_indices=(1, 2)):
     official.restore_official(model, config.reference_ckpt,
                               config.warm_start_parts,
                               config.ignore_missing_checkpoint_vars)
-  trainer = Trainer(config, strategy, model, source, augment_config(config),
-                    mean_std)
-  results = {'dataset': config.dataset, 'num_classes': source.num_classes,
+  trainer = Trainer(config, strategy, model, source, mean_std)
+  return dict(source=source, model=model, trainer=trainer, mean_std=mean_std)
+
+
+def _train(config, setup, stage_indices):
+  trainer = setup['trainer']
+  source = setup['source']
+  results = {'input_fn': config.input_fn, 'num_classes': source.num_classes,
              'steps_per_epoch': trainer.steps_per_epoch}
   for index in (1, 2):
     stage = stages.stage_from_config(config, index)
@@ -180,36 +217,126 @@ def run(config, stage_indices=(1, 2)):
       results[f'{stage.name}_final_loss'] = outcome['loss']
     if 'knn_val_top1' in outcome:
       results['knn_val_top1'] = outcome['knn_val_top1']
+  return results
 
-  test = trainer.outputs('test')
-  results['test_top1'] = evaluation.top_k_accuracy(test['logits'],
-                                                   test['labels'], 1)
-  results['test_top5'] = evaluation.top_k_accuracy(test['logits'],
-                                                   test['labels'], 5)
-  if 'validation' in source.splits:
+
+def _evaluate(config, setup, global_step=None):
+  """What the official evaluation reports, on the eval split (and top-1 on
+  the validation split when there is one), to TensorBoard (model_dir/
+  summaries/eval) and the returned dict."""
+  trainer = setup['trainer']
+  test = trainer.outputs('test', keys=('embeddings', 'logits', 'projection'))
+  setup['test'] = test
+  results = {
+      'test_top1': evaluation.top_k_accuracy(test['logits'], test['labels'],
+                                             1),
+      'test_top5': evaluation.top_k_accuracy(test['logits'], test['labels'],
+                                             5),
+      'test_cross_entropy_loss': evaluation.cross_entropy(test['logits'],
+                                                          test['labels']),
+      'test_contrastive_loss': evaluation.contrastive_loss(
+          test['projection'], test['labels'] if config.use_labels else None,
+          config.eval_batch_size, temperature=config.temperature,
+          contrast_mode=config.contrast_mode.lower(),
+          summation_location=config.summation_location.lower(),
+          denominator_mode=config.denominator_mode.lower(),
+          positives_cap=config.positives_cap,
+          scale_by_temperature=config.scale_by_temperature),
+  }
+  if 'validation' in setup['source'].splits:
     validation = trainer.outputs('validation')
     results['val_top1'] = evaluation.top_k_accuracy(
         validation['logits'], validation['labels'], 1)
   else:
     results['val_top1'] = None
-  final_step = sum(results.get(f'stage_{i}_steps', 0) for i in (1, 2))
+  if global_step is None:
+    global_step = sum(stages.stage_steps(
+        stages.stage_from_config(config, i), config, trainer.steps_per_epoch)
+                      for i in (1, 2))
+  results['global_step'] = int(global_step)
+  names = {'test_top1': 'eval/top_1_accuracy',
+           'test_top5': 'eval/top_5_accuracy',
+           'test_contrastive_loss': 'eval/loss/contrastive_loss',
+           'test_cross_entropy_loss': 'eval/loss/cross_entropy_loss',
+           'val_top1': 'eval/validation_top_1_accuracy'}
   write_scalars(
       tf.summary.create_file_writer(
-          os.path.join(config.model_dir, 'summaries', 'eval')), final_step,
-      {f'eval/{k}': results[k] for k in ('test_top1', 'test_top5', 'val_top1')
-       if results[k] is not None})
+          os.path.join(config.model_dir, 'summaries', 'eval')), global_step,
+      {names[k]: v for k, v in results.items()
+       if k in names and v is not None})
+  logging.info('Evaluation at step %d: %s', global_step,
+               {k: v for k, v in results.items() if k in names})
+  return results
+
+
+def _finish(config, setup):
+  """The export and the plot after the last evaluation."""
+  results = {}
   if config.export:
     results['export'] = export_lib.export_saved_model(
-        model, os.path.join(config.model_dir, 'export'), mean_std,
-        config.image_size, train_batch_norm=config.batch_norm_training)
+        setup['model'], os.path.join(config.model_dir, 'export'),
+        setup['mean_std'], config.image_size,
+        train_batch_norm=config.batch_norm_training)
   if config.plot:
+    test = setup['test']
     results['plot'] = plot_embeddings(
-        test['embeddings'], test['labels'], source.class_names,
+        test['embeddings'], test['labels'], setup['source'].class_names,
         os.path.join(config.model_dir, 'embeddings.png'))
-  results['wall_seconds'] = round(time.perf_counter() - started, 2)
-  with open(os.path.join(config.model_dir, RESULTS_FILE), 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
   return results
+
+
+def _checkpoints(config, trainer):
+  """{global step: checkpoint path} of the stages' checkpoints in model_dir;
+  and the global step of the run's last one."""
+  found, offset = {}, 0
+  for index in (1, 2):
+    stage = stages.stage_from_config(config, index)
+    steps = stages.stage_steps(stage, config, trainer.steps_per_epoch)
+    state = tf.train.get_checkpoint_state(
+        os.path.join(config.model_dir, stage.name))
+    for path in (state.all_model_checkpoint_paths if state else []):
+      found[offset + int(path.rsplit('-', 1)[1])] = path
+    offset += steps
+  return found, offset
+
+
+def evaluate_continuously(config, setup, timeout=EVAL_TIMEOUT_SECS):
+  """--mode=eval: evaluates the newest checkpoint of model_dir whenever a
+  new one appears (every --eval_interval_secs), until the run's last one;
+  stops after `timeout` seconds without a new checkpoint."""
+  trainer, model = setup['trainer'], setup['model']
+  results, evaluated = {}, set()
+  waited_since = time.monotonic()
+  while True:
+    found, last = _checkpoints(config, trainer)
+    new = [step for step in found if step not in evaluated]
+    if new:
+      step = max(new)
+      tf.train.Checkpoint(model=model).read(found[step]).expect_partial()
+      results = _evaluate(config, setup, global_step=step)
+      results['checkpoint'] = found[step]
+      evaluated.update(found)
+      _write_results(config, results)
+      waited_since = time.monotonic()
+      if step >= last:
+        results.update(_finish(config, setup))
+        return results
+    elif time.monotonic() - waited_since > timeout:
+      raise TimeoutError(
+          f'No new checkpoint in {config.model_dir} for {timeout} s; the '
+          f'last evaluated step is {max(evaluated) if evaluated else None} '
+          f'of {last}.')
+    time.sleep(config.eval_interval_secs)
+
+
+def _write_results(config, results):
+  path = os.path.join(config.model_dir, RESULTS_FILE)
+  saved = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+  with open(path, 'w') as f:
+    json.dump({**saved, **results}, f, indent=2, sort_keys=True)
 
 
 def plot_embeddings(embeddings, labels, class_names, path):

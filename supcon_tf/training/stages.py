@@ -7,67 +7,22 @@ parts of the model train follows from the loss weights and stop-gradients:
 the projection head with the contrastive loss, the classifier with
 cross-entropy, the encoder with whichever loss reaches it.
 """
-import dataclasses
+import types
 
 from supcon_tf.training import optimizers
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  index: int
-  epochs: int
-  contrastive_weight: float
-  cross_entropy_weight: float
-  weight_decay: float
-  encoder_weight_decay: bool
-  projection_head_weight_decay: bool
-  classification_head_weight_decay: bool
-  update_encoder_batch_norm: bool
-  encoder_batch_norm_inference: bool
-  optimizer: str
-  base_learning_rate: float
-  warmup_epochs: float
-  learning_rate_decay: str
-  min_learning_rate_ratio: float
-  decay_rate: float
-  decay_boundary_epochs: tuple
-  epochs_per_decay: float
-  rmsprop_epsilon: float
-
-  @property
-  def name(self):
-    return f'stage_{self.index}'
-
-
 def stage_from_config(config, index):
-  """Stage 1 or 2 from the config's `stage_<index>_*` fields."""
-  value = lambda field: getattr(config, f'stage_{index}_{field}')
-  return Stage(
-      index=index, epochs=value('epochs'),
-      contrastive_weight=value('contrastive_loss_weight'),
-      cross_entropy_weight=value('cross_entropy_loss_weight'),
-      weight_decay=value('weight_decay'),
-      encoder_weight_decay=value('use_encoder_weight_decay'),
-      projection_head_weight_decay=value('use_projection_head_weight_decay'),
-      classification_head_weight_decay=value(
-          'use_classification_head_weight_decay'),
-      update_encoder_batch_norm=value('update_encoder_batch_norm'),
-      encoder_batch_norm_inference=value('encoder_batch_norm_inference'),
-      optimizer=value('optimizer'),
-      base_learning_rate=value('base_learning_rate'),
-      warmup_epochs=value('warmup_epochs'),
-      learning_rate_decay=value('learning_rate_decay'),
-      min_learning_rate_ratio=value('min_learning_rate_ratio'),
-      decay_rate=value('decay_rate'),
-      decay_boundary_epochs=value('decay_boundary_epochs'),
-      epochs_per_decay=value('epochs_per_decay'),
-      rmsprop_epsilon=value('rmsprop_epsilon'))
+  """Stage 1 or 2: its `index`, `name` ('stage_1') and every field of the
+  stage schema (`supcon_tf.config.STAGE`) under its own name."""
+  return types.SimpleNamespace(index=index, name=f'stage_{index}',
+                               **config.stage(index))
 
 
 def trained_parts(stage, model, config):
   """The model parts whose variables this stage updates."""
-  contrastive = stage.contrastive_weight > 0
-  cross_entropy = stage.cross_entropy_weight > 0
+  contrastive = stage.contrastive_loss_weight > 0
+  cross_entropy = stage.cross_entropy_loss_weight > 0
   encoder = ((contrastive and not config.stop_gradient_before_projection_head)
              or (cross_entropy and
                  not config.stop_gradient_before_classification_head))
@@ -90,10 +45,10 @@ def decay_selection(stage, model, config):
   official, the L2 term reaches a named part whether or not a loss trains it
   (stage 2 decays a frozen encoder whose switch is on); LARS, which the
   official code gives no L2 term, sees only the trained parts."""
-  switches = ((model.encoder, stage.encoder_weight_decay),
-              (model.projection_head, stage.projection_head_weight_decay),
+  switches = ((model.encoder, stage.use_encoder_weight_decay),
+              (model.projection_head, stage.use_projection_head_weight_decay),
               (model.classification_head,
-               stage.classification_head_weight_decay))
+               stage.use_classification_head_weight_decay))
   parts = [part for part, on in switches if on]
   if stage.optimizer == 'LARS':
     trained = [id(p) for p in trained_parts(stage, model, config)]
@@ -122,7 +77,7 @@ def updated_variables(stage, model, config):
 def views_for(stage, config):
   """Views per example: the configured number for the contrastive loss,
   else one (cross-entropy needs no second view)."""
-  return config.num_views if stage.contrastive_weight > 0 else 1
+  return config.num_views if stage.contrastive_loss_weight > 0 else 1
 
 
 def stage_steps(stage, config, steps_per_epoch):
