@@ -20,6 +20,7 @@ from absl import flags as absl_flags  # noqa: E402
 from supcon_tf import cli, flags  # noqa: E402
 
 flags.define_flags()
+flags.drop_test_framework_flags()
 absl_flags.adopt_module_key_flags(flags)
 
 if __name__ == '__main__':

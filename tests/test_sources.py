@@ -1,14 +1,13 @@
 """Data sources, on data the tests write themselves."""
-import io
 import os
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from supcon_tf.data import sources
+from tests.archives import write_cifar_archive
 
 
 def _cifar_batches(name, rng):
@@ -36,15 +35,6 @@ def _cifar_batches(name, rng):
   return batches, expected
 
 
-def _write_archive(path, folder, batches):
-  with tarfile.open(path, 'w:gz') as tar:
-    for member, content in batches.items():
-      payload = pickle.dumps(content)
-      info = tarfile.TarInfo(f'{folder}/{member}')
-      info.size = len(payload)
-      tar.addfile(info, io.BytesIO(payload))
-
-
 def _check_split(split, batches, key):
   data = np.concatenate([b[b'data'] for b in batches])
   want = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -62,7 +52,7 @@ def test_cifar10_reads_the_original_archive_or_its_folder(tmp_path, extracted):
     for member, content in batches.items():
       (folder / member).write_bytes(pickle.dumps(content))
   else:
-    _write_archive(tmp_path / 'cifar-10-python.tar.gz', 'cifar-10-batches-py',
+    write_cifar_archive(tmp_path / 'cifar-10-python.tar.gz', 'cifar-10-batches-py',
                    batches)
   source = sources.load_source('cifar10', str(tmp_path))
   assert source.class_names == ['plane', 'car', 'bird']
@@ -84,7 +74,7 @@ def test_cifar10_whitening_is_the_official_one_in_pixel_units():
 @pytest.mark.parametrize('label_type,classes', [('fine', 4), ('coarse', 2)])
 def test_cifar100_fine_and_coarse_labels(tmp_path, label_type, classes):
   batches, expected = _cifar_batches('cifar100', np.random.default_rng(1))
-  _write_archive(tmp_path / 'cifar-100-python.tar.gz', 'cifar-100-python',
+  write_cifar_archive(tmp_path / 'cifar-100-python.tar.gz', 'cifar-100-python',
                  batches)
   source = sources.load_source('cifar100', str(tmp_path),
                                label_type=label_type)
@@ -97,7 +87,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path, label_type, classes):
 def test_a_broken_cifar_archive_names_the_file(tmp_path):
   batches, _ = _cifar_batches('cifar10', np.random.default_rng(2))
   del batches['data_batch_3']
-  _write_archive(tmp_path / 'cifar-10-python.tar.gz', 'cifar-10-batches-py',
+  write_cifar_archive(tmp_path / 'cifar-10-python.tar.gz', 'cifar-10-batches-py',
                  batches)
   with pytest.raises(ValueError, match='data_batch_3'):
     sources.load_source('cifar10', str(tmp_path))
