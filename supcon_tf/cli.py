@@ -1,6 +1,7 @@
 """What the `bin/` apps share: flags to a Config, run, print the results."""
 import json
 import os
+import sys
 
 import tensorflow as tf
 from absl import app, logging
@@ -31,15 +32,22 @@ def main(kind, argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
-  if kind == 'classifier':
-    base = saved_config(supcon_flags.FLAGS.model_dir)
-    config = supcon_flags.config_from_flags(base=base)
-    results = run_lib.run(config, stage_indices=(2,))
-  else:
-    # The cross-entropy baseline: the official XENT flag group.
-    defaults = XENT_FLAGS if kind == 'cross_entropy' else None
-    config = supcon_flags.config_from_flags(defaults)
-    results = run_lib.run(config)
+  try:
+    if kind == 'classifier':
+      base = saved_config(supcon_flags.FLAGS.model_dir)
+      config = supcon_flags.config_from_flags(base=base)
+    else:
+      # The cross-entropy baseline: the official XENT flag group.
+      defaults = XENT_FLAGS if kind == 'cross_entropy' else None
+      config = supcon_flags.config_from_flags(defaults)
+    run_lib.check_supported(config)
+    run_lib.check_model_dir(config)
+  except ValueError as error:
+    # A bad flag or value: one line naming it, nothing read or written.
+    print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
+    sys.exit(2)
+  results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
+                        else (1, 2))
   shown = {k: results[k] for k in (
       'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}

@@ -159,7 +159,8 @@ class Config(_Stages, Preprocessing):
       'again to resume.')
   hparams: Optional[str] = _field(
       None, 'A serialized hparams string representing the hyperparameters to '
-      'use. Not supported here yet: use the individual flags.')
+      'use. If not set, fall back to using the individual hyperparameter '
+      'flags.')
   preset: Optional[str] = _field(None, 'A named preset (see README).')
   use_tpu: bool = _field(
       True, 'Whether this is running on a TPU: with a TPU named by '

@@ -10,6 +10,7 @@ import typing
 
 from absl import flags
 
+from supcon_tf import hparams as hparams_lib
 from supcon_tf.config import CHOICES, PRESETS, Config, make_config
 
 FLAGS = flags.FLAGS
@@ -71,6 +72,8 @@ def config_from_flags(defaults=None, base=None):
   """A Config: `base` (a saved config) or the preset, then `defaults`, then
   the flags given on the command line."""
   explicit = explicit_flags()
+  if FLAGS.hparams:
+    return _from_hparams(FLAGS.hparams, explicit)
   if base is not None:
     saved = dataclasses.asdict(base)
     saved.pop('preset')
@@ -80,3 +83,19 @@ def config_from_flags(defaults=None, base=None):
   return make_config(FLAGS.preset, **{**(defaults or {}),
                                       **PRESETS.get(FLAGS.preset, {}),
                                       **explicit})
+
+
+def _from_hparams(serialized, explicit):
+  """As the official launcher with --hparams: the hyperparameters from the
+  string over the official hparams.py defaults; of the command line, only
+  the launcher's and this project's own flags."""
+  hyperparameters = {field for field, _ in hparams_lib.ABBREVIATIONS.values()}
+  clashing = sorted(set(explicit) & hyperparameters)
+  if clashing:
+    raise ValueError(
+        '--hparams sets every hyperparameter; these flags would be ignored, '
+        'as the official launcher ignores them: ' +
+        ', '.join(f'--{name}' for name in clashing) + '.')
+  if FLAGS.preset:
+    raise ValueError('--hparams sets every hyperparameter: drop --preset.')
+  return make_config(**{**hparams_lib.parse(serialized), **explicit})

@@ -137,7 +137,8 @@ def _scalar(field, default, text):
   try:
     return kind(text) if kind is not int else int(text)
   except ValueError:
-    raise ValueError(f'--hparams: {text!r} is not a {kind.__name__} '
+    article = 'an' if kind is int else 'a'
+    raise ValueError(f'--hparams: {text!r} is not {article} {kind.__name__} '
                      f'({field}).') from None
 
 

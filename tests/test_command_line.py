@@ -286,9 +286,12 @@ def test_the_official_readme_command_names_what_is_not_built_yet(tmp_path):
        f'--model_dir={tmp_path / "run"}', '--use_tpu=False'],
       env={**os.environ, 'PYTHON': sys.executable}, capture_output=True,
       text=True, timeout=300)
-  assert done.returncode != 0
-  assert '--autoaugment_policy=v0' in done.stderr
-  assert not (tmp_path / 'run').exists()  # Nothing written.
+  # One line naming it, exit status 2, nothing written.
+  assert done.returncode == 2 and 'Traceback' not in done.stderr
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      'train_supcon.py: error: --augmentation_type=AUTOAUGMENT with '
+      '--autoaugment_policy=v0')
+  assert not (tmp_path / 'run').exists()
 
 
 def _tiny_run(model_dir, data_dir, **values):
@@ -392,3 +395,51 @@ def test_presets_of_every_official_script_exist():
   assert {n for n in os.listdir(os.path.join(ROOT, 'scripts'))
           if n.endswith('.sh') and n != 'configs.sh'} == {
               f'{n}.sh' for n in OFFICIAL_SCRIPTS}
+
+
+# The official serialization (hparam.py) of the official hparams.py defaults:
+# every field, enums by their codes, booleans as 0/1, lists in brackets.
+OFFICIAL_DEFAULTS_SERIALIZED = (
+    'bs=2048,ea=r1,d=50,w=1.0,fk=7,fs=2,imp=1,phl=[2048,128],up=0,pb=1,phn=1,'
+    'chn=1,czi=0,sgc=1,sgp=0,gbp=1,ul=0,t=1.0,cm=a,sl=o,dm=a,pc=-1,sbt=1,'
+    'ls=0.0,bd=1,s1te=700,s1wu=12.0,s1lr=0.3,s1de=c,s1dr=0.1,'
+    's1be=[30,60,80,90],s1epd=2.4,s1op=r,s1ebn=1,s1rep=1.0,s1cw=1.0,s1xw=1.0,'
+    's1wd=0.0001,s1ed=1,s1pd=1,s1cd=1,s2te=700,s2wu=12.0,s2lr=0.3,s2de=c,'
+    's2dr=0.1,s2be=[30,60,80,90],s2epd=2.4,s2op=r,s2ebn=1,s2rep=1.0,s2cw=1.0,'
+    's2xw=1.0,s2wd=0.0001,s2ed=1,s2pd=1,s2cd=1,ebs=128,ds=imagenet,bf=0,'
+    'is=224,au=s,m=0.5,wp=0.0,bp=0.5,db=1,pj=0,wh=1,ar=[0.08,1.0],ec=rc,cp=32,'
+    'nv=2,ms=-1,ln=0.0,hs=1,wsc=0,wsp=0,wse=0,wsi=0,wsb=0')
+
+
+def test_hparams_strings_take_the_official_abbreviations_and_defaults():
+  from supcon_tf import hparams
+  full = hparams.parse(OFFICIAL_DEFAULTS_SERIALIZED)
+  assert full == hparams.parse('')  # The serialized defaults are the defaults.
+  # hparams.py's defaults are not the flags': SIMCLR, no labels, tau 1.
+  assert (full['augmentation_type'], full['use_labels'], full['temperature'],
+          full['stage_1_weight_decay'], full['stage_2_epochs']) == (
+              'SIMCLR', False, 1.0, 1e-4, 700)
+  values = hparams.parse('bs=256,s1te=10,s2op=m,au=a,phl=[512,64],ul=1,'
+                         'ar=[0.2,1.0],ec=i,ea=rx,ds="cifar10",s1be=[5,8]')
+  assert (values['batch_size'], values['stage_1_epochs'],
+          values['stage_2_optimizer'], values['augmentation_type'],
+          values['projection_head_layers'], values['use_labels'],
+          values['crop_area_range'], values['eval_crop_method'],
+          values['resnet_architecture'], values['input_fn'],
+          values['stage_1_decay_boundary_epochs']) == (
+              256, 10, 'MOMENTUM', 'AUTOAUGMENT', (512, 64), True, (0.2, 1.0),
+              'IDENTITY', 'RESNEXT', 'cifar10', (5, 8))
+  for bad, match in (('bs=1.5', "'1.5' is not an int"),
+                     ('zz=1', "unknown hyperparameter 'zz'"),
+                     ('bs=1,bs=2', "'bs' is given twice"),
+                     ('au=q', 'not a value of augmentation_type'),
+                     ('wp=0.5', 'warp_probability'),
+                     ('phn=0', 'phn and chn differ')):
+    with pytest.raises(ValueError, match=match):
+      hparams.parse(bad)
+  config = _parse(['--hparams=s1te=3,ds=cifar10,is=32', '--model_dir=/tmp/x',
+                   '--mode=eval'])
+  assert (config.stage_1_epochs, config.input_fn, config.image_size,
+          config.use_labels, config.mode) == (3, 'cifar10', 32, False, 'eval')
+  with pytest.raises(ValueError, match='--batch_size'):
+    _parse(['--hparams=bs=16', '--batch_size=4', '--model_dir=/tmp/x'])

@@ -144,9 +144,6 @@ def check_supported(config):
   message = augment.unimplemented(config)
   if message:
     raise ValueError(message)
-  if config.hparams:
-    raise ValueError('--hparams (the official serialized hparams string) is '
-                     'not supported yet; pass the individual flags.')
 
 
 def run(config, stage_indices=(1, 2)):
