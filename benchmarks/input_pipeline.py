@@ -69,7 +69,7 @@ def main(_):
                          crop='pad', random_crop_padding=4, flip=True)
   dataset = pipeline.train_dataset(
       split, config, FLAGS.batch_size, sources.CIFAR10_MEAN_STD, num_views=2,
-      seed=0, threads=FLAGS.threads)
+      seed=0, input_threads=FLAGS.threads)
   iterator = iter(dataset)
   for _ in range(5):
     next(iterator)

@@ -53,7 +53,7 @@ def main():
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
   keras.utils.set_random_seed(0)
   model = ContrastiveModel(build_encoder(args.model), num_classes=10,
-                           projection_dims=(64, 64))
+                           projection_head_layers=(64, 64))
   optimizer = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4)
   rng = np.random.default_rng(0)
   views = tf.constant(

@@ -6,11 +6,12 @@ the setting (supcon/enums.py), lower-case names for this project's own.
 MODES = ('train', 'eval', 'train_then_eval')
 AUGMENTATION_TYPES = ('SIMCLR', 'AUTOAUGMENT', 'RANDAUGMENT',
                       'STACKED_RANDAUGMENT', 'IDENTITY')
-# The training crop: the official random crop with crop_area_range ('random_resized'),
-# a random crop of the image padded by random_crop_padding ('pad'), or none.
+# The training crop: the official random crop covering crop_area_range
+# ('random_resized'), a random crop of the image padded by random_crop_padding
+# ('pad'), or none.
 CROPS = ('random_resized', 'pad', 'none')
-EVAL_CROP_METHODS = ('RESIZE_THEN_CROP', 'CROP_THEN_RESIZE', 'CROP_THEN_DISTORT',
-                     'IDENTITY')
+EVAL_CROP_METHODS = ('RESIZE_THEN_CROP', 'CROP_THEN_RESIZE',
+                     'CROP_THEN_DISTORT', 'IDENTITY')
 # AUTOAUGMENT's policy: 'v0', the official (TF-Models' AutoAugment policy v0),
 # or the PIL-exact policies of Cubuk et al. (2019) for CIFAR-10 and ImageNet,
 # or the seed's variant of the CIFAR-10 one.

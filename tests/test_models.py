@@ -107,8 +107,8 @@ def test_cifar_stem_keeps_resolution_and_feature_size():
           64 * 3 * 40)
 
 
-def test_width_multiplier_and_zero_init_last_bn():
-  encoder = _built('resnet18', 32, width_multiplier=2, zero_init_last_bn=False)
+def test_resnet_width_and_zero_init_last_bn():
+  encoder = _built('resnet18', 32, resnet_width=2, zero_init_last_bn=False)
   assert encoder.output_dim == 1024
   assert _trainable_count(encoder) == _official_resnet_count(18, width=2)
   gammas = [b.bn2.gamma.numpy() for b in encoder.blocks]
@@ -158,7 +158,7 @@ def test_projection_head_with_batch_norm_is_the_official_layout():
 def _model(**options):
   keras.utils.set_random_seed(0)
   model = ContrastiveModel(build_encoder('resnet20'), num_classes=10,
-                           projection_dims=(64, 64), **options)
+                           projection_head_layers=(64, 64), **options)
   model(np.zeros((2, 32, 32, 3), np.float32))
   return model
 
@@ -215,13 +215,13 @@ def test_inference_keeps_batch_norm_statistics_frozen():
 @pytest.mark.parametrize('encoder_name,options,weight_init', [
     ('resnet20', {}, 'official'),
     ('resnet20', dict(weight_init='seed'), 'seed'),
-    ('resnet18', dict(cifar_stem=True, width_multiplier=1), 'official'),
+    ('resnet18', dict(cifar_stem=True, resnet_width=1), 'official'),
     ('resnext50', dict(cifar_stem=True), 'official'),
 ])
 def test_model_round_trips_through_a_keras_file(tmp_path, encoder_name,
                                                 options, weight_init):
   model = ContrastiveModel(build_encoder(encoder_name, **options),
-                           num_classes=5, projection_dims=(32, 16),
+                           num_classes=5, projection_head_layers=(32, 16),
                            use_projection_batch_norm=True,
                            weight_init=weight_init)
   images = np.random.default_rng(4).uniform(size=(3, 32, 32, 3)).astype(
@@ -241,7 +241,7 @@ def test_mixed_precision_gives_float32_outputs():
   keras.mixed_precision.set_global_policy('mixed_float16')
   try:
     model = ContrastiveModel(build_encoder('resnet20'), num_classes=3,
-                             projection_dims=(8,))
+                             projection_head_layers=(8,))
     out = model(np.zeros((2, 2, 32, 32, 3), np.float32))
     assert model.encoder.stem.compute_dtype == 'float16'
   finally:

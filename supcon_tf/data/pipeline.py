@@ -163,7 +163,8 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped):
 
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
                   seed=0, start_step=0, classes_per_batch=None,
-                  input_context=None, threads=None, epoch_remainder='drop'):
+                  input_context=None, input_threads=None,
+                  epoch_remainder='drop'):
   """Endless training batches from global batch `start_step` on, for one
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
   batch. `classes_per_batch` turns on the class-balanced sampler (whose
@@ -181,7 +182,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
     start_epoch, start_in_epoch = divmod(start_step, steps)
     dataset = _stream_train(split, config, per_replica, mean_std, num_views,
                             seed, start_epoch, input_context)
-    return _with_threads(dataset.skip(start_in_epoch * chunks), threads)
+    return _with_threads(dataset.skip(start_in_epoch * chunks), input_threads)
 
   size = len(split)
   labels = tf.constant(split.labels)
@@ -254,7 +255,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
       lambda images, labels, batch_seed: _views(
           images, labels, batch_seed, config, num_views, mean_std, cropped),
       num_parallel_calls=AUTOTUNE)
-  return _with_threads(dataset.prefetch(AUTOTUNE), threads)
+  return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
 
 def _fixed_size(image, seed, config, num_views):
@@ -294,7 +295,7 @@ def _stream_train(split, config, per_replica, mean_std, num_views, seed,
 
 def eval_dataset(split, global_batch_size, mean_std, image_size,
                  eval_crop_method='IDENTITY', crop_padding=32,
-                 input_context=None, threads=None):
+                 input_context=None, input_threads=None):
   """Every example once, in order: (images [b, S, S, 3] float32 normalised,
   labels [b]); the last batch may be smaller. Sharded by example across
   input pipelines."""
@@ -319,7 +320,7 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
         num_parallel_calls=AUTOTUNE)
   dataset = examples.batch(per_replica).map(
       lambda images, labels: (normalize(images, mean_std), labels))
-  return _with_threads(dataset.prefetch(AUTOTUNE), threads)
+  return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
 
 def train_dataset_distributed(strategy, split, config, global_batch_size,

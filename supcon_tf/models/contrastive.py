@@ -19,17 +19,17 @@ class ContrastiveModel(keras.Model):
   heads as the seed's ResNet-20 (see `ProjectionHead`, `ClassificationHead`).
   """
 
-  def __init__(self, encoder, num_classes, projection_dims=(128,),
+  def __init__(self, encoder, num_classes, projection_head_layers=(128,),
                normalize_embedding=True, use_projection_batch_norm=False,
                use_projection_batch_norm_beta=False,
                stop_gradient_before_classification_head=True,
                stop_gradient_before_projection_head=False,
-               zero_init_logits_layer=False, weight_init='official',
+               zero_initialize_classifier=False, weight_init='official',
                **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.num_classes = num_classes
-    self.projection_dims = tuple(projection_dims)
+    self.projection_head_layers = tuple(projection_head_layers)
     self.normalize_embedding = normalize_embedding
     self.use_projection_batch_norm = use_projection_batch_norm
     self.use_projection_batch_norm_beta = use_projection_batch_norm_beta
@@ -37,14 +37,14 @@ class ContrastiveModel(keras.Model):
         stop_gradient_before_classification_head)
     self.stop_gradient_before_projection_head = (
         stop_gradient_before_projection_head)
-    self.zero_init_logits_layer = zero_init_logits_layer
+    self.zero_initialize_classifier = zero_initialize_classifier
     self.weight_init = weight_init
     self.projection_head = ProjectionHead(
-        self.projection_dims, use_projection_batch_norm,
+        self.projection_head_layers, use_projection_batch_norm,
         use_projection_batch_norm_beta, weight_init=weight_init,
         name='projection_head')
     self.classification_head = ClassificationHead(
-        num_classes, zero_init_logits_layer, weight_init=weight_init,
+        num_classes, zero_initialize_classifier, weight_init=weight_init,
         name='classification_head')
 
   def call(self, inputs, training=None, encoder_training=None):
@@ -82,7 +82,7 @@ class ContrastiveModel(keras.Model):
     return {
         'encoder': keras.saving.serialize_keras_object(self.encoder),
         'num_classes': self.num_classes,
-        'projection_dims': list(self.projection_dims),
+        'projection_head_layers': list(self.projection_head_layers),
         'normalize_embedding': self.normalize_embedding,
         'use_projection_batch_norm': self.use_projection_batch_norm,
         'use_projection_batch_norm_beta': self.use_projection_batch_norm_beta,
@@ -90,7 +90,7 @@ class ContrastiveModel(keras.Model):
             self.stop_gradient_before_classification_head,
         'stop_gradient_before_projection_head':
             self.stop_gradient_before_projection_head,
-        'zero_init_logits_layer': self.zero_init_logits_layer,
+        'zero_initialize_classifier': self.zero_initialize_classifier,
         'weight_init': self.weight_init,
         'name': self.name,
     }

@@ -1,6 +1,6 @@
 """ResNet v1 encoders, ResNet-18..200, with the official SupCon options.
 
-Widths int(64 * 2**i * width_multiplier), strides 1/2/2/2 (the stride of a
+Widths int(64 * 2**i * resnet_width), strides 1/2/2/2 (the stride of a
 bottleneck sits on its 3x3 convolution), a projection shortcut (1x1 conv and
 BatchNorm) in the first block of every group (group 0 of ResNet-18/34 too),
 BatchNorm momentum 0.9 and epsilon 1e-5 (its moving variance from the biased
@@ -92,7 +92,7 @@ class ResNet(keras.Model):
   """ResNet v1 (or, `architecture='RESNEXT'`, ResNeXt) encoder; `call`
   returns the globally pooled feature."""
 
-  def __init__(self, depth=50, width_multiplier=1, first_conv_kernel_size=7,
+  def __init__(self, depth=50, resnet_width=1, first_conv_kernel_size=7,
                first_conv_stride=2, use_initial_max_pool=True,
                zero_init_last_bn=True, architecture='RESNET_V1', **kwargs):
     super().__init__(**kwargs)
@@ -103,14 +103,14 @@ class ResNet(keras.Model):
       raise ValueError(f'depth must be one of {valid}, got {depth}.')
     self.architecture = architecture
     self.depth = depth
-    self.width_multiplier = width_multiplier
+    self.resnet_width = resnet_width
     self.first_conv_kernel_size = first_conv_kernel_size
     self.first_conv_stride = first_conv_stride
     self.use_initial_max_pool = use_initial_max_pool
     self.zero_init_last_bn = zero_init_last_bn
     kind, stages = table[f'{prefix}{depth}']
     # int(), as the official code: the multiplier may be a float (1.0, 1.5).
-    self.stem = conv2d(int(64 * width_multiplier), first_conv_kernel_size,
+    self.stem = conv2d(int(64 * resnet_width), first_conv_kernel_size,
                        first_conv_stride, name='stem_conv')
     # The official BatchNorm (non-fused, global) moves its moving variance
     # with the biased batch variance.
@@ -119,7 +119,7 @@ class ResNet(keras.Model):
                      if use_initial_max_pool else None)
     self.blocks = []
     for stage, blocks in enumerate(stages):
-      filters = int(64 * 2**stage * width_multiplier)
+      filters = int(64 * 2**stage * resnet_width)
       for index in range(blocks):
         strides = 2 if index == 0 and stage > 0 else 1
         block_name = f'stage{stage + 1}_block{index + 1}'
@@ -147,7 +147,7 @@ class ResNet(keras.Model):
     return self.pool(x)
 
   def get_config(self):
-    return {'depth': self.depth, 'width_multiplier': self.width_multiplier,
+    return {'depth': self.depth, 'resnet_width': self.resnet_width,
             'first_conv_kernel_size': self.first_conv_kernel_size,
             'first_conv_stride': self.first_conv_stride,
             'use_initial_max_pool': self.use_initial_max_pool,

@@ -128,7 +128,7 @@ class Trainer:
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=config.epoch_remainder,
         classes_per_batch=config.classes_per_batch or None,
-        threads=config.input_threads or None)
+        input_threads=config.input_threads or None)
     loop = self._make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)

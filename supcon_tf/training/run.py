@@ -79,21 +79,18 @@ def build_model(config, num_classes):
   else:
     prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
     encoder = build_encoder(
-        f'{prefix}{depth}', width_multiplier=config.resnet_width,
+        f'{prefix}{depth}', resnet_width=config.resnet_width,
         first_conv_kernel_size=config.first_conv_kernel_size,
         first_conv_stride=config.first_conv_stride,
         use_initial_max_pool=config.use_initial_max_pool)
-  return ContrastiveModel(
-      encoder, num_classes, projection_dims=config.projection_head_layers,
-      normalize_embedding=config.normalize_embedding,
-      use_projection_batch_norm=config.use_projection_batch_norm,
-      use_projection_batch_norm_beta=config.use_projection_batch_norm_beta,
-      stop_gradient_before_classification_head=(
-          config.stop_gradient_before_classification_head),
-      stop_gradient_before_projection_head=(
-          config.stop_gradient_before_projection_head),
-      zero_init_logits_layer=config.zero_initialize_classifier,
-      weight_init=config.weight_init)
+  # The model's options are Config fields of the same names.
+  return ContrastiveModel(encoder, num_classes, **{
+      name: getattr(config, name) for name in (
+          'projection_head_layers', 'normalize_embedding',
+          'use_projection_batch_norm', 'use_projection_batch_norm_beta',
+          'stop_gradient_before_classification_head',
+          'stop_gradient_before_projection_head',
+          'zero_initialize_classifier', 'weight_init')})
 
 
 def normalization(config, source=None):
