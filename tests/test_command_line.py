@@ -443,3 +443,12 @@ def test_hparams_strings_take_the_official_abbreviations_and_defaults():
           config.use_labels, config.mode) == (3, 'cifar10', 32, False, 'eval')
   with pytest.raises(ValueError, match='--batch_size'):
     _parse(['--hparams=bs=16', '--batch_size=4', '--model_dir=/tmp/x'])
+
+
+def test_tpu_flags_choose_the_strategy_only_with_a_tpu():
+  # --use_tpu is the official default; without a TPU the run goes on.
+  config = make_config(use_tpu=True, model_dir='/tmp/x')
+  assert not isinstance(run_lib.make_strategy(config),
+                        tf.distribute.TPUStrategy)
+  with pytest.raises(ValueError, match='--use_global_batch_norm'):
+    run_lib.make_strategy(make_config(strategy='tpu', model_dir='/tmp/x'))

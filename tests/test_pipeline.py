@@ -214,3 +214,26 @@ def test_training_images_of_another_size_than_image_size_are_refused():
                          crop='pad')
   with pytest.raises(ValueError, match='are 8x8 but image_size is 16'):
     pipeline.train_dataset(split, config, 8, UNIT)
+
+
+def test_eval_pairs_are_the_eval_view_and_a_training_view():
+  # The official eval's two views: the eval view, then a training view.
+  split = _numbered(10, size=8)
+  plain = list(pipeline.eval_dataset(split, 4, UNIT, 8))
+  training = Preprocessing(augmentation_type='IDENTITY', crop='pad',
+                           random_crop_padding=2, flip=True, image_size=8)
+  make = lambda seed: list(pipeline.eval_dataset(
+      split, 4, UNIT, 8, training_view=training, seed=seed))
+  pairs, again, other = make(1), make(1), make(2)
+  assert [v.shape for v, _ in pairs] == [(4, 2, 8, 8, 3)] * 2 + [
+      (2, 2, 8, 8, 3)]
+  for (views, labels), (want, want_labels) in zip(pairs, plain):
+    np.testing.assert_array_equal(views[:, 0], want)
+    np.testing.assert_array_equal(labels, want_labels)
+  second = np.concatenate([v[:, 1] for v, _ in pairs])
+  np.testing.assert_array_equal(second, np.concatenate([v[:, 1]
+                                                        for v, _ in again]))
+  assert not np.array_equal(second, np.concatenate([v[:, 0]
+                                                    for v, _ in pairs]))
+  assert not np.array_equal(second, np.concatenate([v[:, 1]
+                                                    for v, _ in other]))

@@ -226,3 +226,22 @@ def test_bad_arguments_are_named():
     sources.load_source('folder')
   with pytest.raises(ValueError, match='no split'):
     sources.load_source('digits').split('validation')
+
+
+def test_num_images_and_label_noise_as_the_official_input_fn():
+  clean = sources.load_source('digits')
+  train = clean.split('train')
+  first = sources.load_source('digits', num_images=100)
+  np.testing.assert_array_equal(first.split('train').labels, train.labels[:100])
+  np.testing.assert_array_equal(first.split('train').images, train.images[:100])
+  noisy = sources.load_source('digits', label_noise_prob=0.5, seed=3)
+  changed = noisy.split('train').labels != train.labels
+  # Half the labels redrawn uniformly over 10 classes: about 45% change.
+  assert 0.38 < changed.mean() < 0.52
+  again = sources.load_source('digits', label_noise_prob=0.5, seed=3)
+  np.testing.assert_array_equal(again.split('train').labels,
+                                noisy.split('train').labels)  # Fixed.
+  np.testing.assert_array_equal(noisy.split('test').labels,
+                                clean.split('test').labels)
+  assert sources.load_source('digits', label_noise_prob=1.,
+                             seed=4).split('train').labels.max() <= 9

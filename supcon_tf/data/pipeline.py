@@ -295,10 +295,13 @@ def _stream_train(split, config, per_replica, mean_std, num_views, seed,
 
 def eval_dataset(split, global_batch_size, mean_std, image_size,
                  eval_crop_method='IDENTITY', crop_padding=32,
-                 input_context=None, input_threads=None):
+                 input_context=None, input_threads=None, training_view=None,
+                 seed=0):
   """Every example once, in order: (images [b, S, S, 3] float32 normalised,
   labels [b]); the last batch may be smaller. Sharded by example across
-  input pipelines."""
+  input pipelines. With `training_view` (a Preprocessing), views
+  [b, 2, S, S, 3] instead: the eval view and a training view drawn with
+  `seed`, the two views the official eval gives its contrastive loss."""
   _, per_replica, _, _ = _layout(global_batch_size, input_context)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -312,14 +315,41 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
   examples = examples.shard(pipelines, pipeline_id)
   same_size = (split.image_shape is not None and
                split.image_shape[:2] == (image_size, image_size))
-  if not same_size:
-    examples = examples.map(
-        lambda image, label: (augment_lib.eval_crop(
-            _decode(image), image_size, eval_crop_method, crop_padding),
-                              label),
-        num_parallel_calls=AUTOTUNE)
-  dataset = examples.batch(per_replica).map(
-      lambda images, labels: (normalize(images, mean_std), labels))
+
+  def eval_view(image):
+    image = _decode(image)
+    if same_size:
+      return tf.cast(image, tf.float32)
+    return tf.cast(augment_lib.eval_crop(image, image_size, eval_crop_method,
+                                         crop_padding), tf.float32)
+
+  if training_view is None:
+    if not same_size:
+      examples = examples.map(lambda image, label: (eval_view(image), label),
+                              num_parallel_calls=AUTOTUNE)
+    dataset = examples.batch(per_replica).map(
+        lambda images, labels: (normalize(images, mean_std), labels))
+    return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
+
+  cropped = training_view.crop == 'random_resized'
+
+  def pair(index, example):
+    image, label = example
+    image_seed = _batch_seed(seed, 0, index, pipeline_id, purpose=1)
+    return (eval_view(image), _fixed_size(_decode(image), image_seed,
+                                          training_view, 1), label)
+
+  def views(step, batch):
+    firsts, seconds, labels = batch
+    seconds = augment_lib.augment(
+        tf.reshape(seconds, [-1, image_size, image_size, 3]),
+        _batch_seed(seed, 0, step, pipeline_id), training_view,
+        cropped=cropped)
+    return (tf.stack([normalize(firsts, mean_std),
+                      normalize(seconds, mean_std)], axis=1), labels)
+
+  dataset = examples.enumerate().map(pair, num_parallel_calls=AUTOTUNE).batch(
+      per_replica).enumerate().map(views, num_parallel_calls=AUTOTUNE)
   return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
 

@@ -55,19 +55,18 @@ def cross_entropy(logits, labels):
 
 
 def contrastive_loss(projection, labels, batch_size, **options):
-  """The official eval's contrastive loss: over consecutive batches of
-  `batch_size` (the contrast set is the batch), each example's two views
-  the same eval view; the mean over every anchor. `options` go to
-  `supcon_tf.losses.contrastive_loss`."""
+  """The official eval's contrastive loss: projections [N, 2, D] of each
+  example's eval view and a training view, over consecutive batches of
+  `batch_size` (the contrast set is the batch); the mean over the examples.
+  `options` go to `supcon_tf.losses.contrastive_loss`."""
   total, count = 0., 0
   for start in range(0, len(projection), batch_size):
-    views = tf.constant(projection[start:start + batch_size])
-    per_anchor = losses.contrastive_loss(
-        tf.stack([views, views], axis=1),
+    per_example = losses.contrastive_loss(
+        tf.constant(projection[start:start + batch_size]),
         None if labels is None else tf.constant(
             labels[start:start + batch_size]), **options)
-    total += float(tf.reduce_sum(per_anchor))
-    count += int(tf.size(per_anchor))
+    total += float(tf.reduce_sum(per_example))
+    count += int(tf.size(per_example))
   return total / count
 
 

@@ -274,14 +274,18 @@ class Trainer:
 
   # --- monitoring and evaluation --------------------------------------------------
 
-  def outputs(self, split_name, keys=('embeddings', 'logits')):
-    """Model outputs and labels over a split, eval preprocessing."""
+  def outputs(self, split_name, keys=('embeddings', 'logits'),
+              training_view=False):
+    """Model outputs and labels over a split, eval preprocessing; with
+    `training_view`, outputs [N, 2, ...] of each example's eval view and a
+    training view (the official eval's two views)."""
     config = self.config
     dataset = pipeline.eval_dataset_distributed(
         self.strategy, self.source.split(split_name), config.eval_batch_size,
         self.mean_std, config.image_size,
         eval_crop_method=config.eval_crop_method,
-        crop_padding=config.crop_padding)
+        crop_padding=config.crop_padding,
+        training_view=config if training_view else None, seed=config.seed)
     keys = tuple(keys)
     if keys not in self._forward:
       self._forward[keys] = evaluation.make_forward(self.model, keys)

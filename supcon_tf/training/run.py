@@ -219,8 +219,9 @@ def _evaluate(config, setup, global_step=None):
   the validation split when there is one), to TensorBoard (model_dir/
   summaries/eval) and the returned dict."""
   trainer = setup['trainer']
-  test = trainer.outputs('test', keys=('embeddings', 'logits', 'projection'))
+  test = trainer.outputs('test')
   setup['test'] = test
+  pairs = trainer.outputs('test', keys=('projection',), training_view=True)
   results = {
       'test_top1': evaluation.top_k_accuracy(test['logits'], test['labels'],
                                              1),
@@ -229,7 +230,7 @@ def _evaluate(config, setup, global_step=None):
       'test_cross_entropy_loss': evaluation.cross_entropy(test['logits'],
                                                           test['labels']),
       'test_contrastive_loss': evaluation.contrastive_loss(
-          test['projection'], test['labels'] if config.use_labels else None,
+          pairs['projection'], pairs['labels'] if config.use_labels else None,
           config.eval_batch_size, temperature=config.temperature,
           contrast_mode=config.contrast_mode.lower(),
           summation_location=config.summation_location.lower(),
