@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""The cross-entropy baseline: one stage, the gradient reaching the encoder.
+"""The cross-entropy baseline: bin/train_supcon.py with the official XENT flag
+group under the preset and flags (one stage, the gradient reaching the
+encoder).
 
     .venv/bin/python bin/train_ce.py --model_dir=runs/x [--preset=...] [flags]
 
-`--helpfull` lists every flag (the official launcher's names).
+`--helpshort` lists the flags (the official names, defaults and help).
 """
 import os
 import sys

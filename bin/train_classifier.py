@@ -3,7 +3,7 @@
 
     .venv/bin/python bin/train_classifier.py --model_dir=runs/x [--preset=...] [flags]
 
-`--helpfull` lists every flag (the official launcher's names).
+`--helpshort` lists the flags (the official names, defaults and help).
 """
 import os
 import sys

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Stage 1 (SupCon, or SimCLR with --use_labels=false) then stage 2 (the classifier on the frozen encoder), evaluation, export.
+"""The official launcher: stage 1 (SupCon, or SimCLR with --use_labels=false)
+then stage 2 (the classifier on the frozen encoder), in the official --mode:
+train, train_then_eval (then evaluation, export, plot) or eval (the separate
+evaluation job).
 
     .venv/bin/python bin/train_supcon.py --model_dir=runs/x [--preset=...] [flags]
 
-`--helpfull` lists every flag (the official launcher's names).
+`--helpshort` lists the flags (the official names, defaults and help).
 """
 import os
 import sys
