@@ -229,6 +229,41 @@ def test_crop_and_resize_equals_tf_image_resize_of_the_box():
     np.testing.assert_allclose(got[i], want, atol=2e-3)
 
 
+def test_official_crop_window_is_tensorflows_box_with_the_centre_fallback():
+  shape = tf.constant([40, 30, 3])
+  for seed in ([1, 2], [3, 4], [5, 6]):
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0.1,
+        aspect_ratio_range=(0.75, 1.33), area_range=(0.2, 1.0),
+        max_attempts=100, use_image_if_no_bounding_boxes=True)
+    window = A.distorted_crop_window(shape, seed, (0.2, 1.0)).numpy()
+    np.testing.assert_array_equal(window, [begin[0], begin[1], size[0],
+                                           size[1]])
+    assert window[2] < 40 or window[3] < 30  # A box was found.
+  # An area no box within the aspect range reaches (the whole of a 4:1
+  # image): the official central square of the shorter side.
+  np.testing.assert_array_equal(
+      A.distorted_crop_window([8, 32, 3], [1, 2], (1., 1.)), [0, 12, 8, 8])
+
+
+def test_official_training_crop_is_slice_resize_and_truncating_cast():
+  rng = np.random.default_rng(6)
+  images = rng.integers(0, 256, size=(4, 24, 20, 3), dtype=np.uint8)
+  got = A.random_resized_crop(images, [7, 8], 16, (0.3, 1.0),
+                              flip=False).numpy()
+  windows = A.official_crop_boxes(
+      tf.random.experimental.stateless_split([7, 8], 2)[0], 4, 24, 20,
+      (0.3, 1.0)).numpy().astype(int)
+  for i, (x0, y0, w, h) in enumerate(windows):
+    # The official _crop_to_square: tf.slice, bilinear tf.image.resize, cast
+    # back to uint8.
+    crop = tf.slice(images[i], [y0, x0, 0], [h, w, 3])
+    want = tf.cast(tf.image.resize(crop, [16, 16]), tf.uint8).numpy()
+    # Float sums in another order can cross an integer: at most one level.
+    assert np.abs(got[i].astype(int) - want.astype(int)).max() <= 1
+    assert np.mean(got[i] == want) > 0.97
+
+
 def test_cutout_fills_one_clipped_square():
   rng = np.random.default_rng(5)
   images = rng.integers(0, 100, size=(50, 20, 20, 3), dtype=np.uint8)

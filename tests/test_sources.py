@@ -108,7 +108,8 @@ def test_tfds_names_go_through_tfds():
     assert imagenet.num_classes == 1000
     assert imagenet.split('train').stream is not None
     assert len(imagenet.split('train')) == 12
-    assert imagenet.mean_std == sources.MEAN_STD['imagenet2012']
+    # The official code does not whiten ImageNet: [-1, 1].
+    assert imagenet.mean_std == sources.UNIT_MEAN_STD
 
 
 # --- folders ------------------------------------------------------------------
@@ -245,3 +246,18 @@ def test_num_images_and_label_noise_as_the_official_input_fn():
                                 clean.split('test').labels)
   assert sources.load_source('digits', label_noise_prob=1.,
                              seed=4).split('train').labels.max() <= 9
+
+
+def test_whitening_where_the_official_code_applies_it():
+  from supcon_tf.config import make_config
+  from supcon_tf.training import run as run_lib
+  whitening = lambda **values: run_lib.normalization(make_config(**values))
+  # Official: CIFAR-10's statistics; ImageNet specifies none: [-1, 1].
+  assert whitening(input_fn='cifar10') == sources.CIFAR10_MEAN_STD
+  assert whitening(input_fn='imagenet') == sources.UNIT_MEAN_STD
+  assert whitening(input_fn='cifar10',
+                   apply_whitening=False) == sources.UNIT_MEAN_STD
+  assert whitening(input_fn='imagenet', normalization='imagenet2012') == (
+      sources.MEAN_STD['imagenet2012'])
+  with pytest.raises(ValueError, match='--normalization'):
+    whitening(input_fn='folder')

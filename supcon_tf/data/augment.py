@@ -599,19 +599,60 @@ def crop_and_resize(images, boxes, size, flip=None):
           col_weight[:, None, :, None])
 
 
-def random_resized_crop(images, seed, size, area_range=(0.08, 1.0),
-                        aspect_ratio_range=(3. / 4., 4. / 3.), flip=True):
-  """RandomResizedCrop(size, area_range) then a random horizontal flip, on a
-  batch of same-size images; uint8 in, uint8 out (rounded)."""
+def distorted_crop_window(image_shape, seed, area_range=(0.08, 1.0)):
+  """The official training crop window of an image of `image_shape`
+  ([height, width, channels]): tf.image's sample_distorted_bounding_box over
+  the whole image (min_object_covered 0.1, aspect ratio 0.75..1.33,
+  `area_range`, 100 attempts), stateless with `seed`; when it finds no box
+  (it then returns the whole image), the central square of the shorter side,
+  as official. Returns int32 [offset_height, offset_width, crop_height,
+  crop_width]."""
+  image_shape = tf.cast(image_shape, tf.int32)
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      image_shape, bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
+      min_object_covered=0.1, aspect_ratio_range=(0.75, 1.33),
+      area_range=area_range, max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
+  height, width = image_shape[0], image_shape[1]
+  found = tf.logical_or(size[0] != height, size[1] != width)
+  side = tf.minimum(height, width)
+  centre = tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side,
+                     side])
+  return tf.where(found, tf.stack([begin[0], begin[1], size[0], size[1]]),
+                  centre)
+
+
+def official_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0)):
+  """`distorted_crop_window` for each image of a batch, one seed each, as
+  float32 [N, 4] boxes (x0, y0, w, h) in pixels."""
+  seeds = tf.random.experimental.stateless_split(seed, batch)
+  shape = tf.stack([height, width, 3])
+  windows = tf.map_fn(
+      lambda s: distorted_crop_window(shape, s, area_range), seeds,
+      fn_output_signature=tf.int32)
+  return tf.cast(tf.gather(windows, [1, 0, 3, 2], axis=1), tf.float32)
+
+
+def random_resized_crop(images, seed, size, area_range=(0.08, 1.0), flip=True,
+                        window='official'):
+  """The training crop, resized to size x size, then a random horizontal
+  flip, on a batch of same-size images; uint8 in, uint8 out. `window`:
+  'official' (`distorted_crop_window`; the bilinear resize cast back to
+  uint8 by truncation, as the official _resize_image) or 'torchvision'
+  (RandomResizedCrop's boxes, `sample_crop_boxes`; rounded)."""
   images, unbatch = _as_batch(images)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  boxes = sample_crop_boxes(seeds[0], batch, tf.shape(images)[1],
-                            tf.shape(images)[2], area_range,
-                            aspect_ratio_range)
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  if window == 'official':
+    boxes = official_crop_boxes(seeds[0], batch, height, width, area_range)
+  else:
+    boxes = sample_crop_boxes(seeds[0], batch, height, width, area_range)
   mirror = random_flips(seeds[1], batch) if flip else None
   out = crop_and_resize(images, boxes, size, mirror)
-  out = tf.cast(tf.clip_by_value(tf.round(out), 0., 255.), tf.uint8)
+  if window != 'official':
+    out = tf.round(out)
+  out = tf.cast(tf.clip_by_value(out, 0., 255.), tf.uint8)
   return out[0] if unbatch else out
 
 

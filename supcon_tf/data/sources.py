@@ -39,6 +39,11 @@ MEAN_STD = {
 }
 # No dataset statistics: scale to [-1, 1], as the official code does.
 UNIT_MEAN_STD = ((127.5,) * 3, (127.5,) * 3)
+# The datasets whose whitening statistics are known without reading them:
+# the official code whitens CIFAR-10 and leaves ImageNet in [-1, 1]; CIFAR-100
+# (not an official dataset) takes its own statistics.
+KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
+                  'imagenet2012': UNIT_MEAN_STD}
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 CIFAR_ARCHIVES = {
@@ -241,7 +246,8 @@ def _cifar(name, data_dir, label_type):
   names_key = (b'label_names' if name == 'cifar10' else
                f'{label_type}_label_names'.encode())
   class_names = [n.decode() for n in meta[names_key]]
-  return Source(name, splits, len(class_names), class_names, MEAN_STD[name])
+  return Source(name, splits, len(class_names), class_names,
+                KNOWN_MEAN_STD[name])
 
 
 def _unpickle(path, opener, archive=None):
@@ -302,7 +308,7 @@ def _tfds(name, data_dir, label_type='fine'):
               else int(stream.reduce(0, lambda n, _: n + 1)))
       splits[split] = Split(None, stream=stream, size=size)
   return Source(name, splits, num_classes, class_names,
-                MEAN_STD.get(name, UNIT_MEAN_STD))
+                KNOWN_MEAN_STD.get(name, UNIT_MEAN_STD))
 
 
 # --- Image folders ---------------------------------------------------------------

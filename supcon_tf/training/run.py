@@ -105,12 +105,12 @@ def normalization(config, source=None):
   if source is not None:
     return source.mean_std
   name = sources.OFFICIAL_NAMES.get(config.input_fn, config.input_fn)
-  if name not in sources.MEAN_STD:
+  if name not in sources.KNOWN_MEAN_STD:
     raise ValueError(
         f'The whitening statistics of {config.input_fn!r} are known only from '
         f'its data: set --normalization to one of '
         f'{", ".join(sources.MEAN_STD)}, or --apply_whitening=False.')
-  return sources.MEAN_STD[name]
+  return sources.KNOWN_MEAN_STD[name]
 
 
 def check_model_dir(config):
