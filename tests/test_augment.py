@@ -420,3 +420,40 @@ def test_eval_crops():
       image[:, 8:56])
   with pytest.raises(ValueError, match='eval_crop_method'):
     A.eval_crop(image, 24, 'CENTER')
+
+
+def test_deferred_blur_is_the_official_batch_random_blur():
+  # Official batch_random_blur: one sigma in [0.1, 2] for the batch, a
+  # separable kernel of side // 10 (odd), zero padding, each image with
+  # probability p. The reference: float64 NumPy with the drawn sigma.
+  rng = np.random.default_rng(9)
+  images = rng.normal(size=(6, 40, 40, 3)).astype(np.float32)
+  out = A.batch_random_blur(tf.constant(images), [3, 4], 0.5).numpy()
+  seeds = tf.random.experimental.stateless_split([3, 4], 2)
+  sigma = float(tf.random.stateless_uniform([], seeds[0], 0.1, 2.0))
+  chosen = (tf.random.stateless_uniform([6], seeds[1]) < 0.5).numpy()
+  assert 0 < chosen.sum() < 6
+  radius = (40 // 10) // 2
+  x = np.arange(-radius, radius + 1)
+  kernel = np.exp(-x**2 / (2 * sigma**2))
+  kernel /= kernel.sum()
+  padded = np.pad(images.astype(np.float64),
+                  [(0, 0), (radius, radius), (radius, radius), (0, 0)])
+  rows = sum(kernel[k] * padded[:, k:k + 40] for k in range(2 * radius + 1))
+  want = sum(kernel[k] * rows[:, :, k:k + 40] for k in range(2 * radius + 1))
+  np.testing.assert_allclose(out[chosen], want[chosen], atol=1e-5)
+  np.testing.assert_array_equal(out[~chosen], images[~chosen])
+  # The input pipeline leaves the blur to the training step.
+  config = Preprocessing(augmentation_type='SIMCLR', blur_probability=1.,
+                         crop='none', flip=False, augmentation_magnitude=0.,
+                         image_size=40)
+  assert A.deferred_blur(config)
+  assert not A.deferred_blur(Preprocessing(augmentation_type='SIMCLR',
+                                           defer_blurring=False))
+  batch = _uint8_batch()
+  deferred = Preprocessing(augmentation_type='SIMCLR', blur_probability=1.,
+                           image_size=24, crop='random_resized')
+  unblurred = Preprocessing(augmentation_type='SIMCLR', blur_probability=0.,
+                            image_size=24, crop='random_resized')
+  np.testing.assert_array_equal(A.augment(batch, [1, 2], deferred),
+                                A.augment(batch, [1, 2], unblurred))

@@ -262,6 +262,20 @@ def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
   raise AssertionError('no checkpoint appeared')
 
 
+def test_the_deferred_blur_runs_in_the_training_step(tmp_path, data_dir):
+  results = {}
+  for defer in (True, False):
+    # 20 x 20 views: a 3-tap kernel (a tenth of the side, made odd).
+    config = _config(tmp_path / str(defer), data_dir, augmentation_type='SIMCLR',
+                     crop='random_resized', blur_probability=1., image_size=20,
+                     defer_blurring=defer, stage_1_epochs=2, stage_2_epochs=1,
+                     knn_every_epochs=0, mode='train')
+    results[defer] = run_lib.run(config)['stage_1_final_loss']
+  assert np.isfinite(results[True])
+  # Blurring the whitened batch is not blurring the images: other losses.
+  assert results[True] != results[False]
+
+
 def test_fractional_epochs_run_the_official_step_counts(tmp_path, data_dir):
   # 48 training images in batches of 20: 2.4 steps an epoch. Official: stage 1
   # int(3 * 2.4) = 7 steps, the run int(5 * 2.4) = 12, so stage 2 is 5.

@@ -782,6 +782,27 @@ def gaussian_blur(images, sigma, kernel_size):
                    padded[:, k:k + height] for k in range(2 * radius + 1)])
 
 
+def batch_random_blur(images, seed, blur_probability):
+  """The official deferred blur (its batch_random_blur, applied in the
+  training step to the model's inputs): one sigma uniform in [0.1, 2] for
+  the whole batch, the kernel a tenth of the side, zero padding, each image
+  blurred with probability `blur_probability`. Float images [N, S, S, C] on
+  any scale."""
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  sigma = tf.random.stateless_uniform([], seeds[0], 0.1, 2.0)
+  blurred = gaussian_blur(images, sigma, (images.shape[1] or 0) // 10)
+  selected = tf.random.stateless_uniform(tf.shape(images)[:1],
+                                         seeds[1]) < blur_probability
+  return tf.where(selected[:, None, None, None], blurred, images)
+
+
+def deferred_blur(config):
+  """Whether the blur of `config`'s augmentation runs on the batch in the
+  training step (--defer_blurring) rather than in the input pipeline."""
+  return (config.defer_blurring and config.blur_probability > 0 and
+          config.augmentation_type in ('SIMCLR', 'STACKED_RANDAUGMENT'))
+
+
 def _random_apply(op, images, seed, probability):
   """`op` on the images that draw < probability, the rest untouched."""
   fires = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < probability
@@ -836,11 +857,6 @@ def unimplemented(config):
     return (f'--augmentation_type={kind} with --randaugment_ops=tf_models '
             "(the official: TF-Models' op set) is not implemented yet; "
             '--randaugment_ops=pil selects the PIL-exact RandAugment ops.')
-  if (kind in ('SIMCLR', 'STACKED_RANDAUGMENT') and config.defer_blurring and
-      config.blur_probability > 0):
-    return ('--defer_blurring (the blur applied to the batch in the training '
-            'step) is not implemented yet; --defer_blurring=false blurs in '
-            'the input pipeline, or --blur_probability=0 turns the blur off.')
   return None
 
 
@@ -888,9 +904,10 @@ def augment(images, seed, config, cropped=False):
                          magnitude, config.posterize_bits_fix)
   if config.cutout_size:
     images = cutout(images, seeds[2], config.cutout_size)
+  # A deferred blur is the training step's (`batch_random_blur`).
+  blur = 0. if deferred_blur(config) else config.blur_probability
   if kind == 'SIMCLR' and magnitude > 0:
-    return simclr_distort(images, seeds[3], magnitude,
-                          config.blur_probability,
+    return simclr_distort(images, seeds[3], magnitude, blur,
                           config.use_pytorch_color_jitter)
   if kind == 'STACKED_RANDAUGMENT' and magnitude > 0:
     # Official order: jitter, RandAugment (its defaults: 2 ops at level 10),
@@ -903,7 +920,7 @@ def augment(images, seed, config, cropped=False):
     images = randaugment(images, seeds[3], config.randaugment_layers, 10.,
                          config.posterize_bits_fix)
     return simclr_distort(images, tf.random.experimental.stateless_fold_in(
-        seeds[3], 1), 0., config.blur_probability)
+        seeds[3], 1), 0., blur)
   return tf.cast(images, tf.float32)
 
 

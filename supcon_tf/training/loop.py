@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import losses
-from supcon_tf.data import pipeline
+from supcon_tf.data import augment, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, stages
 from supcon_tf.training.progress import Progress
@@ -214,8 +214,19 @@ class Trainer:
     decayed = stages.decayed_variables(stage, model, config)
     labelled = config.use_labels
     batch_norm_training = config.batch_norm_training
+    deferred_blur = augment.deferred_blur(config)
 
     def step_fn(views, labels):
+      if deferred_blur:
+        # As official, on the model's inputs, one draw per replica and step.
+        context = tf.distribute.get_replica_context()
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(config.seed, tf.int64) * 3 + stage.index,
+                      tf.cast(step, tf.int64)]),
+            context.replica_id_in_sync_group)
+        flat = tf.reshape(views, [-1] + list(views.shape[2:]))
+        views = tf.reshape(augment.batch_random_blur(
+            flat, seed, config.blur_probability), tf.shape(views))
       with tf.GradientTape() as tape:
         # Official: batch statistics in training mode; whether the moving
         # averages move is `freeze_moving_statistics`' switch (run_stage).
