@@ -43,6 +43,9 @@ class Preprocessing:
   crop_area_range: tuple = _field(
       (0.08, 1.0), 'The range of allowed values for the fraction of the '
       'original pixels that need to be included in any crop.')
+  warp_probability: float = _field(
+      0., 'The probability of warping (SIMCLR and STACKED_RANDAUGMENT views, '
+      'after grayscale): official hparams wp.')
   blur_probability: float = _field(
       0.5, 'The probability of blurring as part of the data augmentation, if '
       '`augmentation_type` includes a blur stage. 0 disables blurring.')
@@ -81,9 +84,10 @@ class Preprocessing:
     if not 0 < low <= high <= 1:
       raise ValueError('crop_area_range must be 0 < low <= high <= 1; got '
                        f'{self.crop_area_range}.')
-    if not 0 <= self.blur_probability <= 1:
-      raise ValueError('blur_probability must be in [0, 1]; got '
-                       f'{self.blur_probability}.')
+    for name in ('blur_probability', 'warp_probability'):
+      if not 0 <= getattr(self, name) <= 1:
+        raise ValueError(f'{name} must be in [0, 1]; got '
+                         f'{getattr(self, name)}.')
     if (self.image_size < 1 or self.random_crop_padding < 0 or
         self.cutout_size < 0):
       raise ValueError(

@@ -106,8 +106,6 @@ ABBREVIATIONS = {
     **{f's{i}{abbrev}': (f'stage_{i}_{name}', default)
        for i in (1, 2) for abbrev, (name, default) in _STAGE.items()},
 }
-# The official settings --hparams carries that have no behaviour here yet.
-UNSUPPORTED = {'warp_probability': 0.}
 
 # As the official hparam.py: name=value, name="quoted", name=[list].
 _CLAUSE = re.compile(r"""
@@ -180,7 +178,4 @@ def parse(serialized):
     raise ValueError('--hparams: phn and chn differ; here one '
                      '--normalize_embedding sets both.')
   values['num_images'] = max(values['num_images'], 0)  # -1: all, as 0 here.
-  for field, neutral in UNSUPPORTED.items():
-    if values.pop(field) != neutral:
-      raise ValueError(f'--hparams: {field} is not implemented yet.')
   return values

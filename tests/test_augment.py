@@ -457,3 +457,44 @@ def test_deferred_blur_is_the_official_batch_random_blur():
                             image_size=24, crop='random_resized')
   np.testing.assert_array_equal(A.augment(batch, [1, 2], deferred),
                                 A.augment(batch, [1, 2], unblurred))
+
+
+WARP_CASES = ((2, 0., 0), (1, 0., 0), (3, 0., 2), (2, 0.01, 3), (4, 0., 1))
+
+
+@pytest.mark.parametrize('case', WARP_CASES)
+def test_sparse_image_warp_equals_tensorflow_addons(case):
+  # tests/fixtures/warp.npz: tensorflow-addons 0.23 on TF 2.15
+  # (tests/fixtures/make_warp_fixtures.py).
+  import os
+  data = np.load(os.path.join(os.path.dirname(__file__), 'fixtures',
+                              'warp.npz'))
+  order, weight, boundary = case
+  for name in ('grid', 'free'):
+    warped, flows = A.sparse_image_warp(
+        data['images'], data[f'{name}_source'], data[f'{name}_dest'],
+        interpolation_order=order, regularization_weight=weight,
+        num_boundary_points=boundary)
+    key = f'{name}_{order}_{weight}_{boundary}'
+    np.testing.assert_allclose(flows, data[f'{key}_flows'], atol=1e-3)
+    # Images in 0..255: within 1e-3 of that scale.
+    np.testing.assert_allclose(warped, data[f'{key}_warped'], atol=0.255)
+
+
+def test_the_official_warp_in_the_simclr_view():
+  images = _uint8_batch()
+  warped = Preprocessing(augmentation_type='SIMCLR', blur_probability=0.,
+                         warp_probability=1., image_size=24,
+                         crop='random_resized')
+  plain = Preprocessing(augmentation_type='SIMCLR', blur_probability=0.,
+                        warp_probability=0., image_size=24,
+                        crop='random_resized')
+  a, b = A.augment(images, [1, 2], warped), A.augment(images, [1, 2], warped)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (8, 24, 24, 3)
+  assert not np.array_equal(a, A.augment(images, [1, 2], plain))
+  # Control points that do not move leave the image as it is.
+  points = [[[8., 8.], [8., 16.], [16., 8.], [16., 16.]]] * 2
+  still = A.sparse_image_warp(tf.cast(images[:2], tf.float32), points,
+                              points)[0]
+  np.testing.assert_allclose(still, images[:2], atol=1e-3)
