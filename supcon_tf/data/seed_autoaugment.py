@@ -187,7 +187,7 @@ def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):
   """The seed's AutoAugment on a uint8 batch [N, H, W, 3]: one sub-policy
   per image, each op with its probability, magnitudes uniform in their bin.
   Stateless: the same seed, the same images."""
-  images, unbatch = augment._as_batch(images)
+  images, unbatch = augment.as_batch(images)
   batch = tf.shape(images)[0]
   choice, fires, magnitude_seed = augment.policy_draws(seed, batch, policy)
   uniform = tf.random.stateless_uniform([batch, 2], magnitude_seed,

@@ -1,0 +1,160 @@
+"""SimCLR colour distortion (float images in [0, 1]): jitter, grayscale, the
+Gaussian blur (in the view or deferred to the training step), the warp step.
+"""
+import tensorflow as tf
+
+from supcon_tf.data.augment.batching import (
+    apply_to_some, per_image, per_image_vector, random_apply)
+from supcon_tf.data.augment.warp import random_warp
+
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale, torchvision
+
+
+def _gray(images):
+  return tf.reduce_sum(images * tf.constant(GRAY_WEIGHTS, images.dtype),
+                       axis=-1, keepdims=True)
+
+
+def adjust_brightness(images, factor, pytorch=False):
+  """torchvision: image * factor; TensorFlow: image + delta (`factor`)."""
+  images = tf.cast(images, tf.float32)
+  factor = per_image(factor, images, images.dtype)
+  return images * factor if pytorch else images + factor
+
+
+def adjust_contrast(images, factor, pytorch=False):
+  """Blend with the mean: torchvision's mean of the grayscale image,
+  TensorFlow's per-channel mean."""
+  images = tf.cast(images, tf.float32)
+  factor = per_image(factor, images, images.dtype)
+  if pytorch:
+    mean = tf.reduce_mean(_gray(images), axis=(1, 2, 3), keepdims=True)
+  else:
+    mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+  return factor * images + (1. - factor) * mean
+
+
+def adjust_saturation(images, factor, pytorch=False):
+  """torchvision: blend with the grayscale; TensorFlow: scale HSV saturation."""
+  images = tf.cast(images, tf.float32)
+  factor = per_image(factor, images, images.dtype)
+  if pytorch:
+    return factor * images + (1. - factor) * _gray(images)
+  hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+  saturation = tf.clip_by_value(saturation * factor[..., 0], 0., 1.)
+  return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1))
+
+
+def adjust_hue(images, delta, pytorch=False):
+  """Rotate the hue by `delta` turns (the same in both)."""
+  images = tf.cast(images, tf.float32)
+  del pytorch
+  delta = per_image(delta, images, images.dtype)[..., 0]
+  hue, saturation, value = tf.unstack(tf.image.rgb_to_hsv(images), axis=-1)
+  return tf.image.hsv_to_rgb(
+      tf.stack([tf.math.floormod(hue + delta, 1.), saturation, value],
+               axis=-1))
+
+
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation,
+              adjust_hue)
+
+
+def color_jitter(images, seed, strength=0.5, pytorch=False):
+  """SimCLR's colour jitter: brightness, contrast, saturation (0.8 strength)
+  and hue (0.2 strength) in a random order per image, clipped to [0, 1]
+  after each. `pytorch` samples and applies them as
+  torchvision.transforms.ColorJitter does (the official
+  `use_pytorch_color_jitter`)."""
+  if strength < 0:
+    raise ValueError(f'strength must be >= 0, got {strength}.')
+  batch = tf.shape(images)[0]
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+  s, d = 0.8 * strength, 0.2 * strength
+  if pytorch:
+    low = max(0., 1. - s)
+    ranges = ((low, 1. + s), (low, 1. + s), (low, 1. + s), (-d, d))
+  else:
+    ranges = ((-s, s), (1. - s, 1. + s), (1. - s, 1. + s), (-d, d))
+  factors = [tf.random.stateless_uniform([batch], seeds[i], lo, hi)
+             for i, (lo, hi) in enumerate(ranges)]
+  order = tf.argsort(tf.random.stateless_uniform([batch, 4], seeds[4]),
+                     axis=1)
+  for position in range(4):
+    result = images
+    for op_id, op in enumerate(JITTER_OPS):
+      fires = tf.equal(order[:, position], op_id)
+      result = apply_to_some(
+          lambda x, f, op=op: op(x, f, pytorch), images, factors[op_id],
+          fires, result)
+    images = tf.clip_by_value(result, 0., 1.)
+  return images
+
+
+def gaussian_blur(images, sigma, kernel_size):
+  """Separable Gaussian blur of float images, one sigma per image, zero
+  padding ('SAME'), as the official SimCLR code."""
+  radius = kernel_size // 2
+  if radius < 1:
+    return images
+  x = tf.range(-radius, radius + 1, dtype=images.dtype)
+  sigma = tf.cast(per_image_vector(sigma, images, images.dtype), images.dtype)
+  weights = tf.exp(-tf.square(x)[None] / (2. * tf.square(sigma)[:, None]))
+  weights /= tf.reduce_sum(weights, axis=1, keepdims=True)
+  width = tf.shape(images)[2]
+  height = tf.shape(images)[1]
+  padded = tf.pad(images, [[0, 0], [0, 0], [radius, radius], [0, 0]])
+  images = tf.add_n([weights[:, k, None, None, None] *
+                     padded[:, :, k:k + width] for k in range(2 * radius + 1)])
+  padded = tf.pad(images, [[0, 0], [radius, radius], [0, 0], [0, 0]])
+  return tf.add_n([weights[:, k, None, None, None] *
+                   padded[:, k:k + height] for k in range(2 * radius + 1)])
+
+
+def batch_random_blur(images, seed, blur_probability):
+  """The official deferred blur (its batch_random_blur, applied in the
+  training step to the model's inputs): one sigma uniform in [0.1, 2] for
+  the whole batch, the kernel a tenth of the side, zero padding, each image
+  blurred with probability `blur_probability`. Float images [N, S, S, C] on
+  any scale."""
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  sigma = tf.random.stateless_uniform([], seeds[0], 0.1, 2.0)
+  blurred = gaussian_blur(images, sigma, (images.shape[1] or 0) // 10)
+  selected = tf.random.stateless_uniform(tf.shape(images)[:1],
+                                         seeds[1]) < blur_probability
+  return tf.where(selected[:, None, None, None], blurred, images)
+
+
+def simclr_distort(images, seed, strength=0.5, blur_probability=0.5,
+                   pytorch_color_jitter=False, jitter_probability=0.8,
+                   grayscale_probability=0.2, warp_probability=0.):
+  """SimCLR's distortion after the crop and flip, as the official code: colour
+  jitter (p=0.8), grayscale (p=0.2), the warp (p=warp_probability,
+  `random_warp`), Gaussian blur (p=blur_probability, kernel a tenth of the
+  side, sigma uniform in [0.1, 2]). uint8 in, float32 0..255 out."""
+  images = tf.cast(images, tf.float32) / 255.
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if strength > 0:
+    jitter_seed = seeds[0]
+    images = random_apply(
+        lambda x: color_jitter(x, jitter_seed, strength, pytorch_color_jitter),
+        images, tf.random.experimental.stateless_fold_in(jitter_seed, 1),
+        jitter_probability)
+  images = random_apply(lambda x: tf.tile(_gray(x), [1, 1, 1, 3]), images,
+                         seeds[1], grayscale_probability)
+  if warp_probability > 0:
+    warp_seed = tf.random.experimental.stateless_fold_in(seeds[1], 1)
+    images = random_apply(
+        lambda x: random_warp(x, warp_seed), images,
+        tf.random.experimental.stateless_fold_in(seeds[1], 2),
+        warp_probability)
+  if blur_probability > 0:
+    side = images.shape[1] or 0
+    blur_seed = seeds[2]
+    images = random_apply(
+        lambda x: gaussian_blur(
+            x, tf.random.stateless_uniform(tf.shape(x)[:1], blur_seed, 0.1,
+                                           2.0), side // 10),
+        images, seeds[3], blur_probability)
+  return images * 255.

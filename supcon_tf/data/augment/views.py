@@ -1,0 +1,136 @@
+"""The training view by the official names, and the eval view."""
+import tensorflow as tf
+
+from supcon_tf import enums
+from supcon_tf.data.augment.batching import as_batch, random_apply
+from supcon_tf.data.augment.policies import POLICIES, autoaugment, randaugment
+from supcon_tf.data.augment.crops import (
+    cutout, pad_crop_flip, random_flips, random_resized_crop)
+from supcon_tf.data.augment.color import color_jitter, simclr_distort
+
+
+def deferred_blur(config):
+  """Whether the blur of `config`'s augmentation runs on the batch in the
+  training step (--defer_blurring) rather than in the input pipeline."""
+  return (config.defer_blurring and config.blur_probability > 0 and
+          config.augmentation_type in ('SIMCLR', 'STACKED_RANDAUGMENT'))
+
+
+def unimplemented(config):
+  """A message naming the official setting in `config` (a Preprocessing or
+  Config) whose behaviour is not built yet, or None."""
+  kind = config.augmentation_type
+  if config.augmentation_magnitude <= 0:  # The augmentation is skipped.
+    return None
+  if kind == 'AUTOAUGMENT' and config.autoaugment_policy == 'v0':
+    return ('--augmentation_type=AUTOAUGMENT with --autoaugment_policy=v0 '
+            "(the official: TF-Models' AutoAugment policy v0) is not "
+            'implemented yet; --autoaugment_policy=imagenet or cifar10 selects '
+            'the PIL-exact policies of Cubuk et al. (2019).')
+  if (kind in ('RANDAUGMENT', 'STACKED_RANDAUGMENT') and
+      config.randaugment_ops == 'tf_models'):
+    return (f'--augmentation_type={kind} with --randaugment_ops=tf_models '
+            "(the official: TF-Models' op set) is not implemented yet; "
+            '--randaugment_ops=pil selects the PIL-exact RandAugment ops.')
+  return None
+
+
+def crop_views(image, seed, config, views):
+  """`views` random-resized crops (with their flips) of one image of any size:
+  [views, S, S, 3] uint8. The per-image step for sources whose images differ
+  in size; `augment` then skips the crop and flip."""
+  return random_resized_crop(
+      tf.repeat(image[None], views, axis=0), seed, config.image_size,
+      config.crop_area_range, flip=config.flip)
+
+
+def augment(images, seed, config, cropped=False):
+  """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
+  float32 [N, S, S, 3] in 0..255 units. `cropped` says the crop and flip were
+  done already (`crop_views`). Stateless: the same seed, the same views."""
+  message = unimplemented(config)
+  if message:
+    raise ValueError(message)
+  images, _ = as_batch(images)
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if not cropped:
+    if config.crop == 'pad':
+      images = pad_crop_flip(images, seeds[0], config.random_crop_padding,
+                             config.flip)
+    elif config.crop == 'random_resized':
+      images = random_resized_crop(images, seeds[0], config.image_size,
+                                   config.crop_area_range, flip=config.flip)
+    elif config.flip:
+      mirror = random_flips(seeds[0], tf.shape(images)[0])
+      images = tf.where(mirror[:, None, None, None],
+                        tf.reverse(images, [2]), images)
+  kind = config.augmentation_type
+  magnitude = config.augmentation_magnitude
+  if (kind == 'AUTOAUGMENT' and magnitude > 0 and
+      config.autoaugment_policy == 'seed_cifar10'):
+    from supcon_tf.data.seed_autoaugment import seed_autoaugment
+    images = seed_autoaugment(images, seeds[1])
+  elif kind == 'AUTOAUGMENT' and magnitude > 0:
+    images = autoaugment(images, seeds[1],
+                         POLICIES[config.autoaugment_policy],
+                         config.posterize_bits_fix)
+  elif kind == 'RANDAUGMENT' and magnitude > 0:
+    images = randaugment(images, seeds[1], config.randaugment_layers,
+                         magnitude, config.posterize_bits_fix)
+  if config.cutout_size:
+    images = cutout(images, seeds[2], config.cutout_size)
+  # A deferred blur is the training step's (`batch_random_blur`).
+  blur = 0. if deferred_blur(config) else config.blur_probability
+  if kind == 'SIMCLR' and magnitude > 0:
+    return simclr_distort(images, seeds[3], magnitude, blur,
+                          config.use_pytorch_color_jitter,
+                          warp_probability=config.warp_probability)
+  if kind == 'STACKED_RANDAUGMENT' and magnitude > 0:
+    # Official order: jitter, RandAugment (its defaults: 2 ops at level 10),
+    # grayscale, blur.
+    jittered = random_apply(
+        lambda x: color_jitter(x, seeds[1], magnitude,
+                               config.use_pytorch_color_jitter),
+        tf.cast(images, tf.float32) / 255., seeds[2], 0.8)
+    images = tf.cast(tf.round(jittered * 255.), tf.uint8)
+    images = randaugment(images, seeds[3], config.randaugment_layers, 10.,
+                         config.posterize_bits_fix)
+    return simclr_distort(images, tf.random.experimental.stateless_fold_in(
+        seeds[3], 1), 0., blur, warp_probability=config.warp_probability)
+  return tf.cast(images, tf.float32)
+
+
+def eval_crop(image, size, method='IDENTITY', crop_padding=32):
+  """The official eval crops of one image [H, W, 3] to size x size:
+  RESIZE_THEN_CROP (shorter side to size + crop_padding, central crop),
+  CROP_THEN_RESIZE (central square of size / (size + crop_padding) of the
+  shorter side, resized), CROP_THEN_DISTORT (tf.image.central_crop of that
+  fraction, resized), IDENTITY (the image; resized if it is not size x size).
+  Returns float32 0..255."""
+  method = str(method).upper().rsplit('.', 1)[-1]
+  if method not in enums.EVAL_CROP_METHODS:
+    raise ValueError(f'eval_crop_method must be one of '
+                     f'{", ".join(enums.EVAL_CROP_METHODS)}; got {method!r}.')
+  image = tf.cast(image, tf.float32)
+  shape = tf.shape(image)
+  fraction = size / (size + crop_padding)
+  if method == 'RESIZE_THEN_CROP':
+    short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    scale = (size + crop_padding) / short
+    resized = tf.image.resize(
+        image, tf.cast(scale * tf.cast(shape[:2], tf.float32), tf.int32))
+    return tf.image.resize_with_crop_or_pad(resized, size, size)
+  if method == 'CROP_THEN_RESIZE':
+    side = tf.cast(fraction * tf.cast(tf.minimum(shape[0], shape[1]),
+                                      tf.float32), tf.int32)
+    top = (shape[0] - side + 1) // 2
+    left = (shape[1] - side + 1) // 2
+    return tf.image.resize(image[top:top + side, left:left + side],
+                           [size, size])
+  if method == 'CROP_THEN_DISTORT':
+    return tf.image.resize(tf.image.central_crop(image, fraction),
+                           [size, size])
+  return tf.cond(
+      tf.reduce_all(tf.equal(shape[:2], [size, size])),
+      lambda: tf.reshape(image, [size, size, 3]),
+      lambda: tf.image.resize(image, [size, size]))
