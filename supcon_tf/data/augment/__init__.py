@@ -1,22 +1,14 @@
-"""AutoAugment image ops in plain TensorFlow, with PIL's exact semantics.
+"""Training and evaluation views, batch-level and stateless: every random
+choice is made per image from a seed, so one call transforms a whole batch
+and the same seed gives the same views.
 
-Every op in `OPS` maps `fn(image, magnitude) -> image` on uint8 images
-[H, W, 3] or batches [N, H, W, 3]; the magnitude is in the op's PIL units (bits,
-threshold, enhancement factor) and is a scalar or, for a batch, one value per
-image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`,
-`Image.rotate` and `Image.transform` with nearest-neighbour sampling and a grey
-(128, 128, 128) fill); the tests compare every op with it pixel for pixel.
-
-Built on them: AutoAugment (CIFAR-10 and ImageNet policies), RandAugment, and
-the batch-level crops, flips, SimCLR colour distortion and Cutout that make a
-training view (`augment`, which takes a `supcon_tf.config.Preprocessing`
-or a Config). Every random choice is stateless
-and made per image, so one call transforms a whole batch and the same seed
-gives the same views.
-
-Parts: `batching`, `pil_ops` (the PIL-exact ops), `policies` (AutoAugment,
-RandAugment), `crops`, `color` (SimCLR), `warp`, `views` (the training and eval
-views); every public name is here too.
+Parts: `batching` (what the ops share), `pil_ops` (AutoAugment's ops with
+PIL's exact semantics, tested pixel for pixel against Pillow), `policies`
+(AutoAugment's CIFAR-10 and ImageNet policies, RandAugment), `crops` (pad
+and crop, the official crop window, flips, Cutout), `color` (SimCLR's
+distortion and blur), `warp` (the official warp), `views` (`augment`, the
+training view by the official names from a `supcon_tf.config.Preprocessing`
+or a Config; `eval_crop`). Every public name of the parts is here too.
 """
 from supcon_tf.data.augment.batching import (  # noqa: F401
     FILL_VALUE, apply_to_some, as_batch, batched, per_image,
