@@ -26,6 +26,12 @@ def saved_config(model_dir):
     return Config.from_json(f.read())
 
 
+def _fail(argv, error):
+  """One line naming the problem, exit status 2."""
+  print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
+  sys.exit(2)
+
+
 def main(kind, argv):
   """Runs `kind`: 'supcon' (stage 1 then 2), 'classifier' (stage 2 on the
   stage-1 run in --model_dir) or 'cross_entropy' (the baseline)."""
@@ -40,14 +46,14 @@ def main(kind, argv):
       # The cross-entropy baseline: the official XENT flag group.
       defaults = XENT_FLAGS if kind == 'cross_entropy' else None
       config = supcon_flags.config_from_flags(defaults)
-    run_lib.check_supported(config)
     run_lib.check_model_dir(config)
   except ValueError as error:
-    # A bad flag or value: one line naming it, nothing read or written.
-    print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
-    sys.exit(2)
-  results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
-                        else (1, 2))
+    _fail(argv, error)  # A bad flag or value: nothing read or written.
+  try:
+    results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
+                          else (1, 2))
+  except sources.DataError as error:
+    _fail(argv, error)
   shown = {k: results[k] for k in (
       'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}

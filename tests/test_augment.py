@@ -368,13 +368,18 @@ def _uint8_batch(n=8, size=32):
                                            dtype=np.uint8)
 
 
+@pytest.mark.parametrize('official', [True, False])
 @pytest.mark.parametrize('kind', AUGMENTATION_TYPES)
-def test_every_augmentation_type_is_seeded_and_shaped(kind):
+def test_every_augmentation_type_is_seeded_and_shaped(kind, official):
   images = _uint8_batch()
+  # The official ops (TF-Models' AutoAugment v0 and RandAugment, the warp),
+  # or the PIL-exact ones.
+  ops = (dict(autoaugment_policy='v0', randaugment_ops='tf_models',
+              warp_probability=0.5) if official else
+         dict(autoaugment_policy='cifar10', randaugment_ops='pil'))
   config = Preprocessing(augmentation_type=kind, crop='random_resized',
                          image_size=24, blur_probability=0.5, cutout_size=8,
-                         autoaugment_policy='cifar10', randaugment_ops='pil',
-                         defer_blurring=False)
+                         defer_blurring=False, **ops)
   a = A.augment(images, [1, 2], config).numpy()
   b = A.augment(images, [1, 2], config).numpy()
   c = A.augment(images, [3, 4], config).numpy()
@@ -498,3 +503,94 @@ def test_the_official_warp_in_the_simclr_view():
   still = A.sparse_image_warp(tf.cast(images[:2], tf.float32), points,
                               points)[0]
   np.testing.assert_allclose(still, images[:2], atol=1e-3)
+
+
+def _tf_models_fixture():
+  import os
+  return np.load(os.path.join(os.path.dirname(__file__), 'fixtures',
+                              'tf_models_ops.npz'))
+
+
+def test_tf_models_ops_equal_tf_models_own_ops():
+  # tests/fixtures/tf_models_ops.npz: TF-Models 2.15's ops
+  # (tests/fixtures/make_tf_models_fixtures.py), one image at a time.
+  from supcon_tf.data.augment import tf_models_ops as T
+  data = _tf_models_fixture()
+  images = data['images']
+  checked = 0
+  for key in data.files:
+    if key == 'images':
+      continue
+    name, value = key.rsplit('_', 1)
+    op = T.OPS[name]
+    args = () if value == 'None' else (float(value),)
+    got = op(tf.constant(images), *args).numpy()
+    np.testing.assert_array_equal(got, data[key], err_msg=key)
+    checked += 1
+  assert checked == 56
+
+
+def test_tf_models_cutout_is_the_square_around_its_centre():
+  from supcon_tf.data.augment import tf_models_ops as T
+  images = np.full((2, 10, 12, 3), 7, np.uint8)
+  out = T.cutout_at(images, [0, 6], [5, 11], 3, replace=200).numpy()
+  want = images.copy()
+  want[0, 0:3, 2:8] = 200  # Rows max(0, 0 - 3) to 0 + 3, columns 2 to 8.
+  want[1, 3:9, 8:12] = 200
+  np.testing.assert_array_equal(out, want)
+
+
+def test_tf_models_policies_are_tf_models_own():
+  import json
+  import os
+  from supcon_tf.data.augment import tf_models_policies as P
+  with open(os.path.join(os.path.dirname(__file__), 'fixtures',
+                         'tf_models_policies.json')) as f:
+    want = json.load(f)
+  as_lists = lambda policy: [[list(op) for op in sub] for sub in policy]
+  assert as_lists(P.V0_POLICY) == want['v0']
+  assert as_lists(P.SIMPLE_POLICY) == want['simple']
+  assert list(P.RANDAUGMENT_OPS) == want['randaugment_ops']
+
+
+def test_tf_models_autoaugment_applies_each_sub_policy_op_by_op():
+  from supcon_tf.data.augment import tf_models_ops as T
+  from supcon_tf.data.augment import tf_models_policies as P
+  images = _uint8_batch()
+  # One sub-policy whose ops always fire: exactly the two ops in order, at
+  # TF-Models' arguments (Equalize, then Solarize at int(3 / 10 * 256)).
+  got = P.autoaugment(images, [1, 2], ((('Equalize', 1., 5),
+                                        ('Solarize', 1., 3)),))
+  np.testing.assert_array_equal(got, T.solarize(T.equalize(images), 76))
+  # A signed op: each image rotated by +-24 degrees (level 8 of 30).
+  got = P.autoaugment(images, [3, 4], ((('Rotate', 1., 8),
+                                        ('Invert', 0., 0)),)).numpy()
+  plus, minus = T.rotate(images, 24.).numpy(), T.rotate(images, -24.).numpy()
+  signs = [np.array_equal(g, p) or np.array_equal(g, m)
+           for g, p, m in zip(got, plus, minus)]
+  assert all(signs)
+  assert {np.array_equal(g, p) for g, p in zip(got, plus)} == {True, False}
+  again = P.autoaugment(images, [5, 6])
+  np.testing.assert_array_equal(again, P.autoaugment(images, [5, 6]))
+  assert again.dtype == tf.uint8 and again.shape == images.shape
+
+
+def test_tf_models_randaugment_draws_one_op_or_the_identity_per_layer():
+  from supcon_tf.data.augment import tf_models_ops as T
+  from supcon_tf.data.augment import tf_models_policies as P
+  images = _uint8_batch(n=32)
+  got = P.randaugment(images, [7, 8], num_layers=1, magnitude=5.).numpy()
+  batch = tf.constant(images)
+  candidates = [images]
+  for name in P.RANDAUGMENT_OPS:
+    if name == 'Cutout':
+      continue
+    argument = float(P.level_to_arg(name, 5., 40., 100.))
+    candidates.append(T.OPS[name](batch, argument).numpy())
+    if name in P.SIGNED_OPS:
+      candidates.append(T.OPS[name](batch, -argument).numpy())
+  for i, image in enumerate(got):
+    matched = any(np.array_equal(image, c[i]) for c in candidates)
+    # Cutout (pad 20 at magnitude 5): the image, grey where the square fell.
+    grey_square = np.all((image == images[i]) | (image == 128))
+    assert matched or grey_square, i

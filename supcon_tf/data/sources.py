@@ -116,6 +116,10 @@ class Source:
                      f'{", ".join(sorted(self.splits))}.')
 
 
+class DataError(RuntimeError):
+  """A dataset that cannot be read: its name and what is missing."""
+
+
 # The official input_fn names that are not the dataset's own.
 OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
 
@@ -276,7 +280,7 @@ def _tfds(name, data_dir, label_type='fine'):
     if name in CIFAR_ARCHIVES:
       hint = (f' Or put {CIFAR_ARCHIVES[name][0]} (the original python '
               'archive) in --data_dir.')
-    raise RuntimeError(
+    raise DataError(
         f'Dataset {name!r} is not in data_dir={data_dir!r} and TFDS could '
         f'not prepare it ({type(error).__name__}: {error}).{hint}') from error
   info = builder.info

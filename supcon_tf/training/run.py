@@ -20,7 +20,7 @@ from absl import logging
 from supcon_tf import export as export_lib
 from supcon_tf import official
 from supcon_tf.config import Config
-from supcon_tf.data import augment, sources
+from supcon_tf.data import sources
 from supcon_tf.models import ContrastiveModel, build_encoder
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
 from supcon_tf.training import evaluation, stages
@@ -135,18 +135,9 @@ def check_model_dir(config):
         f'{details}. Use another --model_dir, or the saved values to resume.')
 
 
-def check_supported(config):
-  """A ValueError naming an official setting whose behaviour is not built
-  yet, before anything is read or written."""
-  message = augment.unimplemented(config)
-  if message:
-    raise ValueError(message)
-
-
 def run(config, stage_indices=(1, 2)):
   """Runs `config.mode`; returns the results dict (also results.json)."""
   started = time.perf_counter()
-  check_supported(config)
   check_model_dir(config)
   setup = _setup(config)
   if config.mode == 'eval':

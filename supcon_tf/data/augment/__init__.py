@@ -8,7 +8,9 @@ PIL's exact semantics, tested pixel for pixel against Pillow), `policies`
 and crop, the official crop window, flips, Cutout), `color` (SimCLR's
 distortion and blur), `warp` (the official warp), `views` (`augment`, the
 training view by the official names from a `supcon_tf.config.Preprocessing`
-or a Config; `eval_crop`). Every public name of the parts is here too.
+or a Config; `eval_crop`), `tf_models_ops` and `tf_models_policies` (TF-Models'
+AutoAugment and RandAugment, the official ones; kept under their own names).
+Every public name of the other parts is here too.
 """
 from supcon_tf.data.augment.batching import (  # noqa: F401
     FILL_VALUE, apply_to_some, as_batch, batched, per_image,
@@ -31,4 +33,4 @@ from supcon_tf.data.augment.color import (  # noqa: F401
     adjust_hue, adjust_saturation, batch_random_blur, color_jitter,
     gaussian_blur, simclr_distort)
 from supcon_tf.data.augment.views import (  # noqa: F401
-    augment, crop_views, deferred_blur, eval_crop, unimplemented)
+    augment, crop_views, deferred_blur, eval_crop)

@@ -7,6 +7,7 @@ from supcon_tf.data.augment.policies import POLICIES, autoaugment, randaugment
 from supcon_tf.data.augment.crops import (
     cutout, pad_crop_flip, random_flips, random_resized_crop)
 from supcon_tf.data.augment.color import color_jitter, simclr_distort
+from supcon_tf.data.augment import tf_models_policies
 
 
 def deferred_blur(config):
@@ -14,25 +15,6 @@ def deferred_blur(config):
   training step (--defer_blurring) rather than in the input pipeline."""
   return (config.defer_blurring and config.blur_probability > 0 and
           config.augmentation_type in ('SIMCLR', 'STACKED_RANDAUGMENT'))
-
-
-def unimplemented(config):
-  """A message naming the official setting in `config` (a Preprocessing or
-  Config) whose behaviour is not built yet, or None."""
-  kind = config.augmentation_type
-  if config.augmentation_magnitude <= 0:  # The augmentation is skipped.
-    return None
-  if kind == 'AUTOAUGMENT' and config.autoaugment_policy == 'v0':
-    return ('--augmentation_type=AUTOAUGMENT with --autoaugment_policy=v0 '
-            "(the official: TF-Models' AutoAugment policy v0) is not "
-            'implemented yet; --autoaugment_policy=imagenet or cifar10 selects '
-            'the PIL-exact policies of Cubuk et al. (2019).')
-  if (kind in ('RANDAUGMENT', 'STACKED_RANDAUGMENT') and
-      config.randaugment_ops == 'tf_models'):
-    return (f'--augmentation_type={kind} with --randaugment_ops=tf_models '
-            "(the official: TF-Models' op set) is not implemented yet; "
-            '--randaugment_ops=pil selects the PIL-exact RandAugment ops.')
-  return None
 
 
 def crop_views(image, seed, config, views):
@@ -48,9 +30,6 @@ def augment(images, seed, config, cropped=False):
   """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
   float32 [N, S, S, 3] in 0..255 units. `cropped` says the crop and flip were
   done already (`crop_views`). Stateless: the same seed, the same views."""
-  message = unimplemented(config)
-  if message:
-    raise ValueError(message)
   images, _ = as_batch(images)
   seeds = tf.random.experimental.stateless_split(seed, 4)
   if not cropped:
@@ -70,13 +49,17 @@ def augment(images, seed, config, cropped=False):
       config.autoaugment_policy == 'seed_cifar10'):
     from supcon_tf.data.seed_autoaugment import seed_autoaugment
     images = seed_autoaugment(images, seeds[1])
+  elif (kind == 'AUTOAUGMENT' and magnitude > 0 and
+        config.autoaugment_policy in tf_models_policies.POLICIES):
+    images = tf_models_policies.autoaugment(
+        images, seeds[1],
+        tf_models_policies.POLICIES[config.autoaugment_policy])
   elif kind == 'AUTOAUGMENT' and magnitude > 0:
     images = autoaugment(images, seeds[1],
                          POLICIES[config.autoaugment_policy],
                          config.posterize_bits_fix)
   elif kind == 'RANDAUGMENT' and magnitude > 0:
-    images = randaugment(images, seeds[1], config.randaugment_layers,
-                         magnitude, config.posterize_bits_fix)
+    images = _randaugment(images, seeds[1], config, magnitude)
   if config.cutout_size:
     images = cutout(images, seeds[2], config.cutout_size)
   # A deferred blur is the training step's (`batch_random_blur`).
@@ -93,11 +76,19 @@ def augment(images, seed, config, cropped=False):
                                config.use_pytorch_color_jitter),
         tf.cast(images, tf.float32) / 255., seeds[2], 0.8)
     images = tf.cast(tf.round(jittered * 255.), tf.uint8)
-    images = randaugment(images, seeds[3], config.randaugment_layers, 10.,
-                         config.posterize_bits_fix)
+    images = _randaugment(images, seeds[3], config, 10.)
     return simclr_distort(images, tf.random.experimental.stateless_fold_in(
         seeds[3], 1), 0., blur, warp_probability=config.warp_probability)
   return tf.cast(images, tf.float32)
+
+
+def _randaugment(images, seed, config, magnitude):
+  """RandAugment on the op set `config.randaugment_ops` names."""
+  if config.randaugment_ops == 'tf_models':
+    return tf_models_policies.randaugment(images, seed,
+                                          config.randaugment_layers, magnitude)
+  return randaugment(images, seed, config.randaugment_layers, magnitude,
+                     config.posterize_bits_fix)
 
 
 def eval_crop(image, size, method='IDENTITY', crop_padding=32):

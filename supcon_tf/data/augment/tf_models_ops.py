@@ -1,0 +1,209 @@
+"""The ops of TF-Models' AutoAugment and RandAugment (official.legacy.
+image_classification.augment, which the official preprocessing imports), on
+batches: uint8 [N, H, W, 3], each argument a scalar or one value per image.
+
+Their semantics, including their quirks: blends truncate to uint8 and skip
+the arithmetic at factors 0 and 1; Contrast blends with the pixel count over
+256 (its histogram's sum, not the mean grey); Solarize's threshold is taken
+as uint8 (256 wraps to 0, inverting everything); the geometric ops pad the image
+with a channel of ones, transform it with nearest sampling and Keras'
+default reflect fill, and grey (`replace`) only where that channel became 0.
+Tested against TF-Models' own ops (tests/fixtures/tf_models_ops.npz).
+"""
+import tensorflow as tf
+
+from supcon_tf.data.augment.batching import as_batch, per_image_vector
+
+REPLACE = 128
+
+
+def _vector(value, images, dtype=tf.float32):
+  return per_image_vector(value, images, dtype)
+
+
+def blend(image1, image2, factor):
+  """image1 + factor (image2 - image1), truncated to uint8; image1 itself at
+  factor 0, image2 at 1."""
+  factor = _vector(factor, image2)[:, None, None, None]
+  first = tf.cast(image1, tf.float32)
+  temp = first + factor * (tf.cast(image2, tf.float32) - first)
+  blended = tf.cast(tf.clip_by_value(temp, 0., 255.), tf.uint8)
+  return tf.where(factor == 0., tf.cast(image1, tf.uint8),
+                  tf.where(factor == 1., tf.cast(image2, tf.uint8), blended))
+
+
+def _grayscale(images):
+  """tf.image.rgb_to_grayscale of uint8 images, as uint8 [N, H, W, 1]."""
+  return tf.image.rgb_to_grayscale(images)
+
+
+def invert(images, _=None):
+  return 255 - images
+
+
+def posterize(images, bits):
+  shift = tf.cast(8 - _vector(bits, images, tf.int32), tf.uint8)[
+      :, None, None, None]
+  return tf.bitwise.left_shift(tf.bitwise.right_shift(images, shift), shift)
+
+
+def solarize(images, threshold):
+  # TF-Models compares with the threshold as uint8: 256 (level 10) wraps to
+  # 0 and inverts every pixel.
+  threshold = tf.cast(_vector(threshold, images, tf.int32), tf.uint8)[
+      :, None, None, None]
+  return tf.where(images < threshold, images, 255 - images)
+
+
+def solarize_add(images, addition, threshold=128):
+  addition = _vector(addition, images, tf.int64)[:, None, None, None]
+  added = tf.cast(tf.clip_by_value(tf.cast(images, tf.int64) + addition, 0,
+                                   255), tf.uint8)
+  return tf.where(images < threshold, added, images)
+
+
+def color(images, factor):
+  return blend(tf.image.grayscale_to_rgb(_grayscale(images)), images, factor)
+
+
+def contrast(images, factor):
+  # TF-Models: sum(histogram) / 256, the pixel count over 256.
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  mean = tf.cast(height * width, tf.float32) / 256.
+  degenerate = tf.cast(tf.clip_by_value(mean, 0., 255.), tf.uint8)
+  degenerate = tf.fill(tf.shape(images), degenerate)
+  return blend(degenerate, images, factor)
+
+
+def brightness(images, factor):
+  return blend(tf.zeros_like(images), images, factor)
+
+
+def sharpness(images, factor):
+  floats = tf.cast(images, tf.float32)
+  kernel = tf.tile(tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]],
+                               shape=[3, 3, 1, 1]) / 13., [1, 1, 3, 1])
+  smooth = tf.nn.depthwise_conv2d(floats, kernel, [1, 1, 1, 1], 'VALID')
+  smooth = tf.cast(tf.clip_by_value(smooth, 0., 255.), tf.uint8)
+  inside = tf.pad(tf.ones_like(smooth), [[0, 0], [1, 1], [1, 1], [0, 0]])
+  smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  return blend(tf.where(inside == 1, smooth, images), images, factor)
+
+
+def autocontrast(images, _=None):
+  low = tf.cast(tf.reduce_min(images, axis=[1, 2], keepdims=True), tf.float32)
+  high = tf.cast(tf.reduce_max(images, axis=[1, 2], keepdims=True),
+                 tf.float32)
+  scale = 255. / (high - low)
+  scaled = tf.cast(images, tf.float32) * scale + (-low * scale)
+  scaled = tf.cast(tf.clip_by_value(scaled, 0., 255.), tf.uint8)
+  return tf.where(high > low, scaled, images)
+
+
+def equalize(images, _=None):
+  """Per image and channel: PIL's equalize as TF-Models computes it."""
+  batch = tf.shape(images)[0]
+  channels = tf.transpose(images, [0, 3, 1, 2])
+  values = tf.reshape(tf.cast(channels, tf.int32), [batch * 3, -1])
+  offsets = tf.range(batch * 3)[:, None] * 256
+  histograms = tf.reshape(tf.math.bincount(
+      values + offsets, minlength=batch * 3 * 256,
+      maxlength=batch * 3 * 256), [batch * 3, 256])
+  last = tf.reduce_max(tf.where(histograms > 0, tf.range(256)[None], -1),
+                       axis=1)
+  step = (tf.reduce_sum(histograms, 1) -
+          tf.gather(histograms, last, batch_dims=1)) // 255
+  safe = tf.maximum(step, 1)[:, None]
+  lut = (tf.cumsum(histograms, axis=1) + step[:, None] // 2) // safe
+  lut = tf.clip_by_value(tf.concat([tf.zeros_like(lut[:, :1]), lut[:, :-1]],
+                                   1), 0, 255)
+  mapped = tf.gather(lut, values, batch_dims=1)
+  mapped = tf.where(step[:, None] == 0, values, mapped)
+  mapped = tf.reshape(tf.cast(mapped, tf.uint8), tf.shape(channels))
+  return tf.transpose(mapped, [0, 2, 3, 1])
+
+
+def _wrapped_transform(images, transforms, replace=REPLACE):
+  """The image with a channel of ones, projected with nearest sampling and a
+  reflect fill (Keras' transform defaults), grey where that channel is 0."""
+  wrapped = tf.concat([images, tf.ones_like(images[..., :1])], -1)
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=wrapped, transforms=tf.cast(transforms, tf.float32),
+      output_shape=tf.shape(images)[1:3], fill_value=0.,
+      interpolation='NEAREST', fill_mode='REFLECT')
+  empty = out[..., 3:] == 0
+  return tf.where(empty, tf.cast(replace, tf.uint8), out[..., :3])
+
+
+def rotate(images, degrees, replace=REPLACE):
+  radians = _vector(degrees, images) * (3.141592653589793 / 180.)
+  height = tf.cast(tf.shape(images)[1], tf.float32)
+  width = tf.cast(tf.shape(images)[2], tf.float32)
+  cos, sin = tf.cos(radians), tf.sin(radians)
+  x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.
+  y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.
+  zeros = tf.zeros_like(cos)
+  return _wrapped_transform(images, tf.stack(
+      [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], 1), replace)
+
+
+def _affine(images, a, b, c, d, e, f, replace):
+  n = tf.shape(images)[0]
+  entries = [_vector(v, images) if not isinstance(v, (int, float)) else
+             tf.fill([n], float(v)) for v in (a, b, c, d, e, f)]
+  zeros = tf.zeros([n])
+  return _wrapped_transform(images, tf.stack(entries + [zeros, zeros], 1),
+                            replace)
+
+
+def shear_x(images, level, replace=REPLACE):
+  return _affine(images, 1., level, 0., 0., 1., 0., replace)
+
+
+def shear_y(images, level, replace=REPLACE):
+  return _affine(images, 1., 0., 0., level, 1., 0., replace)
+
+
+def translate_x(images, pixels, replace=REPLACE):
+  return _affine(images, 1., 0., _vector(pixels, images), 0., 1., 0., replace)
+
+
+def translate_y(images, pixels, replace=REPLACE):
+  return _affine(images, 1., 0., 0., 0., 1., _vector(pixels, images),
+                 replace)
+
+
+def cutout_at(images, centre_y, centre_x, pad_size, replace=REPLACE):
+  """TF-Models' cutout with its centre given: rows max(0, cy - pad) to
+  min(H, cy + pad), the same in x, set to `replace`."""
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  cy = _vector(centre_y, images, tf.int32)[:, None]
+  cx = _vector(centre_x, images, tf.int32)[:, None]
+  pad = _vector(pad_size, images, tf.int32)[:, None]
+  rows = tf.range(height)[None]
+  cols = tf.range(width)[None]
+  in_rows = (rows >= tf.maximum(0, cy - pad)) & (rows < cy + pad)
+  in_cols = (cols >= tf.maximum(0, cx - pad)) & (cols < cx + pad)
+  square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+  return tf.where(square, tf.cast(replace, tf.uint8), images)
+
+
+def cutout(images, seed, pad_size, replace=REPLACE):
+  """TF-Models' cutout: a 2 pad_size square at a uniform centre."""
+  images, _ = as_batch(images)
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  batch = tf.shape(images)[0]
+  cy = tf.random.stateless_uniform([batch], seeds[0], 0, tf.shape(images)[1],
+                                   tf.int32)
+  cx = tf.random.stateless_uniform([batch], seeds[1], 0, tf.shape(images)[2],
+                                   tf.int32)
+  return cutout_at(images, cy, cx, pad_size, replace)
+
+
+OPS = {
+    'AutoContrast': autocontrast, 'Equalize': equalize, 'Invert': invert,
+    'Rotate': rotate, 'Posterize': posterize, 'Solarize': solarize,
+    'SolarizeAdd': solarize_add, 'Color': color, 'Contrast': contrast,
+    'Brightness': brightness, 'Sharpness': sharpness, 'ShearX': shear_x,
+    'ShearY': shear_y, 'TranslateX': translate_x, 'TranslateY': translate_y,
+}
