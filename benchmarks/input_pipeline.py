@@ -1,5 +1,7 @@
-"""Input pipeline throughput: the two-view AutoAugment CIFAR training pipeline.
+"""Input pipeline throughput: two training views per image, beside torchvision.
 
+`--policy cifar10` (the default): the two-view AutoAugment CIFAR training
+pipeline.
 Per view, as the torchvision peer (shared/bench/torchvision_autoaugment.py):
 pad-4 random crop, horizontal flip, AutoAugment CIFAR-10 policy, normalise.
 The images are the peer's (smooth upsampled noise, same generator and seed),
@@ -9,7 +11,18 @@ or real CIFAR-10 images with --data_dir (a folder source or the CIFAR archive).
         --peer_python ../tv-ref/bin/python \
         --peer_script ../shared/bench/torchvision_autoaugment.py
 
-Prints `views/s: N` last (views produced per second on N threads).
+`--policy official_imagenet|official_simclr --image_size 224 --data_dir DIR`:
+the official training views of the JPEG files under DIR (decoded one at a
+time, the official crop window resized to 224, flip, then TF-Models'
+AutoAugment v0 or SimCLR's distortion with its blur), beside the peer
+benchmarks/peers/torchvision_imagenet_views.py (RandomResizedCrop,
+AutoAugment(IMAGENET) or SimCLR's ops) on the same files, in the same run:
+
+    .venv/bin/python benchmarks/input_pipeline.py --policy official_imagenet \
+        --image_size 224 --data_dir DIR --peer_python /tmp/tv/bin/python
+
+Prints `views/s: N` last (views produced per second on N threads), or, with a
+peer, `views/s per core ratio: R`.
 """
 import os
 import sys
@@ -25,15 +38,30 @@ flags.DEFINE_string('data_dir', None, 'Folder of real CIFAR images '
 flags.DEFINE_string('peer_python', None, 'Python of the torchvision peer\'s '
                     'environment; with --peer_script, runs the peer in the '
                     'same session and prints the ratio.')
-flags.DEFINE_string('peer_script', None, 'The peer: torchvision_autoaugment.py.')
+flags.DEFINE_string('peer_script', None, 'The CIFAR peer: '
+                    'torchvision_autoaugment.py (the ImageNet-style policies '
+                    'use benchmarks/peers/torchvision_imagenet_views.py).')
+flags.DEFINE_enum('policy', 'cifar10', ['cifar10', 'official_imagenet',
+                                        'official_simclr'],
+                  'Which training views.')
+flags.DEFINE_integer('image_size', 32, 'Side of the views.')
 FLAGS = flags.FLAGS
 
 
 def _peer_views_per_second():
   import subprocess
-  out = subprocess.run(
-      [FLAGS.peer_python, FLAGS.peer_script, '--images', str(FLAGS.images)],
-      check=True, capture_output=True, text=True).stdout
+  if FLAGS.policy == 'cifar10':
+    command = [FLAGS.peer_python, FLAGS.peer_script, '--images',
+               str(FLAGS.images)]
+  else:
+    command = [FLAGS.peer_python, os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'peers',
+        'torchvision_imagenet_views.py'), '--data_dir', FLAGS.data_dir,
+               '--images', str(FLAGS.images), '--image_size',
+               str(FLAGS.image_size), '--policy',
+               FLAGS.policy.split('_')[1]]
+  out = subprocess.run(command, check=True, capture_output=True,
+                       text=True).stdout
   return float(out.strip().splitlines()[-1].split(':')[1])
 
 
@@ -59,14 +87,26 @@ def main(_):
   from supcon_tf.config import Preprocessing
   from supcon_tf.data import pipeline, sources
 
-  if FLAGS.data_dir:
+  if FLAGS.policy != 'cifar10':
+    # JPEG files read and decoded one at a time, as ImageNet is.
+    files = sorted(
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(FLAGS.data_dir) for name in names
+        if name.lower().endswith(('.jpg', '.jpeg', '.png')))[:FLAGS.images]
+    split = sources.Split(np.zeros(len(files), np.int64),
+                          files=np.array(files))
+    kind = 'AUTOAUGMENT' if FLAGS.policy == 'official_imagenet' else 'SIMCLR'
+    config = Preprocessing(augmentation_type=kind, augmentation_magnitude=1.,
+                           image_size=FLAGS.image_size, defer_blurring=False)
+  elif FLAGS.data_dir:
     split = sources.load_source('folder', FLAGS.data_dir).split('train')
   else:
     images = _synthetic(FLAGS.images)
     split = sources.Split(np.zeros(len(images), np.int64), images=images)
-  config = Preprocessing(augmentation_type='AUTOAUGMENT',
-                         autoaugment_policy='cifar10', image_size=32,
-                         crop='pad', random_crop_padding=4, flip=True)
+  if FLAGS.policy == 'cifar10':
+    config = Preprocessing(augmentation_type='AUTOAUGMENT',
+                           autoaugment_policy='cifar10', image_size=32,
+                           crop='pad', random_crop_padding=4, flip=True)
   dataset = pipeline.train_dataset(
       split, config, FLAGS.batch_size, sources.CIFAR10_MEAN_STD, num_views=2,
       seed=0, input_threads=FLAGS.threads)
@@ -79,13 +119,17 @@ def main(_):
     batch, _ = next(iterator)
     views += int(batch.shape[0]) * int(batch.shape[1])
   elapsed = time.perf_counter() - start
-  print(f'threads: {FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
-        f'{FLAGS.batches} batches in {elapsed:.2f} s')
-  if FLAGS.peer_python and FLAGS.peer_script:
+  print(f'{FLAGS.policy}, {FLAGS.image_size} x {FLAGS.image_size}, threads: '
+        f'{FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
+        f'{FLAGS.batches} batches in {elapsed:.2f} s: '
+        f'{views / elapsed:.1f} views/s')
+  if FLAGS.peer_python and (FLAGS.peer_script or FLAGS.policy != 'cifar10'):
     peer = _peer_views_per_second()
-    print(f'peer views/s (one core): {peer:.1f}; ratio: '
-          f'{views / elapsed / peer:.2f}')
-  print(f'views/s: {views / elapsed:.1f}')
+    ratio = views / elapsed / FLAGS.threads / peer
+    print(f'peer views/s (one core): {peer:.1f}')
+    print(f'views/s per core ratio: {ratio:.2f}')
+  else:
+    print(f'views/s: {views / elapsed:.1f}')
 
 
 if __name__ == '__main__':

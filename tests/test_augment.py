@@ -425,6 +425,18 @@ def test_eval_crops():
       image[:, 8:56])
   with pytest.raises(ValueError, match='eval_crop_method'):
     A.eval_crop(image, 24, 'CENTER')
+  # The official _crop_to_square (is_training False): uint8 resizes
+  # (bilinear, truncated) and central windows at (size - side + 1) // 2.
+  resized = tf.cast(tf.image.resize(image, [56, 74]), tf.uint8).numpy()
+  np.testing.assert_array_equal(
+      A.eval_crop(image, 24, 'RESIZE_THEN_CROP', crop_padding=32),
+      resized[16:40, 25:49])
+  side = int(24 / (24 + 5) * 48)
+  top, left = (48 - side + 1) // 2, (64 - side + 1) // 2
+  square = image[top:top + side, left:left + side]
+  np.testing.assert_array_equal(
+      A.eval_crop(image, 24, 'CROP_THEN_RESIZE', crop_padding=5),
+      tf.cast(tf.image.resize(square, [24, 24]), tf.uint8).numpy())
 
 
 def test_deferred_blur_is_the_official_batch_random_blur():

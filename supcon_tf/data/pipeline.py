@@ -313,8 +313,10 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
   else:
     examples = tf.data.Dataset.from_tensor_slices((split.files, split.labels))
   examples = examples.shard(pipelines, pipeline_id)
+  # Images already at the size need no crop unless a method asks for one.
   same_size = (split.image_shape is not None and
-               split.image_shape[:2] == (image_size, image_size))
+               split.image_shape[:2] == (image_size, image_size) and
+               eval_crop_method == 'IDENTITY')
 
   def eval_view(image):
     image = _decode(image)

@@ -91,12 +91,25 @@ def _randaugment(images, seed, config, magnitude):
                      config.posterize_bits_fix)
 
 
+def _central_window(height, width, side):
+  """The official _center_crop_window: offsets (size - side + 1) // 2."""
+  return (height - side + 1) // 2, (width - side + 1) // 2
+
+
+def _resized(image, shape):
+  """The official _resize_image of a uint8 image: bilinear, cast back to
+  uint8 (truncation); as float32."""
+  return tf.floor(tf.image.resize(image, shape))
+
+
 def eval_crop(image, size, method='IDENTITY', crop_padding=32):
-  """The official eval crops of one image [H, W, 3] to size x size:
-  RESIZE_THEN_CROP (shorter side to size + crop_padding, central crop),
-  CROP_THEN_RESIZE (central square of size / (size + crop_padding) of the
-  shorter side, resized), CROP_THEN_DISTORT (tf.image.central_crop of that
-  fraction, resized), IDENTITY (the image; resized if it is not size x size).
+  """The official eval crops of one image [H, W, 3] to size x size (its
+  _crop_to_square with is_training False): RESIZE_THEN_CROP (shorter side to
+  size + crop_padding, the central size x size), CROP_THEN_RESIZE (the central
+  square of size / (size + crop_padding) of the shorter side, resized),
+  CROP_THEN_DISTORT (tf.image.central_crop of that fraction, resized),
+  IDENTITY (the image; resized if it is not size x size). Resizes are
+  bilinear and truncated to whole levels, as the official uint8 casts.
   Returns float32 0..255."""
   method = str(method).upper().rsplit('.', 1)[-1]
   if method not in enums.EVAL_CROP_METHODS:
@@ -108,20 +121,19 @@ def eval_crop(image, size, method='IDENTITY', crop_padding=32):
   if method == 'RESIZE_THEN_CROP':
     short = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
     scale = (size + crop_padding) / short
-    resized = tf.image.resize(
-        image, tf.cast(scale * tf.cast(shape[:2], tf.float32), tf.int32))
-    return tf.image.resize_with_crop_or_pad(resized, size, size)
+    resized = _resized(image, tf.cast(scale * tf.cast(shape[:2], tf.float32),
+                                      tf.int32))
+    top, left = _central_window(tf.shape(resized)[0], tf.shape(resized)[1],
+                                size)
+    return resized[top:top + size, left:left + size]
   if method == 'CROP_THEN_RESIZE':
     side = tf.cast(fraction * tf.cast(tf.minimum(shape[0], shape[1]),
                                       tf.float32), tf.int32)
-    top = (shape[0] - side + 1) // 2
-    left = (shape[1] - side + 1) // 2
-    return tf.image.resize(image[top:top + side, left:left + side],
-                           [size, size])
+    top, left = _central_window(shape[0], shape[1], side)
+    return _resized(image[top:top + side, left:left + side], [size, size])
   if method == 'CROP_THEN_DISTORT':
-    return tf.image.resize(tf.image.central_crop(image, fraction),
-                           [size, size])
+    return _resized(tf.image.central_crop(image, fraction), [size, size])
   return tf.cond(
       tf.reduce_all(tf.equal(shape[:2], [size, size])),
       lambda: tf.reshape(image, [size, size, 3]),
-      lambda: tf.image.resize(image, [size, size]))
+      lambda: _resized(image, [size, size]))
