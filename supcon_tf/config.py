@@ -60,8 +60,9 @@ class Preprocessing:
       'and STACKED_RANDAUGMENT.')
   autoaugment_policy: str = _field(
       'v0', "AUTOAUGMENT's policy: v0 (official: TF-Models' policy v0), "
-      'simple (its v0 without geometric ops), cifar10 / imagenet (Cubuk et '
-      "al. 2019, PIL-exact ops), seed_cifar10 (the seed's variant).")
+      "TF-Models' simple, reduced_cifar10, svhn, reduced_imagenet; cifar10 / "
+      "imagenet (Cubuk et al. 2019, PIL-exact ops); seed_cifar10 (the seed's "
+      'variant).')
   randaugment_ops: str = _field(
       'tf_models', "RANDAUGMENT's and STACKED_RANDAUGMENT's ops: tf_models "
       "(official: TF-Models' op set) or pil (PIL-exact ops).")

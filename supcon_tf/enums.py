@@ -13,9 +13,12 @@ CROPS = ('random_resized', 'pad', 'none')
 EVAL_CROP_METHODS = ('RESIZE_THEN_CROP', 'CROP_THEN_RESIZE',
                      'CROP_THEN_DISTORT', 'IDENTITY')
 # AUTOAUGMENT's policy: 'v0', the official (TF-Models' AutoAugment policy v0),
-# or its 'simple' variant, or the PIL-exact policies of Cubuk et al. (2019)
-# for CIFAR-10 and ImageNet, or the seed's variant of the CIFAR-10 one.
-AUTOAUGMENT_POLICIES = ('v0', 'simple', 'cifar10', 'imagenet', 'seed_cifar10')
+# or TF-Models' other policies (simple, reduced_cifar10, svhn,
+# reduced_imagenet), or the PIL-exact policies of Cubuk et al. (2019) for
+# CIFAR-10 and ImageNet, or the seed's variant of the CIFAR-10 one.
+AUTOAUGMENT_POLICIES = ('v0', 'simple', 'reduced_cifar10', 'svhn',
+                        'reduced_imagenet', 'cifar10', 'imagenet',
+                        'seed_cifar10')
 # RANDAUGMENT's ops: the official (TF-Models') op set, or the PIL-exact ones.
 RANDAUGMENT_OP_SETS = ('tf_models', 'pil')
 CONTRAST_MODES = ('ALL_VIEWS', 'ONE_VIEW')
