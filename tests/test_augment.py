@@ -406,7 +406,7 @@ def test_preprocessing_accepts_official_enum_names_and_rejects_bad_values():
   for bad, match in (({'augmentation_type': 'MIXUP'}, 'augmentation_type'),
                      ({'crop': 'center'}, 'crop'),
                      ({'crop_area_range': (0.5, 0.2)}, 'crop_area_range'),
-                     ({'autoaugment_policy': 'svhn'}, 'autoaugment_policy'),
+                     ({'autoaugment_policy': 'mnist'}, 'autoaugment_policy'),
                      ({'blur_probability': 2.}, 'blur_probability')):
     with pytest.raises(ValueError, match=match):
       Preprocessing(**bad)
