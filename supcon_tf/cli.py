@@ -73,7 +73,10 @@ def convert_official(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
   flags = supcon_flags.FLAGS
-  config = supcon_flags.config_from_flags()
+  try:
+    config = supcon_flags.config_from_flags()
+  except ValueError as error:
+    _fail(argv, error)
   if not config.model_dir:
     raise app.UsageError('--model_dir is required.')
   num_classes = flags.num_classes or NUM_CLASSES.get(
@@ -85,10 +88,13 @@ def convert_official(argv):
                          'not known here: give --num_classes.')
   model = run_lib.build_model(config, num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))
-  restored = official.restore_official(
-      model, flags.checkpoint,
-      ignore_missing=config.ignore_missing_checkpoint_vars)
-  mean_std = run_lib.normalization(config)
+  try:
+    restored = official.restore_official(
+        model, flags.checkpoint,
+        ignore_missing=config.ignore_missing_checkpoint_vars)
+    mean_std = run_lib.normalization(config)
+  except ValueError as error:
+    _fail(argv, error)  # A checkpoint that does not fit: nothing written.
   os.makedirs(config.model_dir, exist_ok=True)
   with open(os.path.join(config.model_dir, run_lib.CONFIG_FILE), 'w') as f:
     f.write(config.to_json())

@@ -149,6 +149,11 @@ def test_converted_savedmodel_has_the_official_signatures(tmp_path):
       command[:3] + [f'--model_dir={tmp_path / "x"}', '--input_fn=folder'],
       capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and '--num_classes' in bad.stderr
+  # A checkpoint that does not fit the flags: one line naming a variable.
+  wrong = subprocess.run(command + ['--projection_head_layers=16'],
+                         capture_output=True, text=True, timeout=300)
+  assert wrong.returncode == 2 and 'Traceback' not in wrong.stderr
+  assert 'ProjectionHead/dense' in wrong.stderr.strip().splitlines()[-1]
 
 
 def test_warm_started_classifier_stage_keeps_the_official_encoder(tmp_path):
