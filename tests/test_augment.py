@@ -543,9 +543,9 @@ def test_tf_models_ops_equal_tf_models_own_ops():
 
 
 def test_tf_models_cutout_is_the_square_around_its_centre():
-  from supcon_tf.data.augment import tf_models_ops as T
+  # TF-Models' cutout of pad 3: the side-6 square from the centre - 3.
   images = np.full((2, 10, 12, 3), 7, np.uint8)
-  out = T.cutout_at(images, [0, 6], [5, 11], 3, replace=200).numpy()
+  out = A.cutout_at(images, [0, 6], [5, 11], 2 * 3, fill=200).numpy()
   want = images.copy()
   want[0, 0:3, 2:8] = 200  # Rows max(0, 0 - 3) to 0 + 3, columns 2 to 8.
   want[1, 3:9, 8:12] = 200

@@ -210,9 +210,13 @@ def _evaluate(config, setup, global_step=None):
   the validation split when there is one), to TensorBoard (model_dir/
   summaries/eval) and the returned dict."""
   trainer = setup['trainer']
-  test = trainer.outputs('test')
+  # One pass: each example's eval view (view 0, what top-k and the plot
+  # take) and a training view (for the official eval's contrastive loss).
+  pairs = trainer.outputs('test', keys=('embeddings', 'logits', 'projection'),
+                          training_view=True)
+  test = {'embeddings': pairs['embeddings'][:, 0],
+          'logits': pairs['logits'][:, 0], 'labels': pairs['labels']}
   setup['test'] = test
-  pairs = trainer.outputs('test', keys=('projection',), training_view=True)
   results = {
       'test_top1': evaluation.top_k_accuracy(test['logits'], test['labels'],
                                              1),

@@ -24,8 +24,9 @@ from supcon_tf.data.augment.policies import (  # noqa: F401
     apply_each, apply_ops, apply_policy, autoaugment, level_to_magnitude,
     policy_draws, randaugment, randaugment_draws)
 from supcon_tf.data.augment.crops import (  # noqa: F401
-    crop_and_resize, cutout, distorted_crop_window, official_crop_boxes,
-    pad_crop_flip, random_flips, random_resized_crop, sample_crop_boxes)
+    crop_and_resize, cutout, cutout_at, distorted_crop_window,
+    official_crop_boxes, pad_crop_flip, random_flips, random_resized_crop,
+    sample_crop_boxes)
 from supcon_tf.data.augment.warp import (  # noqa: F401
     dense_image_warp, interpolate_spline, random_warp, sparse_image_warp)
 from supcon_tf.data.augment.color import (  # noqa: F401

@@ -5,7 +5,8 @@ import math
 
 import tensorflow as tf
 
-from supcon_tf.data.augment.batching import FILL_VALUE, as_batch
+from supcon_tf.data.augment.batching import (
+    FILL_VALUE, as_batch, per_image_vector)
 
 
 def _project(images, transforms, output_size, interpolation, fill_mode,
@@ -185,19 +186,30 @@ def random_resized_crop(images, seed, size, area_range=(0.08, 1.0), flip=True,
 
 def cutout(images, seed, size=16, fill=FILL_VALUE):
   """Cutout (DeVries & Taylor 2017): a size x size square at a uniform centre,
-  clipped at the borders, set to `fill`."""
+  clipped at the borders, set to `fill`. `size` may be one per image."""
   images, unbatch = as_batch(images)
   batch = tf.shape(images)[0]
-  height, width = tf.shape(images)[1], tf.shape(images)[2]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  cy = tf.random.stateless_uniform([batch], seeds[0], 0, height, tf.int32)
-  cx = tf.random.stateless_uniform([batch], seeds[1], 0, width, tf.int32)
+  cy = tf.random.stateless_uniform([batch], seeds[0], 0, tf.shape(images)[1],
+                                   tf.int32)
+  cx = tf.random.stateless_uniform([batch], seeds[1], 0, tf.shape(images)[2],
+                                   tf.int32)
+  out = cutout_at(images, cy, cx, size, fill)
+  return out[0] if unbatch else out
+
+
+def cutout_at(images, centre_y, centre_x, size, fill=FILL_VALUE):
+  """The square of side `size` whose rows (and columns) run from
+  centre - size // 2, clipped at the borders, set to `fill` in a batch;
+  centres and sizes scalars or one per image."""
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  cy = per_image_vector(centre_y, images, tf.int32)[:, None]
+  cx = per_image_vector(centre_x, images, tf.int32)[:, None]
+  size = per_image_vector(size, images, tf.int32)[:, None]
+  top, left = cy - size // 2, cx - size // 2
   rows = tf.range(height)[None, :]
   cols = tf.range(width)[None, :]
-  in_rows = (rows >= (cy - size // 2)[:, None]) & (
-      rows < (cy - size // 2 + size)[:, None])
-  in_cols = (cols >= (cx - size // 2)[:, None]) & (
-      cols < (cx - size // 2 + size)[:, None])
+  in_rows = (rows >= top) & (rows < top + size)
+  in_cols = (cols >= left) & (cols < left + size)
   square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
-  out = tf.where(square, tf.cast(fill, images.dtype), images)
-  return out[0] if unbatch else out
+  return tf.where(square, tf.cast(fill, images.dtype), images)

@@ -12,7 +12,8 @@ Tested against TF-Models' own ops (tests/fixtures/tf_models_ops.npz).
 """
 import tensorflow as tf
 
-from supcon_tf.data.augment.batching import as_batch, per_image_vector
+from supcon_tf.data.augment import crops
+from supcon_tf.data.augment.batching import per_image_vector
 
 REPLACE = 128
 
@@ -173,31 +174,11 @@ def translate_y(images, pixels, replace=REPLACE):
                  replace)
 
 
-def cutout_at(images, centre_y, centre_x, pad_size, replace=REPLACE):
-  """TF-Models' cutout with its centre given: rows max(0, cy - pad) to
-  min(H, cy + pad), the same in x, set to `replace`."""
-  height, width = tf.shape(images)[1], tf.shape(images)[2]
-  cy = _vector(centre_y, images, tf.int32)[:, None]
-  cx = _vector(centre_x, images, tf.int32)[:, None]
-  pad = _vector(pad_size, images, tf.int32)[:, None]
-  rows = tf.range(height)[None]
-  cols = tf.range(width)[None]
-  in_rows = (rows >= tf.maximum(0, cy - pad)) & (rows < cy + pad)
-  in_cols = (cols >= tf.maximum(0, cx - pad)) & (cols < cx + pad)
-  square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
-  return tf.where(square, tf.cast(replace, tf.uint8), images)
-
-
 def cutout(images, seed, pad_size, replace=REPLACE):
-  """TF-Models' cutout: a 2 pad_size square at a uniform centre."""
-  images, _ = as_batch(images)
-  seeds = tf.random.experimental.stateless_split(seed, 2)
-  batch = tf.shape(images)[0]
-  cy = tf.random.stateless_uniform([batch], seeds[0], 0, tf.shape(images)[1],
-                                   tf.int32)
-  cx = tf.random.stateless_uniform([batch], seeds[1], 0, tf.shape(images)[2],
-                                   tf.int32)
-  return cutout_at(images, cy, cx, pad_size, replace)
+  """TF-Models' cutout: the 2 pad_size square around a uniform centre
+  (rows from max(0, cy - pad) to cy + pad), set to `replace`."""
+  return crops.cutout(images, seed, 2 * _vector(pad_size, images, tf.int32),
+                      replace)
 
 
 OPS = {
