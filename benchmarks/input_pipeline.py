@@ -2,14 +2,14 @@
 
 `--policy cifar10` (the default): the two-view AutoAugment CIFAR training
 pipeline.
-Per view, as the torchvision peer (shared/bench/torchvision_autoaugment.py):
+Per view, as the torchvision peer (benchmarks/peers/torchvision_autoaugment.py):
 pad-4 random crop, horizontal flip, AutoAugment CIFAR-10 policy, normalise.
 The images are the peer's (smooth upsampled noise, same generator and seed),
 or real CIFAR-10 images with --data_dir (a folder source or the CIFAR archive).
 
     .venv/bin/python benchmarks/input_pipeline.py --threads 1 \
-        --peer_python ../tv-ref/bin/python \
-        --peer_script ../shared/bench/torchvision_autoaugment.py
+        --peer_python /tmp/tv/bin/python \
+        --peer_script benchmarks/peers/torchvision_autoaugment.py
 
 `--policy official_imagenet|official_simclr --image_size 224 --data_dir DIR`:
 the official training views of the JPEG files under DIR (decoded one at a

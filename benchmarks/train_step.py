@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SupCon training-step throughput: the model, the loss and SGD in one step.
 
-The same work as the PyTorch peer `../shared/bench/torch_reference.py`: a CIFAR
+The same work as the PyTorch peer `benchmarks/peers/torch_reference.py`: a CIFAR
 ResNet-20 (option-A shortcuts), L2-normalised 64-d embedding, 64-64 projection
 head, SupCon at temperature 0.07, SGD with momentum 0.9 and weight decay 1e-4,
 on `--batch` samples x 2 views of random 32x32 images.

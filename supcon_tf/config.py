@@ -646,7 +646,7 @@ OFFICIAL_SCRIPTS.update({
 })
 
 
-# The seed's recipe (REFERENCE.md section 3; its train.py, loss/spc.py,
+# The seed's recipe (its train.py, loss/spc.py,
 # models/resnet_contrastive.py, data_augmentation/auto_augment.py): ResNet-20
 # with its weights and heads, all training images, its normalisation
 # constants, pad-4 crop and flip then its AutoAugment, SGD momentum 0.9 with

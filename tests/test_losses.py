@@ -15,7 +15,7 @@ SUMMATIONS = ['outside', 'inside']
 DENOMINATORS = ['all', 'one_positive', 'only_negatives']
 CONTRAST_MODES = ['all_views', 'one_view']
 
-# Official test fixtures (google-research supcon/losses_test.py), REFERENCE.md §5.
+# Official test fixtures (google-research supcon/losses_test.py).
 FEATURES = np.array([[[.01, .02, .14], [.38, .61, .50]],
                      [[.86, .97, .33], [.26, .68, .45]],
                      [[.32, .64, .28], [.45, .74, .73]]], np.float32)

@@ -2,7 +2,7 @@
 import tensorflow as tf
 
 
-FILL_VALUE = 128  # Grey, close to the CIFAR mean (REFERENCE.md, section 6).
+FILL_VALUE = 128  # PIL AutoAugment's grey fill, close to the CIFAR mean.
 
 
 def as_batch(image):
