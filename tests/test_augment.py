@@ -249,19 +249,19 @@ def test_official_crop_window_is_tensorflows_box_with_the_centre_fallback():
 def test_official_training_crop_is_slice_resize_and_truncating_cast():
   rng = np.random.default_rng(6)
   images = rng.integers(0, 256, size=(4, 24, 20, 3), dtype=np.uint8)
-  got = A.random_resized_crop(images, [7, 8], 16, (0.3, 1.0),
-                              flip=False).numpy()
-  windows = A.official_crop_boxes(
-      tf.random.experimental.stateless_split([7, 8], 2)[0], 4, 24, 20,
-      (0.3, 1.0)).numpy().astype(int)
-  for i, (x0, y0, w, h) in enumerate(windows):
+  got = A.random_resized_crop(images, [7, 8], 16, (0.3, 1.0)).numpy()
+  seeds = tf.random.experimental.stateless_split([7, 8], 2)
+  mirror = A.random_flips(seeds[1], 4).numpy()
+  assert 0 < mirror.sum() < 4
+  for i, seed in enumerate(tf.random.experimental.stateless_split(seeds[0],
+                                                                  4)):
+    y0, x0, h, w = A.distorted_crop_window([24, 20, 3], seed,
+                                           (0.3, 1.0)).numpy()
     # The official _crop_to_square: tf.slice, bilinear tf.image.resize, cast
-    # back to uint8.
+    # back to uint8; then the flip.
     crop = tf.slice(images[i], [y0, x0, 0], [h, w, 3])
     want = tf.cast(tf.image.resize(crop, [16, 16]), tf.uint8).numpy()
-    # Float sums in another order can cross an integer: at most one level.
-    assert np.abs(got[i].astype(int) - want.astype(int)).max() <= 1
-    assert np.mean(got[i] == want) > 0.97
+    np.testing.assert_array_equal(got[i], want[:, ::-1] if mirror[i] else want)
 
 
 def test_cutout_fills_one_clipped_square():

@@ -28,8 +28,15 @@ _ENDLESS = 2 ** 40
 def normalize(images, mean_std):
   """(images - mean) / std per channel, images in 0..255 units -> float32."""
   mean, std = mean_std
-  return ((tf.cast(images, tf.float32) - tf.constant(mean, tf.float32)) /
-          tf.constant(std, tf.float32))
+  images = tf.cast(images, tf.float32)
+  shape = tf.shape(images)
+  # Rows of W * 3 values: a row-vector broadcast is several times faster in
+  # TensorFlow's CPU kernels than one over a trailing axis of 3.
+  width = shape[-2]
+  rows = tf.reshape(images, [-1, width * 3])
+  rows = ((rows - tf.tile(tf.constant(mean, tf.float32), [width])) /
+          tf.tile(tf.constant(std, tf.float32), [width]))
+  return tf.reshape(rows, shape)
 
 
 def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):

@@ -25,7 +25,7 @@ from supcon_tf.data.augment.policies import (  # noqa: F401
     policy_draws, randaugment, randaugment_draws)
 from supcon_tf.data.augment.crops import (  # noqa: F401
     crop_and_resize, cutout, cutout_at, distorted_crop_window,
-    official_crop_boxes, pad_crop_flip, random_flips, random_resized_crop,
+    official_crop, pad_crop_flip, random_flips, random_resized_crop,
     sample_crop_boxes)
 from supcon_tf.data.augment.warp import (  # noqa: F401
     dense_image_warp, interpolate_spline, random_warp, sparse_image_warp)

@@ -150,37 +150,41 @@ def distorted_crop_window(image_shape, seed, area_range=(0.08, 1.0)):
                   centre)
 
 
-def official_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0)):
-  """`distorted_crop_window` for each image of a batch, one seed each, as
-  float32 [N, 4] boxes (x0, y0, w, h) in pixels."""
-  seeds = tf.random.experimental.stateless_split(seed, batch)
-  shape = tf.stack([height, width, 3])
-  windows = tf.map_fn(
-      lambda s: distorted_crop_window(shape, s, area_range), seeds,
-      fn_output_signature=tf.int32)
-  return tf.cast(tf.gather(windows, [1, 0, 3, 2], axis=1), tf.float32)
+def official_crop(image, seed, size, area_range=(0.08, 1.0), mirror=False):
+  """The official training crop of one uint8 image [H, W, 3]: its
+  `distorted_crop_window`, tf.image.resize (bilinear) to size x size and the
+  cast back to uint8 (truncation), as the official _crop_to_square; then
+  mirrored where `mirror`."""
+  window = distorted_crop_window(tf.shape(image), seed, area_range)
+  crop = tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
+  out = tf.cast(tf.image.resize(crop, [size, size]), tf.uint8)
+  return tf.where(mirror, tf.reverse(out, [1]), out)
 
 
 def random_resized_crop(images, seed, size, area_range=(0.08, 1.0), flip=True,
                         window='official'):
   """The training crop, resized to size x size, then a random horizontal
   flip, on a batch of same-size images; uint8 in, uint8 out. `window`:
-  'official' (`distorted_crop_window`; the bilinear resize cast back to
-  uint8 by truncation, as the official _resize_image) or 'torchvision'
+  'official' (`official_crop` per image, one seed each) or 'torchvision'
   (RandomResizedCrop's boxes, `sample_crop_boxes`; rounded)."""
   images, unbatch = as_batch(images)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  mirror = (random_flips(seeds[1], batch) if flip
+            else tf.zeros([batch], tf.bool))
   if window == 'official':
-    boxes = official_crop_boxes(seeds[0], batch, height, width, area_range)
+    out = tf.map_fn(
+        lambda args: official_crop(args[0], args[1], size, area_range,
+                                   args[2]),
+        (images, tf.random.experimental.stateless_split(seeds[0], batch),
+         mirror),
+        fn_output_signature=tf.TensorSpec([size, size, images.shape[-1]],
+                                          tf.uint8))
   else:
-    boxes = sample_crop_boxes(seeds[0], batch, height, width, area_range)
-  mirror = random_flips(seeds[1], batch) if flip else None
-  out = crop_and_resize(images, boxes, size, mirror)
-  if window != 'official':
-    out = tf.round(out)
-  out = tf.cast(tf.clip_by_value(out, 0., 255.), tf.uint8)
+    boxes = sample_crop_boxes(seeds[0], batch, tf.shape(images)[1],
+                              tf.shape(images)[2], area_range)
+    out = tf.cast(tf.clip_by_value(tf.round(crop_and_resize(
+        images, boxes, size, mirror)), 0., 255.), tf.uint8)
   return out[0] if unbatch else out
 
 
