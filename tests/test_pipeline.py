@@ -135,6 +135,49 @@ def test_replicas_get_contiguous_chunks_of_the_same_global_batches():
     iter(pipeline.train_dataset_distributed(strategy, split, PLAIN, 15, UNIT))
 
 
+def _layouts(make_dataset, pipelines, batches=3):
+  """Global batches of views from one pipeline, and from `pipelines` input
+  pipelines of one replica each (as workers), the chunks concatenated."""
+  whole = _take(make_dataset(None), batches)
+  parts = [_take(make_dataset(tf.distribute.InputContext(
+      pipelines, p, pipelines)), batches) for p in range(pipelines)]
+  joined = [np.concatenate([part[b][0] for part in parts])
+            for b in range(batches)]
+  return [views for views, _ in whole], joined
+
+
+@pytest.mark.parametrize('kind', ['AUTOAUGMENT', 'SIMCLR', 'RANDAUGMENT'])
+def test_the_same_seed_gives_the_same_views_whatever_the_layout(kind):
+  # Draws follow the example's place in the global batch, not the chunk it
+  # is augmented in: 1 pipeline, 2 and 4 (workers) give the same views.
+  rng = np.random.default_rng(3)
+  split = sources.Split(np.arange(48) % 4, images=rng.integers(
+      0, 256, (48, 16, 16, 3), np.uint8))
+  config = Preprocessing(augmentation_type=kind, image_size=16,
+                         autoaugment_policy='v0', crop='random_resized',
+                         blur_probability=0.5, defer_blurring=False)
+  for pipelines in (2, 4):
+    whole, joined = _layouts(lambda context: pipeline.train_dataset(
+        split, config, 16, UNIT, num_views=2, seed=5,
+        input_context=context), pipelines)
+    for want, got in zip(whole, joined):
+      np.testing.assert_array_equal(got, want)
+  # The draws do change with the seed.
+  other = _take(pipeline.train_dataset(split, config, 16, UNIT, num_views=2,
+                                       seed=6), 1)[0][0]
+  assert np.abs(other - whole[0]).mean() > 1.
+
+
+def test_views_of_files_are_the_same_whatever_the_layout(tmp_path):
+  split = _mixed_folder(tmp_path).split('train')
+  config = Preprocessing(augmentation_type='AUTOAUGMENT',
+                         autoaugment_policy='v0', image_size=16)
+  whole, joined = _layouts(lambda context: pipeline.train_dataset(
+      split, config, 6, UNIT, num_views=2, seed=1, input_context=context), 2)
+  for want, got in zip(whole, joined):
+    np.testing.assert_array_equal(got, want)
+
+
 def test_eval_batches_cover_every_example_once_in_order():
   split = _numbered(37)
   batches = list(pipeline.eval_dataset(split, 16, UNIT, 8))

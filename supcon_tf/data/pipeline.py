@@ -7,9 +7,10 @@ epoch, each a permutation drawn from (seed, epoch), as one stream of
 examples (a batch may span the end of an epoch, as official, or each epoch's
 partial batch is dropped: `epoch_remainder`); a global batch is split
 into one contiguous chunk per replica, so the same seed gives the same
-examples in each global batch whatever the number of replicas or input
-pipelines, and the augmentation of a chunk is seeded by (seed, epoch, step,
-chunk), so the same seed and layout give the same views. Images held in
+examples in each global batch whatever the number of replicas, input
+pipelines or workers. The augmentation draws of a view depend on (seed,
+epoch, step, its place in the global batch) only (`augment.example_positions`),
+so a layout gives the same views as any other. Images held in
 memory are gathered and augmented a whole batch at a time; images read from
 files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
 Use the `*_distributed` functions with a `tf.distribute` strategy.
@@ -130,8 +131,9 @@ def _check_balanced(split, classes_per_batch, global_batch_size):
                      f'divisible by classes_per_batch={classes_per_batch}.')
 
 
-def _batch_seed(seed, epoch, step, chunk, purpose=0):
-  """The stateless seed of one batch (purpose 0) or one image (purpose 1)."""
+def _batch_seed(seed, epoch, step, chunk=0, purpose=0):
+  """The stateless seed of one batch (purpose 0) or its images' crops
+  (purpose 1); `chunk` only where draws cannot be global (streams)."""
   key = tf.constant([seed, purpose], tf.int64)
   for value in (epoch, step, chunk):
     key = tf.random.experimental.stateless_fold_in(key, value)
@@ -155,15 +157,24 @@ def _decode(image):
   return tf.ensure_shape(image, [None, None, 3])
 
 
-def _views(images, labels, seed, config, num_views, mean_std, cropped):
+def _views(images, labels, seed, config, num_views, mean_std, cropped,
+           first=None, total=None):
   """[b, H, W, 3] uint8 (or [b, V, S, S, 3] already cropped) -> normalised
-  views [b, V, S, S, 3]."""
+  views [b, V, S, S, 3]. With `first` and `total`, the images are examples
+  first.. of a global batch of `total`, and draw as such."""
   size = config.image_size
   if cropped:
     flat = tf.reshape(images, [-1, size, size, 3])
   else:
     flat = tf.repeat(images, num_views, axis=0)
-  views = augment_lib.augment(flat, seed, config, cropped=cropped)
+  if first is None:
+    views = augment_lib.augment(flat, seed, config, cropped=cropped)
+  else:
+    # View v of example i is view (first + i) * V + v of the global batch.
+    positions = tf.cast(first, tf.int32) * num_views + tf.range(
+        tf.shape(flat)[0])
+    with augment_lib.example_positions(positions, total * num_views):
+      views = augment_lib.augment(flat, seed, config, cropped=cropped)
   views = normalize(views, mean_std)
   return tf.reshape(views, [-1, num_views, size, size, 3]), labels
 
@@ -238,29 +249,34 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
 
     def load(epoch, step, chunk, indices):
       return (tf.gather(images, indices), tf.gather(labels, indices),
-              _batch_seed(seed, epoch, step, chunk))
+              _batch_seed(seed, epoch, step), chunk * per_replica)
     dataset = dataset.map(load)
   else:
     files = tf.constant(split.files)
     cropped = config.crop == 'random_resized'
 
     def one_image(epoch, step, chunk, indices):
-      batch_seed = _batch_seed(seed, epoch, step, chunk)
+      first = chunk * per_replica
+      # Each image's crop seed is that of its place in the global batch.
       seeds = tf.random.experimental.stateless_split(
-          _batch_seed(seed, epoch, step, chunk, purpose=1), per_replica)
+          _batch_seed(seed, epoch, step, purpose=1), global_batch_size)[
+              first:first + per_replica]
       return tf.data.Dataset.from_tensor_slices(
           (tf.gather(files, indices), tf.gather(labels, indices), seeds,
-           tf.repeat(batch_seed[None], per_replica, axis=0)))
+           tf.repeat(_batch_seed(seed, epoch, step)[None], per_replica, 0),
+           tf.fill([per_replica], first)))
 
-    def decode(path, label, image_seed, batch_seed):
+    def decode(path, label, image_seed, batch_seed, first):
       return (_fixed_size(_decode(path), image_seed, config, num_views),
-              label, batch_seed)
+              label, batch_seed, first)
     dataset = dataset.flat_map(one_image).map(
         decode, num_parallel_calls=AUTOTUNE).batch(per_replica).map(
-            lambda images, labels, seeds: (images, labels, seeds[0]))
+            lambda images, labels, seeds, firsts: (images, labels, seeds[0],
+                                                   firsts[0]))
   dataset = dataset.map(
-      lambda images, labels, batch_seed: _views(
-          images, labels, batch_seed, config, num_views, mean_std, cropped),
+      lambda images, labels, batch_seed, first: _views(
+          images, labels, batch_seed, config, num_views, mean_std, cropped,
+          first, global_batch_size),
       num_parallel_calls=AUTOTUNE)
   return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
@@ -341,19 +357,27 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
     return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
   cropped = training_view.crop == 'random_resized'
+  # Draws by example (its index in the split), whatever the sharding; a
+  # stream's length is not known, so its draws are by shard and batch.
+  total = None if split.stream is not None else len(split)
 
   def pair(index, example):
     image, label = example
-    image_seed = _batch_seed(seed, 0, index, pipeline_id, purpose=1)
+    index = index * pipelines + pipeline_id
+    image_seed = _batch_seed(seed, 0, index, purpose=1)
     return (eval_view(image), _fixed_size(_decode(image), image_seed,
-                                          training_view, 1), label)
+                                          training_view, 1), label, index)
 
   def views(step, batch):
-    firsts, seconds, labels = batch
-    seconds = augment_lib.augment(
-        tf.reshape(seconds, [-1, image_size, image_size, 3]),
-        _batch_seed(seed, 0, step, pipeline_id), training_view,
-        cropped=cropped)
+    firsts, seconds, labels, indices = batch
+    seconds = tf.reshape(seconds, [-1, image_size, image_size, 3])
+    if total is None:
+      seconds = augment_lib.augment(seconds, _batch_seed(
+          seed, 0, step, pipeline_id), training_view, cropped=cropped)
+    else:
+      with augment_lib.example_positions(indices, total):
+        seconds = augment_lib.augment(seconds, _batch_seed(seed, 0, 0),
+                                      training_view, cropped=cropped)
     return (tf.stack([normalize(firsts, mean_std),
                       normalize(seconds, mean_std)], axis=1), labels)
 

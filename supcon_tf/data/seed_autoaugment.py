@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from supcon_tf.data import augment
+from supcon_tf.data.augment import batching
 
 # The seed's 25 sub-policies: (op, probability, level), levels as it writes
 # them (bins 0..9; the ops without a magnitude ignore theirs).
@@ -190,7 +191,6 @@ def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):
   images, unbatch = augment.as_batch(images)
   batch = tf.shape(images)[0]
   choice, fires, magnitude_seed = augment.policy_draws(seed, batch, policy)
-  uniform = tf.random.stateless_uniform([batch, 2], magnitude_seed,
-                                        dtype=tf.float64)
+  uniform = batching.uniform([batch, 2], magnitude_seed, dtype=tf.float64)
   out = apply_policy(images, choice, fires, uniform, policy)
   return out[0] if unbatch else out

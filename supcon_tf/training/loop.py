@@ -218,15 +218,19 @@ class Trainer:
 
     def step_fn(views, labels):
       if deferred_blur:
-        # As official, on the model's inputs, one draw per replica and step.
-        context = tf.distribute.get_replica_context()
-        seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([tf.constant(config.seed, tf.int64) * 3 + stage.index,
-                      tf.cast(step, tf.int64)]),
-            context.replica_id_in_sync_group)
+        # As official, on the model's inputs, one sigma per step; which
+        # views are blurred is drawn by their place in the global batch, so
+        # any layout blurs the same ones.
+        seed = tf.stack([tf.constant(config.seed, tf.int64) * 3 + stage.index,
+                         tf.cast(step, tf.int64)])
         flat = tf.reshape(views, [-1] + list(views.shape[2:]))
-        views = tf.reshape(augment.batch_random_blur(
-            flat, seed, config.blur_probability), tf.shape(views))
+        local = tf.shape(flat)[0]
+        replica = tf.cast(tf.distribute.get_replica_context()
+                          .replica_id_in_sync_group, tf.int32)
+        with augment.example_positions(replica * local + tf.range(local),
+                                       local * replicas):
+          flat = augment.batch_random_blur(flat, seed, config.blur_probability)
+        views = tf.reshape(flat, tf.shape(views))
       with tf.GradientTape() as tape:
         # Official: batch statistics in training mode; whether the moving
         # averages move is `freeze_moving_statistics`' switch (run_stage).

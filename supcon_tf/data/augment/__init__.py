@@ -13,8 +13,8 @@ AutoAugment and RandAugment, the official ones; kept under their own names).
 Every public name of the other parts is here too.
 """
 from supcon_tf.data.augment.batching import (  # noqa: F401
-    FILL_VALUE, apply_to_some, as_batch, batched, per_image,
-    per_image_vector, random_apply)
+    FILL_VALUE, apply_to_some, as_batch, batched, example_positions,
+    image_seeds, normal, per_image, per_image_vector, random_apply, uniform)
 from supcon_tf.data.augment.pil_ops import (  # noqa: F401
     OPS, autocontrast, brightness, color, contrast, equalize, invert,
     posterize, rotate, sharpness, shear_x, shear_y, solarize, translate_x,

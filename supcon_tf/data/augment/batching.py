@@ -1,4 +1,15 @@
-"""Batches and per-image values: what every augmentation op shares."""
+"""Batches, per-image values and per-image random draws: what every
+augmentation op shares.
+
+Per-image draws (`uniform`, `normal`, `image_seeds`) are those of the image's
+position in its global batch when the pipeline says where the images sit
+(`example_positions`): then the same seed gives each example the same views
+whether the global batch is augmented whole or in replica chunks on several
+workers. Ops applied to some of the images (`apply_to_some`, `random_apply`)
+pass the positions of those on.
+"""
+import contextlib
+
 import tensorflow as tf
 
 
@@ -42,13 +53,68 @@ def batched(fn):
 def apply_to_some(op, images, magnitude, fires, result):
   """`result` with `op` applied to the `images` where `fires` (only those)."""
   index = tf.where(fires)
-  changed = op(tf.gather_nd(images, index), tf.gather_nd(magnitude, index))
+  with _subset(index):
+    changed = op(tf.gather_nd(images, index), tf.gather_nd(magnitude, index))
   return tf.tensor_scatter_nd_update(result, index, changed)
 
 
 def random_apply(op, images, seed, probability):
   """`op` on the images that draw < probability, the rest untouched."""
-  fires = tf.random.stateless_uniform(tf.shape(images)[:1], seed) < probability
+  fires = uniform([tf.shape(images)[0]], seed) < probability
   index = tf.where(fires)
-  return tf.tensor_scatter_nd_update(
-      images, index, op(tf.gather_nd(images, index)))
+  with _subset(index):
+    changed = op(tf.gather_nd(images, index))
+  return tf.tensor_scatter_nd_update(images, index, changed)
+
+
+# (positions [n] int32, total): where the images being augmented sit in the
+# batch whose draws they share; read while a function is traced.
+_POSITIONS = []
+
+
+@contextlib.contextmanager
+def example_positions(positions, total):
+  """Within: per-image draws for images at `positions` of a batch of `total`
+  images (`total` a Python int or a scalar tensor)."""
+  _POSITIONS.append((tf.cast(positions, tf.int32), total))
+  try:
+    yield
+  finally:
+    _POSITIONS.pop()
+
+
+@contextlib.contextmanager
+def _subset(index):
+  """Within: the draws of the images at `index` [k, 1] of the current ones."""
+  if not _POSITIONS:
+    yield
+    return
+  positions, total = _POSITIONS[-1]
+  with example_positions(tf.gather_nd(positions, index), total):
+    yield
+
+
+def _per_image(draw, shape):
+  """draw(shape) with shape [n, ...]; under `example_positions`, rows of a
+  draw for the whole batch at the images' positions."""
+  if not _POSITIONS:
+    return draw(shape)
+  positions, total = _POSITIONS[-1]
+  return tf.gather(draw([total] + list(shape)[1:]), positions)
+
+
+def uniform(shape, seed, minval=0, maxval=None, dtype=tf.float32):
+  """tf.random.stateless_uniform of per-image values, shape [n, ...]."""
+  return _per_image(lambda s: tf.random.stateless_uniform(
+      s, seed, minval, maxval, dtype), shape)
+
+
+def normal(shape, seed):
+  """tf.random.stateless_normal of per-image values, shape [n, ...]."""
+  return _per_image(lambda s: tf.random.stateless_normal(s, seed), shape)
+
+
+def image_seeds(seed, n):
+  """A stateless seed per image, [n, 2]."""
+  return _per_image(
+      lambda s: tf.random.experimental.stateless_split(seed, s[0]), [n])

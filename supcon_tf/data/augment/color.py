@@ -3,6 +3,7 @@ Gaussian blur (in the view or deferred to the training step), the warp step.
 """
 import tensorflow as tf
 
+from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import (
     apply_to_some, per_image, per_image_vector, random_apply)
 from supcon_tf.data.augment.warp import random_warp
@@ -77,9 +78,9 @@ def color_jitter(images, seed, strength=0.5, pytorch=False):
     ranges = ((low, 1. + s), (low, 1. + s), (low, 1. + s), (-d, d))
   else:
     ranges = ((-s, s), (1. - s, 1. + s), (1. - s, 1. + s), (-d, d))
-  factors = [tf.random.stateless_uniform([batch], seeds[i], lo, hi)
+  factors = [batching.uniform([batch], seeds[i], lo, hi)
              for i, (lo, hi) in enumerate(ranges)]
-  order = tf.argsort(tf.random.stateless_uniform([batch, 4], seeds[4]),
+  order = tf.argsort(batching.uniform([batch, 4], seeds[4]),
                      axis=1)
   for position in range(4):
     result = images
@@ -119,10 +120,10 @@ def batch_random_blur(images, seed, blur_probability):
   blurred with probability `blur_probability`. Float images [N, S, S, C] on
   any scale."""
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  sigma = tf.random.stateless_uniform([], seeds[0], 0.1, 2.0)
+  sigma = tf.random.stateless_uniform([], seeds[0], 0.1, 2.0)  # per batch
   blurred = gaussian_blur(images, sigma, (images.shape[1] or 0) // 10)
-  selected = tf.random.stateless_uniform(tf.shape(images)[:1],
-                                         seeds[1]) < blur_probability
+  selected = batching.uniform([tf.shape(images)[0]],
+                              seeds[1]) < blur_probability
   return tf.where(selected[:, None, None, None], blurred, images)
 
 
@@ -154,7 +155,7 @@ def simclr_distort(images, seed, strength=0.5, blur_probability=0.5,
     blur_seed = seeds[2]
     images = random_apply(
         lambda x: gaussian_blur(
-            x, tf.random.stateless_uniform(tf.shape(x)[:1], blur_seed, 0.1,
-                                           2.0), side // 10),
+            x, batching.uniform([tf.shape(x)[0]], blur_seed, 0.1, 2.0),
+            side // 10),
         images, seeds[3], blur_probability)
   return images * 255.

@@ -5,6 +5,7 @@ import math
 
 import tensorflow as tf
 
+from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import (
     FILL_VALUE, as_batch, per_image_vector)
 
@@ -21,7 +22,7 @@ def _project(images, transforms, output_size, interpolation, fill_mode,
 
 
 def random_flips(seed, batch):
-  return tf.random.stateless_uniform([batch], seed) < 0.5
+  return batching.uniform([batch], seed) < 0.5
 
 
 def pad_crop_flip(images, seed, padding=4, flip=True, fill=0):
@@ -31,8 +32,8 @@ def pad_crop_flip(images, seed, padding=4, flip=True, fill=0):
   images, unbatch = as_batch(images)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  offsets = tf.random.stateless_uniform([batch, 2], seeds[0], 0,
-                                        2 * padding + 1, dtype=tf.int32)
+  offsets = batching.uniform([batch, 2], seeds[0], 0, 2 * padding + 1,
+                             dtype=tf.int32)
   offsets = tf.cast(offsets - padding, tf.float32)
   mirror = (random_flips(seeds[1], batch) if flip
             else tf.zeros([batch], tf.bool))
@@ -58,9 +59,9 @@ def sample_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0),
   width = tf.cast(width, tf.float32)
   seeds = tf.random.experimental.stateless_split(seed, 4)
   shape = [batch, attempts]
-  area = height * width * tf.random.stateless_uniform(
+  area = height * width * batching.uniform(
       shape, seeds[0], area_range[0], area_range[1])
-  log_ratio = tf.random.stateless_uniform(
+  log_ratio = batching.uniform(
       shape, seeds[1], math.log(aspect_ratio_range[0]),
       math.log(aspect_ratio_range[1]))
   ratio = tf.exp(log_ratio)
@@ -71,9 +72,9 @@ def sample_crop_boxes(seed, batch, height, width, area_range=(0.08, 1.0),
   found = tf.reduce_any(fits, axis=1)
   w = tf.gather(w, first, batch_dims=1)
   h = tf.gather(h, first, batch_dims=1)
-  x0 = tf.floor(tf.random.stateless_uniform([batch], seeds[2]) *
+  x0 = tf.floor(batching.uniform([batch], seeds[2]) *
                 (width - w + 1.))
-  y0 = tf.floor(tf.random.stateless_uniform([batch], seeds[3]) *
+  y0 = tf.floor(batching.uniform([batch], seeds[3]) *
                 (height - h + 1.))
   # Fallback: torchvision's central crop with the aspect ratio clamped.
   in_ratio = width / height
@@ -176,7 +177,7 @@ def random_resized_crop(images, seed, size, area_range=(0.08, 1.0), flip=True,
     out = tf.map_fn(
         lambda args: official_crop(args[0], args[1], size, area_range,
                                    args[2]),
-        (images, tf.random.experimental.stateless_split(seeds[0], batch),
+        (images, batching.image_seeds(seeds[0], batch),
          mirror),
         fn_output_signature=tf.TensorSpec([size, size, images.shape[-1]],
                                           tf.uint8))
@@ -194,10 +195,8 @@ def cutout(images, seed, size=16, fill=FILL_VALUE):
   images, unbatch = as_batch(images)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  cy = tf.random.stateless_uniform([batch], seeds[0], 0, tf.shape(images)[1],
-                                   tf.int32)
-  cx = tf.random.stateless_uniform([batch], seeds[1], 0, tf.shape(images)[2],
-                                   tf.int32)
+  cy = batching.uniform([batch], seeds[0], 0, tf.shape(images)[1], tf.int32)
+  cx = batching.uniform([batch], seeds[1], 0, tf.shape(images)[2], tf.int32)
   out = cutout_at(images, cy, cx, size, fill)
   return out[0] if unbatch else out
 

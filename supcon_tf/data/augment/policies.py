@@ -4,6 +4,7 @@ the images that drew it.
 """
 import tensorflow as tf
 
+from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import apply_to_some, as_batch
 from supcon_tf.data.augment.pil_ops import OPS
 
@@ -132,12 +133,12 @@ def policy_draws(seed, batch, policy):
   two ops fires (with the op's probability) [N, 2], and a seed left for the
   magnitudes' draws."""
   seeds = tf.random.experimental.stateless_split(seed, 3)
-  choice = tf.random.stateless_uniform([batch], seeds[0], 0, len(policy),
-                                       dtype=tf.int32)
+  choice = batching.uniform([batch], seeds[0], 0, len(policy),
+                            dtype=tf.int32)
   probabilities = tf.gather(
       tf.constant([[op[1] for op in sub] for sub in policy], tf.float32),
       choice)
-  fires = tf.random.stateless_uniform([batch, 2], seeds[1]) < probabilities
+  fires = batching.uniform([batch, 2], seeds[1]) < probabilities
   return choice, fires, seeds[2]
 
 
@@ -151,7 +152,7 @@ def autoaugment(images, seed, policy=CIFAR10_POLICY, posterize_bits_fix=False):
   batch_images, unbatch = as_batch(images)
   batch = tf.shape(batch_images)[0]
   choice, apply, sign_seed = policy_draws(seed, batch, policy)
-  negate = tf.random.stateless_uniform([batch, 2], sign_seed) < 0.5
+  negate = batching.uniform([batch, 2], sign_seed) < 0.5
   out = apply_policy(batch_images, policy, choice, apply, negate,
                      posterize_bits_fix)
   return out[0] if unbatch else out
@@ -201,9 +202,9 @@ def randaugment_draws(seed, batch, num_layers):
   """RandAugment's random choices: op index [N, L] into `RANDAUGMENT_OPS`
   (uniform) and sign flips [N, L]."""
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  op_index = tf.random.stateless_uniform(
+  op_index = batching.uniform(
       [batch, num_layers], seeds[0], 0, len(RANDAUGMENT_OPS), dtype=tf.int32)
-  negate = tf.random.stateless_uniform([batch, num_layers], seeds[1]) < 0.5
+  negate = batching.uniform([batch, num_layers], seeds[1]) < 0.5
   return op_index, negate
 
 

@@ -10,6 +10,7 @@ probability 1/2.
 """
 import tensorflow as tf
 
+from supcon_tf.data.augment import batching
 from supcon_tf.data.augment import tf_models_ops
 from supcon_tf.data.augment.batching import as_batch
 from supcon_tf.data.augment.policies import apply_each, policy_draws
@@ -187,7 +188,7 @@ def autoaugment(images, seed, policy=V0_POLICY, cutout_const=100.,
   batch = tf.shape(images)[0]
   choice, fires, rest = policy_draws(seed, batch, policy)
   seeds = tf.random.experimental.stateless_split(rest, 3)
-  negate = tf.random.stateless_uniform([batch, 2], seeds[0]) < 0.5
+  negate = batching.uniform([batch, 2], seeds[0]) < 0.5
   names = sorted({op for sub in policy for op, _, _ in sub})
   for stage in range(2):
     op_ids = tf.constant([names.index(sub[stage][0]) for sub in policy])
@@ -206,9 +207,9 @@ def randaugment(images, seed, num_layers=2, magnitude=10., cutout_const=40.,
   images, unbatch = as_batch(images)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 3)
-  choices = tf.random.stateless_uniform(
+  choices = batching.uniform(
       [batch, num_layers], seeds[0], 0, len(RANDAUGMENT_OPS) + 1, tf.int32)
-  negate = tf.random.stateless_uniform([batch, num_layers], seeds[1]) < 0.5
+  negate = batching.uniform([batch, num_layers], seeds[1]) < 0.5
   level = tf.fill([batch], tf.cast(magnitude, tf.float32))
   fires = tf.ones([batch], tf.bool)
   layer_seeds = tf.random.experimental.stateless_split(seeds[2], num_layers)

@@ -5,6 +5,8 @@ TensorFlow.
 import numpy as np
 import tensorflow as tf
 
+from supcon_tf.data.augment import batching
+
 
 def _polyharmonic(squared_distance, order):
   """phi(r) of the polyharmonic spline of `order`, on r^2 (clamped above 0
@@ -130,10 +132,10 @@ def random_warp(images, seed, max_control_length=23.,
                      for j in range(control_points_per_axis)], np.float32)
   batch = tf.shape(images)[0]
   seeds = tf.random.experimental.stateless_split(seed, 2)
-  length = tf.random.stateless_uniform([batch, 1, 1], seeds[0], 0.,
-                                       max_control_length)
+  length = batching.uniform([batch, 1, 1], seeds[0], 0.,
+                            max_control_length)
   source = tf.tile(tf.constant(points)[None], [batch, 1, 1])
-  flows = tf.random.stateless_normal(tf.shape(source), seeds[1]) * length
+  flows = batching.normal([batch, len(points), 2], seeds[1]) * length
   warped, _ = sparse_image_warp(tf.cast(images, tf.float32), source,
                                 source + flows)
   return tf.cast(warped, images.dtype)
