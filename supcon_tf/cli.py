@@ -12,6 +12,7 @@ from supcon_tf import official
 from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
 from supcon_tf.training import run as run_lib
+from supcon_tf.training.loop import LostWorkersError
 
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
@@ -54,6 +55,9 @@ def main(kind, argv):
                           else (1, 2))
   except sources.DataError as error:
     _fail(argv, error)
+  except LostWorkersError as error:
+    print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
+    sys.exit(1)
   shown = {k: results[k] for k in (
       'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}

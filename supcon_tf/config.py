@@ -199,7 +199,11 @@ class Config(_Stages, Preprocessing):
   strategy: str = _field(
       'auto', 'auto (a TPU with --use_tpu and one named, else mirrored over '
       'several GPUs, else default), default, mirrored, multi_worker '
-      '(TF_CONFIG), tpu.')
+      '(TF_CONFIG, or Slurm\'s variables), tpu.')
+  collective_timeout_secs: float = _field(
+      300., 'multi_worker: a collective (all-reduce, all-gather) that waits '
+      'longer than this for the other workers ends the run with an error '
+      'rather than hanging (0: no limit).')
   jit_compile: Optional[bool] = _field(
       None, 'XLA-compile the training step (default: on for GPU/TPU, off on '
       'CPU).')
@@ -296,7 +300,8 @@ class Config(_Stages, Preprocessing):
       'head to 0. Otherwise uses glorot uniform.')
   use_global_batch_norm: bool = _field(
       True, 'Whether to use global batch norm, where statistics are '
-      'aggregated across TPU cores. Only has impact when running on TPU.')
+      'aggregated across all replicas (TPU cores, GPUs, workers); per replica '
+      'when false. Only has impact with several replicas.')
   # Warm start from a checkpoint of the official code.
   reference_ckpt: str = _field(
       '', '[Optional] If set, initialise the parts chosen by the '

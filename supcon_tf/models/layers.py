@@ -87,6 +87,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   masks, fall back to it. A non-trainable layer runs in inference mode.
   `update_moving_statistics=False` (see `freeze_moving_statistics`) keeps
   batch statistics in training mode but leaves the moving averages alone.
+  `synchronized` (Keras' attribute; see `synchronize_batch_norm`): in
+  training mode under a strategy with several replicas, statistics of the
+  global batch (sums all-reduced across replicas, the official TPU
+  cross-replica BatchNorm), differentiably; the fused kernel where the batch
+  is local.
   """
   update_moving_statistics = True
 
@@ -103,6 +108,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
     offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
     training = bool(training) and self.trainable
+    if training and self.synchronized and _replicas() > 1:
+      return self._global_batch_norm(inputs, scale, offset)
     # In training mode the op returns the batch mean and the unbiased batch
     # variance.
     outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
@@ -125,16 +132,63 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     return {**super().get_config(),
             'unbiased_moving_variance': self.unbiased_moving_variance}
 
+  def _global_batch_norm(self, inputs, scale, offset):
+    x = tf.cast(inputs, tf.float32)
+    mean, variance, count = global_moments(x, [0, 1, 2])
+    outputs = tf.nn.batch_normalization(x, mean, variance, offset, scale,
+                                        self.epsilon)
+    if self.update_moving_statistics:
+      if self.unbiased_moving_variance:
+        variance = variance * count / tf.maximum(count - 1., 1.)
+      momentum = self.momentum
+      self.moving_mean.assign(momentum * self.moving_mean +
+                              (1. - momentum) * mean)
+      self.moving_variance.assign(momentum * self.moving_variance +
+                                  (1. - momentum) * variance)
+    return tf.cast(outputs, inputs.dtype)
+
   def _frozen_batch_statistics(self, inputs):
     """Training mode without the moving-average update (Keras' layer always
-    updates): normalised with the batch's mean and biased variance."""
+    updates): normalised with the batch's mean and biased variance (over
+    the global batch when synchronized)."""
     x = tf.cast(inputs, tf.float32)
     axes = [i for i in range(len(x.shape)) if i != len(x.shape) - 1]
-    mean, variance = tf.nn.moments(x, axes)
+    if self.synchronized:
+      mean, variance, _ = global_moments(x, axes)
+    else:
+      mean, variance = tf.nn.moments(x, axes)
     outputs = tf.nn.batch_normalization(
         x, mean, variance, self.beta if self.center else None,
         self.gamma if self.scale else None, self.epsilon)
     return tf.cast(outputs, inputs.dtype)
+
+
+def _replicas():
+  context = tf.distribute.get_replica_context()
+  return context.num_replicas_in_sync if context is not None else 1
+
+
+def global_moments(x, axes):
+  """(mean, biased variance, count) over `axes` of the global batch: sums,
+  sums of squares and counts all-reduced across the replicas (the gradient
+  of an all-reduce is one too), variance E[x^2] - E[x]^2 as the official
+  cross-replica BatchNorm; this replica's alone outside a replica context."""
+  count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+  sums = [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count]
+  if _replicas() > 1:
+    sums = tf.distribute.get_replica_context().all_reduce('SUM', sums)
+  total, squares, count = sums
+  mean = total / count
+  return mean, tf.maximum(squares / count - tf.square(mean), 0.), count
+
+
+def synchronize_batch_norm(layer, synchronized=True):
+  """BatchNorm layers in `layer` use global-batch statistics in training
+  mode (the official `use_global_batch_norm`), or per-replica ones. Read
+  when a step is traced."""
+  for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+    if isinstance(sublayer, keras.layers.BatchNormalization):
+      sublayer.synchronized = synchronized
 
 
 def freeze_moving_statistics(layer, frozen=True):

@@ -34,11 +34,17 @@ def predict(strategy, forward, dataset):
   for images, labels in dataset:
     outputs, labels = strategy.run(forward, args=(images, labels))
     for key in forward.keys:
-      collected[key].extend(
-          t.numpy() for t in strategy.experimental_local_results(outputs[key]))
-    collected['labels'].extend(
-        t.numpy() for t in strategy.experimental_local_results(labels))
+      collected[key].extend(_values(strategy, outputs[key]))
+    collected['labels'].extend(_values(strategy, labels))
   return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+def _values(strategy, value):
+  """A per-replica value as NumPy arrays: this process's replicas', or, on
+  several workers, every replica's (each worker reads only its shard)."""
+  if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return [strategy.gather(value, axis=0).numpy()]
+  return [t.numpy() for t in strategy.experimental_local_results(value)]
 
 
 def top_k_accuracy(logits, labels, k):

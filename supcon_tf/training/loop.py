@@ -7,9 +7,13 @@ optimizer's all-reduce (a sum) gives the global mean. Each stage has its own
 `tf.train.CheckpointManager` under `model_dir/<stage>`; a checkpoint is
 written every `save_interval_steps` steps, at every epoch end, on Ctrl-C,
 and never after a non-finite loss. A rerun resumes from the latest one with
-the same batches it would have seen.
+the same batches it would have seen. On several workers every worker
+restores the chief's checkpoint and saves with it (the others to a
+temporary directory, removed at once: tf.distribute's rule), and only the
+chief writes summaries.
 """
 import os
+import shutil
 import time
 
 import keras
@@ -45,12 +49,30 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
+class LostWorkersError(RuntimeError):
+  """A multi-worker run lost contact with a worker; rerun every worker."""
+
+
+# What a collective raises when a peer dies or does not answer in time.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError, tf.errors.AbortedError)
+
+
 def use_jit(config, strategy):
   """jit_compile: as configured, else on for GPU/TPU and off on CPU (where
-  XLA measured slower)."""
-  if config.jit_compile is not None:
-    return config.jit_compile
-  return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
+  XLA measured slower). TensorFlow runs the cross-replica ops of a compiled
+  step (the loss's all-gather, global BatchNorm) only on GPUs and TPUs, so
+  several CPU replicas refuse it."""
+  if config.jit_compile is None:
+    return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
+  if (config.jit_compile and strategy.num_replicas_in_sync > 1 and
+      not _on_gpu() and
+      not isinstance(strategy, tf.distribute.TPUStrategy)):
+    raise ValueError(
+        '--jit_compile with several CPU replicas: TensorFlow compiles '
+        'cross-replica ops with XLA only on GPUs and TPUs; use '
+        '--jit_compile=false (the default on CPU).')
+  return config.jit_compile
 
 
 def _on_gpu():
@@ -60,8 +82,9 @@ def _on_gpu():
 class Trainer:
   """Runs stages on one model under one strategy."""
 
-  def __init__(self, config, strategy, model, source, mean_std):
+  def __init__(self, config, strategy, model, source, mean_std, chief=True):
     self.config = config
+    self.chief = chief
     self.strategy = strategy
     self.model = model
     self.source = source
@@ -107,15 +130,26 @@ class Trainer:
       step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
                                      step=step)
+    directory = os.path.join(config.model_dir, stage.name)
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(config.model_dir, stage.name),
+        checkpoint, directory if self.chief else self._worker_directory(),
         max_to_keep=config.max_checkpoints_to_keep,
         keep_checkpoint_every_n_hours=(
             config.keep_checkpoint_interval_secs / 3600.))
-    if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      logging.info('%s: resumed from %s at step %d', stage.name,
-                   manager.latest_checkpoint, int(step.numpy()))
+    latest = tf.train.latest_checkpoint(directory)  # The chief's.
+    if latest:
+      checkpoint.restore(latest).assert_existing_objects_matched()
+      logging.info('%s: resumed from %s at step %d', stage.name, latest,
+                   int(step.numpy()))
+
+    def save(number):
+      manager.save(checkpoint_number=number)
+      if not self.chief:
+        shutil.rmtree(manager.directory, ignore_errors=True)
+        try:  # The shared parent, once no worker uses it.
+          os.rmdir(os.path.dirname(manager.directory))
+        except OSError:
+          pass
     start = int(step.numpy())
     result = {'steps': total, 'loss': None, 'seconds': 0.}
     if start >= total:
@@ -132,8 +166,9 @@ class Trainer:
     loop = self._make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
-    writer = tf.summary.create_file_writer(
+    writer = (tf.summary.create_file_writer(
         os.path.join(config.model_dir, 'summaries', stage.name))
+              if self.chief else tf.summary.create_noop_writer())
     progress = Progress(stage.name, total, start, enabled=config.progress)
     iterator = iter(dataset)
     started = time.perf_counter()
@@ -167,7 +202,7 @@ class Trainer:
         epoch_end = current == self._next_epoch_end(current - 1)
         if (epoch_end or current - last_saved >= config.save_interval_steps
             or current == total):
-          manager.save(checkpoint_number=current)
+          save(current)
           last_saved = current
         epoch = self._epoch_of(current)
         if (epoch_end and stage.contrastive_loss_weight > 0 and
@@ -181,9 +216,19 @@ class Trainer:
                          stage.name, epoch, knn)
     except KeyboardInterrupt:
       if int(step.numpy()) > last_saved:
-        manager.save(checkpoint_number=int(step.numpy()))
+        save(int(step.numpy()))
       logging.warning('Interrupted at step %d; checkpoint %s.', int(step.numpy()),
-                      manager.latest_checkpoint)
+                      tf.train.latest_checkpoint(directory))
+      raise
+    except _PEER_ERRORS as error:
+      if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise LostWorkersError(
+            f'{stage.name}: lost contact with another worker after step '
+            f'{int(step.numpy())} ({type(error).__name__}: '
+            f'{str(error).strip().splitlines()[0][:200]}). Restart every worker '
+            'with the same command; the run resumes from '
+            f'{tf.train.latest_checkpoint(directory) or "its start"}.'
+        ) from error
       raise
     finally:
       layers.freeze_moving_statistics(self.model, False)
@@ -191,6 +236,12 @@ class Trainer:
       writer.flush()
     result['seconds'] = time.perf_counter() - started
     return result
+
+  def _worker_directory(self):
+    """A non-chief worker's checkpoint directory, removed after each save."""
+    resolver = self.strategy.cluster_resolver
+    return os.path.join(self.config.model_dir, 'worker_tmp',
+                        f'{resolver.task_type}_{resolver.task_id}')
 
   def _epoch_of(self, step):
     """Whole epochs of examples read by the first `step` steps."""

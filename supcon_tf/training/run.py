@@ -21,7 +21,7 @@ from supcon_tf import export as export_lib
 from supcon_tf import official
 from supcon_tf.config import Config
 from supcon_tf.data import sources
-from supcon_tf.models import ContrastiveModel, build_encoder
+from supcon_tf.models import ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
 from supcon_tf.training import evaluation, stages
 from supcon_tf.training.loop import Trainer, write_scalars
@@ -36,7 +36,8 @@ def make_strategy(config):
   """The strategy `config.strategy` names. auto: the TPU strategy with
   --use_tpu and a TPU (named by --tpu_name or --master, or local), else
   MirroredStrategy over all GPUs when there are several, else the default
-  strategy. mirrored: over all GPUs, or all logical CPUs."""
+  strategy. mirrored: over all GPUs, or all logical CPUs. multi_worker:
+  `multi_worker_strategy`."""
   name = config.strategy
   if name == 'auto':
     if config.use_tpu and (config.tpu_name or config.master or
@@ -55,13 +56,8 @@ def make_strategy(config):
                tf.config.list_logical_devices('CPU'))
     return tf.distribute.MirroredStrategy([d.name for d in devices])
   if name == 'multi_worker':
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return multi_worker_strategy(config)
   if name == 'tpu':
-    if config.use_global_batch_norm:
-      raise ValueError('--use_global_batch_norm (BatchNorm statistics over '
-                       'all TPU cores) is not implemented yet; '
-                       '--use_global_batch_norm=false uses per-core '
-                       'statistics.')
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=config.tpu_name or config.master or '', zone=config.tpu_zone,
         project=config.gcp_project)
@@ -69,6 +65,41 @@ def make_strategy(config):
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(f'Unknown strategy {name!r}.')
+
+
+def multi_worker_strategy(config):
+  """MultiWorkerMirroredStrategy over the cluster `TF_CONFIG` describes, or,
+  without it, the Slurm job's (SlurmClusterResolver); its collectives give
+  up after --collective_timeout_secs. Must be made before any other
+  TensorFlow op runs."""
+  cluster_resolver = tf.distribute.cluster_resolver
+  if os.environ.get('TF_CONFIG'):
+    resolver = cluster_resolver.TFConfigClusterResolver()
+  elif os.environ.get('SLURM_PROCID') is not None:
+    resolver = cluster_resolver.SlurmClusterResolver(
+        gpus_per_node=len(tf.config.list_physical_devices('GPU')))
+  else:
+    raise ValueError('--strategy=multi_worker needs a cluster: set TF_CONFIG '
+                     '(docs/DISTRIBUTED.md, scripts/local_cluster.sh) or run '
+                     'under Slurm.')
+  timeout = config.collective_timeout_secs or None
+  return tf.distribute.MultiWorkerMirroredStrategy(
+      cluster_resolver=resolver,
+      communication_options=tf.distribute.experimental.CommunicationOptions(
+          timeout_seconds=timeout))
+
+
+def is_chief(strategy):
+  """Whether this process writes the run's files: always, but on a
+  multi-worker strategy only its chief (task 'chief', else worker 0)."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  resolver = strategy.cluster_resolver
+  cluster = resolver.cluster_spec().as_dict()
+  if resolver.task_type == 'chief':
+    return True
+  return (resolver.task_type in (None, 'worker') and not resolver.task_id
+          and 'chief' not in cluster)
 
 
 def build_model(config, num_classes):
@@ -148,12 +179,15 @@ def run(config, stage_indices=(1, 2)):
       results.update(_evaluate(config, setup))
       results.update(_finish(config, setup))
   results['wall_seconds'] = round(time.perf_counter() - started, 2)
-  _write_results(config, results)
+  if setup['chief']:
+    _write_results(config, results)
   return results
 
 
 def _setup(config):
   """Source, strategy, model and trainer of a run."""
+  # First: a multi-worker strategy must exist before any other op runs.
+  strategy = make_strategy(config)
   source = sources.load_source(
       config.input_fn, config.data_dir,
       validation_fraction=config.validation_fraction, seed=config.seed,
@@ -163,23 +197,25 @@ def _setup(config):
     gpu = bool(tf.config.list_logical_devices('GPU'))
     keras.mixed_precision.set_global_policy(
         'mixed_float16' if gpu else 'mixed_bfloat16')
-  strategy = make_strategy(config)
   mean_std = normalization(config, source)
+  chief = is_chief(strategy)
   os.makedirs(config.model_dir, exist_ok=True)
-  if config.mode != 'eval':
+  if config.mode != 'eval' and chief:
     with open(os.path.join(config.model_dir, CONFIG_FILE), 'w') as f:
       f.write(config.to_json())
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = build_model(config, source.num_classes)
     model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  layers.synchronize_batch_norm(model, config.use_global_batch_norm)
   if config.reference_ckpt:
     # The stages' own checkpoints, when there are some, replace these.
     official.restore_official(model, config.reference_ckpt,
                               config.warm_start_parts,
                               config.ignore_missing_checkpoint_vars)
-  trainer = Trainer(config, strategy, model, source, mean_std)
-  return dict(source=source, model=model, trainer=trainer, mean_std=mean_std)
+  trainer = Trainer(config, strategy, model, source, mean_std, chief=chief)
+  return dict(source=source, model=model, trainer=trainer, mean_std=mean_std,
+              chief=chief)
 
 
 def _train(config, setup, stage_indices):
@@ -244,6 +280,8 @@ def _evaluate(config, setup, global_step=None):
         stages.stage_from_config(config, i), config, trainer.steps_per_epoch)
                       for i in (1, 2))
   results['global_step'] = int(global_step)
+  if not setup['chief']:
+    return results
   names = {'test_top1': 'eval/top_1_accuracy',
            'test_top5': 'eval/top_5_accuracy',
            'test_contrastive_loss': 'eval/loss/contrastive_loss',
@@ -260,8 +298,10 @@ def _evaluate(config, setup, global_step=None):
 
 
 def _finish(config, setup):
-  """The export and the plot after the last evaluation."""
+  """The export and the plot after the last evaluation (the chief's)."""
   results = {}
+  if not setup['chief']:
+    return results
   if config.export:
     results['export'] = export_lib.export_saved_model(
         setup['model'], os.path.join(config.model_dir, 'export'),
