@@ -200,10 +200,6 @@ class Config(_Stages, Preprocessing):
       'auto', 'auto (a TPU with --use_tpu and one named, else mirrored over '
       'several GPUs, else default), default, mirrored, multi_worker '
       '(TF_CONFIG, or Slurm\'s variables), tpu.')
-  collective_timeout_secs: float = _field(
-      300., 'multi_worker: a collective (all-reduce, all-gather) that waits '
-      'longer than this for the other workers ends the run with an error '
-      'rather than hanging (0: no limit).')
   jit_compile: Optional[bool] = _field(
       None, 'XLA-compile the training step (default: on for GPU/TPU, off on '
       'CPU).')

@@ -119,7 +119,9 @@ def cross_replica_concat(tensor):
   context = tf.distribute.get_replica_context()
   if context is None or context.num_replicas_in_sync == 1:
     return tensor
-  return context.all_gather(tensor, axis=0)
+  # A copy made here is placed on this replica's device: a multi-worker
+  # all-gather refuses tensors without a device (the iterator's labels).
+  return context.all_gather(tf.identity(tensor), axis=0)
 
 
 def _replica_offset(local_batch_size):

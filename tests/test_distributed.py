@@ -124,3 +124,155 @@ def test_a_compiled_step_on_several_cpu_replicas_is_refused_by_name():
   assert not loop.use_jit(make_config(jit_compile=False), strategy)
   assert loop.use_jit(make_config(jit_compile=True),
                       tf.distribute.get_strategy())
+
+
+# --- multi-worker runs on loopback -------------------------------------------------
+
+
+def _write_quadrants(root, per_class, size=8):
+  """Four classes: which quadrant of an 8x8 image is bright (noisy)."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  half = size // 2
+  for split, count in (('train', per_class), ('test', 2)):
+    for c in range(4):
+      folder = root / split / f'class{c}'
+      folder.mkdir(parents=True)
+      for i in range(count):
+        image = rng.integers(0, 60, (size, size, 3))
+        y, x = divmod(c, 2)
+        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
+        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
+  return root
+
+
+def _flags(model_dir, data_dir, epochs, **extra):
+  flags = dict(
+      model_dir=model_dir, input_fn='folder', data_dir=data_dir, mode='train',
+      image_size=8, resnet_depth=20, projection_head_layers='32,16',
+      weight_init='seed', batch_size=16, eval_batch_size=16,
+      validation_fraction=0., augmentation_type='AUTOAUGMENT',
+      autoaugment_policy='cifar10', crop='pad', random_crop_padding=1,
+      flip=False, epoch_remainder='drop', stage_1_epochs=epochs,
+      stage_1_optimizer='MOMENTUM', stage_1_warmup_epochs=0.,
+      stage_1_base_learning_rate=0.5, stage_1_weight_decay=1e-4,
+      stage_2_epochs=0, steps_per_loop=1, progress=False, plot=False,
+      export=False)
+  flags.update(extra)
+  return [f'--{k}={v}' for k, v in flags.items()]
+
+
+def _cluster(count, flags, log_dir):
+  """scripts/local_cluster.sh: (process, [worker pids])."""
+  process = subprocess.Popen(
+      ['bash', os.path.join(ROOT, 'scripts', 'local_cluster.sh'), str(count)]
+      + flags, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True, env={**os.environ, 'PYTHON': sys.executable,
+                      'LOG_DIR': str(log_dir)})
+  pids = [int(re.search(r'pid (\d+)', process.stdout.readline()).group(1))
+          for _ in range(count)]
+  return process, pids
+
+
+def _finish(process, log_dir, timeout=240):
+  try:
+    output = process.communicate(timeout=timeout)[0]
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  logs = ''.join(f'--- {name}\n' + (log_dir / name).read_text()[-3000:]
+                 for name in sorted(os.listdir(log_dir)))
+  return process.returncode, output + logs
+
+
+def _train_single(flags):
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'bin', 'train_supcon.py')] + flags,
+      cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def _checkpoint_values(model_dir):
+  path = tf.train.latest_checkpoint(os.path.join(model_dir, 'stage_1'))
+  reader = tf.train.load_checkpoint(path)
+  return path, {name: reader.get_tensor(name)
+                for name in reader.get_variable_to_shape_map()
+                if 'OPTIMIZER_SLOT' not in name and '_CHECKPOINTABLE' not in name}
+
+
+def test_a_step_on_two_workers_equals_the_single_process_step(tmp_path):
+  # 16 training images, batch 16: one step. With global BatchNorm, 2 workers
+  # of 1 replica compute what one process computes on the whole batch.
+  data = str(_write_quadrants(tmp_path / 'data', per_class=4))
+  single = _train_single(_flags(str(tmp_path / 'single'), data, 1))
+  assert single.returncode == 0, single.stderr[-3000:]
+  results = {}
+  for name, global_norm in (('global', True), ('local', False)):
+    model_dir = tmp_path / name
+    process, _ = _cluster(2, _flags(str(model_dir), data, 1,
+                                    use_global_batch_norm=global_norm),
+                          tmp_path / f'{name}.logs')
+    code, output = _finish(process, tmp_path / f'{name}.logs')
+    assert code == 0, output[-6000:]
+    results[name] = json.loads((model_dir / 'results.json').read_text())
+    assert results[name]['stage_1_steps'] == 1
+  # Only the chief writes: the same files as one process, no worker's.
+  listing = lambda d: sorted(os.path.relpath(os.path.join(r, f), d)
+                             for r, _, fs in os.walk(d) for f in fs
+                             if 'events.out' not in f)
+  assert listing(tmp_path / 'global') == listing(tmp_path / 'single')
+  assert not (tmp_path / 'global' / 'worker_tmp').exists()
+
+  want_loss = json.loads(
+      (tmp_path / 'single' / 'results.json').read_text())['stage_1_final_loss']
+  assert results['global']['stage_1_final_loss'] == pytest.approx(
+      want_loss, rel=1e-5)
+  path, want = _checkpoint_values(str(tmp_path / 'single'))
+  assert path.endswith('ckpt-1')
+  _, got = _checkpoint_values(str(tmp_path / 'global'))
+  _, local = _checkpoint_values(str(tmp_path / 'local'))
+  assert got.keys() == want.keys()
+  statistics = [k for k in want if 'moving_' in k]
+  assert len(statistics) >= 38
+  for name in want:
+    np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=2e-5,
+                               err_msg=name)
+  # Per-replica statistics: each worker's half of the batch moves them.
+  moved = max(np.abs(local[k] - want[k]).max() for k in statistics)
+  assert moved > 1e-3
+  assert results['local']['stage_1_final_loss'] != pytest.approx(
+      want_loss, rel=1e-5)
+
+
+def test_a_killed_worker_stops_its_peer_and_a_rerun_completes(tmp_path):
+  data = str(_write_quadrants(tmp_path / 'data', per_class=16))
+  epochs = 60  # 4 steps an epoch: 240 steps.
+  flags = _flags(str(tmp_path / 'run'), data, epochs)
+  process, pids = _cluster(2, flags, tmp_path / 'logs_1')
+  stage = tmp_path / 'run' / 'stage_1'
+  deadline = time.monotonic() + 180
+  while not (tf.train.latest_checkpoint(str(stage)) or '').endswith(
+      ('ckpt-8', 'ckpt-12', 'ckpt-16', 'ckpt-20')):
+    assert process.poll() is None and time.monotonic() < deadline, (
+        _finish(process, tmp_path / 'logs_1')[1][-6000:])
+    time.sleep(0.2)
+  os.kill(pids[1], signal.SIGKILL)  # kill -9 a worker mid-run.
+  started = time.monotonic()
+  code, output = _finish(process, tmp_path / 'logs_1', timeout=180)
+  assert code != 0
+  # The chief stops by itself, within bounded time, saying what to do.
+  assert time.monotonic() - started < 150
+  chief_log = (tmp_path / 'logs_1' / 'worker_0.log').read_text()
+  assert 'lost contact with another worker' in chief_log, chief_log[-3000:]
+  assert 'Restart every worker' in chief_log
+  interrupted = tf.train.latest_checkpoint(str(stage))
+  assert not interrupted.endswith(f'ckpt-{4 * epochs}')
+
+  process, _ = _cluster(2, flags, tmp_path / 'logs_2')
+  code, output = _finish(process, tmp_path / 'logs_2')
+  assert code == 0, output[-6000:]
+  assert 'resumed from' in (tmp_path / 'logs_2' / 'worker_0.log').read_text()
+  results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert results['stage_1_steps'] == 4 * epochs
+  assert tf.train.latest_checkpoint(str(stage)).endswith(
+      f'ckpt-{4 * epochs}')
+  assert not (tmp_path / 'run' / 'worker_tmp').exists()

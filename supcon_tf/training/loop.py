@@ -13,6 +13,7 @@ temporary directory, removed at once: tf.distribute's rule), and only the
 chief writes summaries.
 """
 import os
+import re
 import shutil
 import time
 
@@ -225,7 +226,7 @@ class Trainer:
         raise LostWorkersError(
             f'{stage.name}: lost contact with another worker after step '
             f'{int(step.numpy())} ({type(error).__name__}: '
-            f'{str(error).strip().splitlines()[0][:200]}). Restart every worker '
+            f'{_cause(error)}). Restart every worker '
             'with the same command; the run resumes from '
             f'{tf.train.latest_checkpoint(directory) or "its start"}.'
         ) from error
@@ -369,12 +370,22 @@ class Trainer:
         queries['labels'], self.source.num_classes)
 
 
+def _cause(error):
+  """The line of a TensorFlow error that says what happened to the peer."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  for line in lines:
+    if re.search(r'unavailable|deadline|abort|reset|is down|failed',
+                  line, re.IGNORECASE) and not line.startswith('[['):
+      return line[:200]
+  return lines[0][:200] if lines else 'no detail'
+
+
 def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
   """(loss, top-1) of this replica's share of the global batch, on the
   first view's logits [B, V, C] -> [B, C]: the official code splits the
   multi-view logits and keeps the first view's."""
   logits = logits[:, 0]
-  one_hot = tf.one_hot(labels, logits.shape[-1])
+  one_hot = tf.one_hot(labels, tf.shape(logits)[-1])
   per_example = tf.nn.softmax_cross_entropy_with_logits(
       _smooth(one_hot, label_smoothing), logits)
   correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype),

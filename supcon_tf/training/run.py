@@ -69,9 +69,11 @@ def make_strategy(config):
 
 def multi_worker_strategy(config):
   """MultiWorkerMirroredStrategy over the cluster `TF_CONFIG` describes, or,
-  without it, the Slurm job's (SlurmClusterResolver); its collectives give
-  up after --collective_timeout_secs. Must be made before any other
-  TensorFlow op runs."""
+  without it, the Slurm job's (SlurmClusterResolver). Must be made before
+  any other TensorFlow op runs. A dead worker is found by the strategy's
+  health checks (every 30 s, three 10 s attempts), which abort the pending
+  collectives; a per-collective timeout would cost a watchdog thread for
+  every collective op of every step."""
   cluster_resolver = tf.distribute.cluster_resolver
   if os.environ.get('TF_CONFIG'):
     resolver = cluster_resolver.TFConfigClusterResolver()
@@ -82,11 +84,7 @@ def multi_worker_strategy(config):
     raise ValueError('--strategy=multi_worker needs a cluster: set TF_CONFIG '
                      '(docs/DISTRIBUTED.md, scripts/local_cluster.sh) or run '
                      'under Slurm.')
-  timeout = config.collective_timeout_secs or None
-  return tf.distribute.MultiWorkerMirroredStrategy(
-      cluster_resolver=resolver,
-      communication_options=tf.distribute.experimental.CommunicationOptions(
-          timeout_seconds=timeout))
+  return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
 
 
 def is_chief(strategy):
