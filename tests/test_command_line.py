@@ -449,5 +449,8 @@ def test_tpu_flags_choose_the_strategy_only_with_a_tpu():
   config = make_config(use_tpu=True, model_dir='/tmp/x')
   assert not isinstance(run_lib.make_strategy(config),
                         tf.distribute.TPUStrategy)
-  with pytest.raises(ValueError, match='--use_global_batch_norm'):
+  with pytest.raises(ValueError, match='--strategy=tpu: no TPU found'):
     run_lib.make_strategy(make_config(strategy='tpu', model_dir='/tmp/x'))
+  with pytest.raises(ValueError, match='multi_worker needs a cluster'):
+    run_lib.make_strategy(make_config(strategy='multi_worker',
+                                      model_dir='/tmp/x'))

@@ -58,9 +58,13 @@ def make_strategy(config):
   if name == 'multi_worker':
     return multi_worker_strategy(config)
   if name == 'tpu':
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu=config.tpu_name or config.master or '', zone=config.tpu_zone,
-        project=config.gcp_project)
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+          tpu=config.tpu_name or config.master or '', zone=config.tpu_zone,
+          project=config.gcp_project)
+    except ValueError as error:
+      raise ValueError(f'--strategy=tpu: no TPU found ({error}); name one '
+                       'with --tpu_name or --master.') from error
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
