@@ -241,7 +241,13 @@ class Config(_Stages, Preprocessing):
   eval_batch_size: int = _field(128, 'The batch size to use for eval.')
   num_views: int = _field(2, 'Augmented views of each training example.')
   classes_per_batch: int = _field(
-      0, 'Class-balanced batches of this many classes (0: off).')
+      0, 'Class-balanced batches of this many classes (0: off); sets '
+      '--sampler=class_balanced.')
+  sampler: str = _field(
+      'uniform', 'uniform (a permutation of each epoch), class_balanced '
+      '(--classes_per_batch random classes, batch / classes_per_batch '
+      'examples each), fixed_configuration (every class, batch / classes '
+      'examples each: the same label multiset in every batch).')
   epoch_remainder: str = _field(
       'span', 'span (official): batches run across epoch ends, a stage is '
       "int(epochs * N / batch_size) steps; drop: each epoch's partial batch "
@@ -376,6 +382,12 @@ class Config(_Stages, Preprocessing):
       if not ok:
         raise ValueError(f'{name} has an invalid value: '
                          f'{getattr(self, name)!r}.')
+    if self.sampler == 'class_balanced' and not self.classes_per_batch:
+      raise ValueError('--sampler=class_balanced needs --classes_per_batch.')
+    if self.sampler == 'fixed_configuration' and self.classes_per_batch:
+      raise ValueError('--sampler=fixed_configuration takes every class; '
+                       'leave --classes_per_batch unset (it is '
+                       'class_balanced\'s).')
     if self.learning_rate_per_epoch and self.epoch_remainder != 'drop':
       raise ValueError('learning_rate_per_epoch moves the schedule at whole '
                        'epochs of steps: it needs epoch_remainder=drop.')
@@ -470,11 +482,12 @@ CHOICES = {
     'resnet_architecture': enums.ENCODER_ARCHITECTURES,
     'normalization': enums.NORMALIZATIONS,
     'epoch_remainder': enums.EPOCH_REMAINDERS,
+    'sampler': enums.SAMPLERS,
 }
 # Enum fields whose values are lower-case names rather than official members.
 LOWER_CASE_CHOICES = ('mode', 'strategy', 'label_type', 'crop',
                       'autoaugment_policy', 'randaugment_ops', 'weight_init',
-                      'normalization', 'epoch_remainder')
+                      'normalization', 'epoch_remainder', 'sampler')
 
 # Fields that may change between runs in one model_dir (they do not change
 # what is trained); every other field must match the saved config.

@@ -39,3 +39,7 @@ NORMALIZATIONS = ('dataset', 'cifar10', 'cifar100', 'imagenet2012')
 # int(epochs * N / batch) steps, epochs may end mid-step); 'drop' reads the
 # floor(N / batch) full batches of each epoch and drops the rest.
 EPOCH_REMAINDERS = ('span', 'drop')
+# Which examples make a batch: a permutation of the epoch; classes_per_batch
+# random classes with batch / classes_per_batch examples each; every class
+# with batch / classes examples, the same label multiset every batch.
+SAMPLERS = ('uniform', 'class_balanced', 'fixed_configuration')

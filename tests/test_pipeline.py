@@ -117,6 +117,30 @@ def test_class_balanced_batches_have_the_same_label_configuration():
     pipeline.train_dataset(split, PLAIN, 12, UNIT, classes_per_batch=5)
 
 
+def test_the_fixed_configuration_sampler_repeats_one_label_multiset():
+  split = _numbered(120, classes=4)
+  classes = pipeline.sampler_classes('fixed_configuration', 0, split)
+  assert classes == 4
+  assert pipeline.sampler_classes('uniform', 0, split) is None
+  assert pipeline.sampler_classes('class_balanced', 2, split) == 2
+  dataset = pipeline.train_dataset(split, PLAIN, 12, UNIT, seed=3,
+                                   classes_per_batch=classes)
+  batches = _take(dataset, 20)  # Two epochs of 10 batches.
+  for views, labels in batches:
+    np.testing.assert_array_equal(np.sort(labels), np.repeat(np.arange(4), 3))
+    np.testing.assert_array_equal(labels, _indices(views)[:, 0] % 4)
+  # Every example once per epoch, in another order each epoch.
+  first = np.concatenate([_indices(v)[:, 0] for v, _ in batches[:10]])
+  second = np.concatenate([_indices(v)[:, 0] for v, _ in batches[10:]])
+  np.testing.assert_array_equal(np.sort(first), np.arange(120))
+  assert not np.array_equal(first, second)
+  uniform = [l for _, l in _take(pipeline.train_dataset(
+      split, PLAIN, 12, UNIT, seed=3), 10)]
+  assert len({tuple(np.bincount(l, minlength=4)) for l in uniform}) > 1
+  with pytest.raises(ValueError, match='sampler must be one of'):
+    pipeline.sampler_classes('balanced', 0, split)
+
+
 def test_replicas_get_contiguous_chunks_of_the_same_global_batches():
   split = _numbered(64)
   strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])

@@ -91,7 +91,10 @@ def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
   assert (tmp_path / 'run' / 'embeddings.png').stat().st_size > 1000
   assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'stage_1') >= {
       'train/loss', 'train/contrastive_loss', 'train/learning_rate',
-      'train/examples_per_second', 'monitor/knn_val_top1'}
+      'train/examples_per_second', 'monitor/knn_val_top1', 'train/loss_floor',
+      'train/excess_loss'}
+  assert 0 < saved['stage_1_final_loss_floor'] < saved['stage_1_final_loss']
+  assert saved['stage_1_final_excess_loss'] > 0
   # What the official evaluation reports, and the validation top-1.
   assert _scalar_tags(tmp_path / 'run' / 'summaries' / 'eval') == {
       'eval/top_1_accuracy', 'eval/top_5_accuracy',
@@ -260,6 +263,28 @@ def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
     assert process.poll() is None, process.stdout.read()
     time.sleep(0.2)
   raise AssertionError('no checkpoint appeared')
+
+
+def test_the_logged_floor_is_the_batches_floor_and_the_excess_what_is_left(
+    tmp_path, data_dir):
+  from supcon_tf import analysis
+  # fixed_configuration: every batch 4 x 4 classes, one floor for all.
+  config = _config(tmp_path / 'fixed', data_dir, sampler='fixed_configuration',
+                   validation_fraction=0., stage_1_epochs=3, stage_2_epochs=0,
+                   knn_every_epochs=0, mode='train', scale_by_temperature=True)
+  results = run_lib.run(config)
+  floor = analysis.simplex_loss((4,) * 4, 2, 0.1, scale_by_temperature=True)
+  assert results['stage_1_final_loss_floor'] == pytest.approx(floor, rel=1e-5)
+  assert results['stage_1_final_excess_loss'] > 0
+  # The floor of a batch is below any loss the model reaches on it.
+  assert results['stage_1_final_loss'] > floor
+  # SimCLR (no labels) has no closed form in this dimension: no floor.
+  config = _config(tmp_path / 'simclr', data_dir, use_labels=False,
+                   stage_1_epochs=1, stage_2_epochs=0, knn_every_epochs=0,
+                   mode='train')
+  assert 'stage_1_final_loss_floor' not in run_lib.run(config)
+  with pytest.raises(ValueError, match='class_balanced needs'):
+    _config(tmp_path / 'x', data_dir, sampler='class_balanced')
 
 
 def test_the_deferred_blur_runs_in_the_training_step(tmp_path, data_dir):

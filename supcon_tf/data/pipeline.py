@@ -118,6 +118,21 @@ def balanced_order(labels, classes_per_batch, batch_size, seed, epoch):
   return order.reshape(-1)
 
 
+def sampler_classes(sampler, classes_per_batch, split):
+  """The classes per batch of the class-balanced batches `sampler`
+  (supcon_tf.enums.SAMPLERS) asks for: None (uniform), classes_per_batch,
+  or every class of the split (fixed_configuration)."""
+  if sampler not in enums.SAMPLERS:
+    raise ValueError(f'sampler must be one of {", ".join(enums.SAMPLERS)}; '
+                     f'got {sampler!r}.')
+  if sampler == 'fixed_configuration':
+    if split.labels is None:
+      raise ValueError('--sampler=fixed_configuration needs the labels in '
+                       'advance; this split is a stream.')
+    return len(np.unique(split.labels))
+  return classes_per_batch or None
+
+
 def _check_balanced(split, classes_per_batch, global_batch_size):
   if split.labels is None:
     raise ValueError('classes_per_batch needs the labels in advance; this '

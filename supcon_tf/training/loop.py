@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import losses
+from supcon_tf import analysis, losses
 from supcon_tf.data import augment, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, stages
@@ -162,7 +162,8 @@ class Trainer:
         self.strategy, self.train_split, config,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=config.epoch_remainder,
-        classes_per_batch=config.classes_per_batch or None,
+        classes_per_batch=pipeline.sampler_classes(
+            config.sampler, config.classes_per_batch, self.train_split),
         input_threads=config.input_threads or None)
     loop = self._make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
@@ -184,6 +185,10 @@ class Trainer:
         tick = time.perf_counter()
         metrics = {k: float(v) for k, v in loop(
             iterator, tf.constant(count, tf.int32)).items()}
+        if 'loss_floor' in metrics:
+          # What training can still remove: the loss above its floor.
+          metrics['excess_loss'] = (metrics['contrastive_loss'] -
+                                    metrics['loss_floor'])
         seconds = time.perf_counter() - tick
         current = int(step.numpy())
         if not np.isfinite(metrics['loss']):
@@ -197,9 +202,15 @@ class Trainer:
             **{f'train/{k}': v for k, v in metrics.items()},
             'train/learning_rate': learning_rate,
             'train/examples_per_second': examples_per_second})
-        progress.update(current, loss=metrics['loss'], lr=learning_rate,
+        shown = ({'excess': metrics['excess_loss']}
+                 if 'excess_loss' in metrics else {})
+        progress.update(current, loss=metrics['loss'], **shown,
+                        lr=learning_rate,
                         **{'ex/s': int(examples_per_second)})
         result['loss'] = metrics['loss']
+        for key in ('loss_floor', 'excess_loss'):
+          if key in metrics:
+            result[key] = metrics[key]
         epoch_end = current == self._next_epoch_end(current - 1)
         if (epoch_end or current - last_saved >= config.save_interval_steps
             or current == total):
@@ -265,6 +276,8 @@ class Trainer:
     replicas = self.strategy.num_replicas_in_sync
     decayed = stages.decayed_variables(stage, model, config)
     labelled = config.use_labels
+    num_classes = self.source.num_classes
+    num_views = stages.views_for(stage, config)
     batch_norm_training = config.batch_norm_training
     deferred_blur = augment.deferred_blur(config)
 
@@ -303,6 +316,16 @@ class Trainer:
               scale_by_temperature=config.scale_by_temperature)
           terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
           total += stage.contrastive_loss_weight * terms['contrastive_loss']
+          if analysis.floor_applies(
+              config.contrast_mode, config.summation_location,
+              config.denominator_mode, config.positives_cap, labelled,
+              num_views, outputs['projection'].shape[-1], num_classes):
+            # The global batch's floor, once: each replica adds its share.
+            terms['loss_floor'] = analysis.batch_floor(
+                losses.cross_replica_concat(labels), num_classes,
+                num_views, config.temperature,
+                config.temperature if config.scale_by_temperature else 1.
+            ) / replicas
         if stage.cross_entropy_loss_weight > 0:
           terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
               outputs['logits'], labels, global_batch, config.label_smoothing)

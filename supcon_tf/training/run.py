@@ -238,6 +238,9 @@ def _train(config, setup, stage_indices):
     results[f'{stage.name}_seconds'] = round(outcome['seconds'], 2)
     if outcome['loss'] is not None:
       results[f'{stage.name}_final_loss'] = outcome['loss']
+    for key in ('loss_floor', 'excess_loss'):
+      if key in outcome:
+        results[f'{stage.name}_final_{key}'] = outcome[key]
     if 'knn_val_top1' in outcome:
       results['knn_val_top1'] = outcome['knn_val_top1']
   return results
