@@ -46,8 +46,8 @@ def _batch_norm_step(layer, strategy, x, weights, jit):
           sum(g.numpy() for g in local(dbeta)))
 
 
-@pytest.mark.parametrize('unbiased', [True, False])
-def test_global_batch_norm_on_two_replicas_is_the_whole_batch(unbiased):
+def check_global_batch_norm(unbiased):
+  """The comparison, in a process of its own (see the test)."""
   # XLA: TensorFlow compiles cross-replica ops only on GPUs and TPUs.
   jit = False
   rng = np.random.default_rng(0)
@@ -96,6 +96,23 @@ def test_global_batch_norm_on_two_replicas_is_the_whole_batch(unbiased):
   half.gamma.assign(local.gamma.numpy())
   half.beta.assign(local.beta.numpy())
   np.testing.assert_allclose(y[:4], half(x[:4], training=True), atol=2e-5)
+
+
+@pytest.mark.parametrize('unbiased', [True, False])
+def test_global_batch_norm_on_two_replicas_is_the_whole_batch(unbiased):
+  # In a fresh process: the collective keys of a MirroredStrategy start
+  # again with each new one, so its all-reduces would collide with the
+  # all-gathers of other tests' strategies in this process.
+  script = (
+      'import tensorflow as tf\n'
+      'cpu = tf.config.list_physical_devices("CPU")[0]\n'
+      'tf.config.set_logical_device_configuration(\n'
+      '    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n'
+      'from tests import test_distributed\n'
+      f'test_distributed.check_global_batch_norm({unbiased})\n')
+  process = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+  assert process.returncode == 0, process.stderr[-4000:]
 
 
 def test_global_batch_norm_follows_the_flag_in_the_model():

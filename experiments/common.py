@@ -1,0 +1,102 @@
+"""What the experiments share: runs of the bin/ apps in fresh processes, their
+results and TensorBoard curves, CSV files and plots under docs/findings/.
+
+Each experiment is a script in experiments/ that writes
+docs/findings/<name>.csv and <name>.png and prints its table; the budgets are
+this machine's (2 CPU cores): the bundled digits (ResNet-20, 32x32, 1,293
+training images) unless a script says otherwise.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FINDINGS = os.path.join(ROOT, 'docs', 'findings')
+APPS = {'supcon': 'train_supcon.py', 'ce': 'train_ce.py',
+        'classifier': 'train_classifier.py'}
+# Experiments use the digits preset without the evaluation extras.
+DIGITS = dict(preset='supcon_digits_resnet20', progress=False, plot=False,
+              export=False)
+
+
+def train(kind, model_dir, **flags):
+  """Runs bin/<kind's app> with --model_dir and `flags` (name=value) in a
+  fresh process; returns its results.json. Raises with the output's tail
+  when the run fails."""
+  command = [sys.executable, os.path.join(ROOT, 'bin', APPS[kind]),
+             f'--model_dir={model_dir}']
+  for name, value in flags.items():
+    if isinstance(value, bool):
+      command.append(f'--{name}' if value else f'--no{name}')
+    else:
+      command.append(f'--{name}={value}')
+  process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+  if process.returncode:
+    raise RuntimeError(f'{" ".join(command)} failed:\n'
+                       f'{process.stderr[-3000:]}')
+  with open(os.path.join(model_dir, 'results.json')) as f:
+    return json.load(f)
+
+
+def curve(model_dir, stage, tag):
+  """[(step, value)] of a scalar in model_dir/summaries/<stage>."""
+  import tensorflow as tf
+  from tensorflow.core.util import event_pb2
+  directory = os.path.join(model_dir, 'summaries', stage)
+  points = []
+  for name in sorted(os.listdir(directory)):
+    for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        if value.tag == tag:
+          points.append((event.step, float(tf.make_ndarray(value.tensor))))
+  return sorted(points)
+
+
+def write_csv(name, columns, rows):
+  """docs/findings/<name>.csv; returns its path."""
+  os.makedirs(FINDINGS, exist_ok=True)
+  path = os.path.join(FINDINGS, f'{name}.csv')
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in rows:
+      writer.writerow([f'{v:.5g}' if isinstance(v, float) else v
+                       for v in row])
+  return path
+
+
+def plot(name, series, xlabel, ylabel, title, log_y=False):
+  """docs/findings/<name>.png: one line per {label: (xs, ys)}."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  figure, axes = plt.subplots(figsize=(6.4, 4.2))
+  for label, (xs, ys) in series.items():
+    axes.plot(xs, ys, label=label, marker='o' if len(xs) < 15 else None,
+              markersize=4)
+  axes.set_xlabel(xlabel)
+  axes.set_ylabel(ylabel)
+  axes.set_title(title)
+  if log_y:
+    axes.set_yscale('log')
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=8)
+  figure.tight_layout()
+  os.makedirs(FINDINGS, exist_ok=True)
+  path = os.path.join(FINDINGS, f'{name}.png')
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+  return path
+
+
+def table(columns, rows):
+  """A Markdown table of the rows, for the console and docs/FINDINGS.md."""
+  lines = ['| ' + ' | '.join(columns) + ' |',
+           '|' + '---|' * len(columns)]
+  for row in rows:
+    lines.append('| ' + ' | '.join(f'{v:.4g}' if isinstance(v, float)
+                                   else str(v) for v in row) + ' |')
+  return '\n'.join(lines)
