@@ -51,7 +51,7 @@ def main(_):
   common.write_csv('loss_floor', ('sampler', 'step', 'contrastive_loss',
                                   'loss_floor', 'excess_loss'), rows)
   common.plot('loss_floor', losses, 'step',
-              'contrastive loss (scaled by tau)',
+              'contrastive loss',
               f'SupCon on the digits, {FLAGS.epochs} epochs: raw and excess '
               'loss', log_y=True)
   common.plot('loss_floor_knn', {s: ([p[0] for p in v], [p[1] for p in v])
