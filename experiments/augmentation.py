@@ -27,11 +27,10 @@ def main(_):
   rows = []
   for kind in ('supcon', 'ce'):
     for augmentation in ('AUTOAUGMENT', 'IDENTITY'):
-      extra = dict(stage_2_epochs=0) if kind == 'ce' else {}
-      results = common.train(
+      results = common.train_method(
           kind, os.path.join(scratch, f'{kind}_{augmentation}'),
           **common.DIGITS, augmentation_type=augmentation,
-          stage_1_epochs=FLAGS.epochs, knn_every_epochs=0, **extra)
+          stage_1_epochs=FLAGS.epochs, knn_every_epochs=0)
       rows.append((kind, augmentation, results['test_top1'],
                    results['val_top1']))
       print(rows[-1], flush=True)

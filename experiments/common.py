@@ -40,6 +40,14 @@ def train(kind, model_dir, **flags):
     return json.load(f)
 
 
+def train_method(method, model_dir, **flags):
+  """`train` of SupCon (both stages) or the cross-entropy baseline ('ce',
+  one stage) on the same flags."""
+  if method == 'ce':
+    flags = {**flags, 'stage_2_epochs': 0}
+  return train(method, model_dir, **flags)
+
+
 def curve(model_dir, stage, tag):
   """[(step, value)] of a scalar in model_dir/summaries/<stage>."""
   import tensorflow as tf

@@ -26,10 +26,9 @@ def main(_):
   rows = []
   for epochs in [int(e) for e in FLAGS.epochs]:
     for kind in ('supcon', 'ce'):
-      extra = dict(stage_2_epochs=0) if kind == 'ce' else {}
-      results = common.train(kind, os.path.join(scratch, f'{kind}_{epochs}'),
-                             **common.DIGITS, stage_1_epochs=epochs,
-                             knn_every_epochs=0, **extra)
+      results = common.train_method(
+          kind, os.path.join(scratch, f'{kind}_{epochs}'), **common.DIGITS,
+          stage_1_epochs=epochs, knn_every_epochs=0)
       rows.append((kind, epochs, results['test_top1'], results['val_top1']))
       print(rows[-1], flush=True)
   common.write_csv('epochs_needed', ('method', 'epochs', 'test_top1',

@@ -42,10 +42,9 @@ def main(_):
   rows = []
   for depth in [int(d) for d in FLAGS.train_depths]:
     for kind in ('supcon', 'ce'):
-      extra = dict(stage_2_epochs=0) if kind == 'ce' else {}
-      results = common.train(kind, os.path.join(scratch, f'{kind}_{depth}'),
-                             **common.DIGITS, resnet_depth=depth,
-                             knn_every_epochs=0, **extra)
+      results = common.train_method(
+          kind, os.path.join(scratch, f'{kind}_{depth}'), **common.DIGITS,
+          resnet_depth=depth, knn_every_epochs=0)
       rows.append((f'ResNet-{depth}', dict(counts)[f'ResNet-{depth}'], kind,
                    results['test_top1']))
       print(rows[-1], flush=True)

@@ -31,12 +31,10 @@ def main(_):
   rows = []
   for kind in ('supcon', 'ce'):
     for factor in [float(f) for f in FLAGS.factors]:
-      extra = dict(stage_2_epochs=0) if kind == 'ce' else {}
       try:
-        results = common.train(
+        results = common.train_method(
             kind, os.path.join(scratch, f'{kind}_{factor}'), **common.DIGITS,
-            stage_1_base_learning_rate=BASE * factor, knn_every_epochs=0,
-            **extra)
+            stage_1_base_learning_rate=BASE * factor, knn_every_epochs=0)
         top1 = results['test_top1']
       except RuntimeError as error:  # A diverged run (non-finite loss).
         print(str(error)[-300:])

@@ -1,4 +1,5 @@
-"""CIFAR python archives the tests write themselves."""
+"""Datasets the tests write themselves: CIFAR python archives, and a tiny
+image folder of four separable classes."""
 import io
 import pickle
 import tarfile
@@ -31,3 +32,21 @@ def tiny_cifar10(directory, per_batch=8, test=20, seed=0):
   write_cifar_archive(directory / 'cifar-10-python.tar.gz',
                       'cifar-10-batches-py', batches)
   return directory
+
+
+def write_quadrants(root, per_class=16, test_per_class=6, size=8):
+  """An image folder (root/{train,test}/class<c>/<i>.png) of four classes:
+  which quadrant of a size x size image is bright (noisy)."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  half = size // 2
+  for split, count in (('train', per_class), ('test', test_per_class)):
+    for c in range(4):
+      folder = root / split / f'class{c}'
+      folder.mkdir(parents=True)
+      for i in range(count):
+        image = rng.integers(0, 60, (size, size, 3))
+        y, x = divmod(c, 2)
+        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
+        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
+  return root

@@ -13,11 +13,12 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.models import layers
+from tests import archives
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# --- global BatchNorm on two Mirrored replicas ------------------------------------
+# --- global BatchNorm on two Mirrored replicas -------------------------------
 
 
 def _batch_norm_step(layer, strategy, x, weights, jit):
@@ -143,24 +144,7 @@ def test_a_compiled_step_on_several_cpu_replicas_is_refused_by_name():
                       tf.distribute.get_strategy())
 
 
-# --- multi-worker runs on loopback -------------------------------------------------
-
-
-def _write_quadrants(root, per_class, size=8):
-  """Four classes: which quadrant of an 8x8 image is bright (noisy)."""
-  from PIL import Image
-  rng = np.random.default_rng(0)
-  half = size // 2
-  for split, count in (('train', per_class), ('test', 2)):
-    for c in range(4):
-      folder = root / split / f'class{c}'
-      folder.mkdir(parents=True)
-      for i in range(count):
-        image = rng.integers(0, 60, (size, size, 3))
-        y, x = divmod(c, 2)
-        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
-        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
-  return root
+# --- multi-worker runs on loopback ------------------------------------------
 
 
 def _flags(model_dir, data_dir, epochs, **extra):
@@ -213,13 +197,15 @@ def _checkpoint_values(model_dir):
   reader = tf.train.load_checkpoint(path)
   return path, {name: reader.get_tensor(name)
                 for name in reader.get_variable_to_shape_map()
-                if 'OPTIMIZER_SLOT' not in name and '_CHECKPOINTABLE' not in name}
+                if 'OPTIMIZER_SLOT' not in name
+                and '_CHECKPOINTABLE' not in name}
 
 
 def test_a_step_on_two_workers_equals_the_single_process_step(tmp_path):
   # 16 training images, batch 16: one step. With global BatchNorm, 2 workers
   # of 1 replica compute what one process computes on the whole batch.
-  data = str(_write_quadrants(tmp_path / 'data', per_class=4))
+  data = str(archives.write_quadrants(tmp_path / 'data', per_class=4,
+                                   test_per_class=2))
   single = _train_single(_flags(str(tmp_path / 'single'), data, 1))
   assert single.returncode == 0, single.stderr[-3000:]
   results = {}
@@ -261,7 +247,8 @@ def test_a_step_on_two_workers_equals_the_single_process_step(tmp_path):
 
 
 def test_a_killed_worker_stops_its_peer_and_a_rerun_completes(tmp_path):
-  data = str(_write_quadrants(tmp_path / 'data', per_class=16))
+  data = str(archives.write_quadrants(tmp_path / 'data', per_class=16,
+                                   test_per_class=2))
   epochs = 60  # 4 steps an epoch: 240 steps.
   flags = _flags(str(tmp_path / 'run'), data, epochs)
   process, pids = _cluster(2, flags, tmp_path / 'logs_1')

@@ -15,29 +15,14 @@ from PIL import Image
 
 from supcon_tf.config import PRESETS, Config, make_config
 from supcon_tf.training import loop, optimizers, run as run_lib, stages
+from tests import archives
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _write_dataset(root, per_class=16, test_per_class=6, size=8):
-  """Four classes: which quadrant of an 8x8 image is bright (noisy)."""
-  rng = np.random.default_rng(0)
-  half = size // 2
-  for split, count in (('train', per_class), ('test', test_per_class)):
-    for c in range(4):
-      folder = root / split / f'class{c}'
-      folder.mkdir(parents=True)
-      for i in range(count):
-        image = rng.integers(0, 60, (size, size, 3))
-        y, x = divmod(c, 2)
-        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
-        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
-  return root
-
-
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
-  return _write_dataset(tmp_path_factory.mktemp('quadrants'))
+  return archives.write_quadrants(tmp_path_factory.mktemp('quadrants'))
 
 
 def _config(model_dir, data_dir, **values):

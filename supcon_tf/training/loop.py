@@ -229,8 +229,8 @@ class Trainer:
     except KeyboardInterrupt:
       if int(step.numpy()) > last_saved:
         save(int(step.numpy()))
-      logging.warning('Interrupted at step %d; checkpoint %s.', int(step.numpy()),
-                      tf.train.latest_checkpoint(directory))
+      logging.warning('Interrupted at step %d; checkpoint %s.',
+                      int(step.numpy()), tf.train.latest_checkpoint(directory))
       raise
     except _PEER_ERRORS as error:
       if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
