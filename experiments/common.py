@@ -40,6 +40,17 @@ def train(kind, model_dir, **flags):
     return json.load(f)
 
 
+def cifar_folder(images, work_dir, per_class_train, per_class_test):
+  """An image folder of CIFAR-10 JPEGs (`images`: a folder or a .tar.gz of
+  `<class>/<name>.jpg`): the first `per_class_train` files of each class for
+  training, the last `per_class_test` held out (benchmarks/seed_budget.py's
+  split)."""
+  sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+  import seed_budget
+  return seed_budget.prepare_images(images, work_dir, per_class_train,
+                                    per_class_test)
+
+
 def train_method(method, model_dir, **flags):
   """`train` of SupCon (both stages) or the cross-entropy baseline ('ce',
   one stage) on the same flags."""
