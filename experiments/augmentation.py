@@ -18,7 +18,6 @@ docs/findings/augmentation.{csv,png}.
 """
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,23 +62,24 @@ def _runs(scratch):
 
 
 def main(_):
-  scratch = tempfile.mkdtemp(prefix='augmentation_')
-  name = 'augmentation_cifar10' if FLAGS.images else 'augmentation'
-  rows = []
-  for method, augmentation, run_flags in _runs(scratch):
-    results = common.train_method(
-        method, os.path.join(scratch, f'{method}_{augmentation}'), **run_flags)
-    rows.append((method, augmentation, results['test_top1'],
-                 results['val_top1']))
-    print(rows[-1], flush=True)
-  common.write_csv(name, ('method', 'augmentation', 'test_top1',
-                          'val_top1'), rows)
-  common.plot(name, {
-      method: ([0, 1], [r[2] for r in rows if r[0] == method])
-      for method in ('supcon', 'ce')}, '0: AutoAugment + crops, 1: crops only',
-              'test top-1', 'CIFAR-10 subset' if FLAGS.images else 'Digits')
-  print(common.table(('method', 'augmentation', 'test top-1', 'val top-1'),
-                     rows))
+  with common.scratch_dir('augmentation_') as scratch:
+    name = 'augmentation_cifar10' if FLAGS.images else 'augmentation'
+    rows = []
+    for method, augmentation, run_flags in _runs(scratch):
+      results = common.train_method(
+          method, os.path.join(scratch, f'{method}_{augmentation}'),
+          **run_flags)
+      rows.append((method, augmentation, results['test_top1'],
+                   results['val_top1']))
+      print(rows[-1], flush=True)
+    common.write_csv(name, ('method', 'augmentation', 'test_top1',
+                            'val_top1'), rows)
+    common.plot(name, {
+        method: ([0, 1], [r[2] for r in rows if r[0] == method])
+        for method in ('supcon', 'ce')},
+                '0: AutoAugment + crops, 1: crops only', 'test top-1', 'CIFAR-10 subset' if FLAGS.images else 'Digits')
+    print(common.table(('method', 'augmentation', 'test top-1', 'val top-1'),
+                       rows))
 
 
 if __name__ == '__main__':

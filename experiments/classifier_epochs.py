@@ -11,7 +11,6 @@ docs/findings/classifier_epochs.{csv,png}.
 import os
 import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,27 +24,27 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  scratch = tempfile.mkdtemp(prefix='classifier_epochs_')
-  encoder = os.path.join(scratch, 'stage_1')
-  common.train('supcon', encoder, **common.DIGITS, stage_2_epochs=0,
-               mode='train', knn_every_epochs=0)
-  rows = []
-  for epochs in [int(e) for e in FLAGS.classifier_epochs]:
-    model_dir = os.path.join(scratch, f'classifier_{epochs}')
-    shutil.copytree(encoder, model_dir)
-    results = common.train('classifier', model_dir, stage_2_epochs=epochs,
-                           mode='train_then_eval', progress=False,
-                           plot=False, export=False)
-    rows.append((epochs, results['test_top1'], results['val_top1']))
-    print(rows[-1], flush=True)
-  common.write_csv('classifier_epochs', ('classifier_epochs', 'test_top1',
-                                         'val_top1'), rows)
-  common.plot('classifier_epochs', {
-      'test top-1': ([r[0] for r in rows], [r[1] for r in rows]),
-      'validation top-1': ([r[0] for r in rows], [r[2] for r in rows])},
-              'classifier epochs (encoder frozen)', 'top-1',
-              'Digits: the classifier on a 14-epoch SupCon encoder')
-  print(common.table(('classifier epochs', 'test top-1', 'val top-1'), rows))
+  with common.scratch_dir('classifier_epochs_') as scratch:
+    encoder = os.path.join(scratch, 'stage_1')
+    common.train('supcon', encoder, **common.DIGITS, stage_2_epochs=0,
+                 mode='train', knn_every_epochs=0)
+    rows = []
+    for epochs in [int(e) for e in FLAGS.classifier_epochs]:
+      model_dir = os.path.join(scratch, f'classifier_{epochs}')
+      shutil.copytree(encoder, model_dir)
+      results = common.train('classifier', model_dir, stage_2_epochs=epochs,
+                             mode='train_then_eval', progress=False,
+                             plot=False, export=False)
+      rows.append((epochs, results['test_top1'], results['val_top1']))
+      print(rows[-1], flush=True)
+    common.write_csv('classifier_epochs', ('classifier_epochs', 'test_top1',
+                                           'val_top1'), rows)
+    common.plot('classifier_epochs', {
+        'test top-1': ([r[0] for r in rows], [r[1] for r in rows]),
+        'validation top-1': ([r[0] for r in rows], [r[2] for r in rows])},
+                'classifier epochs (encoder frozen)', 'top-1',
+                'Digits: the classifier on a 14-epoch SupCon encoder')
+    print(common.table(('classifier epochs', 'test top-1', 'val top-1'), rows))
 
 
 if __name__ == '__main__':

@@ -6,11 +6,14 @@ docs/findings/<name>.csv and <name>.png and prints its table; the budgets are
 this machine's (2 CPU cores): the bundled digits (ResNet-20, 32x32, 1,293
 training images) unless a script says otherwise.
 """
+import contextlib
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINDINGS = os.path.join(ROOT, 'docs', 'findings')
@@ -19,6 +22,16 @@ APPS = {'supcon': 'train_supcon.py', 'ce': 'train_ce.py',
 # Experiments use the digits preset without the evaluation extras.
 DIGITS = dict(preset='supcon_digits_resnet20', progress=False, plot=False,
               export=False)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix):
+  """A temporary directory for an experiment's runs, removed afterwards."""
+  path = tempfile.mkdtemp(prefix=prefix)
+  try:
+    yield path
+  finally:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def train(kind, model_dir, **flags):

@@ -12,7 +12,6 @@ epochs. Writes docs/findings/loss_floor.{csv,png}.
 """
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,41 +24,42 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  scratch = tempfile.mkdtemp(prefix='loss_floor_')
-  rows, losses, knn, finals = [], {}, {}, []
-  for sampler in ('uniform', 'fixed_configuration'):
-    model_dir = os.path.join(scratch, sampler)
-    results = common.train(
-        'supcon', model_dir, **common.DIGITS, sampler=sampler,
-        batch_size=120, stage_1_epochs=FLAGS.epochs, stage_2_epochs=0,
-        mode='train', knn_every_epochs=2, steps_per_loop=2)
-    raw = dict(common.curve(model_dir, 'stage_1', 'train/contrastive_loss'))
-    floor = dict(common.curve(model_dir, 'stage_1', 'train/loss_floor'))
-    excess = dict(common.curve(model_dir, 'stage_1', 'train/excess_loss'))
-    for step in sorted(raw):
-      rows.append((sampler, step, raw[step], floor[step], excess[step]))
-    steps = sorted(excess)
-    losses[f'{sampler}: excess (loss - floor)'] = (
-        steps, [excess[s] for s in steps])
-    losses[f'{sampler}: raw loss'] = (steps, [raw[s] for s in steps])
-    accuracy = common.curve(model_dir, 'stage_1', 'monitor/knn_val_top1')
-    knn[sampler] = accuracy
-    finals.append((sampler, results['stage_1_steps'],
-                   results['stage_1_final_loss_floor'],
-                   results['stage_1_final_excess_loss'],
-                   max(v for _, v in accuracy), accuracy[-1][1]))
-  common.write_csv('loss_floor', ('sampler', 'step', 'contrastive_loss',
-                                  'loss_floor', 'excess_loss'), rows)
-  common.plot('loss_floor', losses, 'step',
-              'contrastive loss',
-              f'SupCon on the digits, {FLAGS.epochs} epochs: raw and excess '
-              'loss', log_y=True)
-  common.plot('loss_floor_knn', {s: ([p[0] for p in v], [p[1] for p in v])
-                                 for s, v in knn.items()},
-              'step', 'kNN validation top-1', 'Samplers: kNN top-1 over steps')
-  print(common.table(('sampler', 'steps', 'floor (last steps)',
-                      'excess (last steps)', 'best kNN top-1',
-                      'last kNN top-1'), finals))
+  with common.scratch_dir('loss_floor_') as scratch:
+    rows, losses, knn, finals = [], {}, {}, []
+    for sampler in ('uniform', 'fixed_configuration'):
+      model_dir = os.path.join(scratch, sampler)
+      results = common.train(
+          'supcon', model_dir, **common.DIGITS, sampler=sampler,
+          batch_size=120, stage_1_epochs=FLAGS.epochs, stage_2_epochs=0,
+          mode='train', knn_every_epochs=2, steps_per_loop=2)
+      raw = dict(common.curve(model_dir, 'stage_1', 'train/contrastive_loss'))
+      floor = dict(common.curve(model_dir, 'stage_1', 'train/loss_floor'))
+      excess = dict(common.curve(model_dir, 'stage_1', 'train/excess_loss'))
+      for step in sorted(raw):
+        rows.append((sampler, step, raw[step], floor[step], excess[step]))
+      steps = sorted(excess)
+      losses[f'{sampler}: excess (loss - floor)'] = (
+          steps, [excess[s] for s in steps])
+      losses[f'{sampler}: raw loss'] = (steps, [raw[s] for s in steps])
+      accuracy = common.curve(model_dir, 'stage_1', 'monitor/knn_val_top1')
+      knn[sampler] = accuracy
+      finals.append((sampler, results['stage_1_steps'],
+                     results['stage_1_final_loss_floor'],
+                     results['stage_1_final_excess_loss'],
+                     max(v for _, v in accuracy), accuracy[-1][1]))
+    common.write_csv('loss_floor', ('sampler', 'step', 'contrastive_loss',
+                                    'loss_floor', 'excess_loss'), rows)
+    common.plot('loss_floor', losses, 'step',
+                'contrastive loss',
+                f'SupCon on the digits, {FLAGS.epochs} epochs: raw and excess '
+                'loss', log_y=True)
+    common.plot('loss_floor_knn', {s: ([p[0] for p in v], [p[1] for p in v])
+                                   for s, v in knn.items()},
+                'step', 'kNN validation top-1',
+                'Samplers: kNN top-1 over steps')
+    print(common.table(('sampler', 'steps', 'floor (last steps)',
+                        'excess (last steps)', 'best kNN top-1',
+                        'last kNN top-1'), finals))
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ docs/findings/small_network.{csv,png}.
 """
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,25 +37,25 @@ def parameters(depth):
 def main(_):
   counts = [(f'ResNet-{d}', parameters(d)) for d in (20, 32, 56, 18, 50)]
   print(common.table(('encoder', 'parameters'), counts), flush=True)
-  scratch = tempfile.mkdtemp(prefix='small_network_')
-  rows = []
-  for depth in [int(d) for d in FLAGS.train_depths]:
-    for kind in ('supcon', 'ce'):
-      results = common.train_method(
-          kind, os.path.join(scratch, f'{kind}_{depth}'), **common.DIGITS,
-          resnet_depth=depth, knn_every_epochs=0)
-      rows.append((f'ResNet-{depth}', dict(counts)[f'ResNet-{depth}'], kind,
-                   results['test_top1']))
-      print(rows[-1], flush=True)
-  common.write_csv('small_network', ('encoder', 'parameters', 'method',
-                                     'test_top1'), rows)
-  common.plot('small_network', {
-      method: ([r[1] / 1e6 for r in rows if r[2] == method],
-               [r[3] for r in rows if r[2] == method])
-      for method in ('supcon', 'ce')}, 'encoder parameters (millions)',
-              'test top-1', 'Digits, 14 epochs: network size')
-  print(common.table(('encoder', 'parameters', 'method', 'test top-1'),
-                     rows))
+  with common.scratch_dir('small_network_') as scratch:
+    rows = []
+    for depth in [int(d) for d in FLAGS.train_depths]:
+      for kind in ('supcon', 'ce'):
+        results = common.train_method(
+            kind, os.path.join(scratch, f'{kind}_{depth}'), **common.DIGITS,
+            resnet_depth=depth, knn_every_epochs=0)
+        rows.append((f'ResNet-{depth}', dict(counts)[f'ResNet-{depth}'], kind,
+                     results['test_top1']))
+        print(rows[-1], flush=True)
+    common.write_csv('small_network', ('encoder', 'parameters', 'method',
+                                       'test_top1'), rows)
+    common.plot('small_network', {
+        method: ([r[1] / 1e6 for r in rows if r[2] == method],
+                 [r[3] for r in rows if r[2] == method])
+        for method in ('supcon', 'ce')}, 'encoder parameters (millions)',
+                'test top-1', 'Digits, 14 epochs: network size')
+    print(common.table(('encoder', 'parameters', 'method', 'test top-1'),
+                       rows))
 
 
 if __name__ == '__main__':

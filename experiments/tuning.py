@@ -12,7 +12,6 @@ docs/findings/tuning.{csv,png}.
 import math
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,32 +26,32 @@ BASE = 0.2
 
 
 def main(_):
-  scratch = tempfile.mkdtemp(prefix='tuning_')
-  rows = []
-  for kind in ('supcon', 'ce'):
-    for factor in [float(f) for f in FLAGS.factors]:
-      try:
-        results = common.train_method(
-            kind, os.path.join(scratch, f'{kind}_{factor}'), **common.DIGITS,
-            stage_1_base_learning_rate=BASE * factor, knn_every_epochs=0)
-        top1 = results['test_top1']
-      except RuntimeError as error:  # A diverged run (non-finite loss).
-        print(str(error)[-300:])
-        top1 = 0.
-      rows.append((kind, factor, BASE * factor, top1))
-      print(rows[-1], flush=True)
-  common.write_csv('tuning', ('method', 'factor', 'base_learning_rate',
-                              'test_top1'), rows)
-  common.plot('tuning', {
-      method: ([math.log2(r[1]) for r in rows if r[0] == method],
-               [r[3] for r in rows if r[0] == method])
-      for method in ('supcon', 'ce')},
-              'log2(stage-1 learning rate / the preset\'s)',
-              'test top-1', 'Digits, ResNet-20: learning-rate sensitivity')
-  spread = [(m, max(r[3] for r in rows if r[0] == m) -
-             min(r[3] for r in rows if r[0] == m)) for m in ('supcon', 'ce')]
-  print(common.table(('method', 'factor', 'base lr', 'test top-1'), rows))
-  print(common.table(('method', 'spread of test top-1'), spread))
+  with common.scratch_dir('tuning_') as scratch:
+    rows = []
+    for kind in ('supcon', 'ce'):
+      for factor in [float(f) for f in FLAGS.factors]:
+        try:
+          results = common.train_method(
+              kind, os.path.join(scratch, f'{kind}_{factor}'), **common.DIGITS,
+              stage_1_base_learning_rate=BASE * factor, knn_every_epochs=0)
+          top1 = results['test_top1']
+        except RuntimeError as error:  # A diverged run (non-finite loss).
+          print(str(error)[-300:])
+          top1 = 0.
+        rows.append((kind, factor, BASE * factor, top1))
+        print(rows[-1], flush=True)
+    common.write_csv('tuning', ('method', 'factor', 'base_learning_rate',
+                                'test_top1'), rows)
+    common.plot('tuning', {
+        method: ([math.log2(r[1]) for r in rows if r[0] == method],
+                 [r[3] for r in rows if r[0] == method])
+        for method in ('supcon', 'ce')},
+                'log2(stage-1 learning rate / the preset\'s)',
+                'test top-1', 'Digits, ResNet-20: learning-rate sensitivity')
+    spread = [(m, max(r[3] for r in rows if r[0] == m) -
+               min(r[3] for r in rows if r[0] == m)) for m in ('supcon', 'ce')]
+    print(common.table(('method', 'factor', 'base lr', 'test top-1'), rows))
+    print(common.table(('method', 'spread of test top-1'), spread))
 
 
 if __name__ == '__main__':
