@@ -77,7 +77,8 @@ def main(_):
     common.plot(name, {
         method: ([0, 1], [r[2] for r in rows if r[0] == method])
         for method in ('supcon', 'ce')},
-                '0: AutoAugment + crops, 1: crops only', 'test top-1', 'CIFAR-10 subset' if FLAGS.images else 'Digits')
+                '0: AutoAugment + crops, 1: crops only', 'test top-1',
+                'CIFAR-10 subset' if FLAGS.images else 'Digits')
     print(common.table(('method', 'augmentation', 'test top-1', 'val top-1'),
                        rows))
 
