@@ -254,6 +254,20 @@ def test_images_of_any_size_read_from_files(tmp_path, crop):
   assert [i.shape for i, _ in evals] == [(4, 16, 16, 3), (2, 16, 16, 3)]
 
 
+@pytest.mark.parametrize('policy', ['seed_cifar10', 'v0', 'cifar10'])
+def test_eval_training_views_of_files_keep_their_size_in_a_short_batch(
+    tmp_path, policy):
+  # Files, a last batch of 2: the geometric ops must keep the static image
+  # size (the seed's spline AutoAugment needs it).
+  split = _mixed_folder(tmp_path).split('train')
+  config = Preprocessing(augmentation_type='AUTOAUGMENT', image_size=16,
+                         autoaugment_policy=policy, crop='pad')
+  batches = list(pipeline.eval_dataset(split, 4, UNIT, 16,
+                                       training_view=config))
+  assert [b.shape for b, _ in batches] == [(4, 2, 16, 16, 3),
+                                           (2, 2, 16, 16, 3)]
+
+
 def test_streams_train_and_evaluate():
   tf.random.set_seed(0)  # A global seed must not break the seeded shuffle.
   rng = np.random.default_rng(1)

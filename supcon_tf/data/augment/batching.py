@@ -50,6 +50,19 @@ def batched(fn):
   return op
 
 
+def project(images, transforms, interpolation, fill_mode, fill_value=0.):
+  """ImageProjectiveTransformV3 to the images' own size: output pixel (x, y)
+  reads input (a0 x + a1 y + a2, b0 x + b1 y + b2) (pixel indices; transforms
+  [N, 8]). Keeps the static shape, which the op loses when the batch size is
+  unknown (the ops after it may need the image size)."""
+  out = tf.raw_ops.ImageProjectiveTransformV3(
+      images=images, transforms=tf.cast(transforms, tf.float32),
+      output_shape=tf.shape(images)[1:3], fill_value=float(fill_value),
+      interpolation=interpolation, fill_mode=fill_mode)
+  out.set_shape(images.shape)
+  return out
+
+
 def apply_to_some(op, images, magnitude, fires, result):
   """`result` with `op` applied to the `images` where `fires` (only those)."""
   index = tf.where(fires)

@@ -10,17 +10,6 @@ from supcon_tf.data.augment.batching import (
     FILL_VALUE, as_batch, per_image_vector)
 
 
-def _project(images, transforms, output_size, interpolation, fill_mode,
-             fill_value=0.):
-  """ImageProjectiveTransformV3: output pixel (x, y) reads input
-  (a0 x + a1 y + a2, b0 x + b1 y + b2), pixel indices, transforms [N, 8]."""
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=tf.cast(transforms, tf.float32),
-      output_shape=tf.convert_to_tensor(output_size, tf.int32),
-      fill_value=float(fill_value), interpolation=interpolation,
-      fill_mode=fill_mode)
-
-
 def random_flips(seed, batch):
   return batching.uniform([batch], seed) < 0.5
 
@@ -44,8 +33,7 @@ def pad_crop_flip(images, seed, padding=4, flip=True, fill=0):
   zeros = tf.zeros([batch], tf.float32)
   transforms = tf.stack([sign, zeros, shift_x, zeros, zeros + 1.,
                          offsets[:, 1], zeros, zeros], axis=1)
-  out = _project(images, transforms, tf.shape(images)[1:3], 'NEAREST',
-                 'CONSTANT', fill)
+  out = batching.project(images, transforms, 'NEAREST', 'CONSTANT', fill)
   return out[0] if unbatch else out
 
 

@@ -12,7 +12,7 @@ import math
 import tensorflow as tf
 
 from supcon_tf.data.augment.batching import (
-    FILL_VALUE, batched, per_image, per_image_vector)
+    FILL_VALUE, batched, per_image, per_image_vector, project)
 
 
 def _blend(degenerate, images, factor):
@@ -153,10 +153,7 @@ def _affine(images, matrices):
       fixed(a), fixed(b), fixed(c + 0.5 * a + 0.5 * b) - 0.5,
       fixed(d), fixed(e), fixed(f + 0.5 * d + 0.5 * e) - 0.5,
       tf.zeros_like(a), tf.zeros_like(a)], axis=1)
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=tf.cast(transforms, tf.float32),
-      output_shape=tf.shape(images)[1:3], fill_value=float(FILL_VALUE),
-      interpolation='NEAREST', fill_mode='CONSTANT')
+  return project(images, transforms, 'NEAREST', 'CONSTANT', FILL_VALUE)
 
 
 @batched

@@ -13,7 +13,7 @@ Tested against TF-Models' own ops (tests/fixtures/tf_models_ops.npz).
 import tensorflow as tf
 
 from supcon_tf.data.augment import crops
-from supcon_tf.data.augment.batching import per_image_vector
+from supcon_tf.data.augment.batching import per_image_vector, project
 
 REPLACE = 128
 
@@ -149,10 +149,7 @@ def _wrapped_transform(images, transforms, replace=REPLACE):
   never used: the transform of the image alone is the same, at 3/4 of the
   work."""
   del replace
-  return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=tf.cast(transforms, tf.float32),
-      output_shape=tf.shape(images)[1:3], fill_value=0.,
-      interpolation='NEAREST', fill_mode='REFLECT')
+  return project(images, transforms, 'NEAREST', 'REFLECT')
 
 
 def rotate(images, degrees, replace=REPLACE):
