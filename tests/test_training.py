@@ -253,12 +253,15 @@ def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
 def test_the_logged_floor_is_the_batches_floor_and_the_excess_what_is_left(
     tmp_path, data_dir):
   from supcon_tf import analysis
-  # fixed_configuration: every batch 4 x 4 classes, one floor for all.
+  # fixed_configuration: every batch 3 x 4 classes, one floor for all.
   config = _config(tmp_path / 'fixed', data_dir, sampler='fixed_configuration',
                    validation_fraction=0., stage_1_epochs=3, stage_2_epochs=0,
-                   knn_every_epochs=0, mode='train', scale_by_temperature=True)
+                   knn_every_epochs=0, mode='train', scale_by_temperature=True,
+                   batch_size=12)
   results = run_lib.run(config)
-  floor = analysis.simplex_loss((4,) * 4, 2, 0.1, scale_by_temperature=True)
+  # Its epochs are whole batches: 5 of 12 from 64 images (not 64 / 12).
+  assert results['stage_1_steps'] == 15
+  floor = analysis.simplex_loss((3,) * 4, 2, 0.1, scale_by_temperature=True)
   assert results['stage_1_final_loss_floor'] == pytest.approx(floor, rel=1e-5)
   assert results['stage_1_final_excess_loss'] > 0
   # The floor of a batch is below any loss the model reaches on it.

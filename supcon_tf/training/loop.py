@@ -92,8 +92,14 @@ class Trainer:
     self.mean_std = mean_std
     self.jit_compile = use_jit(config, strategy)
     self.train_split = source.split('train')
+    self.classes_per_batch = pipeline.sampler_classes(
+        config.sampler, config.classes_per_batch, self.train_split)
+    # Class-balanced batches come in whole epochs (the pipeline drops the
+    # rest of each), so their steps are counted that way.
+    self.epoch_remainder = ('drop' if self.classes_per_batch else
+                            config.epoch_remainder)
     self.steps_per_epoch = pipeline.steps_per_epoch(
-        self.train_split, config.batch_size, config.epoch_remainder)
+        self.train_split, config.batch_size, self.epoch_remainder)
     self._forward = {}  # Eval steps by output keys, traced once each.
 
   # --- one stage ---------------------------------------------------------------
@@ -161,9 +167,8 @@ class Trainer:
     dataset = pipeline.train_dataset_distributed(
         self.strategy, self.train_split, config,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
-        start_step=start, epoch_remainder=config.epoch_remainder,
-        classes_per_batch=pipeline.sampler_classes(
-            config.sampler, config.classes_per_batch, self.train_split),
+        start_step=start, epoch_remainder=self.epoch_remainder,
+        classes_per_batch=self.classes_per_batch,
         input_threads=config.input_threads or None)
     loop = self._make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
@@ -259,14 +264,14 @@ class Trainer:
     """Whole epochs of examples read by the first `step` steps."""
     return pipeline.epoch_of_step(step, self.train_split,
                                   self.config.batch_size,
-                                  self.config.epoch_remainder)
+                                  self.epoch_remainder)
 
   def _next_epoch_end(self, step):
     """The first step after `step` at which a new epoch has begun: where
     checkpoints and monitors fall (whole epochs of examples read)."""
     return pipeline.first_step_of_epoch(
         self._epoch_of(step) + 1, self.train_split, self.config.batch_size,
-        self.config.epoch_remainder)
+        self.epoch_remainder)
 
   def _make_loop(self, stage, optimizer, variables, step):
     """The tf.function running `count` steps of `stage`."""
