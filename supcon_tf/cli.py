@@ -1,6 +1,7 @@
 """What the `bin/` apps share: flags to a Config, run, print the results."""
 import json
 import os
+import signal
 import sys
 
 import tensorflow as tf
@@ -11,7 +12,7 @@ from supcon_tf import flags as supcon_flags
 from supcon_tf import official
 from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
-from supcon_tf.training import run as run_lib
+from supcon_tf.training import files, run as run_lib
 from supcon_tf.training.loop import LostWorkersError
 
 # Class counts of the datasets an official run names with --input_fn.
@@ -33,6 +34,11 @@ def _fail(argv, error):
   sys.exit(2)
 
 
+def _terminate(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt('SIGTERM')
+
+
 def main(kind, argv):
   """Runs `kind`: 'supcon' (stage 1 then 2), 'classifier' (stage 2 on the
   stage-1 run in --model_dir) or 'cross_entropy' (the baseline)."""
@@ -50,14 +56,21 @@ def main(kind, argv):
     run_lib.check_model_dir(config)
   except ValueError as error:
     _fail(argv, error)  # A bad flag or value: nothing read or written.
+  # SIGTERM (a cluster's notice before preemption) stops as Ctrl-C does:
+  # the stage checkpoints and the run exits with one line.
+  signal.signal(signal.SIGTERM, _terminate)
   try:
     results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
                           else (1, 2))
-  except sources.DataError as error:
-    _fail(argv, error)
+  except (sources.DataError, files.LockedError) as error:
+    _fail(argv, error)  # Nothing of the run in model_dir was touched.
   except LostWorkersError as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
+  except KeyboardInterrupt as error:
+    print(f'{os.path.basename(argv[0])}: {str(error) or "interrupted"}',
+          file=sys.stderr)
+    sys.exit(143 if 'SIGTERM' in str(error) else 130)
   shown = {k: results[k] for k in (
       'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}
@@ -100,8 +113,8 @@ def convert_official(argv):
   except ValueError as error:
     _fail(argv, error)  # A checkpoint that does not fit: nothing written.
   os.makedirs(config.model_dir, exist_ok=True)
-  with open(os.path.join(config.model_dir, run_lib.CONFIG_FILE), 'w') as f:
-    f.write(config.to_json())
+  files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
+                   config.to_json())
   checkpoint = tf.train.Checkpoint(model=model).write(
       os.path.join(config.model_dir, 'converted', 'ckpt'))
   export = export_lib.export_saved_model(

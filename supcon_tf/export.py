@@ -18,6 +18,7 @@ without --batch_norm_in_train_mode).
 import tensorflow as tf
 
 from supcon_tf.models import layers
+from supcon_tf.training import files
 
 OFFICIAL_OUTPUTS = ('embeddings', 'unnormalized_embeddings', 'projection',
                     'logits')
@@ -76,7 +77,10 @@ def export_saved_model(model, path, mean_std, image_size,
                     preprocessed)
   finally:
     layers.freeze_moving_statistics(model, False)
-  tf.saved_model.save(module, path, signatures={
-      'serving_default': float_fn, 'serving_uint8': uint8_fn,
-      'contrastive_eval': eval_fn, 'contrastive_train': train_fn})
+  # Written beside `path` and renamed over it when complete: a failed export
+  # leaves the previous one.
+  with files.replaced_directory(path) as partial:
+    tf.saved_model.save(module, partial, signatures={
+        'serving_default': float_fn, 'serving_uint8': uint8_fn,
+        'contrastive_eval': eval_fn, 'contrastive_train': train_fn})
   return path

@@ -250,6 +250,28 @@ def _wait_for_checkpoint(model_dir, minimum, process, timeout=120):
   raise AssertionError('no checkpoint appeared')
 
 
+def test_sigterm_checkpoints_and_exits_with_one_line(tmp_path, data_dir):
+  # What a cluster sends before preemption: as Ctrl-C, a checkpoint and a
+  # clean exit naming it; the same command resumes.
+  model_dir = tmp_path / 'sigterm'
+  process = _train_process(model_dir, data_dir, 20)
+  _wait_for_checkpoint(model_dir, 3, process)
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=60)[0]
+  assert process.returncode == 143, output[-3000:]
+  last = output.strip().splitlines()[-1]
+  stopped = int(re.search(r'stopped at step (\d+) \(SIGTERM\)', last).group(1))
+  latest = tf.train.latest_checkpoint(str(model_dir / 'stage_1'))
+  assert latest.endswith(f'ckpt-{stopped}') and latest in last
+  assert 'Traceback' not in output
+  rerun = _train_process(model_dir, data_dir, 20)
+  output = rerun.communicate(timeout=300)[0]
+  assert rerun.returncode == 0, output[-3000:]
+  assert f'at step {stopped}' in output
+  assert json.loads((model_dir / 'results.json').read_text())[
+      'stage_1_steps'] == 60
+
+
 def test_the_logged_floor_is_the_batches_floor_and_the_excess_what_is_left(
     tmp_path, data_dir):
   from supcon_tf import analysis

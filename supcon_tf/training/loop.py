@@ -50,6 +50,10 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C or SIGTERM stopped a stage; its message names the checkpoint."""
+
+
 class LostWorkersError(RuntimeError):
   """A multi-worker run lost contact with a worker; rerun every worker."""
 
@@ -231,12 +235,16 @@ class Trainer:
             write_scalars(writer, current, {'monitor/knn_val_top1': knn})
             logging.info('%s epoch %d: kNN validation top-1 %.4f',
                          stage.name, epoch, knn)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
       if int(step.numpy()) > last_saved:
         save(int(step.numpy()))
+      latest = tf.train.latest_checkpoint(directory)
       logging.warning('Interrupted at step %d; checkpoint %s.',
-                      int(step.numpy()), tf.train.latest_checkpoint(directory))
-      raise
+                      int(step.numpy()), latest)
+      raise Interrupted(
+          f'{stage.name}: stopped at step {int(step.numpy())} '
+          f'({str(error) or "Ctrl-C"}); checkpoint {latest}. Run the same '
+          'command to resume.') from error
     except _PEER_ERRORS as error:
       if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
         raise LostWorkersError(

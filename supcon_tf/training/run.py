@@ -8,6 +8,7 @@ the SavedModel to `model_dir/export` and plots the test embeddings to
 it evaluates the checkpoints of `model_dir` as they appear, until the last
 one, then exports and plots.
 """
+import contextlib
 import json
 import os
 import time
@@ -23,7 +24,7 @@ from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, stages
+from supcon_tf.training import evaluation, files, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
@@ -173,16 +174,22 @@ def run(config, stage_indices=(1, 2)):
   started = time.perf_counter()
   check_model_dir(config)
   setup = _setup(config)
-  if config.mode == 'eval':
-    results = evaluate_continuously(config, setup)
-  else:
-    results = _train(config, setup, stage_indices)
-    if config.mode == 'train_then_eval':
-      results.update(_evaluate(config, setup))
-      results.update(_finish(config, setup))
-  results['wall_seconds'] = round(time.perf_counter() - started, 2)
-  if setup['chief']:
-    _write_results(config, results)
+  with contextlib.ExitStack() as held:
+    if config.mode != 'eval' and setup['chief']:
+      # One training run per model_dir (an eval job may watch it).
+      held.enter_context(files.model_dir_lock(config.model_dir))
+      files.write_text(os.path.join(config.model_dir, CONFIG_FILE),
+                       config.to_json())
+    if config.mode == 'eval':
+      results = evaluate_continuously(config, setup)
+    else:
+      results = _train(config, setup, stage_indices)
+      if config.mode == 'train_then_eval':
+        results.update(_evaluate(config, setup))
+        results.update(_finish(config, setup))
+    results['wall_seconds'] = round(time.perf_counter() - started, 2)
+    if setup['chief']:
+      _write_results(config, results)
   return results
 
 
@@ -202,9 +209,6 @@ def _setup(config):
   mean_std = normalization(config, source)
   chief = is_chief(strategy)
   os.makedirs(config.model_dir, exist_ok=True)
-  if config.mode != 'eval' and chief:
-    with open(os.path.join(config.model_dir, CONFIG_FILE), 'w') as f:
-      f.write(config.to_json())
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = build_model(config, source.num_classes)
@@ -370,8 +374,8 @@ def _write_results(config, results):
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-  with open(path, 'w') as f:
-    json.dump({**saved, **results}, f, indent=2, sort_keys=True)
+  files.write_text(path, json.dumps({**saved, **results}, indent=2,
+                                    sort_keys=True))
 
 
 def plot_embeddings(embeddings, labels, class_names, path):

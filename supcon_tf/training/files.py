@@ -1,0 +1,98 @@
+"""A run's files written safely: whole or not at all, and one run at a time
+per model_dir."""
+import contextlib
+import json
+import os
+import shutil
+import socket
+
+from absl import logging
+
+LOCK_FILE = 'run.lock'
+
+
+def write_text(path, text):
+  """Writes `text` to a temporary file beside `path`, then renames it over
+  `path`: a crash or a full disk never leaves half a file, and the previous
+  content stays until the new one is complete. Errors name the path."""
+  partial = f'{path}.partial'
+  try:
+    with open(partial, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(partial, path)
+  except OSError as error:
+    with contextlib.suppress(OSError):
+      os.remove(partial)
+    raise OSError(f'Could not write {path}: {error.strerror or error}; the '
+                  'previous file is unchanged.') from error
+
+
+@contextlib.contextmanager
+def replaced_directory(path):
+  """Yields a temporary directory beside `path` to write into; on success it
+  replaces `path` (the previous one is removed only then), on failure it is
+  removed and `path` stays as it was."""
+  partial = f'{path}.partial'
+  shutil.rmtree(partial, ignore_errors=True)
+  try:
+    yield partial
+    if os.path.exists(path):
+      shutil.rmtree(path)
+    os.replace(partial, path)
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+
+
+class LockedError(RuntimeError):
+  """Another live run holds the model_dir."""
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+@contextlib.contextmanager
+def model_dir_lock(model_dir):
+  """Holds `model_dir/run.lock` (this process's pid and host) while a run
+  trains there. A lock of a live process is refused (LockedError naming it);
+  one left by a dead process on this host is taken over with a warning; a
+  lock from another host is refused (its process cannot be checked)."""
+  path = os.path.join(model_dir, LOCK_FILE)
+  me = {'pid': os.getpid(), 'host': socket.gethostname()}
+  while True:
+    try:
+      descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          holder = json.load(f)
+      except (OSError, ValueError):
+        holder = {}
+      if (holder.get('host') == me['host'] and
+          isinstance(holder.get('pid'), int) and not _alive(holder['pid'])):
+        logging.warning('%s: taking over the lock of process %d, which is '
+                        'gone.', model_dir, holder['pid'])
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(path)
+        continue
+      raise LockedError(
+          f'{model_dir} is in use by process {holder.get("pid", "?")} on '
+          f'{holder.get("host", "?")} ({path}); wait for it to finish, or '
+          'remove the file if that run is gone.') from None
+    with os.fdopen(descriptor, 'w') as f:
+      json.dump(me, f)
+    break
+  try:
+    yield
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
