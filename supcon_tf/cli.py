@@ -13,7 +13,8 @@ from supcon_tf import official
 from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
 from supcon_tf.training import files, run as run_lib
-from supcon_tf.training.loop import LostWorkersError
+from supcon_tf.training.loop import (
+    LostWorkersError, UnreadableCheckpointError)
 
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
@@ -64,7 +65,7 @@ def main(kind, argv):
                           else (1, 2))
   except (sources.DataError, files.LockedError) as error:
     _fail(argv, error)  # Nothing of the run in model_dir was touched.
-  except LostWorkersError as error:
+  except (LostWorkersError, UnreadableCheckpointError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt as error:

@@ -90,3 +90,48 @@ def test_a_failed_export_keeps_the_previous_one(tmp_path):
       raise RuntimeError('failed half-way')
   assert (export / 'saved_model.pb').read_text() == 'first'
   assert sorted(os.listdir(tmp_path)) == ['export']
+
+
+def _quadrant_config(model_dir, data_dir, **values):
+  from supcon_tf.config import make_config
+  return make_config(**{**dict(
+      model_dir=str(model_dir), input_fn='folder', data_dir=str(data_dir),
+      mode='train', image_size=8, resnet_depth=20,
+      projection_head_layers=(16,), batch_size=16, validation_fraction=0.,
+      augmentation_type='AUTOAUGMENT', autoaugment_policy='cifar10',
+      crop='pad', random_crop_padding=1, flip=False, stage_1_epochs=3,
+      stage_1_warmup_epochs=0., stage_2_epochs=0, progress=False,
+      plot=False, export=False), **values})
+
+
+def _truncate(path):
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(
+    tmp_path, caplog):
+  import tensorflow as tf
+  from supcon_tf.training import loop, run as run_lib
+  from tests import archives
+  data = archives.write_quadrants(tmp_path / 'data', per_class=4,
+                                  test_per_class=1)
+  config = _quadrant_config(tmp_path / 'run', data)  # One step an epoch.
+  assert run_lib.run(config)['stage_1_steps'] == 3
+  stage = tmp_path / 'run' / 'stage_1'
+  _truncate(str(stage / 'ckpt-3.data-00000-of-00001'))
+  # The run resumes from ckpt-2, naming the unreadable one, and finishes.
+  run_lib.run(config)
+  assert any('ckpt-3 is unreadable' in r.getMessage() for r in caplog.records)
+  reader = tf.train.load_checkpoint(str(stage / 'ckpt-3'))
+  assert reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE') == 3
+  # None readable: one error naming them, every file left in place.
+  for name in os.listdir(stage):
+    if name.endswith('.data-00000-of-00001'):
+      _truncate(str(stage / name))
+  before = sorted(os.listdir(stage))
+  more = _quadrant_config(tmp_path / 'run', data, stage_1_epochs=3)
+  with pytest.raises(loop.UnreadableCheckpointError,
+                     match='No readable checkpoint in .*ckpt-3.*ckpt-2'):
+    run_lib.run(more)
+  assert sorted(os.listdir(stage)) == before

@@ -54,6 +54,10 @@ class Interrupted(KeyboardInterrupt):
   """Ctrl-C or SIGTERM stopped a stage; its message names the checkpoint."""
 
 
+class UnreadableCheckpointError(RuntimeError):
+  """Every checkpoint of a stage failed to read."""
+
+
 class LostWorkersError(RuntimeError):
   """A multi-worker run lost contact with a worker; rerun every worker."""
 
@@ -147,9 +151,8 @@ class Trainer:
         max_to_keep=config.max_checkpoints_to_keep,
         keep_checkpoint_every_n_hours=(
             config.keep_checkpoint_interval_secs / 3600.))
-    latest = tf.train.latest_checkpoint(directory)  # The chief's.
+    latest = _restore_readable(checkpoint, directory)  # The chief's.
     if latest:
-      checkpoint.restore(latest).assert_existing_objects_matched()
       logging.info('%s: resumed from %s at step %d', stage.name, latest,
                    int(step.numpy()))
 
@@ -407,13 +410,40 @@ class Trainer:
 
 
 def _cause(error):
-  """The line of a TensorFlow error that says what happened to the peer."""
+  """The line of a TensorFlow error that says what went wrong."""
   lines = [l.strip() for l in str(error).splitlines() if l.strip()]
   for line in lines:
-    if re.search(r'unavailable|deadline|abort|reset|is down|failed',
-                  line, re.IGNORECASE) and not line.startswith('[['):
+    if re.search(r'unavailable|deadline|abort|reset|is down|failed|corrupt|'
+                 r'truncat|data loss', line, re.IGNORECASE) and not (
+                     line.startswith('[[')):
       return line[:200]
   return lines[0][:200] if lines else 'no detail'
+
+
+def _restore_readable(checkpoint, directory):
+  """Restores the newest checkpoint of `directory` that reads; returns its
+  path (None without checkpoints). A truncated or corrupt one is skipped with
+  a warning naming it; if none reads, an error names them. Nothing is
+  deleted."""
+  state = tf.train.get_checkpoint_state(directory)
+  paths = list(state.all_model_checkpoint_paths) if state else []
+  if state and state.model_checkpoint_path not in paths:
+    paths.append(state.model_checkpoint_path)
+  failed = []
+  for path in reversed(paths):
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+      return path
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+            OSError) as error:
+      logging.warning('%s is unreadable (%s); trying the one before.', path,
+                      _cause(error))
+      failed.append(path)
+  if failed:
+    raise UnreadableCheckpointError(
+        f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
+        'nothing was deleted.')
+  return None
 
 
 def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
