@@ -31,16 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _examples_per_second(model_dir):
-  import tensorflow as tf
-  from tensorflow.core.util import event_pb2
-  directory = os.path.join(model_dir, 'summaries', 'stage_1')
-  values = []
-  for name in sorted(os.listdir(directory)):
-    for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        if value.tag == 'train/examples_per_second':
-          values.append(float(tf.make_ndarray(value.tensor)))
+  from supcon_tf.training import loop
+  values = [v for _, v in loop.read_scalars(os.path.join(
+      model_dir, 'summaries', 'stage_1'))['train/examples_per_second']]
   return float(np.median(values[1:] if len(values) > 1 else values))
 
 
@@ -85,4 +78,5 @@ def main(_):
 
 
 if __name__ == '__main__':
+  sys.path.insert(0, ROOT)
   app.run(main)

@@ -74,17 +74,10 @@ def train_method(method, model_dir, **flags):
 
 def curve(model_dir, stage, tag):
   """[(step, value)] of a scalar in model_dir/summaries/<stage>."""
-  import tensorflow as tf
-  from tensorflow.core.util import event_pb2
-  directory = os.path.join(model_dir, 'summaries', stage)
-  points = []
-  for name in sorted(os.listdir(directory)):
-    for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        if value.tag == tag:
-          points.append((event.step, float(tf.make_ndarray(value.tensor))))
-  return sorted(points)
+  sys.path.insert(0, ROOT)
+  from supcon_tf.training import loop
+  return loop.read_scalars(
+      os.path.join(model_dir, 'summaries', stage)).get(tag, [])
 
 
 def write_csv(name, columns, rows):

@@ -53,14 +53,11 @@ def simplex_loss(counts, num_views, temperature, scale_by_temperature=True,
   if num_views < 1 or (num_views == 1 and counts.min() < 2):
     raise ValueError('every anchor needs a positive: num_views >= 2, or at '
                      'least two samples of each class with one view.')
-  views = counts * num_views
-  total = views.sum()
-  k = len(counts)
-  other = (total - views) * (np.exp(-k / ((k - 1) * temperature)) if k > 1
-                             else 0.)
-  per_sample = np.log(views - 1. + other)
-  return float(np.sum(per_sample * counts) / counts.sum() *
-               _scale(temperature, scale_by_temperature, base_temperature))
+  # One formula: the training step's, on labels with these counts.
+  labels = np.repeat(np.arange(len(counts)), counts.astype(int))
+  return float(batch_floor(
+      labels, len(counts), num_views, temperature,
+      _scale(temperature, scale_by_temperature, base_temperature)))
 
 
 def loss_floor(labels, num_views, temperature, dimension=None, seed=0,

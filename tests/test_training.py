@@ -45,13 +45,7 @@ def _config(model_dir, data_dir, **values):
 
 def _scalar_tags(directory):
   """The summary tags written in a directory of event files."""
-  from tensorflow.core.util import event_pb2
-  tags = set()
-  for name in os.listdir(directory):
-    for record in tf.data.TFRecordDataset(str(directory / name)):
-      event = event_pb2.Event.FromString(record.numpy())
-      tags.update(value.tag for value in event.summary.value)
-  return tags
+  return set(loop.read_scalars(str(directory)))
 
 
 def _restored(config, stage):

@@ -172,7 +172,10 @@ def global_moments(x, axes):
   """(mean, biased variance, count) over `axes` of the global batch: sums,
   sums of squares and counts all-reduced across the replicas (the gradient
   of an all-reduce is one too), variance E[x^2] - E[x]^2 as the official
-  cross-replica BatchNorm; this replica's alone outside a replica context."""
+  cross-replica BatchNorm; this replica's alone outside a replica context.
+  (Keras' ops.moments(synchronized=True) computes the same mean and
+  variance but not the global count, which the unbiased moving variance
+  needs.)"""
   count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
   sums = [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count]
   if _replicas() > 1:

@@ -46,6 +46,21 @@ def write_scalars(writer, step, values):
                        metadata=metadata)
 
 
+def read_scalars(directory):
+  """The scalars of the event files in `directory`, as `write_scalars` wrote
+  them: {tag: [(step, value), ...]} in step order."""
+  from tensorflow.core.util import event_pb2
+  scalars = {}
+  for name in sorted(os.listdir(directory)):
+    path = os.path.join(directory, name)
+    for record in tf.data.TFRecordDataset(path):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append(
+            (event.step, float(tf.make_ndarray(value.tensor))))
+  return {tag: sorted(points) for tag, points in scalars.items()}
+
+
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is kept."""
 

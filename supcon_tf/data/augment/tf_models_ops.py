@@ -141,18 +141,17 @@ def equalize(images, _=None):
   return _apply_tables(images, lut, values)
 
 
-def _wrapped_transform(images, transforms, replace=REPLACE):
+def _transform(images, transforms):
   """TF-Models' wrap + transform + unwrap: it adds a channel of ones,
   projects with nearest sampling and Keras' default reflect fill, and puts
-  `replace` where that channel became 0. A reflect fill maps every output
-  pixel inside the image, so the channel never becomes 0 and `replace` is
-  never used: the transform of the image alone is the same, at 3/4 of the
-  work."""
-  del replace
+  its grey `replace` where that channel became 0. A reflect fill maps every
+  output pixel inside the image, so the channel never becomes 0 and the grey
+  never shows: the transform of the image alone is the same, at 3/4 of the
+  work (and the geometric ops need no `replace`)."""
   return project(images, transforms, 'NEAREST', 'REFLECT')
 
 
-def rotate(images, degrees, replace=REPLACE):
+def rotate(images, degrees):
   radians = _vector(degrees, images) * (3.141592653589793 / 180.)
   height = tf.cast(tf.shape(images)[1], tf.float32)
   width = tf.cast(tf.shape(images)[2], tf.float32)
@@ -160,34 +159,32 @@ def rotate(images, degrees, replace=REPLACE):
   x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.
   y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.
   zeros = tf.zeros_like(cos)
-  return _wrapped_transform(images, tf.stack(
-      [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], 1), replace)
+  return _transform(images, tf.stack(
+      [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], 1))
 
 
-def _affine(images, a, b, c, d, e, f, replace):
+def _affine(images, a, b, c, d, e, f):
   n = tf.shape(images)[0]
   entries = [_vector(v, images) if not isinstance(v, (int, float)) else
              tf.fill([n], float(v)) for v in (a, b, c, d, e, f)]
   zeros = tf.zeros([n])
-  return _wrapped_transform(images, tf.stack(entries + [zeros, zeros], 1),
-                            replace)
+  return _transform(images, tf.stack(entries + [zeros, zeros], 1))
 
 
-def shear_x(images, level, replace=REPLACE):
-  return _affine(images, 1., level, 0., 0., 1., 0., replace)
+def shear_x(images, level):
+  return _affine(images, 1., level, 0., 0., 1., 0.)
 
 
-def shear_y(images, level, replace=REPLACE):
-  return _affine(images, 1., 0., 0., level, 1., 0., replace)
+def shear_y(images, level):
+  return _affine(images, 1., 0., 0., level, 1., 0.)
 
 
-def translate_x(images, pixels, replace=REPLACE):
-  return _affine(images, 1., 0., _vector(pixels, images), 0., 1., 0., replace)
+def translate_x(images, pixels):
+  return _affine(images, 1., 0., _vector(pixels, images), 0., 1., 0.)
 
 
-def translate_y(images, pixels, replace=REPLACE):
-  return _affine(images, 1., 0., 0., 0., 1., _vector(pixels, images),
-                 replace)
+def translate_y(images, pixels):
+  return _affine(images, 1., 0., 0., 0., 1., _vector(pixels, images))
 
 
 def cutout(images, seed, pad_size, replace=REPLACE):
