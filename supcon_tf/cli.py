@@ -1,4 +1,5 @@
-"""What the `bin/` apps share: flags to a Config, run, print the results."""
+"""What the apps (supcon_tf.apps) share: flags to a Config, run, print the
+results; bad input ends in one line and exit status 2."""
 import json
 import os
 import signal
@@ -54,7 +55,7 @@ def main(kind, argv):
       # The cross-entropy baseline: the official XENT flag group.
       defaults = XENT_FLAGS if kind == 'cross_entropy' else None
       config = supcon_flags.config_from_flags(defaults)
-    run_lib.check_model_dir(config)
+    run_lib.check_config(config)
   except ValueError as error:
     _fail(argv, error)  # A bad flag or value: nothing read or written.
   # SIGTERM (a cluster's notice before preemption) stops as Ctrl-C does:
@@ -124,3 +125,4 @@ def convert_official(argv):
   print(f'{len(restored)} variables from '
         f'{official.checkpoint_file(flags.checkpoint)}; checkpoint '
         f'{checkpoint}, SavedModel {export}.')
+

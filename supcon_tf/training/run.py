@@ -24,6 +24,7 @@ from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
+from supcon_tf.models.resnet import RESNET_STAGES, RESNEXT_STAGES
 from supcon_tf.training import evaluation, files, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
@@ -147,6 +148,23 @@ def normalization(config, source=None):
   return sources.KNOWN_MEAN_STD[name]
 
 
+def check_config(config):
+  """What a Config alone cannot tell: an encoder that exists for the depth
+  and architecture, and a model_dir that fits (check_model_dir)."""
+  depth = config.resnet_depth
+  prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
+  if (f'resnet{depth}' not in CIFAR_DEPTHS and
+      f'{prefix}{depth}' not in RESNET_STAGES | RESNEXT_STAGES):
+    allowed = sorted({int(name[len('resnet'):]) for name in CIFAR_DEPTHS} |
+                     {int(name[len(prefix):]) for name in (
+                         RESNEXT_STAGES if prefix == 'resnext'
+                         else RESNET_STAGES)})
+    raise ValueError(
+        f'resnet_depth must be one of {", ".join(map(str, allowed))} with '
+        f'resnet_architecture={config.resnet_architecture}; got {depth}.')
+  check_model_dir(config)
+
+
 def check_model_dir(config):
   """Refuses a model_dir that holds a run with another configuration (stage 2
   settings may change until stage 2 has started). Reads, never writes."""
@@ -172,7 +190,7 @@ def check_model_dir(config):
 def run(config, stage_indices=(1, 2)):
   """Runs `config.mode`; returns the results dict (also results.json)."""
   started = time.perf_counter()
-  check_model_dir(config)
+  check_config(config)
   setup = _setup(config)
   with contextlib.ExitStack() as held:
     if config.mode != 'eval' and setup['chief']:

@@ -1,0 +1,78 @@
+"""The command-line apps, installed as console scripts (setup.cfg) and run by
+the thin scripts in bin/:
+
+  supcon-train               bin/train_supcon.py      stage 1, then stage 2
+  supcon-train-classifier    bin/train_classifier.py  stage 2 on a stage-1 run
+  supcon-train-ce            bin/train_ce.py          the cross-entropy baseline
+  supcon-convert-official    bin/convert_official.py  an official checkpoint
+
+Each quiets TensorFlow's start-up notices before TensorFlow is imported
+(supcon_tf.startup), which is why the rest is imported inside the functions.
+"""
+import os
+import sys
+
+from supcon_tf import startup
+
+
+def _app(kind):
+  """Defines the flags, with this project's as the key flags that --helpshort
+  lists (absl keys them to the main module: the script in sys.argv[0])."""
+  startup.quiet_tensorflow()
+  from absl import app
+  from absl import flags as absl_flags
+
+  from supcon_tf import cli, flags
+
+  flags.define_flags()
+  flags.drop_test_framework_flags()
+  if kind == 'convert' and 'checkpoint' not in absl_flags.FLAGS:
+    absl_flags.DEFINE_string(
+        'checkpoint', None, 'The official checkpoint: a prefix, or a '
+        'directory (its latest checkpoint).')
+    absl_flags.DEFINE_integer(
+        'num_classes', 0, 'Classes of the classification head (0: from '
+        '--input_fn).')
+    absl_flags.mark_flag_as_required('checkpoint')
+  values = absl_flags.FLAGS
+  for module in (flags.__name__, __name__):
+    for flag in values.get_key_flags_for_module(module):
+      values.register_key_flag_for_module(sys.argv[0], flag)
+  main = (cli.convert_official if kind == 'convert'
+          else lambda argv: cli.main(kind, argv))
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, but a bad flag or value is one line naming it and exit
+  status 2 (absl prints two lines and exits 1)."""
+  from absl import flags as absl_flags
+  try:
+    return absl_flags.FLAGS(argv)
+  except absl_flags.Error as error:
+    print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
+    sys.exit(2)
+
+
+def train_supcon():
+  """Stage 1 (SupCon, or SimCLR with --use_labels=false) then stage 2 (the
+  classifier on the frozen encoder), in the official --mode: train,
+  train_then_eval (then evaluation, export, plot) or eval."""
+  _app('supcon')
+
+
+def train_classifier():
+  """Stage 2 only, on the frozen encoder of the stage-1 run in --model_dir."""
+  _app('classifier')
+
+
+def train_ce():
+  """The cross-entropy baseline: the official XENT flag group under the
+  preset and flags (one stage, the gradient reaching the encoder)."""
+  _app('cross_entropy')
+
+
+def convert_official():
+  """An official checkpoint to this project's checkpoint, config.json and
+  SavedModel, given the official run's flags."""
+  _app('convert')
