@@ -66,7 +66,8 @@ def main(kind, argv):
                           else (1, 2))
   except (sources.DataError, files.LockedError) as error:
     _fail(argv, error)  # Nothing of the run in model_dir was touched.
-  except (LostWorkersError, UnreadableCheckpointError) as error:
+  except (LostWorkersError, UnreadableCheckpointError,
+          files.WriteError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt as error:

@@ -237,6 +237,9 @@ class Config(_Stages, Preprocessing):
       'monitor.')
   skip_corrupt: bool = _field(
       False, 'Skip unreadable images of a folder source (with a warning).')
+  require_same_image_size: bool = _field(
+      False, 'Refuse a folder source whose images differ in size (by default '
+      'each is cropped and resized as its view says).')
   batch_size: int = _field(2048, 'Train batch size.')
   eval_batch_size: int = _field(128, 'The batch size to use for eval.')
   num_views: int = _field(2, 'Augmented views of each training example.')
@@ -496,7 +499,8 @@ RUNTIME_FIELDS = frozenset({
     'steps_per_loop', 'save_interval_steps', 'summary_interval_steps',
     'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
     'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
-    'eval_batch_size', 'skip_corrupt', 'input_threads', 'use_tpu', 'tpu_name',
+    'eval_batch_size', 'skip_corrupt', 'require_same_image_size',
+    'input_threads', 'use_tpu', 'tpu_name',
     'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
 })
 

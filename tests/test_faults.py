@@ -135,3 +135,47 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(
                      match='No readable checkpoint in .*ckpt-3.*ckpt-2'):
     run_lib.run(more)
   assert sorted(os.listdir(stage)) == before
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch):
+  """After the first checkpoint, the process may write no file above 64 KB
+  (RLIMIT_FSIZE: the kernel refuses the write, as on a full disk or a
+  quota): the next save fails with one error naming the directory, leaves
+  nothing of itself, and the rerun resumes from the first and finishes."""
+  import resource
+  import signal
+
+  import tensorflow as tf
+  from supcon_tf.training import run as run_lib
+  from tests import archives
+  data = archives.write_quadrants(tmp_path / 'data', per_class=4,
+                                  test_per_class=1)
+  config = _quadrant_config(tmp_path / 'run', data)  # One step an epoch.
+  stage = tmp_path / 'run' / 'stage_1'
+  original = tf.train.CheckpointManager.save
+  limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+  def save_then_fill(manager, *args, **kwargs):
+    path = original(manager, *args, **kwargs)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limits[1]))
+    return path
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', save_then_fill)
+  # Without this handler the kernel's SIGXFSZ would end the process.
+  handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  try:
+    with pytest.raises(files.WriteError,
+                       match=r'stage_1: could not write checkpoint 2 in .*'
+                             r'stage_1 \(.*\); the previous one is intact: '
+                             r'.*ckpt-1\. Free space'):
+      run_lib.run(config)
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    signal.signal(signal.SIGXFSZ, handler)
+  assert sorted(os.listdir(stage)) == [
+      'checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index']
+  assert tf.train.latest_checkpoint(str(stage)).endswith('ckpt-1')
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', original)
+  assert run_lib.run(config)['stage_1_steps'] == 3
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(stage)))
+  assert reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE') == 3

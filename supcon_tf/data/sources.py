@@ -8,8 +8,12 @@ stream, always with integer labels. Names:
   (`cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, or their extracted
   folders), read directly; else TFDS (which downloads when online).
   CIFAR-100 has `label_type='fine'` (100 classes) or `'coarse'` (20).
-- `folder`: `data_dir/<split>/<class>/*.{jpg,jpeg,png}`, classes sorted by
-  name.
+- `folder`: `data_dir/<split>/<class>/*.{jpg,jpeg,png}` (any case), classes
+  sorted by name; hidden files and folders (`.name`) and other files are
+  skipped. Grayscale, palette, RGBA and 16-bit PNGs and CMYK JPEGs become
+  RGB (alpha dropped, 16 bits to their high byte, as libpng strips them).
+  Images of different sizes are read as files, each cropped and resized by
+  its view, unless `require_same_image_size` refuses them.
 - `digits`: scikit-learn's bundled 8x8 digits as 32x32 RGB, a fixed seeded
   train/test split; needs no download.
 - any other name (`imagenet2012`, ...): TFDS with `data_dir`.
@@ -21,6 +25,7 @@ import dataclasses
 import os
 import pickle
 import tarfile
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -111,13 +116,15 @@ class Source:
     if name in self.splits:
       return self.splits[name]
     if name in self.missing:
-      raise ValueError(self.missing[name])
-    raise ValueError(f'{self.name} has no split {name!r}; it has '
+      raise DataError(self.missing[name])
+    raise DataError(f'{self.name} has no split {name!r}; it has '
                      f'{", ".join(sorted(self.splits))}.')
 
 
-class DataError(RuntimeError):
-  """A dataset that cannot be read: its name and what is missing."""
+class DataError(ValueError):
+  """A dataset that cannot be read: its name and what is missing or wrong.
+  The apps print it as one line (nothing of the run is written before the
+  data is read)."""
 
 
 # The official input_fn names that are not the dataset's own.
@@ -126,7 +133,7 @@ OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
 
 def load_source(name, data_dir=None, validation_fraction=0., seed=0,
                 label_type='fine', skip_corrupt=False, num_images=0,
-                label_noise_prob=0.):
+                label_noise_prob=0., require_same_image_size=False):
   """The dataset `name` (an official input_fn name, or cifar100, folder,
   digits, a TFDS name) as a `Source` with splits train, test (the official
   eval split: CIFAR test, ImageNet validation) and (when
@@ -147,11 +154,13 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
   if name == 'digits':
     source = _digits()
   elif name == 'folder':
-    source = _folder(data_dir, skip_corrupt)
+    source = _folder(data_dir, skip_corrupt, require_same_image_size)
   elif name in CIFAR_ARCHIVES:
     source = _cifar(name, data_dir, label_type)
   else:
     source = _tfds(name, data_dir)
+  for split_name, split in source.splits.items():
+    _check_labels(source, split_name, split)
   if num_images:
     train = source.split('train')
     source.splits['train'] = train.subset(np.arange(min(num_images,
@@ -160,7 +169,7 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
     train = source.split('train')
     count = int(round(validation_fraction * len(train)))
     if count < 1 or count >= len(train):
-      raise ValueError(f'validation_fraction {validation_fraction} of '
+      raise DataError(f'validation_fraction {validation_fraction} of '
                        f'{len(train)} training examples leaves an empty split.')
     order = np.random.default_rng(seed).permutation(len(train))
     source.splits['validation'] = train.subset(order[:count])
@@ -171,9 +180,22 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
   return source
 
 
+def _check_labels(source, split_name, split):
+  """Labels in memory must name a class: 0 <= label < num_classes."""
+  if split.labels is None or not len(split.labels):
+    return
+  wrong = (split.labels < 0) | (split.labels >= source.num_classes)
+  if wrong.any():
+    first = int(np.flatnonzero(wrong)[0])
+    raise DataError(
+        f'{source.name} {split_name}: {int(wrong.sum())} label(s) outside '
+        f'0..{source.num_classes - 1}, e.g. {int(split.labels[first])} at '
+        f'example {first}.')
+
+
 def _noisy(split, probability, num_classes, seed):
   if split.labels is None:
-    raise ValueError('label_noise_prob needs the labels in memory; '
+    raise DataError('label_noise_prob needs the labels in memory; '
                      f'{split.size} examples are streamed here.')
   rng = np.random.default_rng([seed, 1])
   replaced = rng.random(len(split)) < probability
@@ -227,8 +249,8 @@ def _cifar(name, data_dir, label_type):
   elif os.path.isfile(archive):
     try:
       tar = tarfile.open(archive, 'r:gz')
-    except (tarfile.TarError, OSError) as error:
-      raise ValueError(f'{archive} is not a readable .tar.gz archive: '
+    except (tarfile.TarError, OSError, EOFError) as error:
+      raise DataError(f'{archive} is not a readable .tar.gz archive: '
                        f'{error}.') from error
     read = lambda member: _unpickle(
         f'{folder_name}/{member}', lambda path, mode: tar.extractfile(path),
@@ -260,10 +282,12 @@ def _unpickle(path, opener, archive=None):
     with opener(path, 'rb') as f:
       return pickle.load(f, encoding='bytes')
   except (FileNotFoundError, KeyError) as error:
-    raise ValueError(f'CIFAR file missing: {path}{where}; is it the original '
+    raise DataError(f'CIFAR file missing: {path}{where}; is it the original '
                      'CIFAR python layout?') from error
-  except (pickle.UnpicklingError, EOFError, tarfile.TarError) as error:
-    raise ValueError(f'CIFAR file {path}{where} is not a readable CIFAR python '
+  except (pickle.UnpicklingError, EOFError, tarfile.TarError, OSError,
+          zlib.error) as error:
+    # A truncated archive ends the gzip stream early (EOFError, zlib.error).
+    raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
                      f'batch: {error}.') from error
 
 
@@ -321,28 +345,31 @@ def _tfds(name, data_dir, label_type='fine'):
 IN_MEMORY_BYTES = 2 ** 30
 
 
-def _folder(data_dir, skip_corrupt):
+def _visible(names):
+  return sorted(n for n in names if not n.startswith('.'))
+
+
+def _folder(data_dir, skip_corrupt, require_same_image_size):
   if not data_dir:
-    raise ValueError("The folder source needs data_dir "
+    raise DataError("The folder source needs data_dir "
                      "(data_dir/<split>/<class>/*.jpg).")
   if not os.path.isdir(data_dir):
-    raise ValueError(f'folder source: data_dir {data_dir} does not exist.')
+    raise DataError(f'folder source: data_dir {data_dir} does not exist.')
   train_dir = os.path.join(data_dir, 'train')
   if not os.path.isdir(train_dir):
-    raise ValueError(f'folder source: no train split at {train_dir}.')
-  class_names = sorted(
-      c for c in os.listdir(train_dir)
-      if os.path.isdir(os.path.join(train_dir, c)))
+    raise DataError(f'folder source: no train split at {train_dir}.')
+  class_names = [c for c in _visible(os.listdir(train_dir))
+                 if os.path.isdir(os.path.join(train_dir, c))]
   if not class_names:
-    raise ValueError(f'folder source: {train_dir} has no class folders.')
+    raise DataError(f'folder source: {train_dir} has no class folders.')
   splits, missing, skipped = {}, {}, []
   for split in ('train', 'test'):
     split_dir = os.path.join(data_dir, split)
     if not os.path.isdir(split_dir):
       missing[split] = f'folder source: no {split} split at {split_dir}.'
       continue
-    splits[split], bad = _read_folder_split(split_dir, class_names,
-                                            skip_corrupt)
+    splits[split], bad = _read_folder_split(
+        split_dir, class_names, skip_corrupt, require_same_image_size)
     skipped.extend(bad)
   if skipped:
     logging.warning('folder source: skipped %d unreadable or corrupt files, '
@@ -354,34 +381,41 @@ def _folder(data_dir, skip_corrupt):
                 skipped, missing)
 
 
-def _read_folder_split(split_dir, class_names, skip_corrupt):
+def _read_folder_split(split_dir, class_names, skip_corrupt,
+                       require_same_image_size):
   """Finds, checks and (when small enough) decodes one split's images."""
-  present = sorted(c for c in os.listdir(split_dir)
-                   if os.path.isdir(os.path.join(split_dir, c)))
+  present = [c for c in _visible(os.listdir(split_dir))
+             if os.path.isdir(os.path.join(split_dir, c))]
   unknown = sorted(set(present) - set(class_names))
   if unknown:
-    raise ValueError(f'folder source: {split_dir} has class folders not in '
+    raise DataError(f'folder source: {split_dir} has class folders not in '
                      f'train: {", ".join(unknown)}.')
   files, labels = [], []
   for label, class_name in enumerate(class_names):
     class_dir = os.path.join(split_dir, class_name)
     if not os.path.isdir(class_dir):
       continue
-    names = sorted(f for f in os.listdir(class_dir)
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    names = [f for f in _visible(os.listdir(class_dir))
+             if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not names:
-      raise ValueError(f'folder source: class folder {class_dir} has no '
+      raise DataError(f'folder source: class folder {class_dir} has no '
                        f'images ({", ".join(IMAGE_EXTENSIONS)}).')
     files.extend(os.path.join(class_dir, f) for f in names)
     labels.extend([label] * len(names))
   if not files:
-    raise ValueError(f'folder source: {split_dir} has no class folders.')
+    raise DataError(f'folder source: {split_dir} has no class folders.')
   logging.info('folder source: reading %d images under %s', len(files),
                split_dir)
-  images, ok = _decode_all(files)
+  images, ok, sizes = _decode_all(files)
   bad = [f for f, good in zip(files, ok) if not good]
+  if require_same_image_size and len(sizes) > 1:
+    (first, a), (second, b) = list(sizes.items())[:2]
+    raise DataError(
+        f'folder source: images of {len(sizes)} sizes under {split_dir} '
+        f'(require_same_image_size), e.g. {a[0]}x{a[1]} {files[first]} and '
+        f'{b[0]}x{b[1]} {files[second]}.')
   if bad and not skip_corrupt:
-    raise ValueError(
+    raise DataError(
         f'folder source: {len(bad)} unreadable or corrupt image file(s): '
         f'{", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""}. Remove them '
         'or pass skip_corrupt=True (--skip_corrupt) to skip them.')
@@ -393,8 +427,9 @@ def _read_folder_split(split_dir, class_names, skip_corrupt):
 
 
 def _decode_all(files):
-  """Decodes every file once: which are readable, and the images stacked
-  when they share a shape and fit in IN_MEMORY_BYTES (else None)."""
+  """Decodes every file once: the images stacked when they share a shape
+  and fit in IN_MEMORY_BYTES (else None), which are readable, and {index of
+  the first file of each size: (height, width)}."""
   paths = tf.data.Dataset.from_tensor_slices(files).enumerate()
   decoded = paths.map(
       lambda i, path: (i, tf.io.decode_image(
@@ -404,9 +439,12 @@ def _decode_all(files):
   decoded = decoded.ignore_errors()
   ok = np.zeros(len(files), bool)
   images, shape, total = [None] * len(files), None, 0
-  keep = True
+  keep, sizes, seen = True, {}, set()
   for i, image in decoded.as_numpy_iterator():
     ok[i] = True
+    if image.shape[:2] not in seen:
+      seen.add(image.shape[:2])
+      sizes[int(i)] = image.shape[:2]
     if keep:
       total += image.nbytes
       shape = shape or image.shape
@@ -415,8 +453,8 @@ def _decode_all(files):
       else:
         images[i] = image
   if not keep or not ok.any():
-    return None, ok
+    return None, ok, sizes
   stacked = np.zeros((len(files),) + shape, np.uint8)
   for i in np.flatnonzero(ok):
     stacked[i] = images[i]
-  return stacked, ok
+  return stacked, ok, sizes

@@ -6,9 +6,15 @@ import os
 import shutil
 import socket
 
+import tensorflow as tf
 from absl import logging
 
 LOCK_FILE = 'run.lock'
+
+
+class WriteError(OSError):
+  """A file of the run could not be written (a full disk, a quota, an I/O
+  error); its message names the path, and what was there before is intact."""
 
 
 def write_text(path, text):
@@ -25,8 +31,8 @@ def write_text(path, text):
   except OSError as error:
     with contextlib.suppress(OSError):
       os.remove(partial)
-    raise OSError(f'Could not write {path}: {error.strerror or error}; the '
-                  'previous file is unchanged.') from error
+    raise WriteError(f'Could not write {path}: {error.strerror or error}; '
+                     'the previous file is unchanged.') from error
 
 
 @contextlib.contextmanager
@@ -38,9 +44,19 @@ def replaced_directory(path):
   shutil.rmtree(partial, ignore_errors=True)
   try:
     yield partial
+    # Renames only: the previous directory goes once the new one is in place.
+    previous = f'{path}.previous'
+    shutil.rmtree(previous, ignore_errors=True)
     if os.path.exists(path):
-      shutil.rmtree(path)
+      os.replace(path, previous)
     os.replace(partial, path)
+    shutil.rmtree(previous, ignore_errors=True)
+  except (OSError, tf.errors.OpError) as error:
+    shutil.rmtree(partial, ignore_errors=True)
+    reason = (getattr(error, 'strerror', None) or
+              getattr(error, 'message', None) or error)
+    raise WriteError(f'Could not write {path}: {reason}; the previous one '
+                     'is unchanged.') from error
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)
     raise

@@ -12,6 +12,7 @@ restores the chief's checkpoint and saves with it (the others to a
 temporary directory, removed at once: tf.distribute's rule), and only the
 chief writes summaries.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from absl import logging
 from supcon_tf import analysis, losses
 from supcon_tf.data import augment, pipeline
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, optimizers, stages
+from supcon_tf.training import evaluation, files, optimizers, stages
 from supcon_tf.training.progress import Progress
 
 
@@ -103,6 +104,20 @@ def _on_gpu():
   return bool(tf.config.list_logical_devices('GPU'))
 
 
+def _remove_partial_checkpoint(directory, number):
+  """What a failed save of checkpoint `number` left: its temporary folder
+  and any files of its prefix (the `checkpoint` index still names the
+  previous one)."""
+  prefix = os.path.join(directory, f'ckpt-{number}')
+  for path in tf.io.gfile.glob(prefix + '.*') + tf.io.gfile.glob(
+      prefix + '_temp*'):
+    if tf.io.gfile.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(OSError, tf.errors.OpError):
+        tf.io.gfile.remove(path)
+
+
 class Trainer:
   """Runs stages on one model under one strategy."""
 
@@ -172,7 +187,15 @@ class Trainer:
                    int(step.numpy()))
 
     def save(number):
-      manager.save(checkpoint_number=number)
+      try:
+        manager.save(checkpoint_number=number)
+      except (tf.errors.OpError, OSError) as error:
+        _remove_partial_checkpoint(manager.directory, number)
+        raise files.WriteError(
+            f'{stage.name}: could not write checkpoint {number} in '
+            f'{manager.directory} ({_cause(error)}); the previous one is '
+            f'intact: {manager.latest_checkpoint or "none yet"}. Free space '
+            'and run the same command to resume.') from error
       if not self.chief:
         shutil.rmtree(manager.directory, ignore_errors=True)
         try:  # The shared parent, once no worker uses it.
@@ -429,7 +452,8 @@ def _cause(error):
   lines = [l.strip() for l in str(error).splitlines() if l.strip()]
   for line in lines:
     if re.search(r'unavailable|deadline|abort|reset|is down|failed|corrupt|'
-                 r'truncat|data loss', line, re.IGNORECASE) and not (
+                 r'truncat|data loss|space|too large|quota|denied', line,
+                 re.IGNORECASE) and not (
                      line.startswith('[[')):
       return line[:200]
   return lines[0][:200] if lines else 'no detail'

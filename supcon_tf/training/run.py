@@ -219,6 +219,7 @@ def _setup(config):
       config.input_fn, config.data_dir,
       validation_fraction=config.validation_fraction, seed=config.seed,
       label_type=config.label_type, skip_corrupt=config.skip_corrupt,
+      require_same_image_size=config.require_same_image_size,
       num_images=config.num_images, label_noise_prob=config.label_noise_prob)
   if config.allow_mixed_precision:
     gpu = bool(tf.config.list_logical_devices('GPU'))
