@@ -207,6 +207,9 @@ class Config(_Stages, Preprocessing):
       False, 'Use bfloat16 (float16 with loss scaling on GPUs), if the '
       'hardware supports it; the loss stays float32.')
   seed: int = _field(0, 'Seed of the data order, augmentation and weights.')
+  deterministic: bool = _field(
+      False, "TensorFlow's op determinism: two runs with the same seed give "
+      'the same losses step for step (slower; some GPU ops refuse it).')
   knn_every_epochs: int = _field(
       0, 'kNN monitor on the validation split during stage 1 (0: off).')
   progress: bool = _field(True, 'A progress bar on the terminal.')
@@ -500,6 +503,7 @@ RUNTIME_FIELDS = frozenset({
     'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
     'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
     'eval_batch_size', 'skip_corrupt', 'require_same_image_size',
+    'deterministic',
     'input_threads', 'use_tpu', 'tpu_name',
     'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
 })

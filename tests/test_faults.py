@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 from supcon_tf.training import files
 
 
@@ -179,3 +181,24 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
   assert run_lib.run(config)['stage_1_steps'] == 3
   reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(stage)))
   assert reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE') == 3
+
+
+def test_deterministic_runs_give_the_same_losses_step_for_step(tmp_path):
+  from supcon_tf.training import loop
+  flags = ['--preset=supcon_digits_resnet20', '--num_images=512',
+           '--stage_1_epochs=2', '--stage_2_epochs=0', '--mode=train',
+           '--steps_per_loop=1', '--summary_interval_steps=1',
+           '--knn_every_epochs=0', '--noprogress', '--seed=3',
+           '--deterministic']
+  runs = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'bin', 'train_supcon.py'), *flags,
+       f'--model_dir={tmp_path / name}'], stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for name in ('a', 'b')]
+  for process in runs:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-2000:]
+  losses = [loop.read_scalars(str(tmp_path / name / 'summaries' / 'stage_1'))
+            ['train/loss'] for name in ('a', 'b')]
+  assert len(losses[0]) == 2 * (460 // 128)  # 512 less the validation tenth.
+  assert losses[0] == losses[1]
+  assert len({value for _, value in losses[0]}) > 1

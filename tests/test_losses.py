@@ -201,6 +201,40 @@ def test_gradient_matches_finite_differences(contrast_mode, summation,
         rtol=2e-3, atol=2e-5, err_msg=f'{views} views {labels_kind} cap {cap}')
 
 
+@pytest.mark.parametrize('contrast_mode,summation,denominator',
+                         itertools.product(CONTRAST_MODES, SUMMATIONS,
+                                           DENOMINATORS))
+def test_fused_kernels_equal_the_official_formula_with_autodiff(
+    contrast_mode, summation, denominator):
+  """Both kernels (linear and masked) against implementation='reference':
+  losses and the gradients autodiff takes through the official formula."""
+  rng = np.random.default_rng(4)
+  for views, labels_kind, cap in [(2, 'ids', -1), (1, 'ids', -1),
+                                  (3, 'none', -1), (2, 'one_hot', 2),
+                                  (2, 'none', 0)]:
+    features, labels = _random_case(rng, 6, views, labels_kind, 3,
+                                    normalize=True)
+    features = tf.constant(features)
+    weights = tf.constant(rng.uniform(0.5, 1.5, size=6), tf.float32)
+    results = []
+    for implementation in ('fused', 'reference'):
+      with tf.GradientTape() as tape:
+        tape.watch(features)
+        loss = contrastive_loss(
+            features, labels, temperature=0.2, contrast_mode=contrast_mode,
+            summation_location=summation, denominator_mode=denominator,
+            positives_cap=cap, implementation=implementation)
+        total = tf.reduce_sum(loss * weights)
+      results.append((loss.numpy(), tape.gradient(total, features).numpy()))
+    (loss, gradient), (want_loss, want_gradient) = results
+    case = f'{views} views {labels_kind} cap {cap}'
+    assert np.isfinite(want_loss).all(), case
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-6,
+                               err_msg=case)
+    np.testing.assert_allclose(gradient, want_gradient, rtol=1e-4,
+                               atol=1e-6, err_msg=case)
+
+
 # --- Replicas -----------------------------------------------------------------
 
 
@@ -340,6 +374,7 @@ def test_inf_features_never_give_a_finite_wrong_loss():
     (dict(positives_cap=3), 'positives_cap'),
     (dict(temperature=0.), 'temperature'),
     (dict(temperature=-1.), 'temperature'),
+    (dict(implementation='fast'), 'implementation'),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
   call = dict(features=np.zeros((4, 2, 3), np.float32), labels=None)

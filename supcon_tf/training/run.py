@@ -213,6 +213,10 @@ def run(config, stage_indices=(1, 2)):
 
 def _setup(config):
   """Source, strategy, model and trainer of a run."""
+  if config.deterministic:
+    # Process-wide, and before any op: kernels with a deterministic
+    # implementation use it, the others raise when they run.
+    tf.config.experimental.enable_op_determinism()
   # First: a multi-worker strategy must exist before any other op runs.
   strategy = make_strategy(config)
   source = sources.load_source(

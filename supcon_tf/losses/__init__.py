@@ -9,10 +9,9 @@ gradient is written out by hand (`tf.custom_gradient`):
 - OUTSIDE with the ALL or ONLY_NEGATIVES denominator and no positives_cap (the
   official SupCon and SimCLR settings) takes a linear path: one pass of exp over
   the logits, one anchor view at a time, and a backward pass made of two matrix
-  products with the kept exponentials (`_outside_forward`, `_outside_backward`).
+  products with the kept exponentials (`linear.py`).
 - Every other option set takes the masked path, which keeps the shifted logits
-  and forms the [Na, Nc] gradient once (`_row_loss_forward`,
-  `_row_loss_backward`).
+  and forms the [Na, Nc] gradient once (`masked.py`).
 `benchmarks/loss.py` measures both against a tiled implementation.
 
 Notation. Features z [B, V, ...] are flattened per view and laid out view-major
@@ -56,12 +55,15 @@ and the global batch is the contrast set. Summing the per-replica losses gives
 the single-device loss of the whole batch, and the same gradients.
 """
 
-import enum
 import numbers
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from supcon_tf.losses import linear, masked, reference
+from supcon_tf.losses.modes import (ContrastMode, DenominatorMode,
+                                    SummationLocation)
 
 __all__ = [
     'ContrastMode',
@@ -70,43 +72,12 @@ __all__ = [
     'contrastive_loss',
     'ContrastiveLoss',
     'cross_replica_concat',
+    'IMPLEMENTATIONS',
 ]
 
-
-class _NamedEnum(enum.Enum):
-  """An enum whose members also parse from their (case-insensitive) names."""
-
-  @classmethod
-  def parse(cls, value, argument):
-    if isinstance(value, cls):
-      return value
-    if isinstance(value, str):
-      for member in cls:
-        if value.strip().upper() == member.name:
-          return member
-    valid = ', '.join(m.name for m in cls)
-    raise ValueError(
-        f'Invalid {argument} = {value!r}. Valid values: {valid} '
-        f'(members of {cls.__name__} or their names, any case).')
-
-
-class ContrastMode(_NamedEnum):
-  """Which views are anchors (the official `LossContrastMode`)."""
-  ALL_VIEWS = 'all_views'
-  ONE_VIEW = 'one_view'
-
-
-class SummationLocation(_NamedEnum):
-  """Where the sum over positives sits relative to the log (`LossSummationLocation`)."""
-  OUTSIDE = 'outside'
-  INSIDE = 'inside'
-
-
-class DenominatorMode(_NamedEnum):
-  """Which positives enter the softmax denominator (`LossDenominatorMode`)."""
-  ALL = 'all'
-  ONE_POSITIVE = 'one_positive'
-  ONLY_NEGATIVES = 'only_negatives'
+# 'fused': the hand-written kernels; 'reference': the official formula with
+# tiled masks and autodiff, for cross-checks.
+IMPLEMENTATIONS = ('fused', 'reference')
 
 
 def cross_replica_concat(tensor):
@@ -165,284 +136,6 @@ def _cap_positives(same_class, self_mask, positives_per_anchor):
   return tf.logical_or(kept, tf.logical_and(same_class, self_mask))
 
 
-# ---------------------------------------------------------------------------
-# The fused core: per-anchor-row losses and their hand-written gradient.
-# ---------------------------------------------------------------------------
-
-
-def _tiled_masks(positive_samples, same_class, self_samples, anchor_views,
-                 num_views):
-  """Broadcasts [B, Bg] sample masks to [Va, B, V, Bg] anchor/contrast masks.
-
-  Nothing of size [Va*B, V*Bg] is materialised outside XLA fusions.
-  """
-  view_is_anchor_view = tf.cast(
-      tf.eye(anchor_views, num_views), tf.bool)[:, None, :, None]
-  is_self = tf.logical_and(view_is_anchor_view, self_samples[None, :, None, :])
-  positives = tf.logical_and(positive_samples[None, :, None, :],
-                             tf.logical_not(is_self))
-  negatives = tf.logical_not(same_class)[None, :, None, :]
-  return positives, negatives
-
-
-def _row_loss_forward(anchors, contrast, positive_samples, same_class,
-                      self_samples, inv_temperature, scale, anchor_views,
-                      num_views, summation_location, denominator_mode):
-  """Returns (row_loss [Na], num_positives [Na], residuals for the gradient)."""
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
-  logits = tf.linalg.matmul(anchors * inv_temperature, contrast,
-                            transpose_b=True)
-  logits = tf.reshape(logits, [anchor_views, batch, num_views, global_batch])
-  positives, negatives = _tiled_masks(positive_samples, same_class,
-                                      self_samples, anchor_views, num_views)
-  contrasted = tf.logical_or(positives, negatives)
-  # The row maximum over the columns that take part: a row never depends on a
-  # column outside P(i) u N(i), so a NaN there cannot leak into it.
-  row_max = tf.reduce_max(
-      tf.where(contrasted, logits, -np.inf), axis=(2, 3), keepdims=True)
-  row_max = tf.where(tf.math.is_inf(row_max), tf.zeros_like(row_max), row_max)
-  shifted = logits - row_max
-  exp_logits = tf.exp(shifted)
-  zeros = tf.zeros_like(shifted)
-  sum_axes = (2, 3)
-  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=sum_axes)
-  negative_sum = tf.reduce_sum(tf.where(negatives, exp_logits, zeros), sum_axes)
-  positive_sum = tf.reduce_sum(tf.where(positives, exp_logits, zeros), sum_axes)
-  extra = tf.zeros_like(negative_sum)  # Row sum that only ONE_POSITIVE needs.
-  n = negative_sum[..., None, None]
-
-  if denominator_mode == DenominatorMode.ONE_POSITIVE:
-    if summation_location == SummationLocation.OUTSIDE:
-      log_prob_sum = tf.reduce_sum(
-          tf.where(positives, shifted - tf.math.log(exp_logits + n), zeros),
-          sum_axes)
-      row_loss = -tf.math.divide_no_nan(log_prob_sum, num_positives)
-      # sum_p 1 / D_ip, for the gradient through the negatives.
-      extra = tf.reduce_sum(
-          tf.where(positives, 1. / (exp_logits + n), zeros), sum_axes)
-    else:
-      ratio = exp_logits / (exp_logits + n)
-      ratio_sum = tf.reduce_sum(tf.where(positives, ratio, zeros), sum_axes)
-      row_loss = -tf.math.log(tf.math.divide_no_nan(ratio_sum, num_positives))
-      # sum_p t_ip / D_ip, for the gradient through the negatives.
-      extra = tf.reduce_sum(
-          tf.where(positives, ratio / (exp_logits + n), zeros), sum_axes)
-      positive_sum = ratio_sum  # Q_i = sum_p t_ip takes S_i's place below.
-  else:
-    if denominator_mode == DenominatorMode.ALL:
-      denominator = negative_sum + positive_sum
-    else:
-      denominator = negative_sum
-    if summation_location == SummationLocation.OUTSIDE:
-      positive_logit_sum = tf.reduce_sum(
-          tf.where(positives, shifted, zeros), sum_axes)
-      row_loss = -tf.math.divide_no_nan(
-          positive_logit_sum - num_positives * tf.math.log(denominator),
-          num_positives)
-    else:
-      row_loss = -tf.math.log(
-          tf.math.divide_no_nan(positive_sum / denominator, num_positives))
-  row_loss = tf.reshape(row_loss * scale, [-1])
-  residuals = (shifted, negative_sum, positive_sum, extra, num_positives)
-  return row_loss, tf.reshape(num_positives, [-1]), residuals
-
-
-def _row_loss_backward(upstream, anchors, contrast, positive_samples,
-                       same_class, self_samples, residuals, inv_temperature,
-                       scale, anchor_views, num_views, summation_location,
-                       denominator_mode):
-  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast.
-
-  With w_i = -s * upstream_i (zero where P(i) is empty), n_i = sum_N e^l,
-  S_i = sum_P e^l, [k in D] for the denominator's columns, t_ip = e^l_ip / D_ip
-  and Q_i = sum_p t_ip, the derivative of row i's loss by l_ik is:
-    OUTSIDE, ALL / ONLY_NEGATIVES: w_i (P_ik / |P(i)| - [k in D] e^l_ik / D_i)
-    INSIDE,  ALL / ONLY_NEGATIVES: w_i (P_ik e^l_ik / S_i - [k in D] e^l_ik / D_i)
-    OUTSIDE, ONE_POSITIVE: w_i / |P(i)| (P_ik (1 - t_ik) - N_ik e^l_ik sum_p 1 / D_ip)
-    INSIDE,  ONE_POSITIVE: w_i / Q_i (P_ik t_ik (1 - t_ik) - N_ik e^l_ik sum_p t_ip / D_ip)
-  and l_ik = anchor_i . contrast_k / tau gives the two matrix products.
-  """
-  shifted, negative_sum, positive_sum, extra, num_positives = residuals
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
-  positives, negatives = _tiled_masks(positive_samples, same_class,
-                                      self_samples, anchor_views, num_views)
-  exp_logits = tf.exp(shifted)
-  zeros = tf.zeros_like(shifted)
-  has_positive = num_positives > 0
-  weight = tf.reshape(upstream, [anchor_views, batch]) * -scale
-  weight = tf.where(has_positive, weight, tf.zeros_like(weight))
-  n = negative_sum[..., None, None]
-  outside = summation_location == SummationLocation.OUTSIDE
-
-  # Each branch is one line of the table in the docstring.
-  if denominator_mode == DenominatorMode.ONE_POSITIVE:
-    d = exp_logits + n
-    if outside:
-      coeff = tf.math.divide_no_nan(weight, num_positives)[..., None, None]
-      pos_term = 1. - exp_logits / d
-      neg_term = exp_logits * extra[..., None, None]
-    else:
-      coeff = tf.math.divide_no_nan(weight, positive_sum)[..., None, None]
-      t = exp_logits / d
-      pos_term = t * (1. - t)
-      neg_term = exp_logits * extra[..., None, None]
-    grad = coeff * (tf.where(positives, pos_term, zeros) -
-                    tf.where(negatives, neg_term, zeros))
-  else:
-    if denominator_mode == DenominatorMode.ALL:
-      denominator = (negative_sum + positive_sum)[..., None, None]
-      in_denominator = tf.logical_or(positives, negatives)
-    else:
-      denominator = n
-      in_denominator = negatives
-    if outside:
-      pos_term = tf.math.divide_no_nan(
-          tf.ones_like(num_positives), num_positives)[..., None, None]
-    else:
-      pos_term = exp_logits / positive_sum[..., None, None]
-    grad = weight[..., None, None] * (
-        tf.where(positives, pos_term, zeros) -
-        tf.where(in_denominator, exp_logits / denominator, zeros))
-
-  grad = tf.reshape(grad, [anchor_views * batch, num_views * global_batch])
-  grad = grad * inv_temperature
-  d_anchors = tf.linalg.matmul(grad, contrast)
-  d_contrast = tf.linalg.matmul(grad, anchors, transpose_a=True)
-  return d_anchors, d_contrast
-
-
-def _outside_forward(anchors, contrast, positive_samples, same_class,
-                     self_samples, offset, inv_temperature, scale, anchor_views,
-                     num_views, denominator_mode, self_supervised):
-  """Row losses for OUTSIDE with ALL or ONLY_NEGATIVES denominators.
-
-  Here the positive term is uniform over P(i), so sum_p l_ip is a dot product of
-  the anchor with the sum of its positives' features, and the gradient is two
-  matrix products with the masked exponentials: no [Na, Nc] pass beyond the
-  logits, one exp and one sum, and only the exponentials are kept.
-  """
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
-  positives, negatives = _tiled_masks(positive_samples, same_class,
-                                      self_samples, anchor_views, num_views)
-  in_denominator = negatives
-  if denominator_mode == DenominatorMode.ALL:
-    in_denominator = tf.logical_or(positives, negatives)
-  in_denominator = tf.broadcast_to(
-      in_denominator, [anchor_views, batch, num_views, global_batch])
-  dim = tf.shape(anchors)[-1]
-  anchors_by_view = tf.reshape(anchors, [anchor_views, batch, dim])
-  samples = tf.range(batch)
-  own_columns = [
-      tf.stack([samples, tf.fill([batch], view), samples + offset], axis=1)
-      for view in range(anchor_views)
-  ]
-  # One anchor view at a time: the logits of one view are the only temporary
-  # of size [B, V * Bg] beside the kept exponentials.
-  exp_logits, row_max, denominator = [], [], []
-  for view in range(anchor_views):
-    # Scaling the anchors, not the logits, saves a pass over the logits.
-    logits = tf.linalg.matmul(anchors_by_view[view] * inv_temperature,
-                              contrast, transpose_b=True)
-    logits = tf.reshape(logits, [batch, num_views, global_batch])
-    # The anchor's own column is never in the denominator: -inf there before
-    # the max (in place), so that the max is over the denominator's columns
-    # for ALL and the denominator is at least 1 (no underflow to log 0).
-    logits = tf.tensor_scatter_nd_update(logits, own_columns[view],
-                                         tf.fill([batch], -np.inf))
-    view_max = tf.reduce_max(logits, axis=(1, 2))
-    view_exp = tf.where(in_denominator[view],
-                        tf.exp(logits - view_max[:, None, None]), 0.)
-    exp_logits.append(view_exp)
-    row_max.append(view_max)
-    denominator.append(tf.reduce_sum(view_exp, axis=(1, 2)))
-  row_max = tf.stack(row_max)
-  denominator = tf.stack(denominator)
-
-  self_positive = tf.reduce_any(
-      tf.logical_and(positive_samples, self_samples), axis=1)
-  self_positive = tf.cast(self_positive, tf.float32)
-  num_positives = (num_views * tf.reduce_sum(
-      tf.cast(positive_samples, tf.float32), axis=1) - self_positive)
-  num_positives = tf.broadcast_to(num_positives, [anchor_views, batch])
-  # Sum of the positives' features for every anchor: [Va, B, D].
-  sample_features = tf.reduce_sum(
-      tf.reshape(contrast, [num_views, global_batch, dim]), axis=0)
-  if self_supervised:
-    positive_features = sample_features[offset:offset + batch]
-  else:
-    positive_features = tf.linalg.matmul(
-        tf.cast(positive_samples, tf.float32), sample_features)
-  positive_features = (positive_features[None] -
-                       self_positive[None, :, None] * anchors_by_view)
-  positive_logit_sum = tf.reduce_sum(
-      anchors_by_view * positive_features, axis=-1) * inv_temperature
-  row_loss = -scale * tf.math.divide_no_nan(
-      positive_logit_sum - num_positives * (row_max + tf.math.log(denominator)),
-      num_positives)
-  residuals = (tuple(exp_logits), denominator, num_positives,
-               positive_features, self_positive)
-  return (tf.reshape(row_loss, [-1]), tf.reshape(num_positives, [-1]),
-          residuals)
-
-
-def _outside_backward(upstream, anchors, contrast, positive_samples, offset,
-                      residuals, inv_temperature, scale, anchor_views,
-                      num_views, self_supervised):
-  """d/d features of sum_i upstream_i * row_loss_i for `_outside_forward`.
-
-  With G_ik = w_i (P_ik / |P(i)| - e^{l_ik} / D_i) and w_i = -s * upstream_i:
-  d anchors = G @ contrast / tau and d contrast = G^T @ anchors / tau, where the
-  P_ik part is a sum over positive samples and the rest is a product with the
-  kept exponentials.
-  """
-  exp_logits, denominator, num_positives, positive_features, self_positive = (
-      residuals)
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
-  dim = tf.shape(anchors)[-1]
-  weight = tf.reshape(upstream, [anchor_views, batch]) * -scale
-  positive_weight = tf.math.divide_no_nan(weight, num_positives)
-  denominator_weight = tf.where(num_positives > 0, weight / denominator, 0.)
-  anchors_by_view = tf.reshape(anchors, [anchor_views, batch, dim])
-  denominator_anchors = denominator_weight[..., None] * anchors_by_view
-  from_denominator = 0.
-  to_anchors = []
-  for view, view_exp in enumerate(exp_logits):
-    view_exp = tf.reshape(view_exp, [batch, num_views * global_batch])
-    to_anchors.append(tf.linalg.matmul(view_exp, contrast))
-    from_denominator += tf.linalg.matmul(
-        view_exp, denominator_anchors[view], transpose_a=True)
-
-  d_anchors = (positive_weight[..., None] * positive_features -
-               denominator_weight[..., None] * tf.stack(to_anchors))
-  d_anchors = tf.reshape(d_anchors, [-1, dim]) * inv_temperature
-
-  weighted_anchors = positive_weight[..., None] * anchors_by_view
-  per_sample = tf.reduce_sum(weighted_anchors, axis=0)
-  if self_supervised:
-    to_positives = tf.pad(per_sample,
-                          [[offset, global_batch - batch - offset], [0, 0]])
-  else:
-    to_positives = tf.linalg.matmul(
-        tf.cast(positive_samples, tf.float32), per_sample, transpose_a=True)
-  # An anchor is not its own positive: take its own column back out.
-  own_column = self_positive[None, :, None] * weighted_anchors
-  if anchor_views < num_views:
-    own_column = tf.concat([
-        own_column,
-        tf.zeros([num_views - anchor_views, batch, dim], own_column.dtype)
-    ], axis=0)
-  own_column = tf.pad(own_column,
-                      [[0, 0], [offset, global_batch - batch - offset], [0, 0]])
-  d_contrast = (to_positives[None] - own_column -
-                tf.reshape(from_denominator, [num_views, global_batch, dim]))
-  d_contrast = tf.reshape(d_contrast, [-1, dim]) * inv_temperature
-  return d_anchors, d_contrast
-
-
 _CORE_CACHE = {}
 
 
@@ -457,18 +150,19 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   # The linear path takes its row maximum over every column but the anchor's
   # own; with a cap, a dropped column must not reach the row (a NaN there
   # would), so capped losses take the masked path.
-  linear = (summation_location == SummationLocation.OUTSIDE and
-            denominator_mode != DenominatorMode.ONE_POSITIVE and not capped)
+  use_linear = (summation_location == SummationLocation.OUTSIDE and
+                denominator_mode != DenominatorMode.ONE_POSITIVE and
+                not capped)
 
   @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
   def forward(anchors, contrast, positive_samples, same_class, self_samples,
               offset, inv_temperature, scale):
-    if linear:
-      return _outside_forward(anchors, contrast, positive_samples, same_class,
+    if use_linear:
+      return linear.forward(anchors, contrast, positive_samples, same_class,
                               self_samples, offset, inv_temperature, scale,
                               denominator_mode=denominator_mode,
                               self_supervised=self_supervised, **views)
-    return _row_loss_forward(anchors, contrast, positive_samples, same_class,
+    return masked.forward(anchors, contrast, positive_samples, same_class,
                              self_samples, inv_temperature, scale,
                              summation_location=summation_location,
                              denominator_mode=denominator_mode, **views)
@@ -476,11 +170,11 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
   def backward(upstream, anchors, contrast, positive_samples, same_class,
                self_samples, offset, residuals, inv_temperature, scale):
-    if linear:
-      return _outside_backward(upstream, anchors, contrast, positive_samples,
+    if use_linear:
+      return linear.backward(upstream, anchors, contrast, positive_samples,
                                offset, residuals, inv_temperature, scale,
                                self_supervised=self_supervised, **views)
-    return _row_loss_backward(upstream, anchors, contrast, positive_samples,
+    return masked.backward(upstream, anchors, contrast, positive_samples,
                               same_class, self_samples, residuals,
                               inv_temperature, scale,
                               summation_location=summation_location,
@@ -505,11 +199,6 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   return core
 
 
-# ---------------------------------------------------------------------------
-# Public API.
-# ---------------------------------------------------------------------------
-
-
 def contrastive_loss(features,
                      labels=None,
                      temperature=1.0,
@@ -518,7 +207,8 @@ def contrastive_loss(features,
                      denominator_mode=DenominatorMode.ALL,
                      positives_cap=-1,
                      scale_by_temperature=True,
-                     base_temperature=None):
+                     base_temperature=None,
+                     implementation='fused'):
   """Per-sample supervised contrastive (SupCon) or SimCLR loss.
 
   See the module docstring for the equations.
@@ -542,6 +232,8 @@ def contrastive_loss(features,
       which undoes the 1/tau in the gradient.
     base_temperature: if given (with scale_by_temperature), scale by
       tau / base_temperature instead of tau: the PyTorch author's loss (0.07).
+    implementation: 'fused' (the hand-written kernels) or 'reference' (the
+      official formula with autodiff, `reference.py`, for cross-checks).
 
   Returns:
     float32 [batch]: each sample's loss, the mean over its anchor views.
@@ -549,9 +241,12 @@ def contrastive_loss(features,
   Raises:
     ValueError: naming the argument, for a features rank below 3 or unknown
       number of views, labels of the wrong rank or batch, an unknown mode name,
-      a positives_cap that is not a multiple of the number of views, or a
-      non-positive temperature.
+      a positives_cap that is not a multiple of the number of views, a
+      non-positive temperature, or an unknown implementation.
   """
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'implementation must be one of '
+                     f'{", ".join(IMPLEMENTATIONS)}; got {implementation!r}.')
   contrast_mode = ContrastMode.parse(contrast_mode, 'contrast_mode')
   summation_location = SummationLocation.parse(summation_location,
                                                'summation_location')
@@ -633,11 +328,18 @@ def contrastive_loss(features,
     scale = temperature
   else:
     scale = temperature / tf.cast(base_temperature, tf.float32)
-  core = _core(anchor_views, num_views, summation_location, denominator_mode,
-               self_supervised=labels is None, capped=positives_cap > -1)
-  row_loss, num_positives = core(anchors, contrast, positive_samples,
-                                 same_class, self_samples, offset,
-                                 1. / temperature, scale)
+  if implementation == 'reference':
+    row_loss, num_positives = reference.row_loss(
+        anchors, contrast, positive_samples, same_class, self_samples,
+        1. / temperature, scale, anchor_views, num_views, summation_location,
+        denominator_mode)
+  else:
+    core = _core(anchor_views, num_views, summation_location,
+                 denominator_mode, self_supervised=labels is None,
+                 capped=positives_cap > -1)
+    row_loss, num_positives = core(anchors, contrast, positive_samples,
+                                   same_class, self_samples, offset,
+                                   1. / temperature, scale)
   row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
   if num_views != 1:
     return tf.reduce_mean(row_loss, axis=0)
@@ -665,6 +367,7 @@ class ContrastiveLoss(keras.losses.Loss):
                scale_by_temperature=True,
                base_temperature=None,
                use_labels=True,
+               implementation='fused',
                reduction='sum_over_batch_size',
                name='contrastive_loss',
                dtype=None):
@@ -682,6 +385,10 @@ class ContrastiveLoss(keras.losses.Loss):
     self.base_temperature = (None if base_temperature is None else
                              float(base_temperature))
     self.use_labels = bool(use_labels)
+    if implementation not in IMPLEMENTATIONS:
+      raise ValueError(f'implementation must be one of '
+                       f'{", ".join(IMPLEMENTATIONS)}; got {implementation!r}.')
+    self.implementation = implementation
 
   def call(self, y_true, y_pred):
     labels = None
@@ -700,7 +407,8 @@ class ContrastiveLoss(keras.losses.Loss):
         denominator_mode=self.denominator_mode,
         positives_cap=self.positives_cap,
         scale_by_temperature=self.scale_by_temperature,
-        base_temperature=self.base_temperature)
+        base_temperature=self.base_temperature,
+        implementation=self.implementation)
 
   def get_config(self):
     config = super().get_config()
@@ -712,5 +420,6 @@ class ContrastiveLoss(keras.losses.Loss):
         positives_cap=self.positives_cap,
         scale_by_temperature=self.scale_by_temperature,
         base_temperature=self.base_temperature,
-        use_labels=self.use_labels)
+        use_labels=self.use_labels,
+        implementation=self.implementation)
     return config
