@@ -1,6 +1,7 @@
-"""Crash recovery: N seeded trials of kill -9 at a random moment of a run
-(stage 1, stage 2, or, in every third trial, while a checkpoint is being
-written), each followed by a rerun of the same command to the end.
+"""Crash recovery: N seeded trials of kill -9 at a random moment of a run,
+each followed by a rerun of the same command to the end. The trials take
+turns: a moment of the whole run (start-up included), a moment of stage 2,
+and the first checkpoint write after a random moment.
 
     .venv/bin/python benchmarks/chaos.py --trials 20
 
@@ -14,6 +15,7 @@ reference's. One line per trial, and last:
 `trials: N, completed: N, same final step: N, lost checkpoints: 0`.
 """
 import glob
+import json
 import os
 import shutil
 import signal
@@ -60,26 +62,36 @@ def _writing_checkpoint(model_dir):
   return bool(glob.glob(os.path.join(model_dir, 'stage_*', '*_temp*')))
 
 
-def _kill_at(model_dir, seconds, during_write):
-  """Starts the run and kills it (SIGKILL) after `seconds`, or, when
-  `during_write`, at the first checkpoint write seen after that. Returns
-  where the kill landed."""
+def _in_stage_2(model_dir):
+  return os.path.exists(os.path.join(model_dir, 'stage_2'))
+
+
+def _kill_at(model_dir, seconds, moment):
+  """Starts the run and kills it (SIGKILL) at `moment`: 'any' (after
+  `seconds`), 'stage 2' (`seconds` after stage 2 began) or 'write' (at the
+  first checkpoint write seen after `seconds`). Returns where it landed."""
   process = subprocess.Popen(_command(model_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   started = time.perf_counter()
   while process.poll() is None:
+    if moment == 'stage 2' and not _in_stage_2(model_dir):
+      started = time.perf_counter()
     elapsed = time.perf_counter() - started
-    if elapsed >= seconds and (not during_write or
+    if elapsed >= seconds and (moment != 'write' or
                                _writing_checkpoint(model_dir)):
       writing = _writing_checkpoint(model_dir)
       process.send_signal(signal.SIGKILL)
       process.wait()
-      stage = ('stage 2' if os.path.exists(os.path.join(model_dir, 'stage_2'))
-               else 'stage 1')
-      return f'{stage} at {elapsed:.1f} s' + (', writing a checkpoint'
-                                                if writing else '')
-    time.sleep(0.002 if during_write else 0.05)
-  return 'after the run ended'
+      stage = 'stage 2' if _in_stage_2(model_dir) else 'stage 1'
+      return f'{stage} ({moment}, {elapsed:.1f} s)' + (
+          ', writing a checkpoint' if writing else '')
+    time.sleep(0.002 if moment == 'write' else 0.02)
+  return f'no kill ({moment}: the run ended first)'
+
+
+def _stage_seconds(model_dir, stage):
+  with open(os.path.join(model_dir, 'results.json')) as f:
+    return json.load(f)[f'{stage}_seconds']
 
 
 def _lost_checkpoints(model_dir):
@@ -101,18 +113,24 @@ def main(_):
   scratch = tempfile.mkdtemp(prefix='chaos_')
   try:
     started = time.perf_counter()
-    reference, error = _run_to_end(os.path.join(scratch, 'reference'))
+    reference_dir = os.path.join(scratch, 'reference')
+    reference, error = _run_to_end(reference_dir)
     if reference is None:
       raise SystemExit(f'The reference run failed: {error}')
     duration = time.perf_counter() - started
+    stage_2_seconds = _stage_seconds(reference_dir, 'stage_2')
     print(f'reference: last steps {reference} (stage 1, stage 2), '
-          f'{duration:.1f} s', flush=True)
+          f'{duration:.1f} s, stage 2 {stage_2_seconds:.1f} s', flush=True)
     rng = np.random.default_rng(FLAGS.seed)
     completed = same = lost_total = 0
     for trial in range(FLAGS.trials):
       model_dir = os.path.join(scratch, f'trial_{trial}')
-      moment = float(rng.uniform(0.1, 0.95) * duration)
-      where = _kill_at(model_dir, moment, during_write=trial % 3 == 2)
+      # In turn: any moment of the run, a moment of stage 2, a checkpoint
+      # write.
+      moment = ('any', 'stage 2', 'write')[trial % 3]
+      seconds = float(rng.uniform(0.05, 0.9) * (
+          stage_2_seconds if moment == 'stage 2' else duration))
+      where = _kill_at(model_dir, seconds, moment)
       lost = _lost_checkpoints(model_dir)
       results, error = _run_to_end(model_dir)
       completed += results is not None

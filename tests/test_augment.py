@@ -88,6 +88,18 @@ def test_batch_with_one_magnitude_per_image_matches_pil(name):
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.parametrize('name', ['Sharpness', 'Equalize', 'AutoContrast',
+                                  'Contrast', 'Color'])
+def test_images_smaller_than_3x3_match_pil(name):
+  rng = np.random.default_rng(5)
+  for height, width in [(1, 1), (2, 5), (3, 2), (1, 7), (3, 3)]:
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    for magnitude in MAGNITUDES.get(name, FACTORS):
+      want = np.asarray(PIL_OPS[name](Image.fromarray(image), magnitude))
+      np.testing.assert_array_equal(OPS[name](image, magnitude).numpy(), want,
+                                    err_msg=f'{height}x{width} {magnitude}')
+
+
 def test_bad_image_raises_value_error_naming_it():
   with pytest.raises(ValueError, match='image must be uint8'):
     OPS['Invert'](np.zeros((4, 4, 3), np.float32))

@@ -128,12 +128,14 @@ def sharpness(images, factor):
   kernel = tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]]) / 13.
   channels = tf.shape(images)[3]
   kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
-  smooth = tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], 'VALID')
+  # SAME, then the border from the image: any size (below 3x3 all border).
+  smooth = tf.nn.depthwise_conv2d(pixels, kernel, [1, 1, 1, 1], 'SAME')
   smooth = tf.cast(tf.clip_by_value(tf.round(smooth), 0., 255.), tf.uint8)
-  interior = tf.pad(tf.ones_like(smooth[..., :1], tf.bool),
-                    [[0, 0], [1, 1], [1, 1], [0, 0]])
-  smooth = tf.where(interior, tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]]),
-                    images)
+  height, width = tf.shape(images)[1], tf.shape(images)[2]
+  rows, columns = tf.range(height), tf.range(width)
+  interior = (((rows > 0) & (rows < height - 1))[:, None] &
+              ((columns > 0) & (columns < width - 1))[None, :])
+  smooth = tf.where(interior[None, :, :, None], smooth, images)
   return _blend(smooth, images, factor)
 
 
