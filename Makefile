@@ -1,10 +1,12 @@
 # Two targets a newcomer needs: `make demo` and `make test`. Both create .venv when missing.
+# `make peers` builds .peer-venv, the PyTorch / torchvision environment the benchmarks compare with.
 PYTHON ?= python3
 VENV ?= .venv
+PEER_VENV ?= .peer-venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench peers clean
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/loss.py
+
+peers:
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 scipy tensorboard
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache runs/demo

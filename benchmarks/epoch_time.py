@@ -47,7 +47,7 @@ def epoch_seconds(config, source, steps):
   optimizer = optimizers.build_optimizer('MOMENTUM', 0.01)
   optimizer.build(variables)
   step = tf.Variable(0, dtype=tf.int64)
-  loop = trainer._make_loop(stage, optimizer, variables, step)
+  loop = trainer.make_loop(stage, optimizer, variables, step)
   iterator = iter(pipeline.train_dataset(
       source.split('train'), config, config.batch_size,
       source.mean_std, num_views=stages.views_for(stage, config)))

@@ -8,7 +8,7 @@ The images are the peer's (smooth upsampled noise, same generator and seed),
 or real CIFAR-10 images with --data_dir (a folder source or the CIFAR archive).
 
     .venv/bin/python benchmarks/input_pipeline.py --threads 1 \
-        --peer_python /tmp/tv/bin/python \
+        --peer_python .peer-venv/bin/python \
         --peer_script benchmarks/peers/torchvision_autoaugment.py
 
 `--policy official_imagenet|official_simclr --image_size 224 --data_dir DIR`:
@@ -19,7 +19,7 @@ benchmarks/peers/torchvision_imagenet_views.py (RandomResizedCrop,
 AutoAugment(IMAGENET) or SimCLR's ops) on the same files, in the same run:
 
     .venv/bin/python benchmarks/input_pipeline.py --policy official_imagenet \
-        --image_size 224 --data_dir DIR --peer_python /tmp/tv/bin/python
+        --image_size 224 --data_dir DIR --peer_python .peer-venv/bin/python
 
 Prints `views/s: N` last (views produced per second on N threads), or, with a
 peer, `views/s per core ratio: R`.

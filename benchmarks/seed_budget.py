@@ -14,8 +14,7 @@ the held-out test set. Four runs on those images:
   seed supcon / seed ce: the seed repository's own train.py (a checkout of
       GuillaumeErhard/Supervised_contrastive_loss_pytorch, `--seed_repo`) with the same
       epochs, run by `--seed_python` (a virtual environment with torch, torchvision,
-      scipy and tensorboard: `python -m venv V && V/bin/pip install torch==2.14.1
-      torchvision==0.29.1 scipy tensorboard`). A driver written into the work
+      scipy and tensorboard: `make peers` builds it as .peer-venv). A driver written into the work
       directory swaps torchvision's CIFAR10 for these images in memory and
       records the scalars train.py writes; train.py itself runs unchanged.
 The seed's code reports the best test accuracy over its classifier epochs (it

@@ -6,9 +6,8 @@ He et al. (2016) CIFAR ResNet-20 with option-A (zero-padded identity) shortcuts,
 L2-normalised 64-d embedding, 64-64 MLP projection head, SupCon loss at
 temperature 0.07, SGD with momentum 0.9 and weight decay 1e-4.
 
-Run in a separate virtual environment:
-    python3 -m venv /tmp/torch-ref && /tmp/torch-ref/bin/pip install torch==2.13.0
-    /tmp/torch-ref/bin/python benchmarks/peers/torch_reference.py --batch 128 --steps 10
+Run in the peers' environment (`make peers` builds .peer-venv):
+    .peer-venv/bin/python benchmarks/peers/torch_reference.py --batch 128 --steps 10
 The last line is `images/s: N` (views per second, both views counted).
 """
 import argparse

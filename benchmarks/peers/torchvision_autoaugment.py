@@ -4,8 +4,8 @@ torchvision's PIL AutoAugment (CIFAR-10 policy), on one core.
 
 Per view: RandomCrop(32, padding=4), RandomHorizontalFlip, AutoAugment(CIFAR10),
 ToTensor, Normalize. Run in a separate virtual environment:
-    python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /tmp/tv/bin/python benchmarks/peers/torchvision_autoaugment.py --images 4000
+    make peers   # .peer-venv: torch 2.14.1, torchvision 0.29.1
+    .peer-venv/bin/python benchmarks/peers/torchvision_autoaugment.py --images 4000
 The last line is `views/s: N` for one core.
 """
 import argparse

@@ -6,8 +6,8 @@ AutoAugment(IMAGENET) (`--policy imagenet`) or SimCLR's jitter, grayscale and bl
 (`--policy simclr`), ToTensor, Normalize.
 
 Runs in its own environment (torch and torchvision are not this project's):
-    python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /tmp/tv/bin/python benchmarks/peers/torchvision_imagenet_views.py --data_dir DIR
+    make peers   # .peer-venv: torch 2.14.1, torchvision 0.29.1
+    .peer-venv/bin/python benchmarks/peers/torchvision_imagenet_views.py --data_dir DIR
 The last line is `views/s: N`.
 """
 import argparse

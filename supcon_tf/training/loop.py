@@ -215,7 +215,7 @@ class Trainer:
         start_step=start, epoch_remainder=self.epoch_remainder,
         classes_per_batch=self.classes_per_batch,
         input_threads=config.input_threads or None)
-    loop = self._make_loop(stage, optimizer, variables, step)
+    loop = self.make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
     writer = (tf.summary.create_file_writer(
@@ -322,7 +322,7 @@ class Trainer:
         self._epoch_of(step) + 1, self.train_split, self.config.batch_size,
         self.epoch_remainder)
 
-  def _make_loop(self, stage, optimizer, variables, step):
+  def make_loop(self, stage, optimizer, variables, step):
     """The tf.function running `count` steps of `stage`."""
     config = self.config
     model = self.model
