@@ -10,15 +10,10 @@ after a warm-up epoch that absorbs tracing. Data: the bundled digits
 
 Prints `supcon/ce epoch time: N` last (the seed repo reports about 1.5).
 """
-import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-import supcon_tf  # noqa: E402,F401  (sets the oneDNN switch before TensorFlow)
-from absl import app, flags  # noqa: E402
+import supcon_tf  # noqa: F401  (sets the oneDNN switch before TensorFlow)
+from absl import app, flags
 
 flags.DEFINE_string('data_dir', None, 'Image folder (<dir>/train/<class>/); '
                     'the bundled digits if unset.')

@@ -25,7 +25,6 @@ Prints `views/s: N` last (views produced per second on N threads), or, with a
 peer, `views/s per core ratio: R`.
 """
 import os
-import sys
 
 from absl import app, flags
 
@@ -133,6 +132,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-      __file__))))
   app.run(main)

@@ -78,5 +78,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  sys.path.insert(0, ROOT)
   app.run(main)

@@ -17,13 +17,10 @@ docs/findings/augmentation.{csv,png}.
     .venv/bin/python experiments/augmentation.py
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_string('images', None, 'CIFAR-10 training JPEGs (folder or '
                     '.tar.gz); the digits if unset.')

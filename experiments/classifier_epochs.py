@@ -10,13 +10,10 @@ docs/findings/classifier_epochs.{csv,png}.
 """
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_list('classifier_epochs', ['1', '2', '3', '5', '10', '20'],
                   'Stage-2 epochs to try.')

@@ -74,7 +74,6 @@ def train_method(method, model_dir, **flags):
 
 def curve(model_dir, stage, tag):
   """[(step, value)] of a scalar in model_dir/summaries/<stage>."""
-  sys.path.insert(0, ROOT)
   from supcon_tf.training import loop
   return loop.read_scalars(
       os.path.join(model_dir, 'summaries', stage)).get(tag, [])

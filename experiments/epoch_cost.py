@@ -12,11 +12,9 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_integer('runs', 2, 'Benchmark runs.')
 FLAGS = flags.FLAGS

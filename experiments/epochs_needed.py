@@ -8,13 +8,10 @@ held-out digits. Writes docs/findings/epochs_needed.{csv,png}.
     .venv/bin/python experiments/epochs_needed.py
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_list('epochs', ['3', '7', '14', '28'], 'Budgets to try.')
 FLAGS = flags.FLAGS

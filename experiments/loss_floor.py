@@ -11,13 +11,10 @@ epochs. Writes docs/findings/loss_floor.{csv,png}.
     .venv/bin/python experiments/loss_floor.py
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_integer('epochs', 30, 'Stage-1 epochs per run.')
 FLAGS = flags.FLAGS

@@ -9,13 +9,10 @@ docs/findings/small_network.{csv,png}.
     .venv/bin/python experiments/small_network.py
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_list('train_depths', ['20', '56'], 'Depths trained.')
 FLAGS = flags.FLAGS
@@ -23,7 +20,6 @@ FLAGS = flags.FLAGS
 
 def parameters(depth):
   import tensorflow as tf
-  sys.path.insert(0, common.ROOT)
   from supcon_tf.config import make_config
   from supcon_tf.training import run as run_lib
   config = make_config('supcon_digits_resnet20', resnet_depth=depth,

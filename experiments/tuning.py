@@ -11,13 +11,10 @@ docs/findings/tuning.{csv,png}.
 """
 import math
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 flags.DEFINE_list('factors', ['0.125', '0.5', '1', '2', '8'],
                   'Multiples of the preset learning rate.')
