@@ -370,23 +370,25 @@ class Config(_Stages, Preprocessing):
           for v in getattr(self, name)))
     Preprocessing.__post_init__(self)
     checks = (
-        ('batch_size', self.batch_size >= 1),
-        ('eval_batch_size', self.eval_batch_size >= 1),
-        ('num_views', self.num_views >= 1),
-        ('steps_per_loop', self.steps_per_loop >= 1),
-        ('save_interval_steps', self.save_interval_steps >= 1),
-        ('summary_interval_steps', self.summary_interval_steps >= 1),
-        ('max_checkpoints_to_keep', self.max_checkpoints_to_keep >= 1),
-        ('stage_1_epochs', self.stage_1_epochs >= 0),
-        ('stage_2_epochs', self.stage_2_epochs >= 0),
-        ('temperature', self.temperature > 0),
-        ('validation_fraction', 0 <= self.validation_fraction < 1),
-        ('num_images', self.num_images >= 0),
-        ('label_noise_prob', 0 <= self.label_noise_prob <= 1),
+        ('batch_size', self.batch_size >= 1, '>= 1'),
+        ('eval_batch_size', self.eval_batch_size >= 1, '>= 1'),
+        ('num_views', self.num_views >= 1, '>= 1'),
+        ('steps_per_loop', self.steps_per_loop >= 1, '>= 1'),
+        ('save_interval_steps', self.save_interval_steps >= 1, '>= 1'),
+        ('summary_interval_steps', self.summary_interval_steps >= 1, '>= 1'),
+        ('max_checkpoints_to_keep', self.max_checkpoints_to_keep >= 1,
+         '>= 1'),
+        ('stage_1_epochs', self.stage_1_epochs >= 0, '>= 0'),
+        ('stage_2_epochs', self.stage_2_epochs >= 0, '>= 0'),
+        ('temperature', self.temperature > 0, '> 0'),
+        ('validation_fraction', 0 <= self.validation_fraction < 1,
+         'in [0, 1)'),
+        ('num_images', self.num_images >= 0, '>= 0'),
+        ('label_noise_prob', 0 <= self.label_noise_prob <= 1, 'in [0, 1]'),
     )
-    for name, ok in checks:
+    for name, ok, allowed in checks:
       if not ok:
-        raise ValueError(f'{name} has an invalid value: '
+        raise ValueError(f'--{name} must be {allowed}; got '
                          f'{getattr(self, name)!r}.')
     if self.sampler == 'class_balanced' and not self.classes_per_batch:
       raise ValueError('--sampler=class_balanced needs --classes_per_batch.')

@@ -47,7 +47,7 @@ def _one_line_error(done, *names):
     ('--batch_size=many', ('--batch_size',)),               # not an integer
     ('--no_such_flag=1', ('no_such_flag',)),                # unknown flag
     ('--resnet_depth=7', ('resnet_depth', '20', '50')),     # no such encoder
-    ('--temperature=0', ('temperature',)),                  # out of range
+    ('--temperature=0', ('--temperature', '> 0')),          # out of range
     ('--preset=resnet5', ('resnet5', 'supcon_digits_resnet20')),
 ])
 def test_a_bad_flag_is_one_line_naming_it_and_nothing_is_written(
