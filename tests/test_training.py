@@ -501,6 +501,10 @@ def test_mixed_precision_and_xla_compiled_steps_train(tmp_path, data_dir):
   try:
     results = run_lib.run(config)
     assert keras.mixed_precision.global_policy().name == 'mixed_bfloat16'
+    # The next run in the same process does not inherit the policy.
+    run_lib.run(_config(tmp_path / 'f32', data_dir, stage_1_epochs=1,
+                        stage_2_epochs=0, knn_every_epochs=0))
+    assert keras.mixed_precision.global_policy().name == 'float32'
   finally:
     keras.mixed_precision.set_global_policy('float32')
   assert np.isfinite(results['stage_1_final_loss'])

@@ -18,13 +18,18 @@ class WriteError(OSError):
 
 
 def write_text(path, text):
-  """Writes `text` to a temporary file beside `path`, then renames it over
+  """`write_bytes` of the UTF-8 text."""
+  write_bytes(path, text.encode())
+
+
+def write_bytes(path, data):
+  """Writes `data` to a temporary file beside `path`, then renames it over
   `path`: a crash or a full disk never leaves half a file, and the previous
   content stays until the new one is complete. Errors name the path."""
   partial = f'{path}.partial'
   try:
-    with open(partial, 'w') as f:
-      f.write(text)
+    with open(partial, 'wb') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(partial, path)

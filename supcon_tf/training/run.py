@@ -9,6 +9,7 @@ it evaluates the checkpoints of `model_dir` as they appear, until the last
 one, then exports and plots.
 """
 import contextlib
+import io
 import json
 import os
 import time
@@ -225,10 +226,13 @@ def _setup(config):
       label_type=config.label_type, skip_corrupt=config.skip_corrupt,
       require_same_image_size=config.require_same_image_size,
       num_images=config.num_images, label_noise_prob=config.label_noise_prob)
+  # Set either way: Keras' policy is global, and a run in the same process
+  # must not inherit an earlier run's.
+  policy = 'float32'
   if config.allow_mixed_precision:
     gpu = bool(tf.config.list_logical_devices('GPU'))
-    keras.mixed_precision.set_global_policy(
-        'mixed_float16' if gpu else 'mixed_bfloat16')
+    policy = 'mixed_float16' if gpu else 'mixed_bfloat16'
+  keras.mixed_precision.set_global_policy(policy)
   mean_std = normalization(config, source)
   chief = is_chief(strategy)
   os.makedirs(config.model_dir, exist_ok=True)
@@ -431,6 +435,8 @@ def plot_embeddings(embeddings, labels, class_names, path):
   axes.set_xticks([])
   axes.set_yticks([])
   figure.tight_layout()
-  figure.savefig(path, dpi=120)
+  image = io.BytesIO()
+  figure.savefig(image, format='png', dpi=120)
   plt.close(figure)
+  files.write_bytes(path, image.getvalue())
   return path
