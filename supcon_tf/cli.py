@@ -46,7 +46,8 @@ def main(kind, argv):
   stage-1 run in --model_dir) or 'cross_entropy' (the baseline)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
+  if not supcon_flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.INFO)
   try:
     if kind == 'classifier':
       base = saved_config(supcon_flags.FLAGS.model_dir)
@@ -64,8 +65,12 @@ def main(kind, argv):
   try:
     results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
                           else (1, 2))
-  except (sources.DataError, files.LockedError) as error:
-    _fail(argv, error)  # Nothing of the run in model_dir was touched.
+  except (sources.DataError, files.LockedError, ValueError) as error:
+    # A dataset, a held model_dir or a setting found wrong once the run
+    # started (what a Config alone cannot tell): one line; --verbosity=1
+    # adds the traceback. Nothing written before is lost.
+    logging.debug('Where it was raised:', exc_info=True)
+    _fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError,
           files.WriteError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)

@@ -57,6 +57,15 @@ def test_a_bad_flag_is_one_line_naming_it_and_nothing_is_written(
   assert not model_dir.exists()
 
 
+def test_a_setting_found_wrong_once_the_run_started_is_one_line_too(
+    tmp_path):
+  # Only the stage's set-up can tell that stage 1 would train nothing.
+  _one_line_error(_app('--preset=supcon_digits_resnet20',
+                       '--stage_1_contrastive_loss_weight=0',
+                       f'--model_dir={tmp_path / "run"}'),
+                  'stage_1 trains nothing')
+
+
 def test_the_converter_needs_its_checkpoint_flag(tmp_path):
   _one_line_error(_app(f'--model_dir={tmp_path / "c"}',
                        script='convert_official.py'), '--checkpoint')
