@@ -9,7 +9,6 @@ the thin scripts in bin/:
 Each quiets TensorFlow's start-up notices before TensorFlow is imported
 (supcon_tf.startup), which is why the rest is imported inside the functions.
 """
-import os
 import sys
 
 from supcon_tf import startup
@@ -47,11 +46,12 @@ def _parse_flags(argv):
   """absl's parsing, but a bad flag or value is one line naming it and exit
   status 2 (absl prints two lines and exits 1)."""
   from absl import flags as absl_flags
+
+  from supcon_tf import cli
   try:
     return absl_flags.FLAGS(argv)
   except absl_flags.Error as error:
-    print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(argv, error)
 
 
 def train_supcon():

@@ -30,7 +30,7 @@ def saved_config(model_dir):
     return Config.from_json(f.read())
 
 
-def _fail(argv, error):
+def fail(argv, error):
   """One line naming the problem, exit status 2."""
   print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
   sys.exit(2)
@@ -58,7 +58,7 @@ def main(kind, argv):
       config = supcon_flags.config_from_flags(defaults)
     run_lib.check_config(config)
   except ValueError as error:
-    _fail(argv, error)  # A bad flag or value: nothing read or written.
+    fail(argv, error)  # A bad flag or value: nothing read or written.
   # SIGTERM (a cluster's notice before preemption) stops as Ctrl-C does:
   # the stage checkpoints and the run exits with one line.
   signal.signal(signal.SIGTERM, _terminate)
@@ -70,7 +70,7 @@ def main(kind, argv):
     # started (what a Config alone cannot tell): one line; --verbosity=1
     # adds the traceback. Nothing written before is lost.
     logging.debug('Where it was raised:', exc_info=True)
-    _fail(argv, error)
+    fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError,
           files.WriteError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
@@ -101,7 +101,7 @@ def convert_official(argv):
   try:
     config = supcon_flags.config_from_flags()
   except ValueError as error:
-    _fail(argv, error)
+    fail(argv, error)
   if not config.model_dir:
     raise app.UsageError('--model_dir is required.')
   num_classes = flags.num_classes or NUM_CLASSES.get(
@@ -119,7 +119,7 @@ def convert_official(argv):
         ignore_missing=config.ignore_missing_checkpoint_vars)
     mean_std = run_lib.normalization(config)
   except ValueError as error:
-    _fail(argv, error)  # A checkpoint that does not fit: nothing written.
+    fail(argv, error)  # A checkpoint that does not fit: nothing written.
   os.makedirs(config.model_dir, exist_ok=True)
   files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
                    config.to_json())
