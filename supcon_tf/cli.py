@@ -15,7 +15,7 @@ from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
 from supcon_tf.training import files, run as run_lib
 from supcon_tf.training.loop import (
-    LostWorkersError, UnreadableCheckpointError)
+    LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
@@ -65,13 +65,14 @@ def main(kind, argv):
   try:
     results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
                           else (1, 2))
-  except (sources.DataError, files.LockedError, ValueError) as error:
-    # A dataset, a held model_dir or a setting found wrong once the run
-    # started (what a Config alone cannot tell): one line; --verbosity=1
-    # adds the traceback. Nothing written before is lost.
+  except (files.LockedError, ValueError) as error:
+    # A dataset (sources.DataError is a ValueError), a held model_dir or a
+    # setting found wrong once the run started (what a Config alone cannot
+    # tell): one line; --verbosity=1 adds the traceback. Nothing written
+    # before is lost.
     logging.debug('Where it was raised:', exc_info=True)
     fail(argv, error)
-  except (LostWorkersError, UnreadableCheckpointError,
+  except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
           files.WriteError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
@@ -131,4 +132,3 @@ def convert_official(argv):
   print(f'{len(restored)} variables from '
         f'{official.checkpoint_file(flags.checkpoint)}; checkpoint '
         f'{checkpoint}, SavedModel {export}.')
-

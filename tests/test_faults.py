@@ -202,3 +202,16 @@ def test_deterministic_runs_give_the_same_losses_step_for_step(tmp_path):
   assert len(losses[0]) == 2 * (460 // 128)  # 512 less the validation tenth.
   assert losses[0] == losses[1]
   assert len({value for _, value in losses[0]}) > 1
+
+
+def test_a_nan_loss_ends_the_app_with_one_line(tmp_path):
+  done = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'bin', 'train_supcon.py'),
+       '--preset=supcon_digits_resnet20', '--num_images=300',
+       '--stage_1_epochs=2', '--stage_1_base_learning_rate=1e30',
+       '--noprogress', f'--model_dir={tmp_path / "run"}'],
+      capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1, done.stderr[-2000:]
+  assert 'Traceback' not in done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith('train_supcon.py: stage_1: the loss became nan')

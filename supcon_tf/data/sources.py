@@ -118,7 +118,7 @@ class Source:
     if name in self.missing:
       raise DataError(self.missing[name])
     raise DataError(f'{self.name} has no split {name!r}; it has '
-                     f'{", ".join(sorted(self.splits))}.')
+                    f'{", ".join(sorted(self.splits))}.')
 
 
 class DataError(ValueError):
@@ -170,7 +170,7 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
     count = int(round(validation_fraction * len(train)))
     if count < 1 or count >= len(train):
       raise DataError(f'validation_fraction {validation_fraction} of '
-                       f'{len(train)} training examples leaves an empty split.')
+                      f'{len(train)} training examples leaves an empty split.')
     order = np.random.default_rng(seed).permutation(len(train))
     source.splits['validation'] = train.subset(order[:count])
     source.splits['train'] = train.subset(order[count:])
@@ -196,7 +196,7 @@ def _check_labels(source, split_name, split):
 def _noisy(split, probability, num_classes, seed):
   if split.labels is None:
     raise DataError('label_noise_prob needs the labels in memory; '
-                     f'{split.size} examples are streamed here.')
+                    f'{split.size} examples are streamed here.')
   rng = np.random.default_rng([seed, 1])
   replaced = rng.random(len(split)) < probability
   random = rng.integers(0, num_classes, len(split))
@@ -251,7 +251,7 @@ def _cifar(name, data_dir, label_type):
       tar = tarfile.open(archive, 'r:gz')
     except (tarfile.TarError, OSError, EOFError) as error:
       raise DataError(f'{archive} is not a readable .tar.gz archive: '
-                       f'{error}.') from error
+                      f'{error}.') from error
     read = lambda member: _unpickle(
         f'{folder_name}/{member}', lambda path, mode: tar.extractfile(path),
         archive)
@@ -283,12 +283,12 @@ def _unpickle(path, opener, archive=None):
       return pickle.load(f, encoding='bytes')
   except (FileNotFoundError, KeyError) as error:
     raise DataError(f'CIFAR file missing: {path}{where}; is it the original '
-                     'CIFAR python layout?') from error
+                    'CIFAR python layout?') from error
   except (pickle.UnpicklingError, EOFError, tarfile.TarError, OSError,
           zlib.error) as error:
     # A truncated archive ends the gzip stream early (EOFError, zlib.error).
     raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
-                     f'batch: {error}.') from error
+                    f'batch: {error}.') from error
 
 
 # --- TFDS ----------------------------------------------------------------------
@@ -352,7 +352,7 @@ def _visible(names):
 def _folder(data_dir, skip_corrupt, require_same_image_size):
   if not data_dir:
     raise DataError("The folder source needs data_dir "
-                     "(data_dir/<split>/<class>/*.jpg).")
+                    "(data_dir/<split>/<class>/*.jpg).")
   if not os.path.isdir(data_dir):
     raise DataError(f'folder source: data_dir {data_dir} does not exist.')
   train_dir = os.path.join(data_dir, 'train')
@@ -389,7 +389,7 @@ def _read_folder_split(split_dir, class_names, skip_corrupt,
   unknown = sorted(set(present) - set(class_names))
   if unknown:
     raise DataError(f'folder source: {split_dir} has class folders not in '
-                     f'train: {", ".join(unknown)}.')
+                    f'train: {", ".join(unknown)}.')
   files, labels = [], []
   for label, class_name in enumerate(class_names):
     class_dir = os.path.join(split_dir, class_name)
@@ -399,7 +399,7 @@ def _read_folder_split(split_dir, class_names, skip_corrupt,
              if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not names:
       raise DataError(f'folder source: class folder {class_dir} has no '
-                       f'images ({", ".join(IMAGE_EXTENSIONS)}).')
+                      f'images ({", ".join(IMAGE_EXTENSIONS)}).')
     files.extend(os.path.join(class_dir, f) for f in names)
     labels.extend([label] * len(names))
   if not files:
