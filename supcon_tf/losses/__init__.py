@@ -116,6 +116,12 @@ def _validate_temperature(temperature, name='temperature'):
     raise ValueError(f'{name} must be a positive finite number, got {static}.')
 
 
+def _validate_implementation(implementation):
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'implementation must be one of '
+                     f'{", ".join(IMPLEMENTATIONS)}; got {implementation!r}.')
+
+
 def _same_class_mask(labels, global_labels):
   """[B_local, B_global] bool: anchor sample and contrast sample share a class."""
   if labels.shape.rank == 1:
@@ -244,9 +250,7 @@ def contrastive_loss(features,
       a positives_cap that is not a multiple of the number of views, a
       non-positive temperature, or an unknown implementation.
   """
-  if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f'implementation must be one of '
-                     f'{", ".join(IMPLEMENTATIONS)}; got {implementation!r}.')
+  _validate_implementation(implementation)
   contrast_mode = ContrastMode.parse(contrast_mode, 'contrast_mode')
   summation_location = SummationLocation.parse(summation_location,
                                                'summation_location')
@@ -385,9 +389,7 @@ class ContrastiveLoss(keras.losses.Loss):
     self.base_temperature = (None if base_temperature is None else
                              float(base_temperature))
     self.use_labels = bool(use_labels)
-    if implementation not in IMPLEMENTATIONS:
-      raise ValueError(f'implementation must be one of '
-                       f'{", ".join(IMPLEMENTATIONS)}; got {implementation!r}.')
+    _validate_implementation(implementation)
     self.implementation = implementation
 
   def call(self, y_true, y_pred):

@@ -111,11 +111,9 @@ def _remove_partial_checkpoint(directory, number):
   prefix = os.path.join(directory, f'ckpt-{number}')
   for path in tf.io.gfile.glob(prefix + '.*') + tf.io.gfile.glob(
       prefix + '_temp*'):
-    if tf.io.gfile.isdir(path):
-      shutil.rmtree(path, ignore_errors=True)
-    else:
-      with contextlib.suppress(OSError, tf.errors.OpError):
-        tf.io.gfile.remove(path)
+    with contextlib.suppress(OSError, tf.errors.OpError):
+      (tf.io.gfile.rmtree if tf.io.gfile.isdir(path) else
+       tf.io.gfile.remove)(path)
 
 
 class Trainer:

@@ -23,9 +23,8 @@ from supcon_tf import export as export_lib
 from supcon_tf import official
 from supcon_tf.config import Config
 from supcon_tf.data import sources
-from supcon_tf.models import ContrastiveModel, build_encoder, layers
+from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.models.resnet import RESNET_STAGES, RESNEXT_STAGES
 from supcon_tf.training import evaluation, files, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
@@ -109,13 +108,12 @@ def is_chief(strategy):
 
 def build_model(config, num_classes):
   """The encoder named by resnet_depth with the configured heads."""
-  depth = config.resnet_depth
-  if depth in [int(n[len('resnet'):]) for n in CIFAR_DEPTHS]:
-    encoder = build_encoder(f'resnet{depth}', weight_init=config.weight_init)
+  name = encoder_name(config)
+  if name in CIFAR_DEPTHS:
+    encoder = build_encoder(name, weight_init=config.weight_init)
   else:
-    prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
     encoder = build_encoder(
-        f'{prefix}{depth}', resnet_width=config.resnet_width,
+        name, resnet_width=config.resnet_width,
         first_conv_kernel_size=config.first_conv_kernel_size,
         first_conv_stride=config.first_conv_stride,
         use_initial_max_pool=config.use_initial_max_pool)
@@ -149,20 +147,29 @@ def normalization(config, source=None):
   return sources.KNOWN_MEAN_STD[name]
 
 
+def encoder_name(config):
+  """The encoder `build_model` builds: the CIFAR ResNet of that depth, else
+  the ResNet (or, with resnet_architecture=RESNEXT, ResNeXt) one."""
+  depth = config.resnet_depth
+  if f'resnet{depth}' in CIFAR_DEPTHS:
+    return f'resnet{depth}'
+  prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
+  return f'{prefix}{depth}'
+
+
 def check_config(config):
   """What a Config alone cannot tell: an encoder that exists for the depth
   and architecture, and a model_dir that fits (check_model_dir)."""
-  depth = config.resnet_depth
-  prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
-  if (f'resnet{depth}' not in CIFAR_DEPTHS and
-      f'{prefix}{depth}' not in RESNET_STAGES | RESNEXT_STAGES):
-    allowed = sorted({int(name[len('resnet'):]) for name in CIFAR_DEPTHS} |
-                     {int(name[len(prefix):]) for name in (
-                         RESNEXT_STAGES if prefix == 'resnext'
-                         else RESNET_STAGES)})
+  name = encoder_name(config)
+  if name not in ENCODERS:
+    prefix = name.rstrip('0123456789')
+    allowed = sorted({int(n[len('resnet'):]) for n in CIFAR_DEPTHS} |
+                     {int(n[len(prefix):]) for n in ENCODERS
+                      if n[len(prefix):].isdigit() and n.startswith(prefix)})
     raise ValueError(
         f'resnet_depth must be one of {", ".join(map(str, allowed))} with '
-        f'resnet_architecture={config.resnet_architecture}; got {depth}.')
+        f'resnet_architecture={config.resnet_architecture}; got '
+        f'{config.resnet_depth}.')
   check_model_dir(config)
 
 
