@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 def main(_):
   with common.scratch_dir('classifier_epochs_') as scratch:
     encoder = os.path.join(scratch, 'stage_1')
-    common.train('supcon', encoder, **common.DIGITS, stage_2_epochs=0,
+    common.train('supcon', encoder, **{**common.DIGITS, 'stage_2_epochs': 0},
                  mode='train', knn_every_epochs=0)
     rows = []
     for epochs in [int(e) for e in FLAGS.classifier_epochs]:

@@ -26,8 +26,8 @@ def main(_):
     for sampler in ('uniform', 'fixed_configuration'):
       model_dir = os.path.join(scratch, sampler)
       results = common.train(
-          'supcon', model_dir, **common.DIGITS, sampler=sampler,
-          batch_size=120, stage_1_epochs=FLAGS.epochs, stage_2_epochs=0,
+          'supcon', model_dir, **{**common.DIGITS, 'stage_2_epochs': 0},
+          sampler=sampler, batch_size=120, stage_1_epochs=FLAGS.epochs,
           mode='train', knn_every_epochs=2, steps_per_loop=2)
       raw = dict(common.curve(model_dir, 'stage_1', 'train/contrastive_loss'))
       floor = dict(common.curve(model_dir, 'stage_1', 'train/loss_floor'))

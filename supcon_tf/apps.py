@@ -17,6 +17,10 @@ from supcon_tf import startup
 def _app(kind):
   """Defines the flags, with this project's as the key flags that --helpshort
   lists (absl keys them to the main module: the script in sys.argv[0])."""
+  if kind != 'convert':
+    # First, so that a signal during TensorFlow's import is not lost either.
+    from supcon_tf.training import signals
+    signals.install()
   startup.quiet_tensorflow()
   from absl import app
   from absl import flags as absl_flags

@@ -1,8 +1,8 @@
 """What the apps (supcon_tf.apps) share: flags to a Config, run, print the
 results; bad input ends in one line and exit status 2."""
 import json
+import logging as pylogging
 import os
-import signal
 import sys
 
 import tensorflow as tf
@@ -13,7 +13,7 @@ from supcon_tf import flags as supcon_flags
 from supcon_tf import official
 from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
-from supcon_tf.training import files, run as run_lib
+from supcon_tf.training import files, run as run_lib, signals
 from supcon_tf.training.loop import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
@@ -36,9 +36,53 @@ def fail(argv, error):
   sys.exit(2)
 
 
-def _terminate(signum, frame):
-  del signum, frame
-  raise KeyboardInterrupt('SIGTERM')
+LOG_FILE = 'log.txt'
+
+
+class PlainFormatter(pylogging.Formatter):
+  """The message alone; warnings and errors say so. On a terminal the line
+  first clears the progress bar it would otherwise be written after."""
+
+  def format(self, record):
+    message = record.getMessage()
+    if record.levelno >= pylogging.WARNING:
+      message = f'{record.levelname.lower()}: {message}'
+    if record.exc_info:
+      message += '\n' + self.formatException(record.exc_info)
+    return ('\r\x1b[K' if sys.stderr.isatty() else '') + message
+
+
+class _ModelDirLog(pylogging.Handler):
+  """Appends absl's full log lines to model_dir/log.txt from the moment the
+  run has made model_dir (what came before waits in memory): a run that
+  stops on bad input leaves nothing behind."""
+
+  def __init__(self, model_dir):
+    super().__init__(pylogging.INFO)
+    self.path = os.path.join(model_dir, LOG_FILE)
+    self.setFormatter(logging.PythonFormatter())
+    self.waiting = []
+    self.stream = None
+
+  def emit(self, record):
+    try:
+      line = self.format(record) + '\n'
+      if self.stream is None:
+        if not os.path.isdir(os.path.dirname(self.path)):
+          self.waiting = (self.waiting + [line])[-1000:]
+          return
+        self.stream = open(self.path, 'a')
+        self.stream.writelines(self.waiting)
+        self.waiting = []
+      self.stream.write(line)
+      self.stream.flush()
+    except Exception:  # pylint: disable=broad-except
+      self.handleError(record)
+
+
+def log_file(model_dir):
+  """Sends the run's log to model_dir/log.txt, in absl's format."""
+  pylogging.getLogger().addHandler(_ModelDirLog(model_dir))
 
 
 def main(kind, argv):
@@ -48,6 +92,9 @@ def main(kind, argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   if not supcon_flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.INFO)
+    # Lines for a person, in the progress bar's style; --verbosity keeps
+    # absl's format (time, file, line), which the log file always has.
+    logging.get_absl_handler().setFormatter(PlainFormatter())
   try:
     if kind == 'classifier':
       base = saved_config(supcon_flags.FLAGS.model_dir)
@@ -59,10 +106,13 @@ def main(kind, argv):
     run_lib.check_config(config)
   except ValueError as error:
     fail(argv, error)  # A bad flag or value: nothing read or written.
-  # SIGTERM (a cluster's notice before preemption) stops as Ctrl-C does:
-  # the stage checkpoints and the run exits with one line.
-  signal.signal(signal.SIGTERM, _terminate)
+  # Ctrl-C and SIGTERM (a cluster's notice before preemption) set a flag
+  # (apps.py installs the handlers) that the run reads where it can stop
+  # cleanly: the stage checkpoints and the run exits with one line.
+  program = os.path.basename(argv[0])
+  log_file(config.model_dir)
   try:
+    signals.check('before the run started', 'nothing was written')
     results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
                           else (1, 2))
   except (files.LockedError, ValueError) as error:
@@ -77,16 +127,25 @@ def main(kind, argv):
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt as error:
-    print(f'{os.path.basename(argv[0])}: {str(error) or "interrupted"}',
+    print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',
           file=sys.stderr)
-    sys.exit(143 if 'SIGTERM' in str(error) else 130)
+    sys.exit(getattr(error, 'status', 130))
   shown = {k: results[k] for k in (
-      'test_top1', 'test_top5', 'val_top1', 'knn_val_top1', 'stage_1_steps',
+      'test_top1', 'test_top5', 'val_top1', 'val_top5', 'knn_val_top1',
+      'eval_split', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}
   print(json.dumps(shown, indent=2))
   where = os.path.join(config.model_dir, run_lib.RESULTS_FILE)
+  if signals.requested():
+    # Too late to stop anything: say so, with the status the signal asks.
+    print(f'{program}: {signals.name()} after the run had finished; its '
+          f'results are in {where}.', file=sys.stderr)
+    sys.exit(signals.EXIT_STATUS[signals.requested()])
   if 'test_top1' in results:
     print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
+  elif results.get('eval_split') == 'validation':
+    print(f'validation top-1 (no test split): {results["val_top1"]:.4f} '
+          f'(results in {where})')
   else:
     print(f'trained (--mode={config.mode}; results in {where})')
 

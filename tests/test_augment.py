@@ -549,9 +549,45 @@ def test_tf_models_ops_equal_tf_models_own_ops():
     op = T.OPS[name]
     args = () if value == 'None' else (float(value),)
     got = op(tf.constant(images), *args).numpy()
-    np.testing.assert_array_equal(got, data[key], err_msg=key)
+    if name in ('Sharpness', 'Color'):
+      # A float sum (the smoothing convolution, the grey dot product)
+      # truncated to uint8: where its exact value is a whole level, the
+      # kernel's summation order (another CPU's) decides the level below or
+      # this one. There, and only there, one level either way.
+      ties = _whole_level_sums(images, name)
+      difference = np.abs(got.astype(int) - data[key])
+      assert difference.max() <= 1, key
+      assert not np.any(difference[~ties]), key
+    elif name == 'Rotate':
+      # Sampling coordinates from float cos / sin: a pixel whose source lies
+      # on a rounding boundary may take its neighbour, in at most 1% of the
+      # pixels.
+      moved = np.any(got != data[key], axis=-1)
+      assert moved.mean() <= 0.01, (key, moved.mean())
+    else:
+      # Integer arithmetic, or one IEEE operation per value: the same on
+      # any CPU, so exact.
+      np.testing.assert_array_equal(got, data[key], err_msg=key)
     checked += 1
   assert checked == 56
+
+
+def _whole_level_sums(images, name):
+  """Where the float64 smoothing (Sharpness: [[1, 1, 1], [1, 5, 1],
+  [1, 1, 1]] / 13 inside the border) or grey value (Color: 0.2989 R + 0.587 G
+  + 0.114 B, every channel) is a whole level."""
+  values = images.astype(np.float64)
+  if name == 'Color':
+    grey = values @ [0.2989, 0.587, 0.114]
+    tie = np.abs(grey - np.round(grey)) < 1e-3
+    return np.repeat(tie[..., None], 3, axis=-1)
+  height, width = images.shape[1:3]
+  kernel = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]])
+  sums = sum(kernel[i, j] * values[:, i:i + height - 2, j:j + width - 2]
+             for i in range(3) for j in range(3))
+  ties = np.zeros(images.shape, bool)
+  ties[:, 1:-1, 1:-1] = sums % 13 == 0
+  return ties
 
 
 def test_tf_models_cutout_is_the_square_around_its_centre():

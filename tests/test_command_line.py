@@ -448,3 +448,51 @@ def test_tpu_flags_choose_the_strategy_only_with_a_tpu():
   with pytest.raises(ValueError, match='multi_worker needs a cluster'):
     run_lib.make_strategy(make_config(strategy='multi_worker',
                                       model_dir='/tmp/x'))
+
+
+def test_the_readme_command_trains_on_a_folder_of_images_of_any_size(
+    tmp_path):
+  # README, "Training on your own images": the same command on a folder of
+  # four classes in three image sizes and no test/ (so the validation split
+  # carved from train is evaluated), with one epoch of each stage.
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for c in range(4):
+    folder = tmp_path / 'images' / 'train' / f'class{c}'
+    folder.mkdir(parents=True)
+    for i in range(72):
+      height, width = ((20, 28), (32, 32), (45, 30))[i % 3]
+      image = rng.integers(0, 60, (height, width, 3))
+      y, x = divmod(c, 2)
+      image[y * height // 2:(y + 1) * height // 2,
+            x * width // 2:(x + 1) * width // 2] += 150
+      Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
+  model_dir = tmp_path / 'mine'
+  done = subprocess.run(
+      [os.path.join(os.path.dirname(sys.executable), 'supcon-train'),
+       '--preset=supcon_folder_resnet20', '--input_fn=folder',
+       f'--data_dir={tmp_path / "images"}', f'--model_dir={model_dir}',
+       '--stage_1_epochs=1', '--stage_2_epochs=1'],
+      capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'validation top-1 (no test split)' in done.stdout
+  results = json.loads((model_dir / 'results.json').read_text())
+  # 288 images, 29 held out: one batch of 256 an epoch.
+  assert results['eval_split'] == 'validation'
+  assert (results['stage_1_steps'], results['stage_2_steps']) == (1, 1)
+  assert 0 <= results['val_top1'] <= 1 and 'test_top1' not in results
+  assert (model_dir / 'embeddings.png').stat().st_size > 1000
+  # Messages print as plain lines; the log file has absl's format.
+  assert 'evaluation at step 2: val_top1' in done.stderr
+  log = (model_dir / 'log.txt').read_text()
+  assert 'evaluation at step 2' in log and ' run.py:' in log
+  # The export serves raw images of any size.
+  served = subprocess.run(
+      [sys.executable, '-c',
+       'import sys, numpy as np, tensorflow as tf; '
+       'model = tf.saved_model.load(sys.argv[1]); '
+       'out = model.serve(tf.constant(np.full((2, 45, 30, 3), 99.), '
+       'tf.float32)); print(out["probabilities"].shape)',
+       str(model_dir / 'export')], capture_output=True, text=True,
+      timeout=300)
+  assert served.stdout.strip() == '(2, 4)', served.stderr[-2000:]

@@ -329,8 +329,9 @@ def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
   _wait_for_checkpoint(model_dir, 3, first)
   first.send_signal(signal.SIGINT)  # Ctrl-C: saves, then exits.
   output = first.communicate(timeout=60)[0]
-  assert first.returncode != 0
-  stopped = int(output.split('Interrupted at step ')[1].split(';')[0])
+  assert first.returncode == 130, output[-3000:]
+  last = output.strip().splitlines()[-1]
+  stopped = int(re.search(r'stopped at step (\d+) \(Ctrl-C\)', last).group(1))
   assert tf.train.latest_checkpoint(
       str(model_dir / 'stage_1')).endswith(f'ckpt-{stopped}')
 
@@ -348,6 +349,32 @@ def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
   assert np.isfinite(results['stage_1_final_loss'])
   assert tf.train.latest_checkpoint(str(model_dir / 'stage_1')).endswith(
       f'ckpt-{3 * epochs}')
+
+
+def test_a_signal_is_a_flag_and_a_second_one_stops_at_once():
+  # The handlers only set a flag (read between steps); a second signal ends
+  # the process at once with one line and the signal's exit status.
+  script = (
+      'import os, signal, time\n'
+      'from supcon_tf.training import signals\n'
+      'signals.install("app")\n'
+      'os.kill(os.getpid(), signal.SIGTERM)\n'
+      'time.sleep(0.05)\n'
+      'assert signals.requested() == signal.SIGTERM\n'
+      'try:\n'
+      '  signals.check("between steps", "kept")\n'
+      'except signals.Interrupted as error:\n'
+      '  print(error.status, error)\n'
+      'os.kill(os.getpid(), signal.SIGTERM)\n'
+      'time.sleep(5)\n'
+      'print("not reached")\n')
+  done = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                        text=True, timeout=60)
+  assert done.returncode == 143, done.stderr
+  assert done.stdout.strip() == '143 stopped between steps (SIGTERM); kept'
+  assert done.stderr.strip() == (
+      'app: SIGTERM again: stopped at once; the checkpoints already written '
+      'are kept.')
 
 
 # --- optimizers, schedules, config and flags -----------------------------------

@@ -366,7 +366,9 @@ def _folder(data_dir, skip_corrupt, require_same_image_size):
   for split in ('train', 'test'):
     split_dir = os.path.join(data_dir, split)
     if not os.path.isdir(split_dir):
-      missing[split] = f'folder source: no {split} split at {split_dir}.'
+      missing[split] = f'folder source: no {split} split at {split_dir}' + (
+          ' (--validation_fraction carves one from train to evaluate on).'
+          if split == 'test' else '.')
       continue
     splits[split], bad = _read_folder_split(
         split_dir, class_names, skip_corrupt, require_same_image_size)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from supcon_tf import losses
+from supcon_tf.training import signals
 
 
 def make_forward(model, keys=('embeddings', 'logits')):
@@ -32,6 +33,8 @@ def predict(strategy, forward, dataset):
   distributed eval dataset, as NumPy arrays (every example once)."""
   collected = {k: [] for k in forward.keys + ('labels',)}
   for images, labels in dataset:
+    signals.check('during an evaluation pass',
+                  'the checkpoints are kept; run the same command to go on')
     outputs, labels = strategy.run(forward, args=(images, labels))
     for key in forward.keys:
       collected[key].extend(_values(strategy, outputs[key]))

@@ -26,8 +26,9 @@ from absl import logging
 from supcon_tf import analysis, losses
 from supcon_tf.data import augment, pipeline
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, files, optimizers, stages
+from supcon_tf.training import evaluation, files, optimizers, signals, stages
 from supcon_tf.training.progress import Progress
+from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
 
 
 def _scalars_metadata():
@@ -64,10 +65,6 @@ def read_scalars(directory):
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-class Interrupted(KeyboardInterrupt):
-  """Ctrl-C or SIGTERM stopped a stage; its message names the checkpoint."""
 
 
 class UnreadableCheckpointError(RuntimeError):
@@ -203,7 +200,7 @@ class Trainer:
     start = int(step.numpy())
     result = {'steps': total, 'loss': None, 'seconds': 0.}
     if start >= total:
-      logging.info('%s: already finished (%d steps).', stage.name, total)
+      logging.info('%s: already finished (%d steps)', stage.name, total)
       return result
 
     views = stages.views_for(stage, config)
@@ -225,6 +222,8 @@ class Trainer:
     last_saved = start
     try:
       while int(step.numpy()) < total:
+        # A signal is a flag (signals.py), read here between calls.
+        signals.check('between steps')
         current = int(step.numpy())
         to_epoch_end = self._next_epoch_end(current) - current
         # Summaries are written after each call.
@@ -275,15 +274,19 @@ class Trainer:
             logging.info('%s epoch %d: kNN validation top-1 %.4f',
                          stage.name, epoch, knn)
     except KeyboardInterrupt as error:
-      if int(step.numpy()) > last_saved:
-        save(int(step.numpy()))
+      # Ctrl-C, SIGTERM, or a KeyboardInterrupt where no handler is
+      # installed (a library caller): the steps done are kept.
+      current = int(step.numpy())
+      if current > last_saved:
+        save(current)
       latest = tf.train.latest_checkpoint(directory)
-      logging.warning('Interrupted at step %d; checkpoint %s.',
-                      int(step.numpy()), latest)
+      signum = getattr(error, 'signum', None) or signals.requested()
+      kept = (f'checkpoint {latest}' if latest else
+              'no checkpoint of this stage yet')
       raise Interrupted(
-          f'{stage.name}: stopped at step {int(step.numpy())} '
-          f'({str(error) or "Ctrl-C"}); checkpoint {latest}. Run the same '
-          'command to resume.') from error
+          f'{stage.name}: stopped at step {current} ({signals.name(signum)});'
+          f' {kept}. Run the same command to resume.',
+          *([signum] if signum else [])) from error
     except _PEER_ERRORS as error:
       if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
         raise LostWorkersError(

@@ -25,7 +25,7 @@ from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, files, stages
+from supcon_tf.training import evaluation, files, signals, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
@@ -200,6 +200,9 @@ def run(config, stage_indices=(1, 2)):
   started = time.perf_counter()
   check_config(config)
   setup = _setup(config)
+  if config.mode != 'train':
+    # Before any training: a run that cannot be evaluated says so now.
+    setup['source'].split(eval_split(setup['source']))
   with contextlib.ExitStack() as held:
     if config.mode != 'eval' and setup['chief']:
       # One training run per model_dir (an eval job may watch it).
@@ -211,12 +214,18 @@ def run(config, stage_indices=(1, 2)):
     else:
       results = _train(config, setup, stage_indices)
       if config.mode == 'train_then_eval':
+        # The stages are saved: a rerun evaluates and exports again.
         results.update(_evaluate(config, setup))
+        signals.check('after the evaluation, before the export',
+                      'training is complete. Run the same command to finish')
         results.update(_finish(config, setup))
     results['wall_seconds'] = round(time.perf_counter() - started, 2)
     if setup['chief']:
       _write_results(config, results)
   return results
+
+
+_STARTING = 'while starting, before any training step'
 
 
 def _setup(config):
@@ -227,6 +236,7 @@ def _setup(config):
     tf.config.experimental.enable_op_determinism()
   # First: a multi-worker strategy must exist before any other op runs.
   strategy = make_strategy(config)
+  signals.check(_STARTING)
   source = sources.load_source(
       config.input_fn, config.data_dir,
       validation_fraction=config.validation_fraction, seed=config.seed,
@@ -240,6 +250,7 @@ def _setup(config):
     gpu = bool(tf.config.list_logical_devices('GPU'))
     policy = 'mixed_float16' if gpu else 'mixed_bfloat16'
   keras.mixed_precision.set_global_policy(policy)
+  signals.check(_STARTING)
   mean_std = normalization(config, source)
   chief = is_chief(strategy)
   os.makedirs(config.model_dir, exist_ok=True)
@@ -253,6 +264,7 @@ def _setup(config):
     official.restore_official(model, config.reference_ckpt,
                               config.warm_start_parts,
                               config.ignore_missing_checkpoint_vars)
+  signals.check(_STARTING)
   trainer = Trainer(config, strategy, model, source, mean_std, chief=chief)
   return dict(source=source, model=model, trainer=trainer, mean_std=mean_std,
               chief=chief)
@@ -284,26 +296,37 @@ def _train(config, setup, stage_indices):
   return results
 
 
+def eval_split(source):
+  """The split the evaluation reports: test (the official eval split), or,
+  for a folder without test/, the validation split carved from train."""
+  if 'test' in source.splits or 'validation' not in source.splits:
+    return 'test'
+  return 'validation'
+
+
 def _evaluate(config, setup, global_step=None):
   """What the official evaluation reports, on the eval split (and top-1 on
   the validation split when there is one), to TensorBoard (model_dir/
-  summaries/eval) and the returned dict."""
+  summaries/eval) and the returned dict: `test_*` on the test split, `val_*`
+  where the validation split stands in for a missing one."""
   trainer = setup['trainer']
+  split = eval_split(setup['source'])
+  prefix = 'test' if split == 'test' else 'val'
   # One pass: each example's eval view (view 0, what top-k and the plot
   # take) and a training view (for the official eval's contrastive loss).
-  pairs = trainer.outputs('test', keys=('embeddings', 'logits', 'projection'),
+  pairs = trainer.outputs(split, keys=('embeddings', 'logits', 'projection'),
                           training_view=True)
   test = {'embeddings': pairs['embeddings'][:, 0],
           'logits': pairs['logits'][:, 0], 'labels': pairs['labels']}
   setup['test'] = test
   results = {
-      'test_top1': evaluation.top_k_accuracy(test['logits'], test['labels'],
-                                             1),
-      'test_top5': evaluation.top_k_accuracy(test['logits'], test['labels'],
-                                             5),
-      'test_cross_entropy_loss': evaluation.cross_entropy(test['logits'],
-                                                          test['labels']),
-      'test_contrastive_loss': evaluation.contrastive_loss(
+      f'{prefix}_top1': evaluation.top_k_accuracy(test['logits'],
+                                                  test['labels'], 1),
+      f'{prefix}_top5': evaluation.top_k_accuracy(test['logits'],
+                                                  test['labels'], 5),
+      f'{prefix}_cross_entropy_loss': evaluation.cross_entropy(
+          test['logits'], test['labels']),
+      f'{prefix}_contrastive_loss': evaluation.contrastive_loss(
           pairs['projection'], pairs['labels'] if config.use_labels else None,
           config.eval_batch_size, temperature=config.temperature,
           contrast_mode=config.contrast_mode.lower(),
@@ -311,12 +334,13 @@ def _evaluate(config, setup, global_step=None):
           denominator_mode=config.denominator_mode.lower(),
           positives_cap=config.positives_cap,
           scale_by_temperature=config.scale_by_temperature),
+      'eval_split': split,
   }
-  if 'validation' in setup['source'].splits:
+  if split == 'test' and 'validation' in setup['source'].splits:
     validation = trainer.outputs('validation')
     results['val_top1'] = evaluation.top_k_accuracy(
         validation['logits'], validation['labels'], 1)
-  else:
+  elif split == 'test':
     results['val_top1'] = None
   if global_step is None:
     global_step = sum(stages.stage_steps(
@@ -325,18 +349,20 @@ def _evaluate(config, setup, global_step=None):
   results['global_step'] = int(global_step)
   if not setup['chief']:
     return results
-  names = {'test_top1': 'eval/top_1_accuracy',
-           'test_top5': 'eval/top_5_accuracy',
-           'test_contrastive_loss': 'eval/loss/contrastive_loss',
-           'test_cross_entropy_loss': 'eval/loss/cross_entropy_loss',
-           'val_top1': 'eval/validation_top_1_accuracy'}
+  names = {f'{prefix}_top1': 'eval/top_1_accuracy',
+           f'{prefix}_top5': 'eval/top_5_accuracy',
+           f'{prefix}_contrastive_loss': 'eval/loss/contrastive_loss',
+           f'{prefix}_cross_entropy_loss': 'eval/loss/cross_entropy_loss'}
+  if split == 'test':
+    names['val_top1'] = 'eval/validation_top_1_accuracy'
   write_scalars(
       tf.summary.create_file_writer(
           os.path.join(config.model_dir, 'summaries', 'eval')), global_step,
       {names[k]: v for k, v in results.items()
        if k in names and v is not None})
-  logging.info('Evaluation at step %d: %s', global_step,
-               {k: v for k, v in results.items() if k in names})
+  logging.info('evaluation at step %d: %s', global_step, ', '.join(
+      f'{k} {v:.4f}' for k, v in results.items()
+      if k in names and v is not None))
   return results
 
 
@@ -399,7 +425,9 @@ def evaluate_continuously(config, setup, timeout=EVAL_TIMEOUT_SECS):
           f'No new checkpoint in {config.model_dir} for {timeout} s; the '
           f'last evaluated step is {max(evaluated) if evaluated else None} '
           f'of {last}.')
-    time.sleep(config.eval_interval_secs)
+    signals.sleep(config.eval_interval_secs,
+                  'while waiting for a checkpoint to evaluate',
+                  'run the same command to go on')
 
 
 def _write_results(config, results):

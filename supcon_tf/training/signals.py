@@ -1,0 +1,91 @@
+"""Ctrl-C and SIGTERM as a request to stop, read by the run between steps.
+
+Python's default SIGINT handler raises KeyboardInterrupt wherever the main
+thread happens to be; inside TensorFlow's C++ code, a tf.data callback or a
+finaliser it can be swallowed, and the run goes on as if nothing had been
+pressed. With `install()` a signal only sets a flag, which the training loop
+reads after every call of its step function and the run at the points where
+it waits (start-up, checkpoint writes, evaluation, the kNN monitor, the
+export); `check()` turns it into `Interrupted` there. A second signal stops
+at once with one line: the checkpoints already written are kept (a save is
+written beside its name and renamed when complete).
+"""
+import os
+import signal
+import sys
+import threading
+import time
+
+# What each signal is called in messages, and the exit status a shell gives a
+# process it ends (128 + the signal's number).
+NAMES = {signal.SIGINT: 'Ctrl-C', signal.SIGTERM: 'SIGTERM'}
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+_received = []
+_program = ['']
+
+
+class Interrupted(KeyboardInterrupt):
+  """A stop asked for by Ctrl-C or SIGTERM; the message says where the run
+  stopped and what it kept; `status` is the exit status (130 / 143)."""
+
+  def __init__(self, message, signum=signal.SIGINT):
+    super().__init__(message)
+    self.signum = signum
+    self.status = EXIT_STATUS.get(signum, 130)
+
+
+def install(program=None):
+  """Catches SIGINT and SIGTERM for the rest of the process (main thread
+  only; elsewhere nothing changes)."""
+  if threading.current_thread() is not threading.main_thread():
+    return
+  _program[0] = program or os.path.basename(sys.argv[0])
+  for signum in NAMES:
+    signal.signal(signum, _handle)
+
+
+def _handle(signum, frame):
+  del frame
+  if _received:
+    # os.write: a buffered write could be the one this handler interrupted.
+    os.write(2, (f'{_program[0]}: {NAMES[signum]} again: stopped at once; the '
+                 'checkpoints already written are kept.\n').encode())
+    os._exit(EXIT_STATUS[signum])
+  _received.append(signum)
+
+
+def requested():
+  """The signal received since `install`, or None."""
+  return _received[0] if _received else None
+
+
+def name(signum=None):
+  """'Ctrl-C' or 'SIGTERM': the received signal's name (Ctrl-C if none)."""
+  signum = signum or requested() or signal.SIGINT
+  return NAMES.get(signum, 'Ctrl-C')
+
+
+def check(where, then=''):
+  """Raises `Interrupted` ("stopped <where> (Ctrl-C); <then>") once a signal
+  came."""
+  if _received:
+    raise Interrupted(f'stopped {where} ({name()})' +
+                      (f'; {then}' if then else ''), _received[0])
+
+
+def sleep(seconds, where, then=''):
+  """time.sleep that a signal ends (a plain sleep resumes after the handler
+  returns, PEP 475), raising `Interrupted` as `check` does."""
+  end = time.monotonic() + seconds
+  while True:
+    check(where, then)
+    left = end - time.monotonic()
+    if left <= 0:
+      return
+    time.sleep(min(left, 0.1))
+
+
+def reset():
+  """Forgets a received signal (tests)."""
+  _received.clear()
