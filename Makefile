@@ -18,8 +18,9 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) bin/train_supcon.py --preset=supcon_digits_resnet20 --model_dir=runs/demo
 
+# One test process per core (pytest-xdist; tests/conftest.py puts the long ones first).
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n auto --dist worksteal tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/loss.py

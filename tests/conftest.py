@@ -13,3 +13,17 @@ _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 tf.get_logger().setLevel('ERROR')
+
+
+# The modules whose tests start processes and train, first: with one test
+# process per core (make test), the long ones then overlap rather than run
+# alone at the end.
+_FIRST = ('test_distributed', 'test_training', 'test_command_line',
+          'test_faults', 'test_official', 'test_pipeline')
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    module = item.module.__name__.rsplit('.', 1)[-1]
+    return _FIRST.index(module) if module in _FIRST else len(_FIRST)
+  items.sort(key=rank)

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _app(*flags, script='train_supcon.py'):
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'bin', script), *flags],
-      capture_output=True, text=True, timeout=120)
+      capture_output=True, text=True, timeout=600)
 
 
 def _one_line_error(done, *names):

@@ -129,7 +129,7 @@ def test_converted_savedmodel_has_the_official_signatures(tmp_path):
       f'--image_size={flags["image_size"]}', '--projection_head_layers=32,16',
       '--first_conv_kernel_size=3', '--first_conv_stride=1',
       '--use_initial_max_pool=false']
-  done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  done = subprocess.run(command, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   assert '110 variables from' in done.stdout
   loaded = tf.saved_model.load(str(tmp_path / 'export'))
@@ -147,11 +147,11 @@ def test_converted_savedmodel_has_the_official_signatures(tmp_path):
   _assert_outputs_equal(model(images, training=False), want)
   bad = subprocess.run(
       command[:3] + [f'--model_dir={tmp_path / "x"}', '--input_fn=folder'],
-      capture_output=True, text=True, timeout=300)
+      capture_output=True, text=True, timeout=600)
   assert bad.returncode != 0 and '--num_classes' in bad.stderr
   # A checkpoint that does not fit the flags: one line naming a variable.
   wrong = subprocess.run(command + ['--projection_head_layers=16'],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=600)
   assert wrong.returncode == 2 and 'Traceback' not in wrong.stderr
   assert 'ProjectionHead/dense' in wrong.stderr.strip().splitlines()[-1]
 
