@@ -5,8 +5,8 @@ apart: the second stops at once.
 
     .venv/bin/python benchmarks/interrupts.py --trials 20
 
-The run: the digits preset (ResNet-20 SupCon) on 256 images in batches of
-64, 4 stage-1 and 2 stage-2 epochs, a checkpoint every 2 steps, --mode=train_then_eval without
+The run: the digits preset (ResNet-20 SupCon) on 128 images in batches of
+32, 3 stage-1 and 2 stage-2 epochs, a checkpoint every 2 steps, --mode=train_then_eval without
 export and plot, so a signal can land in start-up, either stage, a checkpoint
 write or the evaluation. A reference run under the same load gives the span
 the moments are drawn from (5% to 95% of it). A trial passes when the run
@@ -33,11 +33,11 @@ flags.DEFINE_integer('load', 0, 'Busy-looping processes beside the run (0: '
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS_OF_RUN = ['--preset=supcon_digits_resnet20', '--num_images=256',
-                '--batch_size=64', '--stage_1_epochs=4', '--stage_2_epochs=2',
+FLAGS_OF_RUN = ['--preset=supcon_digits_resnet20', '--num_images=128',
+                '--batch_size=32', '--stage_1_epochs=3', '--stage_2_epochs=2',
                 '--mode=train_then_eval', '--noexport', '--noplot',
                 '--save_interval_steps=2', '--steps_per_loop=1',
-                '--knn_every_epochs=2', '--noprogress']
+                '--knn_every_epochs=1', '--noprogress']
 # What the last line of an interrupted run says, wherever it stopped.
 STOPPED = ('stopped', 'after the run had finished', 'again: stopped at once')
 
