@@ -20,11 +20,10 @@ FINDINGS = os.path.join(ROOT, 'docs', 'findings')
 APPS = {'supcon': 'train_supcon.py', 'ce': 'train_ce.py',
         'classifier': 'train_classifier.py'}
 # Experiments use the digits preset without the evaluation extras, with the
-# schedule docs/FINDINGS.md was measured with (no warmup; the classifier 5
-# epochs at base rate 2.5; the demo now warms up 2 and trains it 10 at 10).
+# schedule docs/FINDINGS.md was measured with (the classifier 5 epochs at
+# base rate 2.5; the demo now trains it 10 at 10).
 DIGITS = dict(preset='supcon_digits_resnet20', progress=False, plot=False,
-              export=False, stage_1_warmup_epochs=0., stage_2_epochs=5,
-              stage_2_base_learning_rate=2.5)
+              export=False, stage_2_epochs=5, stage_2_base_learning_rate=2.5)
 
 
 @contextlib.contextmanager

@@ -742,9 +742,7 @@ PRESETS = {
         scale_by_temperature=False, augmentation_type='AUTOAUGMENT',
         autoaugment_policy='cifar10', crop='pad', flip=False,
         eval_crop_method='IDENTITY', epoch_remainder='drop',
-        # Two epochs of warmup: without, some seeds and CPUs sat at the
-        # collapsed loss (log 255) for half the stage and ended 20 points down.
-        stage_1_epochs=14, stage_1_warmup_epochs=2.,
+        stage_1_epochs=14, stage_1_warmup_epochs=0.,
         stage_1_optimizer='MOMENTUM', stage_1_base_learning_rate=0.2,
         stage_1_min_learning_rate_ratio=1e-2, stage_1_weight_decay=1e-4,
         # The classifier on the normalised embedding needs its 100 steps at
