@@ -200,9 +200,6 @@ def run(config, stage_indices=(1, 2)):
   started = time.perf_counter()
   check_config(config)
   setup = _setup(config)
-  if config.mode != 'train':
-    # Before any training: a run that cannot be evaluated says so now.
-    setup['source'].split(eval_split(setup['source']))
   with contextlib.ExitStack() as held:
     if config.mode != 'eval' and setup['chief']:
       # One training run per model_dir (an eval job may watch it).
@@ -250,6 +247,9 @@ def _setup(config):
     gpu = bool(tf.config.list_logical_devices('GPU'))
     policy = 'mixed_float16' if gpu else 'mixed_bfloat16'
   keras.mixed_precision.set_global_policy(policy)
+  if config.mode != 'train':
+    # Before anything is written: a run that cannot be evaluated says so.
+    source.split(eval_split(source))
   signals.check(_STARTING)
   mean_std = normalization(config, source)
   chief = is_chief(strategy)
