@@ -136,11 +136,6 @@ def main(kind, argv):
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}
   print(json.dumps(shown, indent=2))
   where = os.path.join(config.model_dir, run_lib.RESULTS_FILE)
-  if signals.requested():
-    # Too late to stop anything: say so, with the status the signal asks.
-    print(f'{program}: {signals.name()} after the run had finished; its '
-          f'results are in {where}.', file=sys.stderr)
-    sys.exit(signals.EXIT_STATUS[signals.requested()])
   if 'test_top1' in results:
     print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
   elif results.get('eval_split') == 'validation':
@@ -148,6 +143,12 @@ def main(kind, argv):
           f'(results in {where})')
   else:
     print(f'trained (--mode={config.mode}; results in {where})')
+  if signals.requested():
+    # Too late to stop anything: say so, with the status the signal asks.
+    sys.stdout.flush()
+    print(f'{program}: {signals.name()} after the run had finished; its '
+          f'results are in {where}.', file=sys.stderr)
+    sys.exit(signals.EXIT_STATUS[signals.requested()])
 
 
 def convert_official(argv):
