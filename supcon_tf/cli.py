@@ -143,11 +143,14 @@ def main(kind, argv):
           f'(results in {where})')
   else:
     print(f'trained (--mode={config.mode}; results in {where})')
+  # Too late to stop anything: a signal now or during the teardown says so,
+  # with the status it asks for.
+  sys.stdout.flush()
+  late = (f'{program}: {{signal}} after the run had finished; its results '
+          f'are in {where}.')
+  signals.finished(late)
   if signals.requested():
-    # Too late to stop anything: say so, with the status the signal asks.
-    sys.stdout.flush()
-    print(f'{program}: {signals.name()} after the run had finished; its '
-          f'results are in {where}.', file=sys.stderr)
+    print(late.format(signal=signals.name()), file=sys.stderr)
     sys.exit(signals.EXIT_STATUS[signals.requested()])
 
 

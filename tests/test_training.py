@@ -375,6 +375,17 @@ def test_a_signal_is_a_flag_and_a_second_one_stops_at_once():
   assert done.stderr.strip() == (
       'app: SIGTERM again: stopped at once; the checkpoints already written '
       'are kept.')
+  # Once the run's work is done (its teardown can take seconds), a signal
+  # ends the process at once, saying so.
+  done = subprocess.run([sys.executable, '-c', (
+      'import os, signal, time\n'
+      'from supcon_tf.training import signals\n'
+      'signals.install("app")\n'
+      'signals.finished("app: {signal} after the run had finished")\n'
+      'os.kill(os.getpid(), signal.SIGINT)\n'
+      'time.sleep(5)\n')], capture_output=True, text=True, timeout=600)
+  assert done.returncode == 130
+  assert done.stderr.strip() == 'app: Ctrl-C after the run had finished'
 
 
 # --- optimizers, schedules, config and flags -----------------------------------

@@ -23,6 +23,9 @@ EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 _received = []
 _program = ['']
+# Set once the run's work is done: a signal then ends the process at once
+# (its teardown can take seconds) with this line, `{signal}` its name.
+_finished = ['']
 
 
 class Interrupted(KeyboardInterrupt):
@@ -47,6 +50,9 @@ def install(program=None):
 
 def _handle(signum, frame):
   del frame
+  if _finished[0]:
+    os.write(2, (_finished[0].format(signal=NAMES[signum]) + '\n').encode())
+    os._exit(EXIT_STATUS[signum])
   if _received:
     # os.write: a buffered write could be the one this handler interrupted.
     os.write(2, (f'{_program[0]}: {NAMES[signum]} again: stopped at once; the '
@@ -86,6 +92,13 @@ def sleep(seconds, where, then=''):
     time.sleep(min(left, 0.1))
 
 
+def finished(line):
+  """The run's work is done: a signal from now on prints `line` (with
+  `{signal}` filled in) and ends the process with the signal's status."""
+  _finished[0] = line
+
+
 def reset():
   """Forgets a received signal (tests)."""
   _received.clear()
+  _finished[0] = ''
