@@ -9,6 +9,7 @@ the thin scripts in bin/:
 Each quiets TensorFlow's start-up notices before TensorFlow is imported
 (supcon_tf.startup), which is why the rest is imported inside the functions.
 """
+import os
 import sys
 
 from supcon_tf import startup
@@ -43,7 +44,15 @@ def _app(kind):
       values.register_key_flag_for_module(sys.argv[0], flag)
   main = (cli.convert_official if kind == 'convert'
           else lambda argv: cli.main(kind, argv))
-  app.run(main, flags_parser=_parse_flags)
+  try:
+    app.run(main, flags_parser=_parse_flags)
+  except SystemExit as stop:
+    # A worker of a cluster keeps the teardown, which shuts its coordination
+    # service down in order with the other workers'.
+    if kind != 'convert' and not (os.environ.get('TF_CONFIG') or
+                                  os.environ.get('SLURM_PROCID')):
+      signals.leave(stop.code)
+    raise
 
 
 def _parse_flags(argv):

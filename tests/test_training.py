@@ -386,6 +386,19 @@ def test_a_signal_is_a_flag_and_a_second_one_stops_at_once():
       'time.sleep(5)\n')], capture_output=True, text=True, timeout=600)
   assert done.returncode == 130
   assert done.stderr.strip() == 'app: Ctrl-C after the run had finished'
+  # The apps end through `leave`: the exit functions and the streams run,
+  # then os._exit, skipping the interpreter's teardown (where no handler
+  # runs): an object finalised there would print, and does not.
+  done = subprocess.run([sys.executable, '-c', (
+      'import atexit, sys\n'
+      'from supcon_tf.training import signals\n'
+      'class Late:\n'
+      '  def __del__(self): print("torn down")\n'
+      'late = Late()\n'
+      'atexit.register(lambda: print("exit function"))\n'
+      'sys.stdout.write("results")\n'
+      'signals.leave(3)\n')], capture_output=True, text=True, timeout=600)
+  assert (done.returncode, done.stdout) == (3, 'resultsexit function\n')
 
 
 # --- optimizers, schedules, config and flags -----------------------------------

@@ -46,6 +46,9 @@ def write_scalars(writer, step, values):
     for name, value in values.items():
       tf.summary.write(name, tf.constant(value, tf.float32),
                        metadata=metadata)
+  # On disk now: the process may end without the interpreter's teardown
+  # (signals.leave).
+  writer.flush()
 
 
 def read_scalars(directory):

@@ -98,6 +98,27 @@ def finished(line):
   _finished[0] = line
 
 
+def leave(code):
+  """Ends the process with sys.exit's `code` (None, a status or a message)
+  once everything is written: the exit functions run, the streams are
+  flushed, then os._exit. No signal handler runs during the interpreter's
+  teardown (seconds of TensorFlow's destructors), where a signal would be
+  lost and the process exit 0."""
+  import atexit
+  import logging
+  if code is not None and not isinstance(code, int):
+    print(code, file=sys.stderr)
+    code = 1
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+  logging.shutdown()
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(code or 0)  # pylint: disable=protected-access
+
+
 def reset():
   """Forgets a received signal (tests)."""
   _received.clear()
