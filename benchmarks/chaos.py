@@ -5,13 +5,14 @@ and the first checkpoint write after a random moment.
 
     .venv/bin/python benchmarks/chaos.py --trials 20
 
-The run: the digits preset (ResNet-20 SupCon) on 512 images, 4 stage-1 and
-2 stage-2 epochs, a checkpoint every 2 steps, --mode=train. A reference run
-without a kill gives the final step and the duration the kill moments are
-drawn from. After each kill the benchmark checks every checkpoint the stage
-folders' `checkpoint` index names (a listed checkpoint that no longer reads
-is lost), then reruns the command and compares its results.json with the
-reference's. One line per trial, and last:
+The run: the digits preset (ResNet-20 SupCon) on 512 images in batches of
+128, 4 stage-1 and 2 stage-2 epochs, a checkpoint every 2 steps,
+--mode=train. A reference run without a kill gives the final step and the
+duration the kill moments are drawn from. After each kill the benchmark
+checks every checkpoint the stage folders' `checkpoint` index names (a
+listed checkpoint that no longer reads is lost), then reruns the command
+and compares its results.json with the reference's. One line per trial,
+and last:
 `trials: N, completed: N, same final step: N, lost checkpoints: 0`.
 """
 import glob
@@ -33,7 +34,7 @@ FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_OF_RUN = ['--preset=supcon_digits_resnet20', '--num_images=512',
-                '--stage_1_epochs=4', '--stage_2_epochs=2', '--mode=train',
+                '--batch_size=128', '--stage_1_epochs=4', '--stage_2_epochs=2', '--mode=train',
                 '--save_interval_steps=2', '--steps_per_loop=1',
                 '--knn_every_epochs=0', '--noprogress']
 
