@@ -6,7 +6,8 @@ the thin scripts in bin/:
   supcon-train-ce            bin/train_ce.py          the cross-entropy baseline
   supcon-convert-official    bin/convert_official.py  an official checkpoint
 
-Each quiets TensorFlow's start-up notices before TensorFlow is imported
+Each parses its flags before TensorFlow is imported (a bad flag or --help
+answers at once), then quiets TensorFlow's start-up notices as it imports it
 (supcon_tf.startup), which is why the rest is imported inside the functions.
 """
 import os
@@ -22,11 +23,10 @@ def _app(kind):
     # First, so that a signal during TensorFlow's import is not lost either.
     from supcon_tf.training import signals
     signals.install()
-  startup.quiet_tensorflow()
   from absl import app
   from absl import flags as absl_flags
 
-  from supcon_tf import cli, flags
+  from supcon_tf import flags
 
   flags.define_flags()
   flags.drop_test_framework_flags()
@@ -42,10 +42,8 @@ def _app(kind):
   for module in (flags.__name__, __name__):
     for flag in values.get_key_flags_for_module(module):
       values.register_key_flag_for_module(sys.argv[0], flag)
-  main = (cli.convert_official if kind == 'convert'
-          else lambda argv: cli.main(kind, argv))
   try:
-    app.run(main, flags_parser=_parse_flags)
+    app.run(lambda argv: _main(kind, argv), flags_parser=_parse_flags)
   except SystemExit as stop:
     # A worker of a cluster keeps the teardown, which shuts its coordination
     # service down in order with the other workers'.
@@ -55,16 +53,26 @@ def _app(kind):
     raise
 
 
+def _main(kind, argv):
+  """TensorFlow loads only once the flags parsed: a bad flag, --help and
+  --helpshort answer in a fraction of a second."""
+  startup.quiet_tensorflow()
+  from supcon_tf import cli
+  if kind == 'convert':
+    return cli.convert_official(argv)
+  return cli.main(kind, argv)
+
+
 def _parse_flags(argv):
   """absl's parsing, but a bad flag or value is one line naming it and exit
   status 2 (absl prints two lines and exits 1)."""
   from absl import flags as absl_flags
 
-  from supcon_tf import cli
+  from supcon_tf import flags
   try:
     return absl_flags.FLAGS(argv)
   except absl_flags.Error as error:
-    cli.fail(argv, error)
+    flags.fail(argv, error)
 
 
 def train_supcon():

@@ -30,12 +30,6 @@ def saved_config(model_dir):
     return Config.from_json(f.read())
 
 
-def fail(argv, error):
-  """One line naming the problem, exit status 2."""
-  print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
-  sys.exit(2)
-
-
 LOG_FILE = 'log.txt'
 
 
@@ -105,7 +99,7 @@ def main(kind, argv):
       config = supcon_flags.config_from_flags(defaults)
     run_lib.check_config(config)
   except ValueError as error:
-    fail(argv, error)  # A bad flag or value: nothing read or written.
+    supcon_flags.fail(argv, error)  # A bad flag or value: nothing read or written.
   # Ctrl-C and SIGTERM (a cluster's notice before preemption) set a flag
   # (apps.py installs the handlers) that the run reads where it can stop
   # cleanly: the stage checkpoints and the run exits with one line.
@@ -121,7 +115,7 @@ def main(kind, argv):
     # tell): one line; --verbosity=1 adds the traceback. Nothing written
     # before is lost.
     logging.debug('Where it was raised:', exc_info=True)
-    fail(argv, error)
+    supcon_flags.fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
           files.WriteError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
@@ -165,7 +159,7 @@ def convert_official(argv):
   try:
     config = supcon_flags.config_from_flags()
   except ValueError as error:
-    fail(argv, error)
+    supcon_flags.fail(argv, error)
   if not config.model_dir:
     raise app.UsageError('--model_dir is required.')
   num_classes = flags.num_classes or NUM_CLASSES.get(
@@ -183,7 +177,7 @@ def convert_official(argv):
         ignore_missing=config.ignore_missing_checkpoint_vars)
     mean_std = run_lib.normalization(config)
   except ValueError as error:
-    fail(argv, error)  # A checkpoint that does not fit: nothing written.
+    supcon_flags.fail(argv, error)  # A checkpoint that does not fit: nothing written.
   os.makedirs(config.model_dir, exist_ok=True)
   files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
                    config.to_json())

@@ -6,6 +6,8 @@ list flags take commas (`--projection_head_layers=2048,128`). `--preset`
 picks a named preset; flags given on the command line win over it.
 """
 import dataclasses
+import os
+import sys
 import typing
 
 from absl import flags
@@ -48,6 +50,12 @@ def define_flags():
       flags.DEFINE_list(name, [str(v) for v in default], help_text)
     else:
       flags.DEFINE_string(name, default, help_text)
+
+
+def fail(argv, error):
+  """One line naming the problem, exit status 2."""
+  print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
+  sys.exit(2)
 
 
 def drop_test_framework_flags():
