@@ -172,6 +172,7 @@ def _decode(image):
   return tf.ensure_shape(image, [None, None, 3])
 
 
+@tf.autograph.experimental.do_not_convert  # As augment_lib.augment.
 def _views(images, labels, seed, config, num_views, mean_std, cropped,
            first=None, total=None):
   """[b, H, W, 3] uint8 (or [b, V, S, S, 3] already cropped) -> normalised
@@ -296,6 +297,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
   return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
 
+@tf.autograph.experimental.do_not_convert  # As augment_lib.augment.
 def _fixed_size(image, seed, config, num_views):
   """One decoded image -> what the batch step takes: V random-resized crops
   [V, S, S, 3] for SimCLR crops, else the image at S x S (resized when it

@@ -11,7 +11,7 @@ def make_forward(model, keys=('embeddings', 'logits')):
   """The per-replica eval step: (images, labels) -> ({key: output}, labels).
   Made once and reused, so repeated evaluations do not retrace it."""
 
-  @tf.function
+  @tf.function(autograph=False)  # Its branch is a tf.cond already.
   def forward(images, labels):
     def run(batch):
       outputs = model(batch, training=False)

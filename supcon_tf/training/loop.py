@@ -399,6 +399,9 @@ class Trainer:
       optimizer.apply(gradients, variables)
       return terms
 
+    # No Python control flow on tensors in it: AutoGraph need not convert it
+    # (as augment.augment).
+    step_fn = tf.autograph.experimental.do_not_convert(step_fn)
     if self.jit_compile:
       step_fn = tf.function(step_fn, jit_compile=True)
 

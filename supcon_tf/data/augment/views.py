@@ -26,6 +26,10 @@ def crop_views(image, seed, config, views):
       config.crop_area_range, flip=config.flip)
 
 
+# Graph code without Python control flow on tensors: AutoGraph need not
+# convert it (the conversion of this package's functions took some 10 s of
+# every process's start, each time).
+@tf.autograph.experimental.do_not_convert
 def augment(images, seed, config, cropped=False):
   """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
   float32 [N, S, S, 3] in 0..255 units. `cropped` says the crop and flip were
