@@ -43,6 +43,22 @@ def _one_line_error(done, *names):
 # --- flags and values ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize('flag', ['--mode=fit', '--helpshort'])
+def test_bad_flags_and_help_answer_before_tensorflow_loads(flag):
+  # At once: TensorFlow's import (10 s and more on a small machine) comes
+  # after the flags parsed.
+  script = ('import atexit, sys\n'
+            'atexit.register(lambda: print("tensorflow" in sys.modules))\n'
+            f'sys.argv = ["train_supcon.py", {flag!r}]\n'
+            'from supcon_tf import apps\n'
+            'apps.train_supcon()\n')
+  done = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                        text=True, timeout=600)
+  # 2: a bad flag; 1: absl's status after its help.
+  assert done.returncode == (2 if flag == '--mode=fit' else 1), done.stderr
+  assert done.stdout.strip().splitlines()[-1] == 'False'
+
+
 @pytest.mark.parametrize('flag, named', [
     ('--mode=fit', ('--mode', 'train_then_eval')),          # enum value
     ('--batch_size=many', ('--batch_size',)),               # not an integer
