@@ -65,7 +65,7 @@ def _trial(model_dir, seconds, signum, twice):
   landed = time.perf_counter() - started
   if process.poll() is not None:
     process.communicate()
-    return None  # The run ended before its moment: nothing was sent.
+    return landed  # The run ended before its moment (then): nothing sent.
   process.send_signal(signum)
   if twice:
     time.sleep(0.2)
@@ -98,18 +98,18 @@ def main(_):
     for trial in range(FLAGS.trials):
       signum = (signal.SIGINT, signal.SIGTERM)[trial % 2]
       twice = trial % 5 == 4
-      outcome = None
-      while outcome is None:
+      outcome = 0.
+      while isinstance(outcome, float):
         seconds = float(rng.uniform(0.05, 0.95) * duration)
         shutil.rmtree(os.path.join(scratch, f'trial_{trial}'),
                       ignore_errors=True)
         outcome = _trial(os.path.join(scratch, f'trial_{trial}'), seconds,
                          signum, twice)
-        if outcome is None:
-          # Faster than the reference: a new moment within this run's span.
-          print(f'trial {trial}: the run ended before {seconds:.1f} s; '
-                'another moment', flush=True)
-          duration = seconds
+        if isinstance(outcome, float):
+          # Faster than the reference: moments within this run's span.
+          print(f'trial {trial}: the run ended at {outcome:.1f} s, before '
+                f'{seconds:.1f} s; another moment', flush=True)
+          duration = outcome
       status, last, traceback, landed = outcome
       want = 130 if signum == signal.SIGINT else 143
       right = (status == want and any(s in last for s in STOPPED) and
