@@ -56,7 +56,8 @@ def _command(model_dir):
 
 def _trial(model_dir, seconds, signum, twice):
   """Runs the command and signals it after `seconds`: (status, last line,
-  whether a traceback was printed, the moment it landed)."""
+  whether a traceback was printed, the moment it landed); or, when the run
+  ended first, the moment it ended."""
   process = subprocess.Popen(_command(model_dir), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
   started = time.perf_counter()
