@@ -99,7 +99,8 @@ def main(kind, argv):
       config = supcon_flags.config_from_flags(defaults)
     run_lib.check_config(config)
   except ValueError as error:
-    supcon_flags.fail(argv, error)  # A bad flag or value: nothing read or written.
+    # A bad flag or value: nothing read or written.
+    supcon_flags.fail(argv, error)
   # Ctrl-C and SIGTERM (a cluster's notice before preemption) set a flag
   # (apps.py installs the handlers) that the run reads where it can stop
   # cleanly: the stage checkpoints and the run exits with one line.
@@ -177,7 +178,8 @@ def convert_official(argv):
         ignore_missing=config.ignore_missing_checkpoint_vars)
     mean_std = run_lib.normalization(config)
   except ValueError as error:
-    supcon_flags.fail(argv, error)  # A checkpoint that does not fit: nothing written.
+    # A checkpoint that does not fit: nothing written.
+    supcon_flags.fail(argv, error)
   os.makedirs(config.model_dir, exist_ok=True)
   files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
                    config.to_json())

@@ -27,8 +27,8 @@ def crop_views(image, seed, config, views):
 
 
 # Graph code without Python control flow on tensors: AutoGraph need not
-# convert it (the conversion of this package's functions took some 10 s of
-# every process's start, each time).
+# convert it (converting this package's functions took 10 s and more of every
+# run's start on a 2-core CPU).
 @tf.autograph.experimental.do_not_convert
 def augment(images, seed, config, cropped=False):
   """One augmented view of every image of a uint8 batch [N, H, W, 3] ->
