@@ -29,7 +29,6 @@ def _app(kind):
   from supcon_tf import flags
 
   flags.define_flags()
-  flags.drop_test_framework_flags()
   if kind == 'convert' and 'checkpoint' not in absl_flags.FLAGS:
     absl_flags.DEFINE_string(
         'checkpoint', None, 'The official checkpoint: a prefix, or a '

@@ -141,12 +141,8 @@ def main(kind, argv):
   # Too late to stop anything: a signal now or during the teardown says so,
   # with the status it asks for.
   sys.stdout.flush()
-  late = (f'{program}: {{signal}} after the run had finished; its results '
-          f'are in {where}.')
-  signals.finished(late)
-  if signals.requested():
-    print(late.format(signal=signals.name()), file=sys.stderr)
-    sys.exit(signals.EXIT_STATUS[signals.requested()])
+  signals.finished(f'{program}: {{signal}} after the run had finished; its '
+                   f'results are in {where}.')
 
 
 def convert_official(argv):

@@ -58,15 +58,6 @@ def fail(argv, error):
   sys.exit(2)
 
 
-def drop_test_framework_flags():
-  """TensorFlow imports absl.testing, whose test flags (--test_tmpdir, ...)
-  would fill an app's --helpfull; the apps drop them."""
-  for flag in list(FLAGS.flags_by_module_dict().get('absl.testing.absltest',
-                                                  [])):
-    if flag.name in FLAGS:
-      delattr(FLAGS, flag.name)
-
-
 def explicit_flags():
   """The Config fields set on the command line."""
   values = {field.name: FLAGS[field.name].value

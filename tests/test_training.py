@@ -386,6 +386,18 @@ def test_a_signal_is_a_flag_and_a_second_one_stops_at_once():
       'time.sleep(5)\n')], capture_output=True, text=True, timeout=600)
   assert done.returncode == 130
   assert done.stderr.strip() == 'app: Ctrl-C after the run had finished'
+  # A signal that came before the work was done says the same, then.
+  done = subprocess.run([sys.executable, '-c', (
+      'import os, signal, time\n'
+      'from supcon_tf.training import signals\n'
+      'signals.install("app")\n'
+      'os.kill(os.getpid(), signal.SIGTERM)\n'
+      'time.sleep(0.05)\n'
+      'signals.finished("app: {signal} after the run had finished")\n'
+      'print("not reached")\n')], capture_output=True, text=True,
+      timeout=600)
+  assert (done.returncode, done.stdout) == (143, '')
+  assert done.stderr.strip() == 'app: SIGTERM after the run had finished'
   # The apps end through `leave`: the exit functions and the streams run,
   # then os._exit, skipping the interpreter's teardown (where no handler
   # runs): an object finalised there would print, and does not.

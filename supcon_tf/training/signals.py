@@ -93,9 +93,13 @@ def sleep(seconds, where, then=''):
 
 
 def finished(line):
-  """The run's work is done: a signal from now on prints `line` (with
-  `{signal}` filled in) and ends the process with the signal's status."""
+  """The run's work is done: a signal from now on, or one already received,
+  prints `line` (with `{signal}` filled in) and ends the process with the
+  signal's status."""
   _finished[0] = line
+  if _received:
+    print(line.format(signal=name()), file=sys.stderr)
+    sys.exit(EXIT_STATUS[_received[0]])
 
 
 def leave(code):
@@ -105,12 +109,11 @@ def leave(code):
   teardown (seconds of TensorFlow's destructors), where a signal would be
   lost and the process exit 0."""
   import atexit
-  import logging
   if code is not None and not isinstance(code, int):
     print(code, file=sys.stderr)
     code = 1
+  # logging's own exit function flushes and closes its handlers.
   atexit._run_exitfuncs()  # pylint: disable=protected-access
-  logging.shutdown()
   for stream in (sys.stdout, sys.stderr):
     try:
       stream.flush()
