@@ -5,6 +5,8 @@ the thin scripts in bin/:
   supcon-train-classifier    bin/train_classifier.py  stage 2 on a stage-1 run
   supcon-train-ce            bin/train_ce.py          the cross-entropy baseline
   supcon-convert-official    bin/convert_official.py  an official checkpoint
+  supcon-convert-seed        bin/convert_seed.py      a checkpoint of the seed's
+                                                      PyTorch code (.pth)
 
 Each parses its flags before TensorFlow is imported (a bad flag or --help
 answers at once), then quiets TensorFlow's start-up notices as it imports it
@@ -19,7 +21,8 @@ from supcon_tf import startup
 def _app(kind):
   """Defines the flags, with this project's as the key flags that --helpshort
   lists (absl keys them to the main module: the script in sys.argv[0])."""
-  if kind != 'convert':
+  converter = kind.startswith('convert')
+  if not converter:
     # First, so that a signal during TensorFlow's import is not lost either.
     from supcon_tf.training import signals
     signals.install()
@@ -29,13 +32,16 @@ def _app(kind):
   from supcon_tf import flags
 
   flags.define_flags()
-  if kind == 'convert' and 'checkpoint' not in absl_flags.FLAGS:
+  if converter and 'checkpoint' not in absl_flags.FLAGS:
     absl_flags.DEFINE_string(
         'checkpoint', None, 'The official checkpoint: a prefix, or a '
-        'directory (its latest checkpoint).')
+        'directory (its latest checkpoint).' if kind == 'convert' else
+        "The seed's checkpoint: a .pth its train.py wrote "
+        '(checkpoint/ckpt_contrastive.pth, checkpoint/ckpt_cross_entropy.pth).')
     absl_flags.DEFINE_integer(
         'num_classes', 0, 'Classes of the classification head (0: from '
-        '--input_fn).')
+        '--input_fn).' if kind == 'convert' else 'Classes of the '
+        'classification head (0: from the checkpoint).')
     absl_flags.mark_flag_as_required('checkpoint')
   values = absl_flags.FLAGS
   for module in (flags.__name__, __name__):
@@ -46,7 +52,7 @@ def _app(kind):
   except SystemExit as stop:
     # A worker of a cluster keeps the teardown, which shuts its coordination
     # service down in order with the other workers'.
-    if kind != 'convert' and not (os.environ.get('TF_CONFIG') or
+    if not converter and not (os.environ.get('TF_CONFIG') or
                                   os.environ.get('SLURM_PROCID')):
       signals.leave(stop.code)
     raise
@@ -55,10 +61,23 @@ def _app(kind):
 def _main(kind, argv):
   """TensorFlow loads only once the flags parsed: a bad flag, --help and
   --helpshort answer in a fraction of a second."""
+  if kind == 'convert_seed':
+    # Read (and refused when it is not one) before TensorFlow loads.
+    from absl import flags as absl_flags
+
+    from supcon_tf import flags, seed_checkpoint
+    path = absl_flags.FLAGS.checkpoint
+    try:
+      checkpoint = seed_checkpoint.read_pth(path)
+      state = seed_checkpoint.seed_state_dict(checkpoint, path)
+    except ValueError as error:
+      flags.fail(argv, error)
   startup.quiet_tensorflow()
   from supcon_tf import cli
   if kind == 'convert':
     return cli.convert_official(argv)
+  if kind == 'convert_seed':
+    return cli.convert_seed(argv, checkpoint, state)
   return cli.main(kind, argv)
 
 
@@ -96,3 +115,10 @@ def convert_official():
   """An official checkpoint to this project's checkpoint, config.json and
   SavedModel, given the official run's flags."""
   _app('convert')
+
+
+def convert_seed():
+  """A checkpoint of the seed's train.py to a finished stage 1 here
+  (what supcon-train-classifier continues from), config.json and SavedModel,
+  given the preset of the seed run."""
+  _app('convert_seed')

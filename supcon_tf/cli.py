@@ -10,10 +10,10 @@ from absl import app, logging
 
 from supcon_tf import export as export_lib
 from supcon_tf import flags as supcon_flags
-from supcon_tf import official
+from supcon_tf import official, seed_checkpoint
 from supcon_tf.config import XENT_FLAGS, Config
 from supcon_tf.data import sources
-from supcon_tf.training import files, run as run_lib, signals
+from supcon_tf.training import files, loop, run as run_lib, signals
 from supcon_tf.training.loop import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
@@ -187,3 +187,59 @@ def convert_official(argv):
   print(f'{len(restored)} variables from '
         f'{official.checkpoint_file(flags.checkpoint)}; checkpoint '
         f'{checkpoint}, SavedModel {export}.')
+
+
+def convert_seed(argv, checkpoint, state):
+  """bin/convert_seed.py: a checkpoint of the seed's train.py (already read:
+  `checkpoint`, its `state` dict) -> a finished stage 1 in model_dir/stage_1
+  (marked converted: bin/train_classifier.py continues from it, the training
+  apps do not train it again), config.json and the SavedModel."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.INFO)
+  flags = supcon_flags.FLAGS
+  try:
+    config = supcon_flags.config_from_flags()
+    run_lib.check_config(config)
+  except ValueError as error:
+    supcon_flags.fail(argv, error)
+  directory = os.path.join(config.model_dir, 'stage_1')
+  if (tf.train.latest_checkpoint(directory) and
+      not loop.converted_from(directory)):
+    supcon_flags.fail(argv, f'{directory} holds a stage 1 trained here; '
+                      'convert into another --model_dir.')
+  num_classes = flags.num_classes or seed_checkpoint.num_classes(state)
+  if not num_classes:
+    supcon_flags.fail(argv, f'{flags.checkpoint} has no classifier '
+                      '(linear.weight): give --num_classes.')
+  model = run_lib.build_model(config, num_classes)
+  model(tf.zeros([1, config.image_size, config.image_size, 3]))
+  try:
+    restored = seed_checkpoint.restore_seed(
+        model, flags.checkpoint, state=state,
+        ignore_missing=config.ignore_missing_checkpoint_vars)
+    mean_std = run_lib.normalization(config)
+  except ValueError as error:
+    # A checkpoint that does not fit the preset: nothing written.
+    supcon_flags.fail(argv, error)
+  os.makedirs(directory, exist_ok=True)
+  files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
+                   config.to_json())
+  # The mark first: a checkpoint without it would be a stage 1 at step 0.
+  facts = {k: checkpoint[k] for k in ('epoch', 'acc', 'avg_loss')
+           if isinstance(checkpoint, dict) and k in checkpoint}
+  files.write_text(os.path.join(directory, loop.CONVERTED_FILE), json.dumps(
+      {'checkpoint': os.path.abspath(flags.checkpoint), 'code': 'seed',
+       **facts}, indent=2))
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  saved = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, step=step), directory,
+      max_to_keep=1).save(checkpoint_number=0)
+  export = export_lib.export_saved_model(
+      model, os.path.join(config.model_dir, 'export'), mean_std,
+      config.image_size, train_batch_norm=config.batch_norm_training)
+  told = ', '.join(f'{k} {v}' for k, v in facts.items())
+  print(f'{len(restored)} tensors from {flags.checkpoint}'
+        f'{f" ({told})" if told else ""}; stage 1 {saved}, SavedModel '
+        f'{export}. Next: bin/train_classifier.py --model_dir='
+        f'{config.model_dir} (the classifier stage, then the evaluation).')

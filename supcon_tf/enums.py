@@ -43,3 +43,13 @@ EPOCH_REMAINDERS = ('span', 'drop')
 # random classes with batch / classes_per_batch examples each; every class
 # with batch / classes examples, the same label multiset every batch.
 SAMPLERS = ('uniform', 'class_balanced', 'fixed_configuration')
+# The model parts a checkpoint of the official or the seed's code restores.
+CHECKPOINT_PARTS = ('encoder', 'projection_head', 'classification_head')
+
+
+def check_parts(parts):
+  """A ValueError for parts not in CHECKPOINT_PARTS."""
+  unknown = sorted(set(parts) - set(CHECKPOINT_PARTS))
+  if unknown:
+    raise ValueError(f'Unknown parts {unknown}; parts are '
+                     f'{", ".join(CHECKPOINT_PARTS)}.')

@@ -14,9 +14,11 @@ projection shortcut's first.
 import tensorflow as tf
 from absl import logging
 
+from supcon_tf.enums import CHECKPOINT_PARTS as PARTS
+from supcon_tf.enums import check_parts
+from supcon_tf.models.layers import conv_kernel
 from supcon_tf.models.resnet import RESNET_STAGES, RESNEXT_STAGES, ResNet
 
-PARTS = ('encoder', 'projection_head', 'classification_head')
 SCOPE = 'ContrastiveModel/'
 _PART_SCOPES = {'encoder': 'Encoder', 'projection_head': 'ProjectionHead',
                 'classification_head': 'ClassificationHead'}
@@ -25,14 +27,6 @@ _PART_SCOPES = {'encoder': 'Encoder', 'projection_head': 'ProjectionHead',
 def _numbered(name, index):
   """TF1's unique names: name, name_1, name_2, ..."""
   return name if index == 0 else f'{name}_{index}'
-
-
-def _kernel(conv):
-  """The kernel of `layers.conv2d`'s result (a Conv2D, or a Sequential of
-  padding and Conv2D when strided)."""
-  if hasattr(conv, 'layers'):
-    conv = [layer for layer in conv.layers if hasattr(layer, 'kernel')][0]
-  return conv.kernel
 
 
 def _batch_norm(scope, layer):
@@ -50,7 +44,7 @@ def _encoder_names(encoder):
         'The official code has ResNet-18..200 and ResNeXt-50..200 encoders; '
         f'this model has {type(encoder).__name__} (resnet_depth '
         f'{getattr(encoder, "depth", "?")}), which it never wrote.')
-  names = {'Encoder/Conv2DFixedPadding/conv2d/kernel': _kernel(encoder.stem)}
+  names = {'Encoder/Conv2DFixedPadding/conv2d/kernel': conv_kernel(encoder.stem)}
   names.update(_batch_norm('Encoder/batch_normalization', encoder.stem_bn))
   resnext = encoder.architecture == 'RESNEXT'
   kind, stages = (RESNEXT_STAGES[f'resnext{encoder.depth}'] if resnext
@@ -75,7 +69,7 @@ def _encoder_names(encoder):
           names[f'{scope}/GroupConv2D/kernel'] = conv.kernel
         else:
           names[f'{scope}/{_numbered("Conv2DFixedPadding", fixed)}/conv2d/'
-                'kernel'] = _kernel(conv)
+                'kernel'] = conv_kernel(conv)
           fixed += 1
       for i, norm in enumerate(norms):
         names.update(_batch_norm(
@@ -99,7 +93,7 @@ def _projection_head_names(head):
 def official_names(model, parts=PARTS):
   """{official name without the 'ContrastiveModel/' scope: variable} for
   the chosen parts of a built ContrastiveModel."""
-  _check_parts(parts)
+  check_parts(parts)
   names = {}
   if 'encoder' in parts:
     names.update(_encoder_names(model.encoder))
@@ -110,12 +104,6 @@ def official_names(model, parts=PARTS):
     names['ClassificationHead/dense/kernel'] = dense.kernel
     names['ClassificationHead/dense/bias'] = dense.bias
   return names
-
-
-def _check_parts(parts):
-  unknown = sorted(set(parts) - set(PARTS))
-  if unknown:
-    raise ValueError(f'Unknown parts {unknown}; parts are {", ".join(PARTS)}.')
 
 
 def checkpoint_file(path):

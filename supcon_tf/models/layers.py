@@ -37,6 +37,14 @@ def conv2d(filters, kernel_size, strides=1, name=None, weight_init='official'):
       [keras.layers.ZeroPadding2D((kernel_size - 1) // 2), conv], name=name)
 
 
+def conv_kernel(conv):
+  """The kernel of `conv2d`'s result (a Conv2D, or a Sequential of padding
+  and Conv2D when strided)."""
+  if hasattr(conv, 'layers'):
+    conv = [layer for layer in conv.layers if hasattr(layer, 'kernel')][0]
+  return conv.kernel
+
+
 def projection_shortcut(filters, strides, unbiased_moving_variance=True):
   """1x1 convolution and BatchNorm: the shortcut where a block changes shape."""
   return keras.Sequential(

@@ -13,6 +13,7 @@ temporary directory, removed at once: tf.distribute's rule), and only the
 chief writes summaries.
 """
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -144,6 +145,9 @@ class Trainer:
     """Loads the model as `stage` left it; its training must be complete."""
     directory = os.path.join(self.config.model_dir, stage.name)
     latest = tf.train.latest_checkpoint(directory)
+    if latest and converted_from(directory):
+      self._restore_converted(stage, latest)
+      return
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     total = stages.stage_steps(stage, self.config, self.steps_per_epoch)
     if latest:
@@ -155,22 +159,25 @@ class Trainer:
           f'{int(step.numpy())} of {total} steps); run it first '
           '(bin/train_supcon.py).')
 
+  def _restore_converted(self, stage, latest):
+    tf.train.Checkpoint(model=self.model).read(latest).expect_partial()
+    logging.info('%s: converted from %s (trained elsewhere); not trained '
+                 'here', stage.name,
+                 converted_from(os.path.dirname(latest))['checkpoint'])
+
   def run_stage(self, stage):
     """Trains `stage` to its last step (resuming from its checkpoint); returns
-    {'steps', 'loss', 'seconds'} and, when monitored, 'knn_val_top1'."""
+    {'steps', 'loss', 'seconds'} and, when monitored, 'knn_val_top1'. A
+    stage converted from another code's checkpoint (`converted_from`) is
+    finished: it is loaded, not trained."""
     config = self.config
     total = stages.stage_steps(stage, config, self.steps_per_epoch)
-    variables = stages.updated_variables(stage, self.model, config)
-    with self.strategy.scope():
-      optimizer = optimizers.build_optimizer(
-          stage.optimizer, stages.learning_rate(stage, config,
-                                                self.steps_per_epoch),
-          stage.rmsprop_epsilon,
-          lars_adapted=stages.decay_selection(stage, self.model, config))
-      if config.allow_mixed_precision and _on_gpu():
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-      optimizer.build(variables)
-      step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    directory = os.path.join(config.model_dir, stage.name)
+    latest = tf.train.latest_checkpoint(directory)
+    if latest and converted_from(directory):
+      self._restore_converted(stage, latest)
+      return {'steps': total, 'loss': None, 'seconds': 0.}
+    optimizer, variables, step = self.stage_optimizer(stage)
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
                                      step=step)
     directory = os.path.join(config.model_dir, stage.name)
@@ -306,6 +313,45 @@ class Trainer:
       writer.flush()
     result['seconds'] = time.perf_counter() - started
     return result
+
+  def stage_optimizer(self, stage):
+    """The stage's optimizer (built on what it updates, its schedule on the
+    stage's step), those variables, and the step counter."""
+    config = self.config
+    variables = stages.updated_variables(stage, self.model, config)
+    with self.strategy.scope():
+      optimizer = optimizers.build_optimizer(
+          stage.optimizer, stages.learning_rate(stage, config,
+                                                self.steps_per_epoch),
+          stage.rmsprop_epsilon,
+          lars_adapted=stages.decay_selection(stage, self.model, config))
+      if config.allow_mixed_precision and _on_gpu():
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      optimizer.build(variables)
+      step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    return optimizer, variables, step
+
+  def train_on_batches(self, stage, batches):
+    """Runs the training step of `stage` once per (views [B, V, H, W, C],
+    labels [B]) of `batches`, from the model as it is and a new optimizer,
+    as `run_stage` would on those batches (no checkpoint, no summary).
+    Returns each step's loss terms and the optimizer (its slots)."""
+    optimizer, variables, step = self.stage_optimizer(stage)
+    loop = self.make_loop(stage, optimizer, variables, step)
+    dataset = self.strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_generator(
+            lambda: iter(batches), output_signature=(
+                tf.TensorSpec([None] + list(batches[0][0].shape[1:])),
+                tf.TensorSpec([None], tf.int64))))
+    iterator = iter(dataset)
+    layers.freeze_moving_statistics(self.model,
+                                    not stage.update_encoder_batch_norm)
+    try:
+      terms = [{k: float(v) for k, v in loop(
+          iterator, tf.constant(1, tf.int32)).items()} for _ in batches]
+    finally:
+      layers.freeze_moving_statistics(self.model, False)
+    return terms, optimizer
 
   def _worker_directory(self):
     """A non-chief worker's checkpoint directory, removed after each save."""
@@ -452,6 +498,20 @@ class Trainer:
     return evaluation.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.source.num_classes)
+
+
+CONVERTED_FILE = 'converted.json'
+
+
+def converted_from(directory):
+  """What a stage directory's checkpoint was converted from ({'checkpoint':
+  path, ...}, written by the converters), or None for a stage trained
+  here."""
+  path = os.path.join(directory, CONVERTED_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def _cause(error):

@@ -25,7 +25,7 @@ from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, files, signals, stages
+from supcon_tf.training import evaluation, files, loop, signals, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
@@ -391,8 +391,12 @@ def _checkpoints(config, trainer):
   for index in (1, 2):
     stage = stages.stage_from_config(config, index)
     steps = stages.stage_steps(stage, config, trainer.steps_per_epoch)
-    state = tf.train.get_checkpoint_state(
-        os.path.join(config.model_dir, stage.name))
+    directory = os.path.join(config.model_dir, stage.name)
+    state = tf.train.get_checkpoint_state(directory)
+    if state and loop.converted_from(directory):
+      # Trained elsewhere: the stage's last step.
+      found[offset + steps] = state.model_checkpoint_path
+      state = None
     for path in (state.all_model_checkpoint_paths if state else []):
       found[offset + int(path.rsplit('-', 1)[1])] = path
     offset += steps
