@@ -239,7 +239,9 @@ def convert_seed(argv, checkpoint, state):
       model, os.path.join(config.model_dir, 'export'), mean_std,
       config.image_size, train_batch_norm=config.batch_norm_training)
   told = ', '.join(f'{k} {v}' for k, v in facts.items())
+  then = ('the classifier stage, then the evaluation' if config.stage_2_epochs
+          else 'the evaluation')
   print(f'{len(restored)} tensors from {flags.checkpoint}'
         f'{f" ({told})" if told else ""}; stage 1 {saved}, SavedModel '
         f'{export}. Next: bin/train_classifier.py --model_dir='
-        f'{config.model_dir} (the classifier stage, then the evaluation).')
+        f'{config.model_dir} ({then}).')

@@ -83,9 +83,10 @@ def test_a_setting_found_wrong_once_the_run_started_is_one_line_too(
                   'stage_1 trains nothing')
 
 
-def test_the_converter_needs_its_checkpoint_flag(tmp_path):
-  _one_line_error(_app(f'--model_dir={tmp_path / "c"}',
-                       script='convert_official.py'), '--checkpoint')
+@pytest.mark.parametrize('script', ['convert_official.py', 'convert_seed.py'])
+def test_the_converters_need_their_checkpoint_flag(tmp_path, script):
+  _one_line_error(_app(f'--model_dir={tmp_path / "c"}', script=script),
+                  '--checkpoint')
   assert not (tmp_path / 'c').exists()
 
 

@@ -331,11 +331,13 @@ class Trainer:
       step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     return optimizer, variables, step
 
-  def train_on_batches(self, stage, batches):
+  def train_on_batches(self, stage, batches, before_step=None):
     """Runs the training step of `stage` once per (views [B, V, H, W, C],
     labels [B]) of `batches`, from the model as it is and a new optimizer,
-    as `run_stage` would on those batches (no checkpoint, no summary).
-    Returns each step's loss terms and the optimizer (its slots)."""
+    as `run_stage` would on those batches (no checkpoint, no summary);
+    `before_step(index, optimizer, step)`, when given, runs before each
+    (to set the state a step starts from). Returns each step's loss terms
+    and the optimizer (its slots)."""
     optimizer, variables, step = self.stage_optimizer(stage)
     loop = self.make_loop(stage, optimizer, variables, step)
     dataset = self.strategy.experimental_distribute_dataset(
@@ -346,9 +348,13 @@ class Trainer:
     iterator = iter(dataset)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
+    terms = []
     try:
-      terms = [{k: float(v) for k, v in loop(
-          iterator, tf.constant(1, tf.int32)).items()} for _ in batches]
+      for index in range(len(batches)):
+        if before_step is not None:
+          before_step(index, optimizer, step)
+        terms.append({k: float(v) for k, v in loop(
+            iterator, tf.constant(1, tf.int32)).items()})
     finally:
       layers.freeze_moving_statistics(self.model, False)
     return terms, optimizer
