@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from supcon_tf import enums
 from supcon_tf.data import augment as augment_lib
+from supcon_tf.data import sources
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Epochs in an "infinite" training dataset.
@@ -167,8 +168,7 @@ def _with_threads(dataset, threads):
 def _decode(image):
   """A file path (string) or a decoded image -> uint8 [H, W, 3]."""
   if image.dtype == tf.string:
-    image = tf.io.decode_image(tf.io.read_file(image), channels=3,
-                               expand_animations=False)
+    image = sources.decode(tf.io.read_file(image))
   return tf.ensure_shape(image, [None, None, 3])
 
 
