@@ -145,18 +145,23 @@ def main(kind, argv):
                    f'results are in {where}.')
 
 
+def _converter_config(argv):
+  """The converters' Config from their flags (a bad one: one line, exit 2)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.INFO)
+  try:
+    return supcon_flags.config_from_flags()
+  except ValueError as error:
+    supcon_flags.fail(argv, error)
+
+
 def convert_official(argv):
   """bin/convert_official.py: an official checkpoint -> this project's
   checkpoint (model_dir/converted), config.json and SavedModel
   (model_dir/export), for the model the run's official flags describe."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
   flags = supcon_flags.FLAGS
-  try:
-    config = supcon_flags.config_from_flags()
-  except ValueError as error:
-    supcon_flags.fail(argv, error)
+  config = _converter_config(argv)
   if not config.model_dir:
     raise app.UsageError('--model_dir is required.')
   num_classes = flags.num_classes or NUM_CLASSES.get(
@@ -194,12 +199,9 @@ def convert_seed(argv, checkpoint, state):
   `checkpoint`, its `state` dict) -> a finished stage 1 in model_dir/stage_1
   (marked converted: bin/train_classifier.py continues from it, the training
   apps do not train it again), config.json and the SavedModel."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
   flags = supcon_flags.FLAGS
+  config = _converter_config(argv)
   try:
-    config = supcon_flags.config_from_flags()
     run_lib.check_config(config)
   except ValueError as error:
     supcon_flags.fail(argv, error)

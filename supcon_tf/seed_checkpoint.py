@@ -34,7 +34,9 @@ _STORAGES = {
 
 
 class _Storage:
-  """A storage class named in the pickle: only its dtype is used."""
+  """A storage class named in the pickle: only its dtype is used (slots:
+  a pickle cannot give it other attributes)."""
+  __slots__ = ('dtype',)
 
   def __init__(self, name):
     self.dtype = np.dtype(_STORAGES[name])
@@ -43,6 +45,14 @@ class _Storage:
 def _rebuild_tensor(storage, offset, size, stride, *unused):
   """torch._utils._rebuild_tensor_v2 on a NumPy storage: a strided view."""
   del unused  # requires_grad, backward hooks, metadata.
+  numbers = (offset, *size, *stride)
+  if (not isinstance(storage, np.ndarray) or len(size) != len(stride) or
+      not all(isinstance(n, int) and n >= 0 for n in numbers) or
+      (all(size) and offset + sum((n - 1) * s for n, s in zip(size, stride))
+       >= len(storage)) or (not size and offset >= len(storage))):
+    # as_strided would read memory outside the storage.
+    raise ValueError(f'a tensor of shape {tuple(size)} reaches outside its '
+                     'storage')
   item = storage.itemsize
   if not size:
     return np.array(storage[offset])
@@ -71,7 +81,7 @@ _ALLOWED = {
     ('collections', 'OrderedDict'): _OrderedDict,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    **{('torch', name): _Storage(name) for name in _STORAGES},
+    **{('torch', name): _Storage for name in _STORAGES},
 }
 
 
@@ -90,11 +100,15 @@ class _Unpickler(pickle.Unpickler):
           f'{self.path} names {module}.{name}, which is not a tensor, a '
           'container or a number; refused (a .pth can run code when '
           'unpickled).')
-    return _ALLOWED[(module, name)]
+    found = _ALLOWED[(module, name)]
+    # A storage class is a fresh marker for each lookup: nothing a file
+    # does to it reaches the next file.
+    return _Storage(name) if found is _Storage else found
 
   def persistent_load(self, pid):
     if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != 'storage'
-        or not isinstance(pid[1], _Storage)):
+        or not isinstance(pid[1], _Storage) or not isinstance(pid[2], str)
+        or not isinstance(pid[4], int) or pid[4] < 0):
       raise ValueError(f'{self.path} holds an unknown record {pid!r:.80}.')
     _, kind, key, _, count = pid
     if key not in self.storages:
@@ -140,10 +154,13 @@ def read_pth(path):
     unpickler.byteorder = '<' if order == 'little' else '>'
     try:
       return unpickler.load()
-    except ValueError:
-      raise
+    except ValueError as error:
+      if str(error).startswith(path):
+        raise
+      raise ValueError(f'{path} is damaged ({error}).') from None
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            TypeError, IndexError, KeyError, AttributeError) as error:
+            TypeError, IndexError, KeyError, AttributeError, RecursionError,
+            MemoryError) as error:
       raise ValueError(f'{path} is damaged ({type(error).__name__}: '
                        f'{error}).') from None
 

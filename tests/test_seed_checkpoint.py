@@ -209,6 +209,23 @@ def test_a_pth_that_would_run_code_is_refused(tmp_path):
   assert not marker.exists()
 
 
+def test_a_tensor_outside_its_storage_is_refused(tmp_path):
+  with zipfile.ZipFile(PTH) as source:
+    members = {n: source.read(n) for n in source.namelist()}
+  data = members['resnet20/data.pkl']
+  # conv1.weight's strides (27, 9, 3, 1) -> (255, 9, 3, 1): past its 432.
+  assert data.count(b'K\x1bK\tK\x03K\x01') == 1
+  members['resnet20/data.pkl'] = data.replace(b'K\x1bK\tK\x03K\x01',
+                                              b'K\xffK\tK\x03K\x01')
+  path = str(tmp_path / 'strided.pth')
+  with zipfile.ZipFile(path, 'w') as archive:
+    for name, content in members.items():
+      archive.writestr(name, content)
+  with pytest.raises(ValueError, match=r'strided.pth is damaged \(a tensor '
+                     r'of shape \(16, 3, 3, 3\) reaches outside its storage'):
+    seed_checkpoint.read_pth(path)
+
+
 def _convert(tmp_path, *flags):
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'bin', 'convert_seed.py'),

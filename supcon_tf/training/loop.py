@@ -180,7 +180,6 @@ class Trainer:
     optimizer, variables, step = self.stage_optimizer(stage)
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
                                      step=step)
-    directory = os.path.join(config.model_dir, stage.name)
     manager = tf.train.CheckpointManager(
         checkpoint, directory if self.chief else self._worker_directory(),
         max_to_keep=config.max_checkpoints_to_keep,
