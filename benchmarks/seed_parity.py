@@ -261,7 +261,6 @@ def seed(args, action):
 def batches(args, config):
   """`--steps` batches of the seed preset's training views: views [K, B, 2,
   H, W, 3] (normalised) and labels [K, B]."""
-  import tensorflow as tf
   from supcon_tf.data import pipeline, sources
   from supcon_tf.training import run as run_lib
   count = args.steps * args.batch_size
@@ -279,7 +278,6 @@ def batches(args, config):
                                    seed=args.seed)
   views, labels = zip(*[(v.numpy(), l.numpy())
                         for v, l in dataset.take(args.steps)])
-  del tf
   return np.stack(views), np.stack(labels)
 
 

@@ -87,11 +87,12 @@ _ALLOWED = {
 
 class _Unpickler(pickle.Unpickler):
 
-  def __init__(self, data, archive, prefix, path):
+  def __init__(self, data, archive, prefix, path, byteorder):
     super().__init__(data)
     self.archive = archive
     self.prefix = prefix
     self.path = path
+    self.byteorder = byteorder
     self.storages = {}
 
   def find_class(self, module, name):
@@ -150,8 +151,8 @@ def read_pth(path):
                if prefix + 'byteorder' in archive.namelist() else 'little')
     except (zipfile.BadZipFile, OSError, EOFError) as error:
       raise ValueError(f'{path} is damaged ({error}).') from None
-    unpickler = _Unpickler(io.BytesIO(data), archive, prefix, path)
-    unpickler.byteorder = '<' if order == 'little' else '>'
+    unpickler = _Unpickler(io.BytesIO(data), archive, prefix, path,
+                           '<' if order == 'little' else '>')
     try:
       return unpickler.load()
     except ValueError as error:

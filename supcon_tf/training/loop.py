@@ -143,11 +143,10 @@ class Trainer:
 
   def restore_finished(self, stage):
     """Loads the model as `stage` left it; its training must be complete."""
+    if self._restore_converted(stage):
+      return
     directory = os.path.join(self.config.model_dir, stage.name)
     latest = tf.train.latest_checkpoint(directory)
-    if latest and converted_from(directory):
-      self._restore_converted(stage, latest)
-      return
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     total = stages.stage_steps(stage, self.config, self.steps_per_epoch)
     if latest:
@@ -159,11 +158,18 @@ class Trainer:
           f'{int(step.numpy())} of {total} steps); run it first '
           '(bin/train_supcon.py).')
 
-  def _restore_converted(self, stage, latest):
+  def _restore_converted(self, stage):
+    """Loads `stage` when it was converted from another code's checkpoint
+    (`converted_from`: finished, never trained here); whether it was."""
+    directory = os.path.join(self.config.model_dir, stage.name)
+    source = converted_from(directory)
+    latest = tf.train.latest_checkpoint(directory)
+    if not (source and latest):
+      return False
     tf.train.Checkpoint(model=self.model).read(latest).expect_partial()
     logging.info('%s: converted from %s (trained elsewhere); not trained '
-                 'here', stage.name,
-                 converted_from(os.path.dirname(latest))['checkpoint'])
+                 'here', stage.name, source['checkpoint'])
+    return True
 
   def run_stage(self, stage):
     """Trains `stage` to its last step (resuming from its checkpoint); returns
@@ -172,12 +178,10 @@ class Trainer:
     finished: it is loaded, not trained."""
     config = self.config
     total = stages.stage_steps(stage, config, self.steps_per_epoch)
-    directory = os.path.join(config.model_dir, stage.name)
-    latest = tf.train.latest_checkpoint(directory)
-    if latest and converted_from(directory):
-      self._restore_converted(stage, latest)
+    if self._restore_converted(stage):
       return {'steps': total, 'loss': None, 'seconds': 0.}
     optimizer, variables, step = self.stage_optimizer(stage)
+    directory = os.path.join(config.model_dir, stage.name)
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
                                      step=step)
     manager = tf.train.CheckpointManager(
