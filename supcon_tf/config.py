@@ -244,6 +244,14 @@ class Config(_Stages, Preprocessing):
       False, 'Refuse a folder source whose images differ in size (by default '
       'each is cropped and resized as its view says).')
   batch_size: int = _field(2048, 'Train batch size.')
+  micro_batch_size: int = _field(
+      0, 'Examples per chunk of each replica\'s batch (0: off): a training '
+      'step runs its batch in chunks of this many examples and applies the '
+      'whole batch\'s gradient once (contrastive stages by gradient '
+      'caching, cross-entropy stages by accumulation), so activation memory '
+      'is one chunk\'s. BatchNorm normalises each chunk with its own '
+      'statistics, as one replica per chunk would. Must divide the '
+      'per-replica batch.')
   eval_batch_size: int = _field(128, 'The batch size to use for eval.')
   num_views: int = _field(2, 'Augmented views of each training example.')
   classes_per_batch: int = _field(
@@ -372,6 +380,7 @@ class Config(_Stages, Preprocessing):
     checks = (
         ('batch_size', self.batch_size >= 1, '>= 1'),
         ('eval_batch_size', self.eval_batch_size >= 1, '>= 1'),
+        ('micro_batch_size', self.micro_batch_size >= 0, '>= 0'),
         ('num_views', self.num_views >= 1, '>= 1'),
         ('steps_per_loop', self.steps_per_loop >= 1, '>= 1'),
         ('save_interval_steps', self.save_interval_steps >= 1, '>= 1'),
@@ -390,6 +399,11 @@ class Config(_Stages, Preprocessing):
       if not ok:
         raise ValueError(f'--{name} must be {allowed}; got '
                          f'{getattr(self, name)!r}.')
+    if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+      raise ValueError(
+          f'--micro_batch_size={self.micro_batch_size} does not divide '
+          f'--batch_size={self.batch_size}; choose a divisor of the '
+          'per-replica batch.')
     if self.sampler == 'class_balanced' and not self.classes_per_batch:
       raise ValueError('--sampler=class_balanced needs --classes_per_batch.')
     if self.sampler == 'fixed_configuration' and self.classes_per_batch:
@@ -505,7 +519,7 @@ RUNTIME_FIELDS = frozenset({
     'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
     'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
     'eval_batch_size', 'skip_corrupt', 'require_same_image_size',
-    'deterministic',
+    'deterministic', 'micro_batch_size',
     'input_threads', 'use_tpu', 'tpu_name',
     'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
 })

@@ -74,7 +74,9 @@ class ContrastiveModel(keras.Model):
     }
     outputs = {k: keras.ops.cast(v, 'float32') for k, v in outputs.items()}
     if folded:
-      outputs = {k: keras.ops.reshape(v, (batch, views, -1))
+      # The feature size by name: with a dynamic batch (several replicas)
+      # -1 would leave it unknown, and the loss floor needs it.
+      outputs = {k: keras.ops.reshape(v, (batch, views, v.shape[-1] or -1))
                  for k, v in outputs.items()}
     return outputs
 

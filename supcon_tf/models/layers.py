@@ -1,5 +1,7 @@
 """Building blocks shared by the encoders: convolution with PyTorch-style padding
 and fused BatchNorm with the official momentum and epsilon."""
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -109,9 +111,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
   def call(self, inputs, training=None, mask=None):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
-      if (training and self.trainable and not self.update_moving_statistics
-          and mask is None and self.axis in (-1, len(inputs.shape) - 1)):
-        return self._frozen_batch_statistics(inputs)
+      if (training and self.trainable and mask is None and
+          self.axis in (-1, len(inputs.shape) - 1) and (
+              not self.update_moving_statistics or _SINKS or
+              (not self.synchronized and _replicas() > 1))):
+        return self._batch_statistics(inputs)
       return super().call(inputs, training=training, mask=mask)
     scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
     offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
@@ -129,12 +133,26 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         shape = tf.cast(tf.shape(inputs), tf.float32)
         count = shape[0] * shape[1] * shape[2]
         variance = variance * (count - 1.) / count
-      momentum = self.momentum
-      self.moving_mean.assign(momentum * self.moving_mean +
-                              (1. - momentum) * mean)
-      self.moving_variance.assign(momentum * self.moving_variance +
-                                  (1. - momentum) * variance)
+      self._move(mean, variance)
     return outputs
+
+  def _move(self, mean, variance):
+    """One moving-average step toward these batch statistics; within
+    `collect_moving_statistics`, they are recorded instead (the caller
+    moves once per step with their mean: `move_moving_statistics`). Per
+    replica with several replicas, toward the replicas' mean (each replica
+    moving toward its own would leave replica 0's)."""
+    if _SINKS:
+      _SINKS[-1].setdefault(self, []).append((mean, variance))
+      return
+    if not self.synchronized and _replicas() > 1:
+      mean, variance = tf.distribute.get_replica_context().all_reduce(
+          'MEAN', [mean, variance])
+    momentum = self.momentum
+    self.moving_mean.assign(momentum * self.moving_mean +
+                            (1. - momentum) * mean)
+    self.moving_variance.assign(momentum * self.moving_variance +
+                                (1. - momentum) * variance)
 
   def get_config(self):
     return {**super().get_config(),
@@ -148,17 +166,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     if self.update_moving_statistics:
       if self.unbiased_moving_variance:
         variance = variance * count / tf.maximum(count - 1., 1.)
-      momentum = self.momentum
-      self.moving_mean.assign(momentum * self.moving_mean +
-                              (1. - momentum) * mean)
-      self.moving_variance.assign(momentum * self.moving_variance +
-                                  (1. - momentum) * variance)
+      self._move(mean, variance)
     return tf.cast(outputs, inputs.dtype)
 
-  def _frozen_batch_statistics(self, inputs):
-    """Training mode without the moving-average update (Keras' layer always
-    updates): normalised with the batch's mean and biased variance (over
-    the global batch when synchronized)."""
+  def _batch_statistics(self, inputs):
+    """Training mode on other ranks where Keras' layer will not do: without
+    the moving-average update (it always updates), or with it through
+    `_move` (chunks, replicas). Normalised with the batch's mean and biased
+    variance (over the global batch when synchronized), which the moving
+    variance takes, as Keras'."""
     x = tf.cast(inputs, tf.float32)
     axes = [i for i in range(len(x.shape)) if i != len(x.shape) - 1]
     if self.synchronized:
@@ -168,6 +184,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     outputs = tf.nn.batch_normalization(
         x, mean, variance, self.beta if self.center else None,
         self.gamma if self.scale else None, self.epsilon)
+    if self.update_moving_statistics:
+      self._move(mean, variance)
     return tf.cast(outputs, inputs.dtype)
 
 
@@ -191,6 +209,50 @@ def global_moments(x, axes):
   total, squares, count = sums
   mean = total / count
   return mean, tf.maximum(squares / count - tf.square(mean), 0.), count
+
+
+# Open `collect_moving_statistics` records (innermost last).
+_SINKS = []
+
+
+@contextlib.contextmanager
+def collect_moving_statistics():
+  """Within (at trace time), fused BatchNorm layers record the batch
+  statistics they would move their averages toward instead of moving:
+  yields {layer: [(mean, variance), ...]}, one pair per call."""
+  sink = {}
+  _SINKS.append(sink)
+  try:
+    yield sink
+  finally:
+    _SINKS.pop()
+
+
+def move_moving_statistics(statistics):
+  """One moving-average step per layer of {layer: (mean, variance)}, as the
+  layer's own update (across replicas included)."""
+  for layer, (mean, variance) in statistics.items():
+    layer._move(mean, variance)
+
+
+@contextlib.contextmanager
+def moving_statistics_frozen(layer):
+  """`freeze_moving_statistics` within, each layer's own setting after."""
+  batch_norms = fused_batch_norms(layer)
+  saved = [l.update_moving_statistics for l in batch_norms]
+  try:
+    for l in batch_norms:
+      l.update_moving_statistics = False
+    yield
+  finally:
+    for l, update in zip(batch_norms, saved):
+      l.update_moving_statistics = update
+
+
+def fused_batch_norms(layer):
+  """The FusedBatchNormalization layers in `layer`, in a fixed order."""
+  return [l for l in layer._flatten_layers(include_self=True, recursive=True)
+          if isinstance(l, FusedBatchNormalization)]
 
 
 def synchronize_batch_norm(layer, synchronized=True):

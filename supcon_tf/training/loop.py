@@ -138,6 +138,12 @@ class Trainer:
     self.steps_per_epoch = pipeline.steps_per_epoch(
         self.train_split, config.batch_size, self.epoch_remainder)
     self._forward = {}  # Eval steps by output keys, traced once each.
+    local_batch = config.batch_size // strategy.num_replicas_in_sync
+    if config.micro_batch_size and local_batch % config.micro_batch_size:
+      raise ValueError(
+          f'--micro_batch_size={config.micro_batch_size} does not divide the '
+          f'per-replica batch ({config.batch_size} over '
+          f'{strategy.num_replicas_in_sync} replicas: {local_batch}).')
 
   # --- one stage ---------------------------------------------------------------
 
@@ -394,6 +400,194 @@ class Trainer:
     batch_norm_training = config.batch_norm_training
     deferred_blur = augment.deferred_blur(config)
 
+    micro = config.micro_batch_size
+    local_batch = global_batch // replicas
+    chunks = local_batch // micro if micro else 1
+    contrastive = stage.contrastive_loss_weight > 0
+    # The outputs the losses read (their gradients are what a chunked
+    # contrastive step caches).
+    output_keys = ((['projection'] if contrastive else []) +
+                   (['logits'] if stage.cross_entropy_loss_weight > 0 else []))
+    batch_norms = {f'{i:04d}': layer for i, layer in
+                   enumerate(layers.fused_batch_norms(model))}
+    if chunks > 1:
+      logging.info(
+          '%s: each step runs its %d examples per replica in %d chunks of '
+          '%d (--micro_batch_size); BatchNorm normalises each chunk (%d '
+          'images) with its own statistics, as %d replicas would.',
+          stage.name, local_batch, chunks, micro, micro * num_views,
+          chunks * replicas)
+
+    def forward(views):
+      # Official: batch statistics in training mode; whether the moving
+      # averages move is `freeze_moving_statistics`' switch (run_stage).
+      return model(views, training=batch_norm_training,
+                   encoder_training=(batch_norm_training and
+                                     not stage.encoder_batch_norm_inference))
+
+    def objective(outputs, labels):
+      """The loss terms of these outputs and their weighted sum, as this
+      replica's share of the global batch's mean (no weight decay)."""
+      terms = {}
+      total = tf.constant(0.)
+      if contrastive:
+        per_anchor = losses.contrastive_loss(
+            outputs['projection'], labels if labelled else None,
+            temperature=config.temperature,
+            contrast_mode=config.contrast_mode.lower(),
+            summation_location=config.summation_location.lower(),
+            denominator_mode=config.denominator_mode.lower(),
+            positives_cap=config.positives_cap,
+            scale_by_temperature=config.scale_by_temperature)
+        terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
+        total += stage.contrastive_loss_weight * terms['contrastive_loss']
+        if analysis.floor_applies(
+            config.contrast_mode, config.summation_location,
+            config.denominator_mode, config.positives_cap, labelled,
+            num_views, outputs['projection'].shape[-1], num_classes):
+          # The global batch's floor, once: each replica adds its share.
+          terms['loss_floor'] = analysis.batch_floor(
+              losses.cross_replica_concat(labels), num_classes,
+              num_views, config.temperature,
+              config.temperature if config.scale_by_temperature else 1.
+          ) / replicas
+      if stage.cross_entropy_loss_weight > 0:
+        terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
+            outputs['logits'], labels, global_batch, config.label_smoothing)
+        total += stage.cross_entropy_loss_weight * terms['cross_entropy_loss']
+      return terms, total
+
+    def scale(loss):
+      return (optimizer.scale_loss(loss) if hasattr(optimizer, 'scale_loss')
+              else loss)
+
+    def whole_batch(views, labels):
+      with tf.GradientTape() as tape:
+        terms, total = objective(forward(views), labels)
+        if decayed:
+          terms['weight_decay'] = (stage.weight_decay *
+                                   optimizers.l2_loss(decayed) / replicas)
+          total += terms['weight_decay']
+        terms['loss'] = total
+        scaled = scale(total)
+      return terms, tape.gradient(scaled, variables)
+
+    def gradient_of(loss, tape):
+      # Zeros for the variables `loss` does not reach (the tape's own
+      # zeros fail on Keras variables, whose dtype is a string).
+      return [tf.zeros(v.shape, v.dtype) if g is None else g
+              for g, v in zip(tape.gradient(loss, variables), variables)]
+
+    def add_statistics(sums, sink):
+      """`sums` ({key: (mean sum, variance sum, calls)}) plus what the
+      chunk's BatchNorm layers recorded."""
+      sums = dict(sums)
+      for key, layer in batch_norms.items():
+        for mean, variance in sink.get(layer, ()):
+          total_mean, total_variance, calls = sums[key]
+          sums[key] = (total_mean + mean, total_variance + variance,
+                       calls + 1.)
+      return sums
+
+    def move_statistics(sums):
+      # One step of each moving average toward the chunks' mean statistics,
+      # as the replicas' (BatchNorm._move).
+      layers.move_moving_statistics({
+          batch_norms[key]: (mean / tf.maximum(calls, 1.),
+                             variance / tf.maximum(calls, 1.))
+          for key, (mean, variance, calls) in sums.items()
+          if key in recorded})
+
+    recorded = set()  # Keys of the layers that moved (filled when traced).
+
+    def chunk_loop(body, state):
+      """`state` through `body(i, *state)` for each chunk in a while loop:
+      one chunk's activations live at a time (unrolled chunks, or
+      iterations run in parallel, would be alive together)."""
+      return tf.while_loop(lambda i, *_: i < chunks,
+                           lambda i, *rest: (i + 1,) + tuple(body(i, *rest)),
+                           (tf.constant(0),) + tuple(state),
+                           parallel_iterations=1)[1:]
+
+    def no_statistics():
+      return {key: (tf.zeros(layer.moving_mean.shape),
+                    tf.zeros(layer.moving_variance.shape), tf.constant(0.))
+              for key, layer in batch_norms.items()}
+
+    def record(sink):
+      recorded.update(key for key, layer in batch_norms.items()
+                      if layer in sink)
+
+    def chunked(views, labels):
+      in_chunks = tf.reshape(views, [chunks, micro] + list(views.shape[1:]))
+      labels_in_chunks = tf.reshape(labels, [chunks, micro])
+      no_gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
+      shapes = {}  # Of each chunk's outputs (known when traced).
+      if contrastive:
+        # Gradient caching: the whole batch's outputs without a tape, the
+        # loss's gradient with respect to them, then each chunk again with a
+        # tape, pushing its share of that gradient back.
+        def embed(i, statistics, arrays):
+          with layers.collect_moving_statistics() as sink:
+            outputs = forward(in_chunks[i])
+          record(sink)
+          shapes.update({k: list(outputs[k].shape[1:]) for k in output_keys})
+          return (add_statistics(statistics, sink),
+                  {k: arrays[k].write(i, tf.stop_gradient(outputs[k]))
+                   for k in output_keys})
+        statistics, arrays = chunk_loop(embed, (no_statistics(), {
+            k: tf.TensorArray(tf.float32, size=chunks) for k in output_keys}))
+        move_statistics(statistics)
+        outputs = {k: tf.ensure_shape(
+            tf.reshape(arrays[k].stack(), [local_batch] + shapes[k]),
+            [local_batch] + shapes[k]) for k in output_keys}
+        with tf.GradientTape() as tape:
+          tape.watch(outputs)
+          terms, total = objective(outputs, labels)
+          scaled = scale(total)
+        cached = {k: tf.reshape(g, [chunks, micro] + shapes[k])
+                  for k, g in tape.gradient(scaled, outputs).items()}
+
+        def backward(i, sums):
+          # The same chunk statistics as the first pass; the averages have
+          # moved once already.
+          with layers.moving_statistics_frozen(model):
+            with tf.GradientTape() as tape:
+              outputs = forward(in_chunks[i])
+              surrogate = tf.add_n([tf.reduce_sum(outputs[k] * cached[k][i])
+                                    for k in output_keys])
+          return ([s + g for s, g in zip(sums, gradient_of(surrogate,
+                                                             tape))],)
+        gradients, = chunk_loop(backward, (no_gradients,))
+      else:
+        # Cross-entropy: each example's loss is its own; plain accumulation.
+        def accumulate(i, statistics, sums, term_sums, total_sum):
+          with layers.collect_moving_statistics() as sink:
+            with tf.GradientTape() as tape:
+              terms, total = objective(forward(in_chunks[i]),
+                                       labels_in_chunks[i])
+              scaled = scale(total)
+          record(sink)
+          return (add_statistics(statistics, sink),
+                  [s + g for s, g in zip(sums, gradient_of(scaled, tape))],
+                  {k: term_sums[k] + terms[k] for k in term_sums},
+                  total_sum + total)
+        statistics, gradients, terms, total = chunk_loop(accumulate, (
+            no_statistics(), no_gradients,
+            {'cross_entropy_loss': tf.constant(0.),
+             'train_top1': tf.constant(0.)}, tf.constant(0.)))
+        move_statistics(statistics)
+      if decayed:
+        with tf.GradientTape() as tape:
+          terms['weight_decay'] = (stage.weight_decay *
+                                   optimizers.l2_loss(decayed) / replicas)
+          scaled = scale(terms['weight_decay'])
+        gradients = [g + d for g, d in zip(gradients,
+                                           gradient_of(scaled, tape))]
+        total += terms['weight_decay']
+      terms['loss'] = total
+      return terms, gradients
+
     def step_fn(views, labels):
       if deferred_blur:
         # As official, on the model's inputs, one sigma per step; which
@@ -409,48 +603,8 @@ class Trainer:
                                        local * replicas):
           flat = augment.batch_random_blur(flat, seed, config.blur_probability)
         views = tf.reshape(flat, tf.shape(views))
-      with tf.GradientTape() as tape:
-        # Official: batch statistics in training mode; whether the moving
-        # averages move is `freeze_moving_statistics`' switch (run_stage).
-        outputs = model(
-            views, training=batch_norm_training,
-            encoder_training=(batch_norm_training and
-                              not stage.encoder_batch_norm_inference))
-        terms = {}
-        total = tf.constant(0.)
-        if stage.contrastive_loss_weight > 0:
-          per_anchor = losses.contrastive_loss(
-              outputs['projection'], labels if labelled else None,
-              temperature=config.temperature,
-              contrast_mode=config.contrast_mode.lower(),
-              summation_location=config.summation_location.lower(),
-              denominator_mode=config.denominator_mode.lower(),
-              positives_cap=config.positives_cap,
-              scale_by_temperature=config.scale_by_temperature)
-          terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
-          total += stage.contrastive_loss_weight * terms['contrastive_loss']
-          if analysis.floor_applies(
-              config.contrast_mode, config.summation_location,
-              config.denominator_mode, config.positives_cap, labelled,
-              num_views, outputs['projection'].shape[-1], num_classes):
-            # The global batch's floor, once: each replica adds its share.
-            terms['loss_floor'] = analysis.batch_floor(
-                losses.cross_replica_concat(labels), num_classes,
-                num_views, config.temperature,
-                config.temperature if config.scale_by_temperature else 1.
-            ) / replicas
-        if stage.cross_entropy_loss_weight > 0:
-          terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
-              outputs['logits'], labels, global_batch, config.label_smoothing)
-          total += stage.cross_entropy_loss_weight * terms['cross_entropy_loss']
-        if decayed:
-          terms['weight_decay'] = (stage.weight_decay *
-                                   optimizers.l2_loss(decayed) / replicas)
-          total += terms['weight_decay']
-        terms['loss'] = total
-        scaled = (optimizer.scale_loss(total)
-                  if hasattr(optimizer, 'scale_loss') else total)
-      gradients = tape.gradient(scaled, variables)
+      terms, gradients = (chunked if chunks > 1 else whole_batch)(views,
+                                                                  labels)
       optimizer.apply(gradients, variables)
       return terms
 

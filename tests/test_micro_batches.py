@@ -1,0 +1,158 @@
+"""--micro_batch_size: a step in chunks is the step of one replica per chunk.
+
+One device with the batch in K chunks against MirroredStrategy over K logical
+CPUs (conftest.py) with per-replica BatchNorm and one chunk per replica. Each
+chunked step starts from the Mirrored run's state before that step: a chunk's
+forward pass is then the replica's, op for op, and what differs is rounding
+in the loss's gradient. (Free-running, a ReLU input within rounding of zero
+can flip one run's mask and not the other's, as in docs/SEED.md.)
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf.config import make_config
+from supcon_tf.data import sources
+from supcon_tf.models import layers
+from supcon_tf.training import run as run_lib, stages
+from supcon_tf.training.loop import Trainer
+from tests.replicas import two_replicas
+
+SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
+CROSS_ENTROPY = 'seed_cifar10_resnet20_ce'
+SIZE = 8  # Image side: ResNet-20's strides still fit.
+BATCH = 8
+STEPS = 3
+
+
+def _trainer(strategy, preset, weights=None, **values):
+  config = make_config(preset, **{
+      'batch_size': BATCH, 'use_global_batch_norm': False,
+      'image_size': SIZE, **values})
+  with strategy.scope():
+    model = run_lib.build_model(config, 10)
+    model(tf.zeros([1, SIZE, SIZE, 3]))
+  layers.synchronize_batch_norm(model, config.use_global_batch_norm)
+  if weights is not None:
+    model.set_weights(weights)
+  train = sources.Split(np.zeros(5 * BATCH), images=np.zeros(
+      (5 * BATCH, SIZE, SIZE, 3), np.uint8))
+  return config, model, Trainer(
+      config, strategy, model, sources.Source('fixture', {'train': train}, 10),
+      sources.UNIT_MEAN_STD)
+
+
+def _batches(views, seed=0):
+  rng = np.random.default_rng(seed)
+  return [(rng.normal(size=(BATCH, views, SIZE, SIZE, 3)).astype(np.float32),
+           rng.integers(0, 3, BATCH)) for _ in range(STEPS)]
+
+
+def _state(model, optimizer):
+  return ([np.array(w) for w in model.get_weights()],
+          [np.array(v) for v in optimizer.variables])
+
+
+def _relative(got, want):
+  scale = np.abs(want).max()
+  return np.abs(got - want).max() / scale if scale else np.abs(got).max()
+
+
+def _step_by_step(preset, stage_index, **values):
+  """The Mirrored run's states before each step and after the last, and the
+  chunked run's state after each step from the Mirrored state before it."""
+  mirrored = two_replicas()
+  config, model, trainer = _trainer(mirrored, preset, **values)
+  stage = stages.stage_from_config(config, stage_index)
+  batches = _batches(stages.views_for(stage, config))
+  initial = model.get_weights()
+  before = []
+  _, optimizer = trainer.train_on_batches(
+      stage, batches,
+      lambda index, optimizer, step: before.append(_state(model, optimizer)))
+  after = before[1:] + [_state(model, optimizer)]
+
+  config, model, trainer = _trainer(tf.distribute.get_strategy(), preset,
+                                    initial, micro_batch_size=BATCH // 2,
+                                    **values)
+  chunked = []
+
+  def start_from_mirrored(index, optimizer, step):
+    if index:
+      chunked.append(_state(model, optimizer))
+    weights, slots = before[index]
+    model.set_weights(weights)
+    for variable, value in zip(optimizer.variables, slots):
+      variable.assign(value)
+    step.assign(index)
+  _, optimizer = trainer.train_on_batches(stage, batches, start_from_mirrored)
+  chunked.append(_state(model, optimizer))
+  return model, before, after, chunked
+
+
+def _assert_same_steps(model, before, after, chunked):
+  names = [w.path for w in model.weights]
+  moved = set()
+  for index in range(STEPS):
+    (weights, slots), (want_weights, want_slots) = chunked[index], after[index]
+    for name, got, want, start in zip(names, weights, want_weights,
+                                      before[index][0]):
+      if not np.array_equal(want, start):
+        moved.add(name)
+      assert _relative(got, want) < 1e-5, (index, name)
+    # The slots (momentum: the gradients' running sum) are the strict test
+    # of the gradient: a weight's step is small against the weight.
+    for got, want in zip(slots, want_slots):
+      assert _relative(got, want) < 1e-5, index
+  return moved
+
+
+@pytest.mark.parametrize('preset,values', [
+    (SUPCON, {}),
+    (SUPCON, {'use_labels': False}),  # SimCLR
+    (SUPCON, {'stage_1_cross_entropy_loss_weight': 1.,
+              'stop_gradient_before_classification_head': False}),  # Joint
+    (CROSS_ENTROPY, {}),  # Accumulation, BatchNorm per chunk
+], ids=['supcon', 'simclr', 'joint', 'cross_entropy'])
+def test_chunks_on_one_device_are_replicas(preset, values):
+  model, before, after, chunked = _step_by_step(preset, 1, **values)
+  moved = _assert_same_steps(model, before, after, chunked)
+  # The comparison covers what trains and the moving statistics.
+  assert any('moving_mean' in n for n in moved)
+  assert any('kernel' in n for n in moved)
+
+
+def test_accumulation_is_the_whole_batch_step_on_a_frozen_encoder():
+  """The classifier stage, encoder BatchNorm in inference mode: no batch
+  statistics, so chunks change only the order of the gradient's sums."""
+  values = dict(stage_2_encoder_batch_norm_inference=True)
+  config, model, trainer = _trainer(tf.distribute.get_strategy(), SUPCON,
+                                    **values)
+  stage = stages.stage_from_config(config, 2)
+  batches = _batches(1)
+  initial = model.get_weights()
+  whole_terms, whole = trainer.train_on_batches(stage, batches)
+  want = _state(model, whole)
+  config, model, trainer = _trainer(tf.distribute.get_strategy(), SUPCON,
+                                    initial, micro_batch_size=2, **values)
+  terms, chunked = trainer.train_on_batches(stage, batches)
+  got = _state(model, chunked)
+  for a, b in zip(terms, whole_terms):
+    assert a.keys() == b.keys()
+    for key in a:
+      assert abs(a[key] - b[key]) <= 1e-6 * abs(b[key]) + 1e-7, key
+  changed = 0
+  for g, w, start in zip(got[0] + got[1], want[0] + want[1],
+                         initial + [0] * len(got[1])):
+    assert _relative(g, w) < 1e-6
+    changed += not np.array_equal(w, start)
+  assert changed > 2  # The classifier and its slots moved.
+
+
+def test_a_chunk_that_does_not_divide_the_batch_is_refused():
+  with pytest.raises(ValueError, match='--micro_batch_size=3 does not divide'):
+    make_config(SUPCON, batch_size=8, micro_batch_size=3)
+  mirrored = two_replicas()
+  with pytest.raises(ValueError, match='per-replica batch'):
+    # 12 divides by 4, but each replica's 6 does not.
+    _trainer(mirrored, SUPCON, micro_batch_size=4, batch_size=12)
