@@ -65,6 +65,7 @@ def test_bad_flags_and_help_answer_before_tensorflow_loads(flag):
     ('--no_such_flag=1', ('no_such_flag',)),                # unknown flag
     ('--resnet_depth=7', ('resnet_depth', '20', '50')),     # no such encoder
     ('--temperature=0', ('--temperature', '> 0')),          # out of range
+    ('--micro_batch_size=3', ('--micro_batch_size=3', 'does not divide')),
     ('--preset=resnet5', ('resnet5', 'supcon_digits_resnet20')),
 ])
 def test_a_bad_flag_is_one_line_naming_it_and_nothing_is_written(

@@ -411,12 +411,17 @@ class Trainer:
     batch_norms = {f'{i:04d}': layer for i, layer in
                    enumerate(layers.fused_batch_norms(model))}
     if chunks > 1:
+      # BatchNorm statistics come from one chunk (of each replica, all
+      # replicas' chunks of the same index with global BatchNorm).
+      synchronized = config.use_global_batch_norm and replicas > 1
       logging.info(
           '%s: each step runs its %d examples per replica in %d chunks of '
-          '%d (--micro_batch_size); BatchNorm normalises each chunk (%d '
-          'images) with its own statistics, as %d replicas would.',
-          stage.name, local_batch, chunks, micro, micro * num_views,
-          chunks * replicas)
+          '%d (--micro_batch_size); BatchNorm normalises over %d images '
+          '(%s), not the %d of %s.', stage.name, local_batch, chunks, micro,
+          micro * num_views * (replicas if synchronized else 1),
+          'one chunk of every replica' if synchronized else 'one chunk',
+          (global_batch if synchronized else local_batch) * num_views,
+          'the global batch' if synchronized else 'the replica\'s batch')
 
     def forward(views):
       # Official: batch statistics in training mode; whether the moving
