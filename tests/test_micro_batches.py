@@ -149,6 +149,26 @@ def test_accumulation_is_the_whole_batch_step_on_a_frozen_encoder():
   assert changed > 2  # The classifier and its slots moved.
 
 
+def test_chunks_on_replicas_are_the_same_chunks_on_one_device():
+  """Two replicas of 4 examples in chunks of 2 normalise the groups one
+  device in chunks of 2 does: the same steps."""
+  config, model, trainer = _trainer(two_replicas(), SUPCON, micro_batch_size=2)
+  stage = stages.stage_from_config(config, 1)
+  batches = _batches(stages.views_for(stage, config))
+  initial = model.get_weights()
+  terms, optimizer = trainer.train_on_batches(stage, batches)
+  replicas = _state(model, optimizer)
+  _, model, trainer = _trainer(tf.distribute.get_strategy(), SUPCON, initial,
+                               micro_batch_size=2)
+  want_terms, optimizer = trainer.train_on_batches(stage, batches)
+  one_device = _state(model, optimizer)
+  for got, want in zip(replicas[0] + replicas[1],
+                       one_device[0] + one_device[1]):
+    assert _relative(got, want) < 1e-5
+  for got, want in zip(terms, want_terms):
+    assert abs(got['loss'] - want['loss']) <= 1e-5 * abs(want['loss'])
+
+
 def test_a_chunk_that_does_not_divide_the_batch_is_refused():
   with pytest.raises(ValueError, match='--micro_batch_size=3 does not divide'):
     make_config(SUPCON, batch_size=8, micro_batch_size=3)
@@ -156,3 +176,5 @@ def test_a_chunk_that_does_not_divide_the_batch_is_refused():
   with pytest.raises(ValueError, match='per-replica batch'):
     # 12 divides by 4, but each replica's 6 does not.
     _trainer(mirrored, SUPCON, micro_batch_size=4, batch_size=12)
+  with pytest.raises(ValueError, match='--use_global_batch_norm=false'):
+    _trainer(mirrored, SUPCON, micro_batch_size=2, use_global_batch_norm=True)

@@ -144,6 +144,17 @@ class Trainer:
           f'--micro_batch_size={config.micro_batch_size} does not divide the '
           f'per-replica batch ({config.batch_size} over '
           f'{strategy.num_replicas_in_sync} replicas: {local_batch}).')
+    if (0 < config.micro_batch_size < local_batch and
+        config.use_global_batch_norm and
+        strategy.num_replicas_in_sync > 1 and
+        not isinstance(strategy, tf.distribute.TPUStrategy)):
+      # Mirrored and multi-worker all-reduce through merge_call, which
+      # TensorFlow refuses inside the loop over chunks.
+      raise ValueError(
+          '--micro_batch_size with --use_global_batch_norm on several '
+          'replicas: this strategy cannot all-reduce BatchNorm statistics '
+          'inside the loop over chunks; add --use_global_batch_norm=false '
+          '(each chunk normalised with its own statistics).')
 
   # --- one stage ---------------------------------------------------------------
 
