@@ -17,7 +17,9 @@ chunks and for the smallest chunk, the largest batch whose step stays within
 
 Memory is the process's peak resident set (TensorFlow and the model
 included); `step` is what the step added to what the process held before it.
-The last line is `largest batch within N GiB, chunks of C / unchunked: R`.
+The last line is `largest batch within N GiB, chunks of C / unchunked: R`
+(with `--budget_gib=0`, the ratios of the last chunk size to the unchunked
+step).
 """
 import argparse
 import json
