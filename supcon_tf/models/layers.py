@@ -269,9 +269,8 @@ def freeze_moving_statistics(layer, frozen=True):
   statistics in training mode but stop (or, `frozen=False`, resume)
   updating their moving averages: the official
   `update_encoder_batch_norm=False`. Read when a step is traced."""
-  for sublayer in layer._flatten_layers(include_self=True, recursive=True):
-    if isinstance(sublayer, FusedBatchNormalization):
-      sublayer.update_moving_statistics = not frozen
+  for batch_norm in fused_batch_norms(layer):
+    batch_norm.update_moving_statistics = not frozen
 
 
 def name_for_checkpoints(layer, prefix, items):

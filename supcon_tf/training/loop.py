@@ -477,12 +477,15 @@ class Trainer:
       return (optimizer.scale_loss(loss) if hasattr(optimizer, 'scale_loss')
               else loss)
 
+    def weight_decay():
+      # This replica's share: the optimizer's all-reduce sums the replicas.
+      return stage.weight_decay * optimizers.l2_loss(decayed) / replicas
+
     def whole_batch(views, labels):
       with tf.GradientTape() as tape:
         terms, total = objective(forward(views), labels)
         if decayed:
-          terms['weight_decay'] = (stage.weight_decay *
-                                   optimizers.l2_loss(decayed) / replicas)
+          terms['weight_decay'] = weight_decay()
           total += terms['weight_decay']
         terms['loss'] = total
         scaled = scale(total)
@@ -595,8 +598,7 @@ class Trainer:
         move_statistics(statistics)
       if decayed:
         with tf.GradientTape() as tape:
-          terms['weight_decay'] = (stage.weight_decay *
-                                   optimizers.l2_loss(decayed) / replicas)
+          terms['weight_decay'] = weight_decay()
           scaled = scale(terms['weight_decay'])
         gradients = [g + d for g, d in zip(gradients,
                                            gradient_of(scaled, tape))]
