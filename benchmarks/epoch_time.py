@@ -53,7 +53,7 @@ def epoch_seconds(config, source, steps):
 
 
 def main(_):
-  from supcon_tf.config import XENT_FLAGS, make_config
+  from supcon_tf.presets import XENT_FLAGS, make_config
   from supcon_tf.data import sources
 
   dataset = 'folder' if FLAGS.data_dir else 'digits'

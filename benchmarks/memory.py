@@ -54,7 +54,7 @@ def child(args):
   import numpy as np
   import tensorflow as tf
 
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.data import sources
   from supcon_tf.training import run as run_lib, stages
   from supcon_tf.training.loop import Trainer

@@ -289,7 +289,7 @@ def port(args, stage_name, views, labels, start, steps=None):
   state after it; returns the per-step differences by kind instead."""
   import tensorflow as tf
   from supcon_tf import seed_checkpoint
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.data import sources
   from supcon_tf.training import run as run_lib, stages
   from supcon_tf.training.loop import Trainer
@@ -362,7 +362,7 @@ def port(args, stage_name, views, labels, start, steps=None):
 def forward_model(path):
   import tensorflow as tf
   from supcon_tf import seed_checkpoint
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import run as run_lib
   model = run_lib.build_model(make_config(PRESETS['supcon']), 10)
   model(tf.zeros([1, 32, 32, 3]))
@@ -408,7 +408,7 @@ def main():
     parser.error(f'--seed_repo: no train.py in {args.seed_repo}.')
   os.makedirs(args.work_dir, exist_ok=True)
   from supcon_tf import seed_checkpoint
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
 
   seed(args, 'init')
   views, labels = batches(args, make_config(PRESETS['supcon'],

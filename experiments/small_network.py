@@ -20,7 +20,7 @@ FLAGS = flags.FLAGS
 
 def parameters(depth):
   import tensorflow as tf
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import run as run_lib
   config = make_config('supcon_digits_resnet20', resnet_depth=depth,
                        first_conv_kernel_size=3, first_conv_stride=1,

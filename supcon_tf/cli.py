@@ -9,11 +9,13 @@ import tensorflow as tf
 from absl import app, logging
 
 from supcon_tf import export as export_lib
+from supcon_tf import files
 from supcon_tf import flags as supcon_flags
 from supcon_tf import official, seed_checkpoint
-from supcon_tf.config import XENT_FLAGS, Config
+from supcon_tf.config import Config
+from supcon_tf.presets import XENT_FLAGS
 from supcon_tf.data import sources
-from supcon_tf.training import files, loop, run as run_lib, signals
+from supcon_tf.training import loop, run as run_lib, signals
 from supcon_tf.training.loop import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 

@@ -18,7 +18,7 @@ without --batch_norm_in_train_mode).
 import tensorflow as tf
 
 from supcon_tf.models import layers
-from supcon_tf.training import files
+from supcon_tf import files
 
 OFFICIAL_OUTPUTS = ('embeddings', 'unnormalized_embeddings', 'projection',
                     'logits')

@@ -109,9 +109,9 @@ def test_bad_image_raises_value_error_naming_it():
 
 # --- AutoAugment --------------------------------------------------------------
 
-from supcon_tf.data.augment import (CIFAR10_POLICY, SIGNED_OPS,  # noqa: E402
-                                    apply_policy, autoaugment,
-                                    level_to_magnitude)
+from supcon_tf.data.augment import (CIFAR10_POLICY, PIL,  # noqa: E402
+                                    apply_policy, autoaugment)
+from supcon_tf.data.augment.pil_ops import level_to_magnitude  # noqa: E402
 
 
 def test_level_to_magnitude_follows_the_original_cifar_code():
@@ -130,8 +130,9 @@ def _with_pil(image, steps, posterize_bits_fix=False):
   """Pillow's ops applied in turn: steps of (name, level, negate)."""
   image = Image.fromarray(image)
   for name, level, negate in steps:
-    magnitude = float(level_to_magnitude(name, level, posterize_bits_fix))
-    if name in SIGNED_OPS and negate:
+    magnitude = float(level_to_magnitude(
+        name, level, posterize_bits_fix=posterize_bits_fix))
+    if name in PIL.signed and negate:
       magnitude = -magnitude
     image = PIL_OPS[name](image, magnitude)
   return np.asarray(image)
@@ -140,15 +141,15 @@ def _with_pil(image, steps, posterize_bits_fix=False):
 @pytest.mark.parametrize('policy_name', ['cifar10', 'imagenet'])
 def test_policy_equals_the_same_choices_made_with_pil(policy_name):
   from supcon_tf.data.augment import POLICIES
-  policy = POLICIES[policy_name]
-  assert len(policy) == 25
+  family, policy = POLICIES[policy_name]
+  assert family is PIL and len(policy) == 25
   images = np.stack(_images()[:4] + _images()[:4])
   rng = np.random.default_rng(1)
   for _ in range(5):
     choice = rng.integers(0, len(policy), size=8)
     apply = rng.uniform(size=(8, 2)) < 0.7
     negate = rng.uniform(size=(8, 2)) < 0.5
-    got = apply_policy(images, policy, choice, apply, negate).numpy()
+    got = apply_policy(images, policy, choice, apply, negate, PIL).numpy()
     for i, image in enumerate(images):
       steps = [(name, level, negate[i, stage]) for stage, (name, _, level)
                in enumerate(policy[choice[i]]) if apply[i, stage]]
@@ -158,9 +159,9 @@ def test_policy_equals_the_same_choices_made_with_pil(policy_name):
 
 def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
   images = np.stack(_images()[:4] * 8)
-  a = autoaugment(images, seed=[1, 2]).numpy()
-  b = autoaugment(images, seed=[1, 2]).numpy()
-  c = autoaugment(images, seed=[3, 4]).numpy()
+  a = autoaugment(images, [1, 2], CIFAR10_POLICY, PIL).numpy()
+  b = autoaugment(images, [1, 2], CIFAR10_POLICY, PIL).numpy()
+  c = autoaugment(images, [3, 4], CIFAR10_POLICY, PIL).numpy()
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   changed = np.mean([not np.array_equal(x, y) for x, y in zip(a, images)])
@@ -169,20 +170,22 @@ def test_autoaugment_is_deterministic_per_seed_and_varies_across_seeds():
 
 # --- RandAugment ---------------------------------------------------------------
 
-from supcon_tf.data.augment import (RANDAUGMENT_OPS, randaugment,  # noqa: E402
-                                    randaugment_draws)
+from supcon_tf.data.augment import randaugment, randaugment_draws  # noqa: E402,E501
 
 
 @pytest.mark.parametrize('magnitude', [3, 9.5])
 def test_randaugment_equals_its_draws_applied_with_pil(magnitude):
   images = np.stack(_images()[:4] * 4)
   seed = [5, 6]
-  got = randaugment(images, seed, num_layers=3, magnitude=magnitude,
+  got = randaugment(images, seed, PIL, num_layers=3, magnitude=magnitude,
                     posterize_bits_fix=True).numpy()
-  op_index, negate = (x.numpy() for x in randaugment_draws(seed, 16, 3))
-  assert 'Invert' not in RANDAUGMENT_OPS and len(set(op_index.ravel())) > 5
+  op_index, negate, _ = randaugment_draws(seed, 16, 3, PIL)
+  op_index, negate = op_index.numpy(), negate.numpy()
+  ops = PIL.randaugment_ops
+  assert 'Invert' not in ops and len(set(op_index.ravel())) > 5
+  assert ops[0] == 'Identity'
   for i, image in enumerate(images):
-    steps = [(RANDAUGMENT_OPS[op], magnitude, negate[i, layer])
+    steps = [(ops[op], magnitude, negate[i, layer])
              for layer, op in enumerate(op_index[i]) if op > 0]
     np.testing.assert_array_equal(got[i], _with_pil(image, steps, True),
                                   err_msg=str(i))
@@ -603,52 +606,60 @@ def test_tf_models_cutout_is_the_square_around_its_centre():
 def test_tf_models_policies_are_tf_models_own():
   import json
   import os
-  from supcon_tf.data.augment import tf_models_policies as P
+  from supcon_tf.data.augment import POLICIES, TF_MODELS
   with open(os.path.join(os.path.dirname(__file__), 'fixtures',
                          'tf_models_policies.json')) as f:
     want = json.load(f)
   as_lists = lambda policy: [[list(op) for op in sub] for sub in policy]
-  for name, policy in P.POLICIES.items():
+  tf_models = {name: policy for name, (family, policy) in POLICIES.items()
+               if family is TF_MODELS}
+  for name, policy in tf_models.items():
     assert as_lists(policy) == want[name], name
-  assert set(P.POLICIES) == set(want) - {'randaugment_ops'}
-  assert list(P.RANDAUGMENT_OPS) == want['randaugment_ops']
+  assert set(tf_models) == set(want) - {'randaugment_ops'}
+  # The 16 ops, then the identity that RandAugment draws as the 17th.
+  assert list(TF_MODELS.randaugment_ops) == want['randaugment_ops'] + [
+      'Identity']
 
 
 def test_tf_models_autoaugment_applies_each_sub_policy_op_by_op():
+  from supcon_tf.data.augment import V0_POLICY, autoaugment
   from supcon_tf.data.augment import tf_models_ops as T
-  from supcon_tf.data.augment import tf_models_policies as P
   images = _uint8_batch()
   # One sub-policy whose ops always fire: exactly the two ops in order, at
   # TF-Models' arguments (Equalize, then Solarize at int(3 / 10 * 256)).
-  got = P.autoaugment(images, [1, 2], ((('Equalize', 1., 5),
-                                        ('Solarize', 1., 3)),))
+  got = autoaugment(images, [1, 2], ((('Equalize', 1., 5),
+                                     ('Solarize', 1., 3)),), T.TF_MODELS)
   np.testing.assert_array_equal(got, T.solarize(T.equalize(images), 76))
   # A signed op: each image rotated by +-24 degrees (level 8 of 30).
-  got = P.autoaugment(images, [3, 4], ((('Rotate', 1., 8),
-                                        ('Invert', 0., 0)),)).numpy()
+  got = autoaugment(images, [3, 4], ((('Rotate', 1., 8),
+                                     ('Invert', 0., 0)),),
+                    T.TF_MODELS).numpy()
   plus, minus = T.rotate(images, 24.).numpy(), T.rotate(images, -24.).numpy()
   signs = [np.array_equal(g, p) or np.array_equal(g, m)
            for g, p, m in zip(got, plus, minus)]
   assert all(signs)
   assert {np.array_equal(g, p) for g, p in zip(got, plus)} == {True, False}
-  again = P.autoaugment(images, [5, 6])
-  np.testing.assert_array_equal(again, P.autoaugment(images, [5, 6]))
+  again = autoaugment(images, [5, 6], V0_POLICY, T.TF_MODELS)
+  np.testing.assert_array_equal(
+      again, autoaugment(images, [5, 6], V0_POLICY, T.TF_MODELS))
   assert again.dtype == tf.uint8 and again.shape == images.shape
 
 
 def test_tf_models_randaugment_draws_one_op_or_the_identity_per_layer():
+  from supcon_tf.data.augment import randaugment
   from supcon_tf.data.augment import tf_models_ops as T
-  from supcon_tf.data.augment import tf_models_policies as P
   images = _uint8_batch(n=32)
-  got = P.randaugment(images, [7, 8], num_layers=1, magnitude=5.).numpy()
+  got = randaugment(images, [7, 8], T.TF_MODELS, num_layers=1,
+                    magnitude=5.).numpy()
   batch = tf.constant(images)
   candidates = [images]
-  for name in P.RANDAUGMENT_OPS:
-    if name == 'Cutout':
+  for name in T.TF_MODELS.randaugment_ops:
+    if name in ('Cutout', 'Identity'):
       continue
-    argument = float(P.level_to_arg(name, 5., 40., 100.))
+    argument = float(T.level_to_arg(name, 5., cutout_const=40.,
+                                    translate_const=100.))
     candidates.append(T.OPS[name](batch, argument).numpy())
-    if name in P.SIGNED_OPS:
+    if name in T.TF_MODELS.signed:
       candidates.append(T.OPS[name](batch, -argument).numpy())
   for i, image in enumerate(got):
     matched = any(np.array_equal(image, c[i]) for c in candidates)

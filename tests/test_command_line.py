@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import flags as supcon_flags
-from supcon_tf.config import PRESETS, RUNTIME_FIELDS, make_config
+from supcon_tf.config import RUNTIME_FIELDS
+from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, run as run_lib
 from tests.archives import tiny_cifar10
 

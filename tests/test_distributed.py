@@ -117,7 +117,7 @@ def test_global_batch_norm_on_two_replicas_is_the_whole_batch(unbiased):
 
 
 def test_global_batch_norm_follows_the_flag_in_the_model():
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import run as run_lib
   config = make_config('supcon_digits_resnet20')
   model = run_lib.build_model(config, 10)
@@ -134,7 +134,7 @@ def test_global_batch_norm_follows_the_flag_in_the_model():
 
 
 def test_a_compiled_step_on_several_cpu_replicas_is_refused_by_name():
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import loop
   strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
   with pytest.raises(ValueError, match='--jit_compile with several CPU'):

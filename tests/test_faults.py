@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from supcon_tf.training import files
+from supcon_tf import files
 
 
 def _dead_pid():
@@ -54,7 +54,7 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path, caplog):
 
 
 def test_a_second_training_run_is_refused_before_writing(tmp_path):
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import run as run_lib
   config = make_config('supcon_digits_resnet20', model_dir=str(tmp_path),
                        stage_1_epochs=1, stage_2_epochs=0, mode='train',
@@ -95,7 +95,7 @@ def test_a_failed_export_keeps_the_previous_one(tmp_path):
 
 
 def _quadrant_config(model_dir, data_dir, **values):
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   return make_config(**{**dict(
       model_dir=str(model_dir), input_fn='folder', data_dir=str(data_dir),
       mode='train', image_size=8, resnet_depth=20,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.config import make_config
+from supcon_tf.presets import make_config
 from supcon_tf.data import sources
 from supcon_tf.models import layers
 from supcon_tf.training import run as run_lib, stages

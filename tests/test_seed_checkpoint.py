@@ -27,7 +27,7 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf import cli, losses, seed_checkpoint
-from supcon_tf.config import make_config
+from supcon_tf.presets import make_config
 from supcon_tf.data import sources
 from supcon_tf.training import run as run_lib, stages
 from supcon_tf.training.loop import Trainer

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from supcon_tf.config import PRESETS, make_config
-from supcon_tf.data import seed_autoaugment as S
+from supcon_tf.presets import PRESETS, make_config
+from supcon_tf.data.augment import CIFAR10_POLICY, apply_policy
+from supcon_tf.data.augment import seed_ops as S
 from supcon_tf.data.sources import MEAN_STD
 from supcon_tf.losses import contrastive_loss
 from supcon_tf.training import optimizers, run as run_lib, stages
@@ -248,13 +249,14 @@ def test_seed_policy_applies_each_drawn_op_in_order():
   fires = tf.constant([[True, True], [True, False], [True, True],
                        [False, True], [False, False], [True, True]])
   uniform = tf.constant(rng.uniform(size=(6, 2)))
-  got = S.apply_policy(tf.constant(images), choice, fires, uniform).numpy()
+  got = apply_policy(tf.constant(images), CIFAR10_POLICY, choice, fires,
+                     uniform, S.SEED).numpy()
   for i in range(6):
     want = tf.constant(images[i:i + 1])
     for stage in range(2):
       if not bool(fires[i, stage]):
         continue
-      name, _, level = S.SEED_CIFAR10_POLICY[int(choice[i])][stage]
+      name, _, level = CIFAR10_POLICY[int(choice[i])][stage]
       magnitude = S.level_to_magnitude(name, level, uniform[i, stage])[None]
       want = S.apply_op(name, want, magnitude)
     np.testing.assert_array_equal(got[i], want[0].numpy())

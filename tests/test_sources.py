@@ -249,7 +249,7 @@ def test_num_images_and_label_noise_as_the_official_input_fn():
 
 
 def test_whitening_where_the_official_code_applies_it():
-  from supcon_tf.config import make_config
+  from supcon_tf.presets import make_config
   from supcon_tf.training import run as run_lib
   whitening = lambda **values: run_lib.normalization(make_config(**values))
   # Official: CIFAR-10's statistics; ImageNet specifies none: [-1, 1].

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from supcon_tf.config import PRESETS, Config, make_config
+from supcon_tf.config import Config
+from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, run as run_lib, stages
 from tests import archives
 
@@ -129,7 +130,7 @@ def test_supcon_learns_and_stage_2_leaves_the_encoder_alone(tmp_path,
 
 
 def test_cross_entropy_baseline_trains_the_encoder(tmp_path, data_dir):
-  from supcon_tf.config import XENT_FLAGS  # What bin/train_ce.py applies.
+  from supcon_tf.presets import XENT_FLAGS  # What bin/train_ce.py applies.
   config = _config(tmp_path / 'ce', data_dir, **XENT_FLAGS,
                    stage_1_epochs=6, stage_1_optimizer='MOMENTUM',
                    stage_1_base_learning_rate=0.5)

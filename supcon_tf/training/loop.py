@@ -24,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import analysis, losses
+from supcon_tf import analysis, files, losses
 from supcon_tf.data import augment, pipeline
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, files, optimizers, signals, stages
+from supcon_tf.training import evaluation, optimizers, signals, stages
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
 

@@ -20,12 +20,12 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import export as export_lib
-from supcon_tf import official
+from supcon_tf import files, official
 from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, files, loop, signals, stages
+from supcon_tf.training import evaluation, loop, signals, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'

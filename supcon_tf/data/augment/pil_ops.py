@@ -6,6 +6,10 @@ threshold, enhancement factor) and is a scalar or, for a batch, one value per
 image [N]. The reference is Pillow (`ImageOps`, `ImageEnhance`,
 `Image.rotate` and `Image.transform` with nearest-neighbour sampling and a grey
 (128, 128, 128) fill); the tests compare every op with it pixel for pixel.
+
+`PIL` is the family of these ops with the original AutoAugment's level
+convention (`level_to_magnitude`): the CIFAR-10 and ImageNet policies and
+RandAugment as the papers' code has them.
 """
 import math
 
@@ -13,6 +17,7 @@ import tensorflow as tf
 
 from supcon_tf.data.augment.batching import (
     FILL_VALUE, batched, per_image, per_image_vector, project)
+from supcon_tf.data.augment.engine import GEOMETRIC_OPS, IDENTITY, Family
 
 
 def _blend(degenerate, images, factor):
@@ -223,3 +228,39 @@ OPS = {
     'TranslateX': translate_x,
     'TranslateY': translate_y,
 }
+
+
+def level_to_magnitude(name, level, _draw=None, posterize_bits_fix=False):
+  """The original CIFAR AutoAugment level (0..10) -> magnitude in PIL units.
+
+  `posterize_bits_fix` gives torchvision's 8 - round(level * 4 / 10) bits (8
+  down to 4) in place of the original 4 - int(level * 4 / 10) (4 down to 0,
+  where 0 bits turns the image black). Works on floats and tensors.
+  """
+  level = tf.cast(level, tf.float64)
+  if name == 'Rotate':
+    return tf.math.floor(level * 30. / 10.)
+  if name in ('ShearX', 'ShearY'):
+    return level * 0.3 / 10.
+  if name in ('TranslateX', 'TranslateY'):
+    return tf.math.floor(level * 10. / 10.)
+  if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+    return level * 1.8 / 10. + 0.1
+  if name == 'Posterize':
+    if posterize_bits_fix:
+      return 8. - tf.round(level * 4. / 10.)
+    return 4. - tf.math.floor(level * 4. / 10.)
+  if name == 'Solarize':
+    return 256. - tf.math.floor(level * 256. / 10.)
+  return tf.zeros_like(level)  # AutoContrast, Equalize, Invert.
+
+
+# The family: geometric ops take a random sign; RandAugment's ops are these
+# without Invert, plus the identity (Cubuk et al. 2020).
+PIL = Family(
+    ops=OPS, level_to_arg=level_to_magnitude, signed=GEOMETRIC_OPS,
+    randaugment_ops=(IDENTITY, 'AutoContrast', 'Equalize', 'Rotate',
+                     'Solarize', 'Color', 'Posterize', 'Contrast',
+                     'Brightness', 'Sharpness', 'ShearX', 'ShearY',
+                     'TranslateX', 'TranslateY'),
+    config_fields=('posterize_bits_fix',))

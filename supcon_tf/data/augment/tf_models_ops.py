@@ -9,11 +9,17 @@ the geometric ops use nearest sampling and Keras' default reflect fill, so
 their grey `replace` never shows. Written for speed on CPU: per-channel
 lookup tables, broadcasts over rows rather than a trailing axis of 3.
 Tested against TF-Models' own ops (tests/fixtures/tf_models_ops.npz).
+
+`TF_MODELS` is the family of these ops with TF-Models' level convention
+(`level_to_arg`): AutoAugment with translate_const 250 and cutout_const 100,
+RandAugment with its 16 ops plus the identity, translate_const 100 and
+cutout_const 40; geometric ops negated with probability 1/2.
 """
 import tensorflow as tf
 
 from supcon_tf.data.augment import crops
 from supcon_tf.data.augment.batching import per_image_vector, project
+from supcon_tf.data.augment.engine import GEOMETRIC_OPS, IDENTITY, Family
 
 REPLACE = 128
 
@@ -201,3 +207,38 @@ OPS = {
     'Brightness': brightness, 'Sharpness': sharpness, 'ShearX': shear_x,
     'ShearY': shear_y, 'TranslateX': translate_x, 'TranslateY': translate_y,
 }
+
+
+def level_to_arg(name, level, _draw=None, cutout_const=100.,
+                 translate_const=250.):
+  """TF-Models' level (0..10) -> the op's argument, before the sign."""
+  level = tf.cast(level, tf.float32)
+  integer = lambda scale: tf.math.floor(level / 10. * scale)
+  if name == 'Rotate':
+    return level / 10. * 30.
+  if name in ('ShearX', 'ShearY'):
+    return level / 10. * 0.3
+  if name in ('TranslateX', 'TranslateY'):
+    return level / 10. * translate_const
+  if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+    return level / 10. * 1.8 + 0.1
+  if name == 'Posterize':
+    return integer(4.)
+  if name == 'Solarize':
+    return integer(256.)
+  if name == 'SolarizeAdd':
+    return integer(110.)
+  if name == 'Cutout':
+    return integer(cutout_const)
+  return tf.zeros_like(level)  # AutoContrast, Equalize, Invert.
+
+
+TF_MODELS = Family(
+    ops=OPS, level_to_arg=level_to_arg, signed=GEOMETRIC_OPS,
+    randaugment_ops=('AutoContrast', 'Equalize', 'Invert', 'Rotate',
+                     'Posterize', 'Solarize', 'Color', 'Contrast',
+                     'Brightness', 'Sharpness', 'ShearX', 'ShearY',
+                     'TranslateX', 'TranslateY', 'Cutout', 'SolarizeAdd',
+                     IDENTITY),
+    randaugment_options=dict(cutout_const=40., translate_const=100.),
+    seeded_ops={'Cutout': cutout})

@@ -3,11 +3,11 @@ import tensorflow as tf
 
 from supcon_tf import enums
 from supcon_tf.data.augment.batching import as_batch, random_apply
-from supcon_tf.data.augment.policies import POLICIES, autoaugment, randaugment
+from supcon_tf.data.augment.engine import autoaugment, randaugment
+from supcon_tf.data.augment.policies import POLICIES, RANDAUGMENT_FAMILIES
 from supcon_tf.data.augment.crops import (
     cutout, pad_crop_flip, random_flips, random_resized_crop)
 from supcon_tf.data.augment.color import color_jitter, simclr_distort
-from supcon_tf.data.augment import tf_models_policies
 
 
 def deferred_blur(config):
@@ -49,19 +49,10 @@ def augment(images, seed, config, cropped=False):
                         tf.reverse(images, [2]), images)
   kind = config.augmentation_type
   magnitude = config.augmentation_magnitude
-  if (kind == 'AUTOAUGMENT' and magnitude > 0 and
-      config.autoaugment_policy == 'seed_cifar10'):
-    from supcon_tf.data.seed_autoaugment import seed_autoaugment
-    images = seed_autoaugment(images, seeds[1])
-  elif (kind == 'AUTOAUGMENT' and magnitude > 0 and
-        config.autoaugment_policy in tf_models_policies.POLICIES):
-    images = tf_models_policies.autoaugment(
-        images, seeds[1],
-        tf_models_policies.POLICIES[config.autoaugment_policy])
-  elif kind == 'AUTOAUGMENT' and magnitude > 0:
-    images = autoaugment(images, seeds[1],
-                         POLICIES[config.autoaugment_policy],
-                         config.posterize_bits_fix)
+  if kind == 'AUTOAUGMENT' and magnitude > 0:
+    family, policy = POLICIES[config.autoaugment_policy]
+    images = autoaugment(images, seeds[1], policy, family,
+                         **family.options(config))
   elif kind == 'RANDAUGMENT' and magnitude > 0:
     images = _randaugment(images, seeds[1], config, magnitude)
   if config.cutout_size:
@@ -88,11 +79,9 @@ def augment(images, seed, config, cropped=False):
 
 def _randaugment(images, seed, config, magnitude):
   """RandAugment on the op set `config.randaugment_ops` names."""
-  if config.randaugment_ops == 'tf_models':
-    return tf_models_policies.randaugment(images, seed,
-                                          config.randaugment_layers, magnitude)
-  return randaugment(images, seed, config.randaugment_layers, magnitude,
-                     config.posterize_bits_fix)
+  family = RANDAUGMENT_FAMILIES[config.randaugment_ops]
+  return randaugment(images, seed, family, config.randaugment_layers,
+                     magnitude, **family.options(config))
 
 
 def _central_window(height, width, side):

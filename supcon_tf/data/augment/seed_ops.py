@@ -1,7 +1,9 @@
-"""The seed's AutoAugment (its data_augmentation/auto_augment.py), batch-wise.
+"""The seed's AutoAugment ops (its data_augmentation/auto_augment.py), batch-wise,
+and their family `SEED`.
 
 The seed's ResNet-20 results were trained with this variant of the CIFAR-10
-policy, not with the original one (`augment.CIFAR10_POLICY`): a level m picks
+policy (`policies.POLICIES['seed_cifar10']`: the CIFAR-10 sub-policies on
+these ops), not with the original one (`'cifar10'`): a level m picks
 bin m of `np.linspace(low, high, 11)` per op and the magnitude is drawn
 uniformly inside the bin, so signed ops get their sign from the level (Rotate
 at level 2 turns by -18..-12 degrees, TranslateY at level 9 moves 11.6..14.5
@@ -9,7 +11,7 @@ pixels one way); Solarize thresholds run from 0 (level 0) to 256. The
 geometric ops are scipy.ndimage.affine_transform in (row, column) coordinates
 about the point (size / 2 + 0.5), cubic-spline interpolation (ndimage's
 order 3) and a black fill, reproduced here with gathers; the pixel ops are
-PIL's (`augment.OPS`).
+PIL's (`pil_ops.OPS`).
 """
 import functools
 import math
@@ -17,38 +19,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from supcon_tf.data import augment
-from supcon_tf.data.augment import batching
-
-# The seed's 25 sub-policies: (op, probability, level), levels as it writes
-# them (bins 0..9; the ops without a magnitude ignore theirs).
-SEED_CIFAR10_POLICY = (
-    (('Invert', 0.1, 7), ('Contrast', 0.2, 6)),
-    (('Rotate', 0.7, 2), ('TranslateX', 0.3, 9)),
-    (('Sharpness', 0.8, 1), ('Sharpness', 0.9, 3)),
-    (('ShearY', 0.5, 8), ('TranslateY', 0.7, 9)),
-    (('AutoContrast', 0.5, 8), ('Equalize', 0.9, 2)),
-    (('ShearY', 0.2, 7), ('Posterize', 0.3, 7)),
-    (('Color', 0.4, 3), ('Brightness', 0.6, 7)),
-    (('Sharpness', 0.3, 9), ('Brightness', 0.7, 9)),
-    (('Equalize', 0.6, 5), ('Equalize', 0.5, 1)),
-    (('Contrast', 0.6, 7), ('Sharpness', 0.6, 5)),
-    (('Color', 0.7, 7), ('TranslateX', 0.5, 8)),
-    (('Equalize', 0.3, 7), ('AutoContrast', 0.4, 8)),
-    (('TranslateY', 0.4, 3), ('Sharpness', 0.2, 6)),
-    (('Brightness', 0.9, 6), ('Color', 0.2, 8)),
-    (('Solarize', 0.5, 2), ('Invert', 0.0, 0)),
-    (('Equalize', 0.2, 0), ('AutoContrast', 0.6, 0)),
-    (('Equalize', 0.2, 8), ('Equalize', 0.6, 4)),
-    (('Color', 0.9, 9), ('Equalize', 0.6, 6)),
-    (('AutoContrast', 0.8, 4), ('Solarize', 0.2, 8)),
-    (('Brightness', 0.1, 3), ('Color', 0.7, 0)),
-    (('Solarize', 0.4, 5), ('AutoContrast', 0.9, 3)),
-    (('TranslateY', 0.9, 9), ('TranslateY', 0.7, 9)),
-    (('AutoContrast', 0.9, 2), ('Solarize', 0.8, 3)),
-    (('Equalize', 0.8, 8), ('Invert', 0.1, 3)),
-    (('TranslateY', 0.7, 9), ('AutoContrast', 0.9, 1)),
-)
+from supcon_tf.data.augment import batching, pil_ops
+from supcon_tf.data.augment.engine import GEOMETRIC_OPS, Family
 
 # (low, high) of each op's np.linspace(low, high, 11); translations are a
 # fraction of the image size.
@@ -156,7 +128,7 @@ def affine(images, matrix, offset):
 
 def apply_op(name, images, magnitude):
   """The seed's op `name` at per-image `magnitude` on a uint8 batch."""
-  if name in ('ShearX', 'ShearY', 'TranslateX', 'TranslateY', 'Rotate'):
+  if name in GEOMETRIC_OPS:
     size = tf.cast(tf.shape(images)[1], tf.float64)
     return affine(images, *ndimage_matrix(name, magnitude, size))
   if name == 'Posterize':
@@ -165,32 +137,15 @@ def apply_op(name, images, magnitude):
     # PIL inverts values i >= threshold; for a fractional threshold that is
     # i >= ceil(threshold).
     magnitude = tf.math.ceil(magnitude)
-  return augment.OPS[name](images, magnitude)
+  return pil_ops.OPS[name](images, magnitude)
 
 
-def apply_policy(images, choice, fires, uniform, policy=SEED_CIFAR10_POLICY):
-  """Sub-policy `choice` [N] for each image; op k fires where `fires[:, k]`,
-  at fraction `uniform[:, k]` inside its level's bin. Deterministic."""
-  names = sorted({op for sub_policy in policy for op, _, _ in sub_policy})
-  for stage in range(2):
-    op_ids = tf.gather(tf.constant(
-        [names.index(sub[stage][0]) for sub in policy]), choice)
-    levels = tf.gather(tf.constant(
-        [sub[stage][2] for sub in policy], tf.float64), choice)
-    images = augment.apply_each(
-        images, names, op_ids, fires[:, stage],
-        lambda name: level_to_magnitude(name, levels, uniform[:, stage]),
-        lambda name: functools.partial(apply_op, name))
-  return images
+def bin_position(shape, seed):
+  """The seed's per-op draw: where in its level's bin the magnitude falls."""
+  return batching.uniform(shape, seed, dtype=tf.float64)
 
 
-def seed_autoaugment(images, seed, policy=SEED_CIFAR10_POLICY):
-  """The seed's AutoAugment on a uint8 batch [N, H, W, 3]: one sub-policy
-  per image, each op with its probability, magnitudes uniform in their bin.
-  Stateless: the same seed, the same images."""
-  images, unbatch = augment.as_batch(images)
-  batch = tf.shape(images)[0]
-  choice, fires, magnitude_seed = augment.policy_draws(seed, batch, policy)
-  uniform = batching.uniform([batch, 2], magnitude_seed, dtype=tf.float64)
-  out = apply_policy(images, choice, fires, uniform, policy)
-  return out[0] if unbatch else out
+# The family: no random sign (the level's bin sets it).
+SEED = Family(
+    ops={name: functools.partial(apply_op, name) for name in pil_ops.OPS},
+    level_to_arg=level_to_magnitude, draw=bin_position)
