@@ -603,6 +603,24 @@ def test_tf_models_cutout_is_the_square_around_its_centre():
   np.testing.assert_array_equal(out, want)
 
 
+def test_every_policy_and_op_set_flag_value_names_a_family_table():
+  from supcon_tf import enums
+  from supcon_tf.data.augment import (POLICIES, RANDAUGMENT_FAMILIES,
+                                      SEED, TF_MODELS)
+  assert set(POLICIES) == set(enums.AUTOAUGMENT_POLICIES)
+  assert set(RANDAUGMENT_FAMILIES) == set(enums.RANDAUGMENT_OP_SETS)
+  for name, (family, policy) in POLICIES.items():
+    ops = set(family.ops) | set(family.seeded_ops)
+    assert {op for sub in policy for op, _, _ in sub} <= ops, name
+  for family in RANDAUGMENT_FAMILIES.values():
+    assert set(family.randaugment_ops) <= (set(family.ops) |
+                                           set(family.seeded_ops) |
+                                           {'Identity'})
+  # One CIFAR-10 table for the three families.
+  assert POLICIES['seed_cifar10'] == (SEED, POLICIES['cifar10'][1])
+  assert POLICIES['reduced_cifar10'] == (TF_MODELS, POLICIES['cifar10'][1])
+
+
 def test_tf_models_policies_are_tf_models_own():
   import json
   import os
