@@ -508,7 +508,10 @@ def test_sparse_image_warp_equals_tensorflow_addons(case):
         interpolation_order=order, regularization_weight=weight,
         num_boundary_points=boundary)
     key = f'{name}_{order}_{weight}_{boundary}'
-    np.testing.assert_allclose(flows, data[f'{key}_flows'], atol=1e-3)
+    # The spline's float32 solve: flows of up to 40 pixels moved 1.1e-3
+    # pixels with oneDNN's AVX2 kernels (order 4); 1e-4 of the flow covers it.
+    np.testing.assert_allclose(flows, data[f'{key}_flows'], atol=1e-3,
+                               rtol=1e-4)
     # Images in 0..255: within 1e-3 of that scale.
     np.testing.assert_allclose(warped, data[f'{key}_warped'], atol=0.255)
 
