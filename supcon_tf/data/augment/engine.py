@@ -34,7 +34,7 @@ def sign_draw(shape, seed):
   return batching.uniform(shape, seed) < 0.5
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # A family is itself: by identity.
 class Family:
   """An op family: how a policy's (op, level) becomes pixels.
 
@@ -68,6 +68,7 @@ class Family:
     return self.ops[name]
 
   def argument(self, name, level, draw, **options):
+    """The argument [N] of op `name` at `level` [N], signed by `draw`."""
     argument = self.level_to_arg(name, level, draw, **options)
     if name in self.signed:
       argument = tf.where(draw, -argument, argument)
@@ -143,6 +144,8 @@ def policy_draws(seed, batch, policy, family):
   fires = batching.uniform([batch, 2], seeds[1]) < probabilities
   draw_seed, op_seeds = seeds[2], None
   if family.seeded_ops:
+    # The third seed splits only where ops need seeds of their own: every
+    # family keeps the draws (and so the views) it had for a given seed.
     rest = tf.random.experimental.stateless_split(seeds[2], 3)
     draw_seed, op_seeds = rest[0], [rest[1], rest[2]]
   return choice, fires, family.draw([batch, 2], draw_seed), op_seeds
