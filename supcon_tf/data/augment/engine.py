@@ -155,12 +155,10 @@ def autoaugment(images, seed, policy, family, **options):
   """AutoAugment: one sub-policy of `policy` drawn uniformly per image, each
   of its ops fires with its probability. uint8 in and out; `seed` is a
   stateless seed (shape [2] integers): the same seed, the same images."""
-  batch_images, unbatch = as_batch(images)
-  choice, fires, draw, op_seeds = policy_draws(
-      seed, tf.shape(batch_images)[0], policy, family)
-  out = apply_policy(batch_images, policy, choice, fires, draw, family,
-                     op_seeds, **options)
-  return out[0] if unbatch else out
+  batch = tf.shape(as_batch(images)[0])[0]
+  choice, fires, draw, op_seeds = policy_draws(seed, batch, policy, family)
+  return apply_policy(images, policy, choice, fires, draw, family, op_seeds,
+                      **options)
 
 
 def randaugment_draws(seed, batch, num_layers, family):
@@ -184,13 +182,11 @@ def randaugment(images, seed, family, num_layers=2, magnitude=10., **options):
   ops drawn uniformly from the family's list, every one at level
   `magnitude` (0..10, fractions allowed). uint8 in and out; the same seed,
   the same images."""
-  batch_images, unbatch = as_batch(images)
-  batch = tf.shape(batch_images)[0]
+  batch = tf.shape(as_batch(images)[0])[0]
   op_index, draw, op_seeds = randaugment_draws(seed, batch, num_layers,
                                                family)
   level = tf.fill([batch, num_layers], tf.cast(magnitude, tf.float64))
   fires = tf.ones([batch, num_layers], tf.bool)
-  out = apply_steps(batch_images, family, family.randaugment_ops, op_index,
-                    level, fires, draw, op_seeds,
-                    **{**family.randaugment_options, **options})
-  return out[0] if unbatch else out
+  return apply_steps(images, family, family.randaugment_ops, op_index, level,
+                     fires, draw, op_seeds,
+                     **{**family.randaugment_options, **options})
