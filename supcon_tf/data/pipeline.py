@@ -283,8 +283,8 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
            tf.fill([per_replica], first)))
 
     def decode(path, label, image_seed, batch_seed, first):
-      return (_fixed_size(_decode(path), image_seed, config, num_views),
-              label, batch_seed, first)
+      return (_file_views(tf.io.read_file(path), image_seed, config,
+                          num_views), label, batch_seed, first)
     dataset = dataset.flat_map(one_image).map(
         decode, num_parallel_calls=AUTOTUNE).batch(per_replica).map(
             lambda images, labels, seeds, firsts: (images, labels, seeds[0],
@@ -306,6 +306,32 @@ def _fixed_size(image, seed, config, num_views):
     return augment_lib.crop_views(image, seed, config, num_views)
   size = config.image_size
   return tf.cast(tf.round(augment_lib.eval_crop(image, size)), tf.uint8)
+
+
+@tf.autograph.experimental.do_not_convert  # As augment_lib.augment.
+def _file_views(contents, seed, config, num_views):
+  """One encoded image -> what the batch step takes (`_fixed_size`). The
+  random-resized crops of a JPEG are drawn from its header and only the
+  region their windows cover is decoded, once for all views: the same
+  pixels as decoding the whole image and cropping it."""
+  if config.crop != 'random_resized':
+    return _fixed_size(sources.decode(contents), seed, config, num_views)
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(contents)
+    windows, mirror = augment_lib.official_crop_draws(
+        tf.concat([shape[:2], [3]], 0), seed, num_views,
+        config.crop_area_range, config.flip)
+    region, origin = sources.decode_jpeg_region(
+        contents, tf.reduce_min(windows[:, :2], 0),
+        tf.reduce_max(windows[:, :2] + windows[:, 2:], 0))
+    return augment_lib.window_views(region, windows, mirror,
+                                    config.image_size, origin)
+
+  return tf.cond(
+      tf.io.is_jpeg(contents), jpeg,
+      lambda: augment_lib.crop_views(sources.decode(contents), seed, config,
+                                     num_views))
 
 
 def _stream_train(split, config, per_replica, mean_std, num_views, seed,

@@ -29,8 +29,8 @@ from supcon_tf.data.augment.policies import (  # noqa: F401
     SIMPLE_POLICY, SVHN_POLICY, V0_POLICY)
 from supcon_tf.data.augment.crops import (  # noqa: F401
     crop_and_resize, cutout, cutout_at, distorted_crop_window,
-    official_crop, pad_crop_flip, random_flips, random_resized_crop,
-    sample_crop_boxes)
+    official_crop, official_crop_draws, pad_crop_flip, random_flips,
+    random_resized_crop, resize_window, sample_crop_boxes)
 from supcon_tf.data.augment.warp import (  # noqa: F401
     dense_image_warp, interpolate_spline, random_warp, sparse_image_warp)
 from supcon_tf.data.augment.color import (  # noqa: F401
@@ -38,4 +38,4 @@ from supcon_tf.data.augment.color import (  # noqa: F401
     adjust_hue, adjust_saturation, batch_random_blur, color_jitter,
     gaussian_blur, simclr_distort)
 from supcon_tf.data.augment.views import (  # noqa: F401
-    augment, crop_views, deferred_blur, eval_crop)
+    augment, crop_views, deferred_blur, eval_crop, window_views)

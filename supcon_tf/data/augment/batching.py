@@ -63,6 +63,17 @@ def project(images, transforms, interpolation, fill_mode, fill_value=0.):
   return out
 
 
+def select(condition, x, y):
+  """tf.where(condition, x, y) for uint8 or float images, exactly, as
+  arithmetic: TensorFlow's select kernel took 0.6-1 ms per 224 x 224 image
+  on one core, several times what these ops take together. uint8 wraps
+  modulo 256, so y + 1 * (x - y) is x; floats multiply by 1 and 0 exactly."""
+  mask = tf.cast(condition, x.dtype)
+  if x.dtype == tf.uint8:
+    return y + mask * (x - y)
+  return x * mask + y * (1 - mask)
+
+
 def apply_to_some(op, images, magnitude, fires, result):
   """`result` with `op` applied to the `images` where `fires` (only those)."""
   index = tf.where(fires)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import (
-    FILL_VALUE, as_batch, per_image_vector)
+    FILL_VALUE, as_batch, per_image_vector, select)
 
 
 def random_flips(seed, batch):
@@ -145,9 +145,35 @@ def official_crop(image, seed, size, area_range=(0.08, 1.0), mirror=False):
   cast back to uint8 (truncation), as the official _crop_to_square; then
   mirrored where `mirror`."""
   window = distorted_crop_window(tf.shape(image), seed, area_range)
-  crop = tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
+  return resize_window(image, window, size, mirror)
+
+
+def resize_window(image, window, size, mirror=False, origin=(0, 0)):
+  """The `window` (offset_height, offset_width, height, width) of `image`,
+  whose pixel (0, 0) is pixel `origin` of the whole image, resized as
+  `official_crop` resizes it; mirrored where `mirror`."""
+  crop = tf.slice(image, [window[0] - origin[0], window[1] - origin[1], 0],
+                  [window[2], window[3], -1])
   out = tf.cast(tf.image.resize(crop, [size, size]), tf.uint8)
-  return tf.where(mirror, tf.reverse(out, [1]), out)
+  # A cond, not tf.where: a select broadcasting one boolean over the image
+  # cost more than the resize.
+  return tf.cond(tf.convert_to_tensor(mirror), lambda: tf.reverse(out, [1]),
+                 lambda: out)
+
+
+def official_crop_draws(image_shape, seed, views, area_range=(0.08, 1.0),
+                        flip=True):
+  """The windows (int32 [views, 4], `distorted_crop_window`'s) and mirrors
+  ([views] bool) that `random_resized_crop` draws for `views` copies of one
+  image of `image_shape`: known from the shape alone, so a JPEG's windows
+  come from its header before any pixel is decoded."""
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  mirror = (random_flips(seeds[1], views) if flip
+            else tf.zeros([views], tf.bool))
+  windows = tf.stack([
+      distorted_crop_window(image_shape, image_seed, area_range)
+      for image_seed in tf.unstack(batching.image_seeds(seeds[0], views))])
+  return windows, mirror
 
 
 def random_resized_crop(images, seed, size, area_range=(0.08, 1.0), flip=True,
@@ -203,4 +229,5 @@ def cutout_at(images, centre_y, centre_x, size, fill=FILL_VALUE):
   in_rows = (rows >= top) & (rows < top + size)
   in_cols = (cols >= left) & (cols < left + size)
   square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
-  return tf.where(square, tf.cast(fill, images.dtype), images)
+  return select(tf.broadcast_to(square, tf.shape(images)),
+                tf.fill(tf.shape(images), tf.cast(fill, images.dtype)), images)

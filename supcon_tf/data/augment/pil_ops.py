@@ -16,7 +16,7 @@ import math
 import tensorflow as tf
 
 from supcon_tf.data.augment.batching import (
-    FILL_VALUE, batched, per_image, per_image_vector, project)
+    FILL_VALUE, batched, per_image, per_image_vector, project, select)
 from supcon_tf.data.augment.engine import GEOMETRIC_OPS, IDENTITY, Family
 
 
@@ -60,7 +60,7 @@ def posterize(images, bits):
 def solarize(images, threshold):
   """ImageOps.solarize(threshold): invert every value >= threshold."""
   threshold = per_image(threshold, images, tf.int32)
-  return tf.where(tf.cast(images, tf.int32) < threshold, images, 255 - images)
+  return select(tf.cast(images, tf.int32) < threshold, images, 255 - images)
 
 
 @batched
@@ -140,7 +140,9 @@ def sharpness(images, factor):
   rows, columns = tf.range(height), tf.range(width)
   interior = (((rows > 0) & (rows < height - 1))[:, None] &
               ((columns > 0) & (columns < width - 1))[None, :])
-  smooth = tf.where(interior[None, :, :, None], smooth, images)
+  smooth = select(
+      tf.broadcast_to(interior[None, :, :, None], tf.shape(images)), smooth,
+      images)
   return _blend(smooth, images, factor)
 
 

@@ -18,7 +18,7 @@ cutout_const 40; geometric ops negated with probability 1/2.
 import tensorflow as tf
 
 from supcon_tf.data.augment import crops
-from supcon_tf.data.augment.batching import per_image_vector, project
+from supcon_tf.data.augment.batching import per_image_vector, project, select
 from supcon_tf.data.augment.engine import GEOMETRIC_OPS, IDENTITY, Family
 
 REPLACE = 128
@@ -59,7 +59,7 @@ def solarize(images, threshold):
   threshold = tf.cast(_vector(threshold, images, tf.int32), tf.uint8)
   # [N, pixels] against [N, 1]: a faster broadcast than [N, 1, 1, 1].
   flat = tf.reshape(images, [tf.shape(images)[0], -1])
-  return tf.reshape(tf.where(flat < threshold[:, None], flat, 255 - flat),
+  return tf.reshape(select(flat < threshold[:, None], flat, 255 - flat),
                     tf.shape(images))
 
 
@@ -67,7 +67,7 @@ def solarize_add(images, addition, threshold=128):
   addition = _vector(addition, images, tf.int32)[:, None, None, None]
   added = tf.cast(tf.clip_by_value(tf.cast(images, tf.int32) + addition, 0,
                                    255), tf.uint8)
-  return tf.where(images < threshold, added, images)
+  return select(images < threshold, added, images)
 
 
 def color(images, factor):
@@ -96,7 +96,7 @@ def sharpness(images, factor):
   smooth = tf.cast(tf.clip_by_value(smooth, 0., 255.), tf.uint8)
   inside = tf.pad(tf.ones_like(smooth), [[0, 0], [1, 1], [1, 1], [0, 0]])
   smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
-  return blend(tf.where(inside == 1, smooth, images), images, factor)
+  return blend(select(inside == 1, smooth, images), images, factor)
 
 
 def _channel_values(images):

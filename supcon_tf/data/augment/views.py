@@ -2,11 +2,12 @@
 import tensorflow as tf
 
 from supcon_tf import enums
-from supcon_tf.data.augment.batching import as_batch, random_apply
+from supcon_tf.data.augment.batching import as_batch, random_apply, select
 from supcon_tf.data.augment.engine import autoaugment, randaugment
 from supcon_tf.data.augment.policies import POLICIES, RANDAUGMENT_FAMILIES
 from supcon_tf.data.augment.crops import (
-    cutout, pad_crop_flip, random_flips, random_resized_crop)
+    cutout, official_crop_draws, pad_crop_flip, random_flips,
+    random_resized_crop, resize_window)
 from supcon_tf.data.augment.color import color_jitter, simclr_distort
 
 
@@ -19,11 +20,21 @@ def deferred_blur(config):
 
 def crop_views(image, seed, config, views):
   """`views` random-resized crops (with their flips) of one image of any size:
-  [views, S, S, 3] uint8. The per-image step for sources whose images differ
-  in size; `augment` then skips the crop and flip."""
-  return random_resized_crop(
-      tf.repeat(image[None], views, axis=0), seed, config.image_size,
-      config.crop_area_range, flip=config.flip)
+  [views, S, S, 3] uint8, the draws `augment` makes for the image repeated
+  `views` times. The per-image step for sources whose images differ in size;
+  `augment` then skips the crop and flip."""
+  windows, mirror = official_crop_draws(
+      tf.shape(image), seed, views, config.crop_area_range, config.flip)
+  return window_views(image, windows, mirror, config.image_size)
+
+
+def window_views(image, windows, mirror, size, origin=(0, 0)):
+  """The `windows` [V, 4] of `image` resized to size x size and mirrored
+  where `mirror` [V] (`official_crop_draws`): [V, S, S, 3] uint8. `image`
+  may be a region of a larger image, with that image's pixel `origin` at its
+  (0, 0); the windows are in the larger image's pixels."""
+  return tf.stack([resize_window(image, windows[v], size, mirror[v], origin)
+                   for v in range(windows.shape[0])])
 
 
 # Graph code without Python control flow on tensors: AutoGraph need not
@@ -45,8 +56,9 @@ def augment(images, seed, config, cropped=False):
                                    config.crop_area_range, flip=config.flip)
     elif config.flip:
       mirror = random_flips(seeds[0], tf.shape(images)[0])
-      images = tf.where(mirror[:, None, None, None],
-                        tf.reverse(images, [2]), images)
+      images = select(tf.broadcast_to(mirror[:, None, None, None],
+                                      tf.shape(images)),
+                      tf.reverse(images, [2]), images)
   kind = config.augmentation_type
   magnitude = config.augmentation_magnitude
   if kind == 'AUTOAUGMENT' and magnitude > 0:
