@@ -15,8 +15,11 @@ memory are gathered and augmented a whole batch at a time; images read from
 files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
 Use the `*_distributed` functions with a `tf.distribute` strategy.
 """
+import re
+
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from supcon_tf import enums
 from supcon_tf.data import augment as augment_lib
@@ -198,12 +201,14 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped,
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
                   seed=0, start_step=0, classes_per_batch=None,
                   input_context=None, input_threads=None,
-                  epoch_remainder='drop'):
+                  epoch_remainder='drop', skip_corrupt=False):
   """Endless training batches from global batch `start_step` on, for one
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
   batch. `classes_per_batch` turns on the class-balanced sampler (whose
   epochs are whole batches, so its epochs never span).
-  `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS."""
+  `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS. An image file
+  that cannot be decoded raises CorruptImageError naming it, or with
+  `skip_corrupt` is replaced by another image of its chunk and logged."""
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1; got {num_views}.')
   if classes_per_batch:
@@ -271,24 +276,30 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
     files = tf.constant(split.files)
     cropped = config.crop == 'random_resized'
 
-    def one_image(epoch, step, chunk, indices):
+    def load(epoch, step, chunk, indices):
       first = chunk * per_replica
       # Each image's crop seed is that of its place in the global batch.
       seeds = tf.random.experimental.stateless_split(
           _batch_seed(seed, epoch, step, purpose=1), global_batch_size)[
               first:first + per_replica]
-      return tf.data.Dataset.from_tensor_slices(
-          (tf.gather(files, indices), tf.gather(labels, indices), seeds,
-           tf.repeat(_batch_seed(seed, epoch, step)[None], per_replica, 0),
-           tf.fill([per_replica], first)))
-
-    def decode(path, label, image_seed, batch_seed, first):
-      return (_file_views(tf.io.read_file(path), image_seed, config,
-                          num_views), label, batch_seed, first)
-    dataset = dataset.flat_map(one_image).map(
-        decode, num_parallel_calls=AUTOTUNE).batch(per_replica).map(
-            lambda images, labels, seeds, firsts: (images, labels, seeds[0],
-                                                   firsts[0]))
+      paths = tf.gather(files, indices)
+      # A file that breaks after start-up drops out here, and
+      # `_replace_corrupt` names it.
+      images = tf.data.Dataset.from_tensor_slices(
+          (tf.range(per_replica), paths, seeds)).map(
+              lambda i, path, image_seed: (i, _file_views(
+                  tf.io.read_file(path), image_seed, config, num_views)),
+              num_parallel_calls=AUTOTUNE, deterministic=True)
+      return images.ignore_errors().batch(per_replica).map(
+          lambda good, images: (
+              *_replace_corrupt(good, images, paths, tf.gather(labels,
+                                                               indices),
+                                per_replica, skip_corrupt),
+              _batch_seed(seed, epoch, step), first))
+    # One element per chunk, in order, several chunks at a time.
+    dataset = dataset.interleave(load, cycle_length=2, block_length=1,
+                                 num_parallel_calls=AUTOTUNE,
+                                 deterministic=True)
   dataset = dataset.map(
       lambda images, labels, batch_seed, first: _views(
           images, labels, batch_seed, config, num_views, mean_std, cropped,
@@ -306,6 +317,52 @@ def _fixed_size(image, seed, config, num_views):
     return augment_lib.crop_views(image, seed, config, num_views)
   size = config.image_size
   return tf.cast(tf.round(augment_lib.eval_crop(image, size)), tf.uint8)
+
+
+class CorruptImageError(RuntimeError):
+  """An image file that passed the start-up header check but cannot be
+  read or decoded when a batch needs it; its message names the file."""
+
+
+def corrupt_image_message(error):
+  """The one line of a CorruptImageError raised inside the input pipeline
+  (TensorFlow wraps it in an OpError), else None."""
+  found = re.search(rf'{CorruptImageError.__name__}: ([^\n]*)',
+                    getattr(error, 'message', str(error)))
+  return found.group(1) if found else None
+
+
+SKIPPED_CORRUPT = []  # The files skipped after start-up, in this process.
+
+
+def _report_corrupt(paths, good, skip):
+  missing = sorted(set(range(len(paths))) - set(good.tolist()))
+  names = [paths[i].decode() for i in missing]
+  if not skip or len(missing) == len(paths):
+    raise CorruptImageError(
+        f'{names[0]} is not a readable image (found after start-up; '
+        '--skip_corrupt skips such files).')
+  for name in names:
+    if name not in SKIPPED_CORRUPT:
+      SKIPPED_CORRUPT.append(name)
+      logging.warning('skipped a corrupt image file (%d so far): %s',
+                      len(SKIPPED_CORRUPT), name)
+  return np.int32(len(missing))
+
+
+def _replace_corrupt(good, images, paths, labels, count, skip):
+  """A chunk's images where `good` (the positions that decoded) lacks some:
+  an error naming the first missing file, or (`skip`) the chunk filled up
+  with its other images, cycling, so it keeps its size. Returns (images,
+  labels)."""
+  def fill():
+    reported = tf.numpy_function(
+        lambda p, g: _report_corrupt(p, g, skip), [paths, good], tf.int32)
+    with tf.control_dependencies([reported]):
+      take = tf.range(count) % tf.shape(good)[0]
+    return tf.gather(images, take), tf.gather(labels, tf.gather(good, take))
+  return tf.cond(tf.shape(good)[0] < count, fill,
+                 lambda: (images, tf.gather(labels, good)))
 
 
 @tf.autograph.experimental.do_not_convert  # As augment_lib.augment.

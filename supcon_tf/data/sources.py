@@ -21,9 +21,11 @@ stream, always with integer labels. Names:
 `validation_fraction` carves a seeded validation split out of train, so model
 selection never touches test.
 """
+import concurrent.futures
 import dataclasses
 import os
 import pickle
+import struct
 import tarfile
 import zlib
 from typing import Optional
@@ -406,16 +408,30 @@ def _read_folder_split(split_dir, class_names, skip_corrupt,
     labels.extend([label] * len(names))
   if not files:
     raise DataError(f'folder source: {split_dir} has no class folders.')
-  logging.info('folder source: reading %d images under %s', len(files),
-               split_dir)
-  images, ok, sizes = _decode_all(files)
-  bad = [f for f, good in zip(files, ok) if not good]
-  if require_same_image_size and len(sizes) > 1:
-    (first, a), (second, b) = list(sizes.items())[:2]
+  sizes = image_sizes(files)
+  ok = np.array([size is not None for size in sizes], bool)
+  shapes = {}
+  for i, size in enumerate(sizes):
+    if size is not None and size not in shapes.values():
+      shapes[i] = size
+  if require_same_image_size and len(shapes) > 1:
+    (first, a), (second, b) = list(shapes.items())[:2]
     raise DataError(
-        f'folder source: images of {len(sizes)} sizes under {split_dir} '
+        f'folder source: images of {len(shapes)} sizes under {split_dir} '
         f'(require_same_image_size), e.g. {a[0]}x{a[1]} {files[first]} and '
         f'{b[0]}x{b[1]} {files[second]}.')
+  images = None
+  if len(shapes) == 1:
+    height, width = next(iter(shapes.values()))
+    if ok.sum() * height * width * 3 <= IN_MEMORY_BYTES:
+      # Small enough to hold decoded: decode now (finding every broken
+      # file) and augment whole batches from memory.
+      logging.info('folder source: decoding %d images under %s',
+                   int(ok.sum()), split_dir)
+      images, decoded = _decode_all(np.asarray(files)[ok], height, width)
+      images = images[decoded]
+      ok[np.flatnonzero(ok)[~decoded]] = False
+  bad = [f for f, good in zip(files, ok) if not good]
   if bad and not skip_corrupt:
     raise DataError(
         f'folder source: {len(bad)} unreadable or corrupt image file(s): '
@@ -424,8 +440,70 @@ def _read_folder_split(split_dir, class_names, skip_corrupt,
   keep = np.flatnonzero(ok)
   labels = np.asarray(labels, np.int64)[keep]
   if images is not None:
-    return Split(labels, images=images[keep]), bad
+    return Split(labels, images=images), bad
   return Split(labels, files=np.asarray(files)[keep]), bad
+
+
+# --- Image headers: sizes without reading pixels ----------------------------------
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# Start-of-frame markers (baseline, progressive, ...), not DHT / JPG / DAC.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length: TEM, RST0..7, SOI.
+_JPEG_STANDALONE = frozenset([0x01, 0xD8] + list(range(0xD0, 0xD8)))
+
+
+def image_size(path):
+  """(height, width) from the header of a JPEG or PNG file, reading no pixel
+  data; None when the file cannot be read or its header is not a valid
+  image's."""
+  try:
+    with open(path, 'rb') as f:
+      start = f.read(24)
+      if start.startswith(_PNG_SIGNATURE):
+        if len(start) < 24 or start[12:16] != b'IHDR':
+          return None
+        width, height = struct.unpack('>II', start[16:24])
+        return (height, width) if height and width else None
+      if not start.startswith(b'\xff\xd8'):
+        return None
+      f.seek(2)
+      return _jpeg_frame_size(f)
+  except (OSError, struct.error):
+    return None
+
+
+def _jpeg_frame_size(f):
+  """The frame header's (height, width), walking the markers from SOI."""
+  while True:
+    byte = f.read(1)
+    if byte != b'\xff':
+      return None
+    while byte == b'\xff':  # Fill bytes may pad a marker.
+      byte = f.read(1)
+    if not byte:
+      return None
+    marker = byte[0]
+    if marker in _JPEG_STANDALONE:
+      continue
+    if marker in (0xD9, 0xDA):  # The image ended, or scans began, first.
+      return None
+    length, = struct.unpack('>H', f.read(2))
+    if marker in _JPEG_FRAMES:
+      _, height, width = struct.unpack('>BHH', f.read(5))
+      return (height, width) if height and width else None
+    if length < 2:
+      return None
+    f.seek(length - 2, 1)
+
+
+def image_sizes(files, threads=16):
+  """`image_size` of every file, read by `threads` threads (the time is the
+  file system's: one open and a few small reads per file)."""
+  if len(files) < 64:
+    return [image_size(f) for f in files]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    return list(pool.map(image_size, files, chunksize=256))
 
 
 def decode(contents):
@@ -463,10 +541,9 @@ def decode_jpeg_region(contents, top_left, bottom_right):
   return region, start
 
 
-def _decode_all(files):
-  """Decodes every file once: the images stacked when they share a shape
-  and fit in IN_MEMORY_BYTES (else None), which are readable, and {index of
-  the first file of each size: (height, width)}."""
+def _decode_all(files, height, width):
+  """Decodes every file, whose headers say height x width: (uint8 [N, height,
+  width, 3], which decoded to that size)."""
   paths = tf.data.Dataset.from_tensor_slices(files).enumerate()
   decoded = paths.map(
       lambda i, path: (i, decode(tf.io.read_file(path))),
@@ -474,23 +551,9 @@ def _decode_all(files):
   # A file that fails to read or decode drops out; its index tells which.
   decoded = decoded.ignore_errors()
   ok = np.zeros(len(files), bool)
-  images, shape, total = [None] * len(files), None, 0
-  keep, sizes, seen = True, {}, set()
+  images = np.zeros((len(files), height, width, 3), np.uint8)
   for i, image in decoded.as_numpy_iterator():
-    ok[i] = True
-    if image.shape[:2] not in seen:
-      seen.add(image.shape[:2])
-      sizes[int(i)] = image.shape[:2]
-    if keep:
-      total += image.nbytes
-      shape = shape or image.shape
-      if image.shape != shape or total > IN_MEMORY_BYTES:
-        keep, images = False, None
-      else:
-        images[i] = image
-  if not keep or not ok.any():
-    return None, ok, sizes
-  stacked = np.zeros((len(files),) + shape, np.uint8)
-  for i in np.flatnonzero(ok):
-    stacked[i] = images[i]
-  return stacked, ok, sizes
+    if image.shape[:2] == (height, width):
+      ok[i] = True
+      images[i] = image
+  return images, ok

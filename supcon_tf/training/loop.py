@@ -239,7 +239,8 @@ class Trainer:
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=self.epoch_remainder,
         classes_per_batch=self.classes_per_batch,
-        input_threads=config.input_threads or None)
+        input_threads=config.input_threads or None,
+        skip_corrupt=config.skip_corrupt)
     loop = self.make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
@@ -260,8 +261,16 @@ class Trainer:
         count = min(config.steps_per_loop, config.summary_interval_steps,
                     to_epoch_end, total - current)
         tick = time.perf_counter()
-        metrics = {k: float(v) for k, v in loop(
-            iterator, tf.constant(count, tf.int32)).items()}
+        try:
+          metrics = {k: float(v) for k, v in loop(
+              iterator, tf.constant(count, tf.int32)).items()}
+        except tf.errors.OpError as error:
+          corrupt = pipeline.corrupt_image_message(error)
+          if corrupt is None:
+            raise
+          raise pipeline.CorruptImageError(
+              f'{stage.name}: {corrupt} The last checkpoint is kept: '
+              f'{manager.latest_checkpoint or "none yet"}.') from None
         if 'loss_floor' in metrics:
           # What training can still remove: the loss above its floor.
           metrics['excess_loss'] = (metrics['contrastive_loss'] -
