@@ -381,7 +381,7 @@ def _file_views(contents, seed, config, num_views):
         config.crop_area_range, config.flip)
     region, origin = sources.decode_jpeg_region(
         contents, tf.reduce_min(windows[:, :2], 0),
-        tf.reduce_max(windows[:, :2] + windows[:, 2:], 0))
+        tf.reduce_max(windows[:, :2] + windows[:, 2:], 0), shape[:2])
     return augment_lib.window_views(region, windows, mirror,
                                     config.image_size, origin)
 

@@ -527,12 +527,14 @@ def decode(contents):
 REGION_MARGIN = 8
 
 
-def decode_jpeg_region(contents, top_left, bottom_right):
+def decode_jpeg_region(contents, top_left, bottom_right, shape=None):
   """The pixels [top_left, bottom_right) (int32 [2] each, rows and columns)
   of a JPEG, and more around them, decoding only that part: (uint8 region,
   int32 [2] position of its (0, 0) in the image). The region's pixels are
-  those of `decode`: the same IDCT, the same upsampling."""
-  shape = tf.io.extract_jpeg_shape(contents)[:2]
+  those of `decode`: the same IDCT, the same upsampling. `shape`: the
+  image's (height, width) when the caller has read the header already."""
+  if shape is None:
+    shape = tf.io.extract_jpeg_shape(contents)[:2]
   start = tf.maximum(tf.cast(top_left, tf.int32) - REGION_MARGIN, 0)
   end = tf.minimum(tf.cast(bottom_right, tf.int32) + REGION_MARGIN, shape)
   region = tf.io.decode_and_crop_jpeg(
