@@ -14,13 +14,14 @@ from supcon_tf import flags as supcon_flags
 from supcon_tf import official, seed_checkpoint
 from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
-from supcon_tf.data import pipeline, sources
+from supcon_tf.data import sources
 from supcon_tf.training import loop, run as run_lib, signals
 from supcon_tf.training.loop import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
 # Class counts of the datasets an official run names with --input_fn.
-NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000}
+NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000,
+               'tfrecord': sources.RECORD_CLASSES}
 
 
 def saved_config(model_dir):
@@ -120,7 +121,7 @@ def main(kind, argv):
     logging.debug('Where it was raised:', exc_info=True)
     supcon_flags.fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
-          files.WriteError, pipeline.CorruptImageError) as error:
+          files.WriteError, sources.CorruptDataError) as error:
     print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt as error:

@@ -34,19 +34,57 @@ def tiny_cifar10(directory, per_batch=8, test=20, seed=0):
   return directory
 
 
+def quadrants(per_class, rng, size=8):
+  """(uint8 image, label) of four classes, `per_class` each, class after
+  class: which quadrant of a size x size image is bright (noisy)."""
+  half = size // 2
+  examples = []
+  for c in range(4):
+    for _ in range(per_class):
+      image = rng.integers(0, 60, (size, size, 3))
+      y, x = divmod(c, 2)
+      image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
+      examples.append((image.astype(np.uint8), c))
+  return examples
+
+
 def write_quadrants(root, per_class=16, test_per_class=6, size=8):
-  """An image folder (root/{train,test}/class<c>/<i>.png) of four classes:
-  which quadrant of a size x size image is bright (noisy)."""
+  """An image folder (root/{train,test}/class<c>/<i>.png) of `quadrants`."""
   from PIL import Image
   rng = np.random.default_rng(0)
-  half = size // 2
   for split, count in (('train', per_class), ('test', test_per_class)):
-    for c in range(4):
+    for i, (image, c) in enumerate(quadrants(count, rng, size)):
       folder = root / split / f'class{c}'
-      folder.mkdir(parents=True)
-      for i in range(count):
-        image = rng.integers(0, 60, (size, size, 3))
-        y, x = divmod(c, 2)
-        image[y * half:(y + 1) * half, x * half:(x + 1) * half] += 150
-        Image.fromarray(image.astype(np.uint8)).save(folder / f'{i}.png')
+      folder.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(image).save(folder / f'{i % count}.png')
   return root
+
+
+def write_records(root, split_shards, encode='png'):
+  """ImageNet-layout TFRecord shards in `root`, as build_imagenet_data.py
+  writes them: for each split name ('train', 'validation') a list of shards,
+  each a list of (uint8 image or encoded bytes, label 0..) written as
+  tf.train.Examples with `image/encoded` and `image/class/label` (label + 1,
+  0 unused). Returns the shard paths by split."""
+  import tensorflow as tf
+  from PIL import Image
+  root.mkdir(parents=True, exist_ok=True)
+  paths = {}
+  for split, shards in split_shards.items():
+    paths[split] = []
+    for s, examples in enumerate(shards):
+      path = root / f'{split}-{s:05d}-of-{len(shards):05d}'
+      with tf.io.TFRecordWriter(str(path)) as writer:
+        for image, label in examples:
+          if not isinstance(image, bytes):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, encode.upper())
+            image = buffer.getvalue()
+          writer.write(tf.train.Example(features=tf.train.Features(feature={
+              'image/encoded': tf.train.Feature(bytes_list=tf.train.BytesList(
+                  value=[image])),
+              'image/class/label': tf.train.Feature(
+                  int64_list=tf.train.Int64List(value=[int(label) + 1])),
+          })).SerializeToString())
+      paths[split].append(path)
+  return paths

@@ -148,7 +148,7 @@ def test_a_file_that_breaks_after_start_up_is_named(tmp_path):
                                    sources.UNIT_MEAN_STD)
   with pytest.raises(tf.errors.OpError) as raised:
     next(iter(dataset))
-  message = pipeline.corrupt_image_message(raised.value)
+  message = sources.corrupt_data_message(raised.value)
   assert message.startswith(broken) and '--skip_corrupt' in message
 
 

@@ -15,8 +15,6 @@ memory are gathered and augmented a whole batch at a time; images read from
 files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
 Use the `*_distributed` functions with a `tf.distribute` strategy.
 """
-import re
-
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -151,8 +149,9 @@ def _check_balanced(split, classes_per_batch, global_batch_size):
 
 
 def _batch_seed(seed, epoch, step, chunk=0, purpose=0):
-  """The stateless seed of one batch (purpose 0) or its images' crops
-  (purpose 1); `chunk` only where draws cannot be global (streams)."""
+  """The stateless seed of one batch (purpose 0), its images' crops
+  (purpose 1) or a block of TFRecord records (purpose 2); `chunk` only
+  where draws cannot be global (streams, TFRecord readers)."""
   key = tf.constant([seed, purpose], tf.int64)
   for value in (epoch, step, chunk):
     key = tf.random.experimental.stateless_fold_in(key, value)
@@ -201,31 +200,41 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped,
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
                   seed=0, start_step=0, classes_per_batch=None,
                   input_context=None, input_threads=None,
-                  epoch_remainder='drop', skip_corrupt=False):
+                  epoch_remainder='drop', skip_corrupt=False,
+                  shard_per_host=True):
   """Endless training batches from global batch `start_step` on, for one
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
   batch. `classes_per_batch` turns on the class-balanced sampler (whose
   epochs are whole batches, so its epochs never span).
   `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS. An image file
-  that cannot be decoded raises CorruptImageError naming it, or with
-  `skip_corrupt` is replaced by another image of its chunk and logged."""
+  or record that cannot be decoded raises sources.CorruptDataError naming
+  it, or with `skip_corrupt` is replaced by another image of its chunk and
+  logged. `shard_per_host`: TFRecord shards split between input pipelines
+  (`_record_train`)."""
   if num_views < 1:
     raise ValueError(f'num_views must be >= 1; got {num_views}.')
   if classes_per_batch:
     _check_balanced(split, classes_per_batch, global_batch_size)
     epoch_remainder = 'drop'
   steps = int(steps_per_epoch(split, global_batch_size, epoch_remainder))
-  replicas, per_replica, first_chunk, chunks = _layout(global_batch_size,
-                                                       input_context)
+  layout = _layout(global_batch_size, input_context)
+  replicas, per_replica, first_chunk, chunks = layout
   if split.stream is not None:
     start_epoch, start_in_epoch = divmod(start_step, steps)
     dataset = _stream_train(split, config, per_replica, mean_std, num_views,
                             seed, start_epoch, input_context)
     return _with_threads(dataset.skip(start_in_epoch * chunks), input_threads)
 
+  length = _epoch_length(split, global_batch_size, epoch_remainder)
+  if split.records is not None:
+    dataset = _record_train(split, config, global_batch_size, length,
+                            num_views, seed, start_step, layout,
+                            input_context, shard_per_host, skip_corrupt)
+    return _batched_views(dataset, config, num_views, mean_std,
+                          config.crop == 'random_resized', global_batch_size,
+                          input_threads)
   size = len(split)
   labels = tf.constant(split.labels)
-  length = _epoch_length(split, global_batch_size, epoch_remainder)
   start_epoch, offset = divmod(start_step * global_batch_size, length)
 
   def epoch_indices(epoch):
@@ -243,8 +252,7 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
   def chunks_of(step, indices):
     # This pipeline's chunks of one global batch, with the batch's seed key:
     # (seed, epoch of its first example, its step within that epoch, chunk).
-    epoch = step * global_batch_size // length
-    in_epoch = step + (epoch * length) // -global_batch_size
+    epoch, in_epoch = _epoch_and_step(step, global_batch_size, length)
     mine = tf.reshape(indices, [replicas, per_replica])[
         first_chunk:first_chunk + chunks]
     return tf.data.Dataset.from_tensor_slices((
@@ -277,35 +285,166 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
     cropped = config.crop == 'random_resized'
 
     def load(epoch, step, chunk, indices):
-      first = chunk * per_replica
-      # Each image's crop seed is that of its place in the global batch.
-      seeds = tf.random.experimental.stateless_split(
-          _batch_seed(seed, epoch, step, purpose=1), global_batch_size)[
-              first:first + per_replica]
       paths = tf.gather(files, indices)
-      # A file that breaks after start-up drops out here, and
-      # `_replace_corrupt` names it.
-      images = tf.data.Dataset.from_tensor_slices(
-          (tf.range(per_replica), paths, seeds)).map(
-              lambda i, path, image_seed: (i, _file_views(
-                  tf.io.read_file(path), image_seed, config, num_views)),
-              num_parallel_calls=AUTOTUNE, deterministic=True)
-      return images.ignore_errors().batch(per_replica).map(
-          lambda good, images: (
-              *_replace_corrupt(good, images, paths, tf.gather(labels,
-                                                               indices),
-                                per_replica, skip_corrupt),
-              _batch_seed(seed, epoch, step), first))
+      return _decoded_chunk(
+          paths, paths, tf.gather(labels, indices), tf.io.read_file,
+          lambda path: path.decode(), seed, epoch, step, chunk, config,
+          num_views, global_batch_size, per_replica, skip_corrupt)
     # One element per chunk, in order, several chunks at a time.
     dataset = dataset.interleave(load, cycle_length=2, block_length=1,
                                  num_parallel_calls=AUTOTUNE,
                                  deterministic=True)
-  dataset = dataset.map(
+  return _batched_views(dataset, config, num_views, mean_std, cropped,
+                        global_batch_size, input_threads)
+
+
+def _epoch_and_step(step, global_batch_size, length):
+  """The epoch in which global batch `step` starts, and its step in it,
+  for epochs of `length` examples."""
+  epoch = step * global_batch_size // length
+  return epoch, step + (epoch * length) // -global_batch_size
+
+
+def _batched_views(chunks, config, num_views, mean_std, cropped,
+                   global_batch_size, input_threads):
+  """Chunks (images or crops, labels, batch seed key, first place) ->
+  (views, labels) batches, augmented a chunk at a time."""
+  dataset = chunks.map(
       lambda images, labels, batch_seed, first: _views(
           images, labels, batch_seed, config, num_views, mean_std, cropped,
           first, global_batch_size),
       num_parallel_calls=AUTOTUNE)
   return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
+
+
+def _decoded_chunk(items, keys, labels, read, describe, seed, epoch, step,
+                   chunk, config, num_views, global_batch_size, per_replica,
+                   skip_corrupt):
+  """One chunk of image files or records (`items`, their `labels`): a
+  dataset of one element, (what the batch step takes [b, ...], labels,
+  the batch's seed key, the chunk's first place in the global batch).
+  `read(item)` gives the encoded image; `describe(key)` names it."""
+  first = chunk * per_replica
+  # Each image's crop seed is that of its place in the global batch.
+  seeds = tf.random.experimental.stateless_split(
+      _batch_seed(seed, epoch, step, purpose=1), global_batch_size)[
+          first:first + per_replica]
+  # An image that cannot be read or decoded drops out here, and
+  # `_replace_corrupt` names it.
+  images = tf.data.Dataset.from_tensor_slices(
+      (tf.range(per_replica), items, seeds)).map(
+          lambda i, item, image_seed: (i, _file_views(
+              read(item), image_seed, config, num_views)),
+          num_parallel_calls=AUTOTUNE, deterministic=True)
+  return images.ignore_errors().batch(per_replica).map(
+      lambda good, images: (
+          *_replace_corrupt(good, images, keys, labels, per_replica,
+                            skip_corrupt, describe),
+          _batch_seed(seed, epoch, step), first))
+
+
+# TFRecord shards read at once, and the block of records shuffled after
+# them. The shards' own order is drawn anew each epoch.
+RECORD_CYCLE = 16
+RECORD_SHUFFLE = 1024
+
+
+def record_shard_order(num_shards, seed, epoch):
+  """The order in which an epoch reads TFRecord shards."""
+  return np.random.default_rng([seed, epoch]).permutation(num_shards)
+
+
+def record_position(records, seed, readers, reader, skip):
+  """(epoch, records into it) of the `skip`th record one of `readers`
+  readers reads: reader r reads shards r, r + readers, ... of each epoch's
+  shard order."""
+  counts = records.kept_counts()
+  epoch = 0
+  while True:
+    read = int(counts[record_shard_order(len(counts), seed, epoch)[
+        reader::readers]].sum())
+    if skip < read:
+      return epoch, skip
+    skip, epoch = skip - read, epoch + 1
+
+
+def _record_epoch(records, seed, epoch, readers, reader, skip_corrupt):
+  """One epoch of one reader's records: its shards interleaved, then
+  shuffled in blocks of RECORD_SHUFFLE records, each block's order drawn
+  statelessly from (seed, epoch, reader, block)."""
+  num_shards = len(records.files)
+  shards = tf.numpy_function(
+      lambda e: record_shard_order(num_shards, seed, int(e))[
+          reader::readers].astype(np.int64), [epoch], tf.int64, stateful=False)
+  found = tf.data.Dataset.from_tensor_slices(tf.ensure_shape(
+      shards, [len(range(reader, num_shards, readers))])).interleave(
+          lambda shard: sources.shard_records(records, shard, skip_corrupt),
+          cycle_length=min(RECORD_CYCLE, num_shards), block_length=1,
+          num_parallel_calls=AUTOTUNE, deterministic=True)
+
+  def shuffled(block, records_of_block):
+    record_ids, serialized = records_of_block
+    key = _batch_seed(seed, epoch, block, reader, purpose=2)
+    order = tf.argsort(tf.random.stateless_uniform(tf.shape(record_ids), key))
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.gather(record_ids, order), tf.gather(serialized, order)))
+  return found.batch(RECORD_SHUFFLE).enumerate().flat_map(shuffled)
+
+
+def _record_train(split, config, global_batch_size, length, num_views, seed,
+                  start_step, layout, input_context, shard_per_host,
+                  skip_corrupt):
+  """The chunks of this input pipeline from TFRecord shards, as the file
+  branch's: (images or crops, labels, batch seed key, first place). With
+  `shard_per_host`, each input pipeline reads its own shards (so the
+  batches depend on their number); else every pipeline reads them all and
+  keeps its part of each global batch."""
+  records = split.records
+  replicas, per_replica, first_chunk, chunks = layout
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  readers, reader = ((pipelines, input_context.input_pipeline_id)
+                     if shard_per_host and pipelines > 1 else (1, 0))
+  if len(records.files) < readers:
+    raise sources.DataError(
+        f'{len(records.files)} TFRecord shards cannot be split over '
+        f'{readers} input pipelines (--shard_per_host): give at least one '
+        'shard each, or --shard_per_host=false.')
+  # Records a reader reads per global batch, and the part that is this
+  # pipeline's.
+  take = global_batch_size // readers
+  mine = 0 if readers > 1 else first_chunk * per_replica
+  start_epoch, offset = record_position(records, seed, readers, reader,
+                                        start_step * take)
+  found = tf.data.Dataset.range(start_epoch, _ENDLESS).flat_map(
+      lambda epoch: _record_epoch(records, seed, epoch, readers, reader,
+                                  skip_corrupt))
+  # Records are skipped before they are parsed or decoded.
+  found = found.skip(offset).batch(take, drop_remainder=True)
+
+  def chunks_of(step, batch):
+    record_ids, serialized = batch
+    record_ids = record_ids[mine:mine + chunks * per_replica]
+    images, labels = sources.parse_records(
+        serialized[mine:mine + chunks * per_replica])
+    labels = sources.check_record_labels(labels, record_ids, records)
+    epoch, in_epoch = _epoch_and_step(step, global_batch_size, length)
+    shape = [chunks, per_replica]
+    return tf.data.Dataset.from_tensor_slices((
+        tf.fill([chunks], epoch), tf.fill([chunks], in_epoch),
+        tf.range(first_chunk, first_chunk + chunks, dtype=tf.int64),
+        tf.reshape(record_ids, shape), tf.reshape(images, shape),
+        tf.reshape(labels, shape)))
+
+  def load(epoch, step, chunk, record_ids, images, labels):
+    return _decoded_chunk(images, record_ids, labels, lambda image: image,
+                          records.describe, seed, epoch, step, chunk, config,
+                          num_views, global_batch_size, per_replica,
+                          skip_corrupt)
+
+  dataset = tf.data.Dataset.zip(
+      tf.data.Dataset.range(start_step, _ENDLESS), found).flat_map(chunks_of)
+  return dataset.interleave(load, cycle_length=2, block_length=1,
+                            num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 @tf.autograph.experimental.do_not_convert  # As augment_lib.augment.
@@ -319,27 +458,14 @@ def _fixed_size(image, seed, config, num_views):
   return tf.cast(tf.round(augment_lib.eval_crop(image, size)), tf.uint8)
 
 
-class CorruptImageError(RuntimeError):
-  """An image file that passed the start-up header check but cannot be
-  read or decoded when a batch needs it; its message names the file."""
-
-
-def corrupt_image_message(error):
-  """The one line of a CorruptImageError raised inside the input pipeline
-  (TensorFlow wraps it in an OpError), else None."""
-  found = re.search(rf'{CorruptImageError.__name__}: ([^\n]*)',
-                    getattr(error, 'message', str(error)))
-  return found.group(1) if found else None
-
-
 SKIPPED_CORRUPT = []  # The files skipped after start-up, in this process.
 
 
-def _report_corrupt(paths, good, skip):
-  missing = sorted(set(range(len(paths))) - set(good.tolist()))
-  names = [paths[i].decode() for i in missing]
-  if not skip or len(missing) == len(paths):
-    raise CorruptImageError(
+def _report_corrupt(items, good, skip, describe):
+  missing = sorted(set(range(len(items))) - set(good.tolist()))
+  names = [describe(items[i]) for i in missing]
+  if not skip or len(missing) == len(items):
+    raise sources.CorruptDataError(
         f'{names[0]} is not a readable image (found after start-up; '
         '--skip_corrupt skips such files).')
   for name in names:
@@ -350,14 +476,15 @@ def _report_corrupt(paths, good, skip):
   return np.int32(len(missing))
 
 
-def _replace_corrupt(good, images, paths, labels, count, skip):
+def _replace_corrupt(good, images, items, labels, count, skip, describe):
   """A chunk's images where `good` (the positions that decoded) lacks some:
-  an error naming the first missing file, or (`skip`) the chunk filled up
-  with its other images, cycling, so it keeps its size. Returns (images,
-  labels)."""
+  an error naming the first missing one (`describe` of its item: path or
+  record id), or (`skip`) the chunk filled up with its other images,
+  cycling, so it keeps its size. Returns (images, labels)."""
   def fill():
     reported = tf.numpy_function(
-        lambda p, g: _report_corrupt(p, g, skip), [paths, good], tf.int32)
+        lambda i, g: _report_corrupt(i, g, skip, describe), [items, good],
+        tf.int32)
     with tf.control_dependencies([reported]):
       take = tf.range(count) % tf.shape(good)[0]
     return tf.gather(images, take), tf.gather(labels, tf.gather(good, take))
@@ -430,12 +557,19 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   if split.stream is not None:
     examples = split.stream
+  elif split.records is not None:
+    examples = sources.record_examples(split.records)
   elif split.images is not None:
     examples = tf.data.Dataset.from_tensor_slices(
         (split.images, split.labels))
   else:
     examples = tf.data.Dataset.from_tensor_slices((split.files, split.labels))
   examples = examples.shard(pipelines, pipeline_id)
+  if split.records is not None:
+    # Decoded once here, after the shard: records hold the encoded images.
+    examples = examples.map(lambda image, label: (sources.decode(image),
+                                                  label),
+                            num_parallel_calls=AUTOTUNE)
   # Images already at the size need no crop unless a method asks for one.
   same_size = (split.image_shape is not None and
                split.image_shape[:2] == (image_size, image_size) and

@@ -2,7 +2,7 @@
 
 `load_source(name, data_dir, ...)` returns a `Source` whose splits are `Split`s:
 images held in memory (uint8 [N, H, W, 3]), encoded image files, or a TFDS
-stream, always with integer labels. Names:
+stream, or TFRecord shards, always with integer labels. Names:
 
 - `cifar10`, `cifar100`: the original python archives in `data_dir`
   (`cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`, or their extracted
@@ -16,6 +16,12 @@ stream, always with integer labels. Names:
   its view, unless `require_same_image_size` refuses them.
 - `digits`: scikit-learn's bundled 8x8 digits as 32x32 RGB, a fixed seeded
   train/test split; needs no download.
+- `tfrecord`: ImageNet TFRecord shards in `data_dir` as tensorflow/models'
+  `build_imagenet_data.py` and tensorflow/tpu's `imagenet_to_gcs.py` write
+  them: `train-*-of-*` and `validation-*-of-*` (the test split), each record
+  a tf.train.Example with `image/encoded` and `image/class/label` (1..1000;
+  0 unused) that becomes 0..999. Start-up counts the records by walking
+  their length headers and reads each shard's first record only.
 - any other name (`imagenet2012`, ...): TFDS with `data_dir`.
 
 `validation_fraction` carves a seeded validation split out of train, so model
@@ -23,10 +29,13 @@ selection never touches test.
 """
 import concurrent.futures
 import dataclasses
+import glob
 import os
 import pickle
+import re
 import struct
 import tarfile
+import time
 import zlib
 from typing import Optional
 
@@ -50,7 +59,7 @@ UNIT_MEAN_STD = ((127.5,) * 3, (127.5,) * 3)
 # the official code whitens CIFAR-10 and leaves ImageNet in [-1, 1]; CIFAR-100
 # (not an official dataset) takes its own statistics.
 KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
-                  'imagenet2012': UNIT_MEAN_STD}
+                  'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 CIFAR_ARCHIVES = {
@@ -63,18 +72,22 @@ DIGITS_TEST_SIZE = 360  # Of 1797 images, about a fifth.
 @dataclasses.dataclass
 class Split:
   """One split: labels [N] int64 plus exactly one of `images` (uint8
-  [N, H, W, 3] in memory), `files` (paths of encoded images) or `stream` (a
-  tf.data.Dataset of (image, label), for datasets too large for memory)."""
+  [N, H, W, 3] in memory), `files` (paths of encoded images), `stream` (a
+  tf.data.Dataset of (image, label), for datasets too large for memory) or
+  `records` (TFRecord shards, whose labels are read with the images)."""
   labels: Optional[np.ndarray]
   images: Optional[np.ndarray] = None
   files: Optional[np.ndarray] = None
   stream: Optional[tf.data.Dataset] = None
   size: int = 0
+  records: Optional['Records'] = None
 
   def __post_init__(self):
     if self.labels is not None:
       self.labels = np.asarray(self.labels, np.int64)
       self.size = len(self.labels)
+    if self.records is not None:
+      self.size = len(self.records)
 
   def __len__(self):
     return self.size
@@ -87,6 +100,8 @@ class Split:
   def subset(self, indices):
     """The examples at `indices` (sorted), as a new Split."""
     indices = np.sort(np.asarray(indices, np.int64))
+    if self.records is not None:
+      return Split(None, records=self.records.subset(indices))
     if self.stream is not None:
       keep = np.zeros(self.size, bool)
       keep[indices] = True
@@ -157,6 +172,8 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
     source = _digits()
   elif name == 'folder':
     source = _folder(data_dir, skip_corrupt, require_same_image_size)
+  elif name == 'tfrecord':
+    source = _tfrecord(data_dir)
   elif name in CIFAR_ARCHIVES:
     source = _cifar(name, data_dir, label_type)
   else:
@@ -291,6 +308,256 @@ def _unpickle(path, opener, archive=None):
     # A truncated archive ends the gzip stream early (EOFError, zlib.error).
     raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
                     f'batch: {error}.') from error
+
+
+# --- ImageNet TFRecord shards -------------------------------------------------------
+
+# The features of the layout build_imagenet_data.py and imagenet_to_gcs.py
+# write; labels there are 1..1000, 0 unused.
+RECORD_IMAGE = 'image/encoded'
+RECORD_LABEL = 'image/class/label'
+RECORD_LABEL_OFFSET = 1
+RECORD_CLASSES = 1000
+# The shard file patterns of each split: ImageNet's validation is its test.
+RECORD_SPLITS = {'train': 'train-*-of-*', 'test': 'validation-*-of-*'}
+# A TFRecord: uint64 length, uint32 masked CRC of the length, the data,
+# uint32 masked CRC of the data.
+_RECORD_HEADER = 12
+_RECORD_FOOTER = 4
+
+
+def _crc32c_table():
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    table.append(crc)
+  return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc32c(data):
+  """The CRC TFRecords store: CRC-32C, rotated and offset."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass
+class Records:
+  """TFRecord shards of tf.train.Examples: `files` [S] and the records in
+  each, `counts` [S]; `keep` (bool, one per record, shard after shard) marks
+  the split's records, None all of them. A record's id is its place in
+  that order."""
+  files: np.ndarray
+  counts: np.ndarray
+  keep: Optional[np.ndarray] = None
+  num_classes: int = RECORD_CLASSES
+
+  def __len__(self):
+    return int(self.counts.sum() if self.keep is None else self.keep.sum())
+
+  @property
+  def starts(self):
+    """The id of each shard's first record."""
+    return np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+
+  def kept_counts(self):
+    """The split's records in each shard."""
+    if self.keep is None:
+      return self.counts
+    shard = np.repeat(np.arange(len(self.counts)), self.counts)
+    return np.bincount(shard[self.keep], minlength=len(self.counts))
+
+  def subset(self, indices):
+    """The split's records at `indices` (of its records, in order)."""
+    kept = (np.arange(int(self.counts.sum())) if self.keep is None else
+            np.flatnonzero(self.keep))
+    keep = np.zeros(int(self.counts.sum()), bool)
+    keep[kept[indices]] = True
+    return dataclasses.replace(self, keep=keep)
+
+  def describe(self, record_id):
+    """'<shard> record <k>' for a record id."""
+    shard = int(np.searchsorted(self.starts, record_id, side='right')) - 1
+    return f'{self.files[shard]} record {int(record_id - self.starts[shard])}'
+
+
+def _tfrecord(data_dir):
+  if not data_dir or not os.path.isdir(data_dir):
+    raise DataError(f'tfrecord source: data_dir {data_dir!r} is not a '
+                    'directory (it holds train-*-of-* and validation-*-of-* '
+                    'shards).')
+  splits, missing = {}, {}
+  for split, pattern in RECORD_SPLITS.items():
+    files = sorted(glob.glob(os.path.join(data_dir, pattern)))
+    if not files:
+      message = f'tfrecord source: no {pattern} shards in {data_dir}.'
+      if split == 'train':
+        raise DataError(message)
+      missing[split] = message
+      continue
+    started = time.perf_counter()
+    counts = record_counts(files)
+    splits[split] = Split(None, records=Records(np.asarray(files),
+                                                np.asarray(counts, np.int64)))
+    logging.info('tfrecord source: %d %s records in %d shards (counted in '
+                 '%.1f s)', sum(counts), split, len(files),
+                 time.perf_counter() - started)
+  return Source('tfrecord', splits, RECORD_CLASSES, None,
+                KNOWN_MEAN_STD['tfrecord'], missing=missing)
+
+
+def record_counts(files, threads=16):
+  """The records in each TFRecord file, from their length headers (no data
+  read but each file's first record, which must be an Example of the
+  layout). A file that is not such a TFRecord file, or is cut short, is a
+  DataError naming it."""
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    return list(pool.map(_count_records, files))
+
+
+def _count_records(path):
+  try:
+    size = os.path.getsize(path)
+    with open(path, 'rb', buffering=0) as f:
+      fd = f.fileno()
+      header = os.pread(fd, _RECORD_HEADER, 0)
+      if len(header) < _RECORD_HEADER or _masked_crc32c(
+          header[:8]) != struct.unpack('<I', header[8:])[0]:
+        raise DataError(f'tfrecord source: {path} is not a TFRecord file '
+                        '(its first length header fails its CRC check).')
+      length, = struct.unpack('<Q', header[:8])
+      _check_example(path, os.pread(fd, min(length, size), _RECORD_HEADER))
+      count = position = 0
+      while position < size:
+        header = os.pread(fd, 8, position)
+        end = position + _RECORD_HEADER + _RECORD_FOOTER + (
+            struct.unpack('<Q', header)[0] if len(header) == 8 else size)
+        if end > size:
+          raise DataError(
+              f'tfrecord source: {path} is cut short: record {count} ends at '
+              f'byte {end}, past the end of the file ({size} bytes).')
+        count, position = count + 1, end
+      return count
+  except OSError as error:
+    raise DataError(f'tfrecord source: cannot read {path}: {error}.') from error
+
+
+def _check_example(path, data):
+  """The first record must be a tf.train.Example with the layout's image
+  bytes and integer label."""
+  try:
+    features = tf.train.Example.FromString(data).features.feature
+  except Exception as error:  # The protobuf decode error has no public type.
+    raise DataError(f'tfrecord source: the first record of {path} is not a '
+                    f'tf.train.Example ({error}).') from error
+  for key, kind in ((RECORD_IMAGE, 'bytes_list'), (RECORD_LABEL, 'int64_list')):
+    if key not in features or features[key].WhichOneof('kind') != kind:
+      raise DataError(
+          f'tfrecord source: the first record of {path} has no {key} '
+          f'({kind}); it has {", ".join(sorted(features)) or "no features"}. '
+          'The layout is that of build_imagenet_data.py / imagenet_to_gcs.py.')
+
+
+def parse_records(serialized):
+  """Serialized Examples [n] -> (encoded images [n], labels [n] from 0; a
+  missing label becomes -1, a missing image '')."""
+  parsed = tf.io.parse_example(serialized, {
+      RECORD_IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=''),
+      RECORD_LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=0)})
+  return parsed[RECORD_IMAGE], parsed[RECORD_LABEL] - RECORD_LABEL_OFFSET
+
+
+class CorruptDataError(RuntimeError):
+  """An image file, a record or a shard that passed the start-up checks but
+  cannot be read when a batch needs it, or a record's label outside the
+  classes; its message names it."""
+
+
+def corrupt_data_message(error):
+  """The one line of a CorruptDataError raised inside the input pipeline
+  (TensorFlow wraps it in an OpError), else None."""
+  found = re.search(rf'{CorruptDataError.__name__}: ([^\n]*)',
+                    getattr(error, 'message', str(error)))
+  return found.group(1) if found else None
+
+
+def shard_records(records, shard, skip_corrupt=False):
+  """The records of shard `shard` (an int64 tensor) that the split keeps:
+  (record id, serialized Example). A shard that gives fewer records than
+  start-up counted (a failed CRC check, a file changed since) is a
+  CorruptDataError naming it, or with `skip_corrupt` a warning."""
+  files = tf.constant(records.files)
+  starts = tf.constant(records.starts)
+  expected = tf.gather(tf.constant(records.counts), shard)
+  read = tf.data.TFRecordDataset(tf.gather(files, shard)).ignore_errors()
+  # A last element, index -1, checks the count once the shard has ended.
+  end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64),
+                                      tf.constant('')))
+
+  def check(last, record):
+    index, data = record
+    whole = tf.logical_or(index >= 0, last + 1 == expected)
+    checked = tf.cond(whole, lambda: tf.constant(0, tf.int64),
+                      lambda: tf.numpy_function(
+                          lambda s, n: _short_shard(records, s, n,
+                                                    skip_corrupt),
+                          [shard, last + 1], tf.int64))
+    with tf.control_dependencies([checked]):
+      index = tf.identity(index)
+    return tf.maximum(last, index), (index, data)
+
+  found = read.enumerate().concatenate(end).scan(
+      tf.constant(-1, tf.int64), check).filter(lambda index, _: index >= 0)
+  found = found.map(lambda index, data: (tf.gather(starts, shard) + index,
+                                         data))
+  if records.keep is not None:
+    keep = tf.constant(records.keep)
+    found = found.filter(lambda record_id, _: tf.gather(keep, record_id))
+  return found
+
+
+def _short_shard(records, shard, read, skip):
+  path, expected = records.files[shard], int(records.counts[shard])
+  if not skip:
+    raise CorruptDataError(
+        f'{path} gave {read} of its {expected} records: record {read} is '
+        'corrupt (its CRC check failed) or the file changed since start-up '
+        '(--skip_corrupt skips the rest of such a shard).')
+  logging.warning('skipped the last %d records of the corrupt shard %s',
+                  expected - read, path)
+  return np.int64(0)
+
+
+def check_record_labels(labels, record_ids, records):
+  """`labels`, or a CorruptDataError naming the first record whose label is
+  not one of the classes."""
+  def fail(labels, record_ids):
+    wrong = np.flatnonzero((labels < 0) | (labels >= records.num_classes))[0]
+    raise CorruptDataError(
+        f'{records.describe(record_ids[wrong])}: label '
+        f'{labels[wrong] + RECORD_LABEL_OFFSET} is not one of the '
+        f'{RECORD_LABEL} values {RECORD_LABEL_OFFSET}..{records.num_classes}.')
+
+  bad = tf.reduce_any((labels < 0) | (labels >= records.num_classes))
+  return tf.cond(bad, lambda: tf.numpy_function(
+      fail, [labels, record_ids], tf.int64, stateful=False), lambda: labels)
+
+
+def record_examples(records):
+  """Every record of the split, in order: (encoded image, label)."""
+  def parse(record_ids, serialized):
+    images, labels = parse_records(serialized)
+    return images, check_record_labels(labels, record_ids, records)
+  examples = tf.data.Dataset.range(len(records.files)).flat_map(
+      lambda shard: shard_records(records, shard))
+  return examples.batch(256).map(parse).unbatch()
 
 
 # --- TFDS ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import analysis, files, losses
-from supcon_tf.data import augment, pipeline
+from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, signals, stages
 from supcon_tf.training.progress import Progress
@@ -240,7 +240,8 @@ class Trainer:
         start_step=start, epoch_remainder=self.epoch_remainder,
         classes_per_batch=self.classes_per_batch,
         input_threads=config.input_threads or None,
-        skip_corrupt=config.skip_corrupt)
+        skip_corrupt=config.skip_corrupt,
+        shard_per_host=config.shard_per_host)
     loop = self.make_loop(stage, optimizer, variables, step)
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
@@ -265,10 +266,10 @@ class Trainer:
           metrics = {k: float(v) for k, v in loop(
               iterator, tf.constant(count, tf.int32)).items()}
         except tf.errors.OpError as error:
-          corrupt = pipeline.corrupt_image_message(error)
+          corrupt = sources.corrupt_data_message(error)
           if corrupt is None:
             raise
-          raise pipeline.CorruptImageError(
+          raise sources.CorruptDataError(
               f'{stage.name}: {corrupt} The last checkpoint is kept: '
               f'{manager.latest_checkpoint or "none yet"}.') from None
         if 'loss_floor' in metrics:
