@@ -21,6 +21,10 @@ AutoAugment(IMAGENET) or SimCLR's ops) on the same files, in the same run:
     .venv/bin/python benchmarks/input_pipeline.py --policy official_imagenet \
         --image_size 224 --data_dir DIR --peer_python .peer-venv/bin/python
 
+With `--source=tfrecord` the same files are first written (once, under
+/tmp) into ImageNet-layout TFRecord shards, and the views read from them
+(`--input_fn=tfrecord`); the peer still reads the files.
+
 Prints `views/s: N` last (views produced per second on N threads), or, with a
 peer, `views/s per core ratio: R`.
 """
@@ -44,6 +48,9 @@ flags.DEFINE_enum('policy', 'cifar10', ['cifar10', 'official_imagenet',
                                         'official_simclr'],
                   'Which training views.')
 flags.DEFINE_integer('image_size', 32, 'Side of the views.')
+flags.DEFINE_enum('source', 'files', ['files', 'tfrecord'],
+                  'Read the --data_dir JPEGs as files, or from TFRecord '
+                  'shards written from them.')
 FLAGS = flags.FLAGS
 
 
@@ -74,6 +81,32 @@ def _synthetic(count):
   return np.clip(np.round(big.numpy()), 0, 255).astype(np.uint8)
 
 
+def _records_of(files, shards=4):
+  """The files as ImageNet-layout TFRecord shards (written once)."""
+  import hashlib
+
+  import tensorflow as tf
+  key = hashlib.sha1('\n'.join(files).encode()).hexdigest()[:12]
+  root = f'/tmp/supcon_records_{key}'
+  done = os.path.join(root, '.done')
+  if not os.path.exists(done):
+    os.makedirs(root, exist_ok=True)
+    for s in range(shards):
+      path = os.path.join(root, f'train-{s:05d}-of-{shards:05d}')
+      with tf.io.TFRecordWriter(path) as writer:
+        for name in files[s::shards]:
+          with open(name, 'rb') as f:
+            encoded = f.read()
+          writer.write(tf.train.Example(features=tf.train.Features(feature={
+              'image/encoded': tf.train.Feature(
+                  bytes_list=tf.train.BytesList(value=[encoded])),
+              'image/class/label': tf.train.Feature(
+                  int64_list=tf.train.Int64List(value=[1])),
+          })).SerializeToString())
+    open(done, 'w').close()
+  return root
+
+
 def main(_):
   # Thread counts must be set before TensorFlow starts its runtime.
   import tensorflow as tf
@@ -94,6 +127,9 @@ def main(_):
         if name.lower().endswith(('.jpg', '.jpeg', '.png')))[:FLAGS.images]
     split = sources.Split(np.zeros(len(files), np.int64),
                           files=np.array(files))
+    if FLAGS.source == 'tfrecord':
+      split = sources.load_source('tfrecord', _records_of(files)).split(
+          'train')
     kind = 'AUTOAUGMENT' if FLAGS.policy == 'official_imagenet' else 'SIMCLR'
     config = Preprocessing(augmentation_type=kind, augmentation_magnitude=1.,
                            image_size=FLAGS.image_size, defer_blurring=False)
@@ -118,7 +154,8 @@ def main(_):
     batch, _ = next(iterator)
     views += int(batch.shape[0]) * int(batch.shape[1])
   elapsed = time.perf_counter() - start
-  print(f'{FLAGS.policy}, {FLAGS.image_size} x {FLAGS.image_size}, threads: '
+  print(f'{FLAGS.policy} ({FLAGS.source}), {FLAGS.image_size} x '
+        f'{FLAGS.image_size}, threads: '
         f'{FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
         f'{FLAGS.batches} batches in {elapsed:.2f} s: '
         f'{views / elapsed:.1f} views/s')

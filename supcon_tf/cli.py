@@ -122,7 +122,14 @@ def main(kind, argv):
     supcon_flags.fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
           files.WriteError, sources.CorruptDataError) as error:
-    print(f'{os.path.basename(argv[0])}: {error}', file=sys.stderr)
+    print(f'{program}: {error}', file=sys.stderr)
+    sys.exit(1)
+  except tf.errors.OpError as error:
+    # Data found bad outside a training step (evaluation, the kNN monitor).
+    corrupt = sources.corrupt_data_message(error)
+    if corrupt is None:
+      raise
+    print(f'{program}: {corrupt}', file=sys.stderr)
     sys.exit(1)
   except KeyboardInterrupt as error:
     print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',

@@ -220,10 +220,11 @@ class Config(_Stages, Preprocessing):
   # Data.
   input_fn: str = _field(
       'imagenet', 'The input_fn to use: cifar10, imagenet (TFDS '
-      'imagenet2012), or cifar100, folder (an image folder), digits (bundled), '
-      'any TFDS name.')
+      'imagenet2012), or cifar100, folder (an image folder), tfrecord '
+      '(ImageNet TFRecord shards), digits (bundled), any TFDS name.')
   data_dir: Optional[str] = _field(
-      None, 'TFDS data, CIFAR archives, or the folder source root.')
+      None, 'TFDS data, CIFAR archives, the folder source root, or the '
+      'TFRecord shards.')
   num_images: int = _field(
       0, 'The maximum number of samples to use from the dataset (the first '
       'ones of the training split; 0: all).')
@@ -231,8 +232,9 @@ class Config(_Stages, Preprocessing):
       0., 'The fraction of true labels to replace with random labels (drawn '
       'once per example).')
   shard_per_host: bool = _field(
-      True, 'Whether to shard the dataset between TPU hosts (each input '
-      'pipeline reads its own part of every global batch here).')
+      True, 'Whether to shard the dataset between TPU hosts: with '
+      '--input_fn=tfrecord each input pipeline reads its own shards; other '
+      'sources read their own part of every global batch either way.')
   label_type: str = _field('fine', 'cifar100 labels: fine (100) or coarse '
                            '(20).')
   validation_fraction: float = _field(

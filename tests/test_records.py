@@ -267,3 +267,37 @@ def test_supcon_trains_on_records_and_a_resumed_run_ends_with_the_same_weights(
     np.testing.assert_allclose(weights[1].get_tensor(name),
                                weights[0].get_tensor(name), rtol=1e-4,
                                atol=1e-5, err_msg=name)
+
+
+def test_the_app_names_a_bad_shard_and_a_bad_record_in_one_line(tmp_path):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def train(data_dir, model_dir):
+    return subprocess.run(
+        [sys.executable, os.path.join(root, 'bin', 'train_supcon.py'),
+         '--input_fn=tfrecord', f'--data_dir={data_dir}',
+         f'--model_dir={model_dir}', '--mode=train', '--image_size=8',
+         '--resnet_depth=20', '--batch_size=4', '--stage_1_epochs=1',
+         '--stage_2_epochs=1', '--use_tpu=false', '--progress=false'],
+        capture_output=True, text=True, timeout=600)
+  # At start-up: a shard cut short. Nothing is written.
+  paths = _write(tmp_path / 'short', train=(4, 4))
+  paths['train'][1].write_bytes(paths['train'][1].read_bytes()[:-5])
+  done = train(tmp_path / 'short', tmp_path / 'run1')
+  assert done.returncode == 2 and 'Traceback' not in done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  assert f'{paths["train"][1]} is cut short' in last, done.stderr[-2000:]
+  assert not (tmp_path / 'run1').exists()
+  # While training: a record whose label is 0 (unused in the layout).
+  archives.write_records(tmp_path / 'label', {'train': [
+      _numbered(0, 3) + [(_numbered(3, 1)[0][0], -1)]]})
+  done = train(tmp_path / 'label', tmp_path / 'run2')
+  assert done.returncode == 1 and 'Traceback' not in done.stderr
+  last = done.stderr.strip().splitlines()[-1]
+  shard = tmp_path / 'label' / 'train-00000-of-00001'
+  assert f'stage_1: {shard} record 3: label 0 is not one of' in last, (
+      done.stderr[-2000:])
+  assert 'The last checkpoint is kept' in last
