@@ -16,7 +16,7 @@ official code's) and `seed_ops` (`SEED`: the seed's scipy-based variant);
 of the parts other than the families' ops are here too.
 """
 from supcon_tf.data.augment.batching import (  # noqa: F401
-    FILL_VALUE, apply_to_some, as_batch, batched, example_positions,
+    FILL_VALUE, apply_by_group, as_batch, batched, example_positions,
     image_seeds, normal, per_image, per_image_vector, random_apply, uniform)
 from supcon_tf.data.augment.engine import (  # noqa: F401
     GEOMETRIC_OPS, IDENTITY, Family, apply_each, apply_policy, apply_steps,

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import (
-    apply_to_some, per_image, per_image_vector, random_apply, select)
+    apply_by_group, per_image, per_image_vector, random_apply, select)
 from supcon_tf.data.augment.warp import random_warp
 
 
@@ -83,13 +83,10 @@ def color_jitter(images, seed, strength=0.5, pytorch=False):
   order = tf.argsort(batching.uniform([batch, 4], seeds[4]),
                      axis=1)
   for position in range(4):
-    result = images
-    for op_id, op in enumerate(JITTER_OPS):
-      fires = tf.equal(order[:, position], op_id)
-      result = apply_to_some(
-          lambda x, f, op=op: op(x, f, pytorch), images, factors[op_id],
-          fires, result)
-    images = tf.clip_by_value(result, 0., 1.)
+    images = tf.clip_by_value(apply_by_group(images, order[:, position], [
+        lambda x, where, op=op, factor=factor: op(
+            x, tf.gather(factor, where), pytorch)
+        for op, factor in zip(JITTER_OPS, factors)]), 0., 1.)
   return images
 
 

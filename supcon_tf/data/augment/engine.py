@@ -11,9 +11,9 @@ applies the drawn steps (`apply_steps`), the same for every family; the
 families are `pil_ops.PIL`, `tf_models_ops.TF_MODELS` and `seed_ops.SEED`,
 the policies `policies.POLICIES`.
 
-Each op runs once per step, on the images that drew it (a gather, the op on
-that sub-batch, a scatter back), so a step costs one op per image whatever
-the number of ops.
+Each op runs once per step, on the images that drew it (the batch
+partitioned by op, each op on its part, the parts stitched back), so a step
+costs one op per image whatever the number of ops.
 """
 import dataclasses
 from typing import Callable, Mapping
@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 import tensorflow as tf
 
 from supcon_tf.data.augment import batching
-from supcon_tf.data.augment.batching import apply_to_some, as_batch
+from supcon_tf.data.augment.batching import apply_by_group, as_batch
 
 IDENTITY = 'Identity'  # RandAugment's op that leaves the image as it is.
 # The geometric ops: their argument takes a random sign in the PIL and
@@ -82,19 +82,13 @@ class Family:
 def apply_each(images, names, op_index, fires, argument_of, op_of):
   """Image i gets op `op_of(names[op_index[i]])` where `fires[i]`, at the
   [N] arguments `argument_of(name)`; `IDENTITY` leaves it as it is."""
-  result = images
-  for op_id, name in enumerate(names):
+  def op(name):
     if name == IDENTITY:
-      continue
-    selected = tf.logical_and(tf.equal(op_index, op_id), fires)
+      return None
     argument = argument_of(name)
-    result = tf.cond(
-        tf.reduce_any(selected),
-        lambda name=name, selected=selected, argument=argument,
-        result=result: apply_to_some(op_of(name), images, argument,
-                                      selected, result),
-        lambda result=result: result)
-  return result
+    return lambda part, where: op_of(name)(part, tf.gather(argument, where))
+  return apply_by_group(images, tf.where(fires, op_index, len(names)),
+                        [op(name) for name in names])
 
 
 def apply_steps(images, family, names, op_index, level, fires, draw,
