@@ -12,7 +12,8 @@ pipelines or workers. The augmentation draws of a view depend on (seed,
 epoch, step, its place in the global batch) only (`augment.example_positions`),
 so a layout gives the same views as any other. Images held in
 memory are gathered and augmented a whole batch at a time; images read from
-files or streams are decoded (and, for SimCLR crops, cropped) one at a time.
+files, TFRecord shards or streams are decoded (and, for SimCLR crops,
+cropped) one at a time.
 Use the `*_distributed` functions with a `tf.distribute` strategy.
 """
 import numpy as np
@@ -400,7 +401,7 @@ def _record_train(split, config, global_batch_size, length, num_views, seed,
   batches depend on their number); else every pipeline reads them all and
   keeps its part of each global batch."""
   records = split.records
-  replicas, per_replica, first_chunk, chunks = layout
+  _, per_replica, first_chunk, chunks = layout
   pipelines = input_context.num_input_pipelines if input_context else 1
   readers, reader = ((pipelines, input_context.input_pipeline_id)
                      if shard_per_host and pipelines > 1 else (1, 0))
@@ -458,7 +459,7 @@ def _fixed_size(image, seed, config, num_views):
   return tf.cast(tf.round(augment_lib.eval_crop(image, size)), tf.uint8)
 
 
-SKIPPED_CORRUPT = []  # The files skipped after start-up, in this process.
+SKIPPED_CORRUPT = []  # Images (files, records) skipped after start-up here.
 
 
 def _report_corrupt(items, good, skip, describe):
@@ -467,7 +468,7 @@ def _report_corrupt(items, good, skip, describe):
   if not skip or len(missing) == len(items):
     raise sources.CorruptDataError(
         f'{names[0]} is not a readable image (found after start-up; '
-        '--skip_corrupt skips such files).')
+        '--skip_corrupt skips such images).')
   for name in names:
     if name not in SKIPPED_CORRUPT:
       SKIPPED_CORRUPT.append(name)

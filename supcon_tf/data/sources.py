@@ -390,9 +390,11 @@ class Records:
 
 def _tfrecord(data_dir):
   if not data_dir or not os.path.isdir(data_dir):
+    where = (' (the shards are read from local or mounted file systems, '
+             'not URLs)' if '://' in str(data_dir) else '')
     raise DataError(f'tfrecord source: data_dir {data_dir!r} is not a '
-                    'directory (it holds train-*-of-* and validation-*-of-* '
-                    'shards).')
+                    'directory holding train-*-of-* and validation-*-of-* '
+                    f'shards{where}.')
   splits, missing = {}, {}
   for split, pattern in RECORD_SPLITS.items():
     files = sorted(glob.glob(os.path.join(data_dir, pattern)))
@@ -431,7 +433,8 @@ def _count_records(path):
       if len(header) < _RECORD_HEADER or _masked_crc32c(
           header[:8]) != struct.unpack('<I', header[8:])[0]:
         raise DataError(f'tfrecord source: {path} is not a TFRecord file '
-                        '(its first length header fails its CRC check).')
+                        '(it is empty, or its first length header fails its '
+                        'CRC check).')
       length, = struct.unpack('<Q', header[:8])
       _check_example(path, os.pread(fd, min(length, size), _RECORD_HEADER))
       count = position = 0
