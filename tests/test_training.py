@@ -16,6 +16,7 @@ from PIL import Image
 from supcon_tf.config import Config
 from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, run as run_lib, stages
+from supcon_tf.training import step as step_lib
 from tests import archives
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -703,7 +704,7 @@ def test_cross_entropy_takes_the_first_views_logits_as_official():
   rng = np.random.default_rng(5)
   logits = rng.normal(size=(6, 2, 4)).astype(np.float32)
   labels = np.array([0, 1, 2, 3, 0, 1])
-  loss, top1 = loop.cross_entropy(tf.constant(logits), tf.constant(labels),
+  loss, top1 = step_lib.cross_entropy(tf.constant(logits), tf.constant(labels),
                                   global_batch=12)
   first = logits[:, 0].astype(np.float64)
   log_softmax = first - np.log(np.exp(first).sum(1, keepdims=True))

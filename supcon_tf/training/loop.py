@@ -24,10 +24,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import analysis, files, losses
+from supcon_tf import files
 from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, signals, stages
+from supcon_tf.training import step as step_lib
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
 
@@ -408,237 +409,51 @@ class Trainer:
         self._epoch_of(step) + 1, self.train_split, self.config.batch_size,
         self.epoch_remainder)
 
-  def make_loop(self, stage, optimizer, variables, step):
-    """The tf.function running `count` steps of `stage`."""
+  def stage_step(self, stage, optimizer, variables, step):
+    """The `step.Step` of `stage` under this run's config."""
     config = self.config
-    model = self.model
-    global_batch = config.batch_size
     replicas = self.strategy.num_replicas_in_sync
-    decayed = stages.decayed_variables(stage, model, config)
-    labelled = config.use_labels
-    num_classes = self.source.num_classes
     num_views = stages.views_for(stage, config)
     batch_norm_training = config.batch_norm_training
-    deferred_blur = augment.deferred_blur(config)
+    objective = step_lib.Objective(
+        global_batch=config.batch_size, replicas=replicas,
+        contrastive_weight=stage.contrastive_loss_weight,
+        cross_entropy_weight=stage.cross_entropy_loss_weight,
+        use_labels=config.use_labels, temperature=config.temperature,
+        contrast_mode=config.contrast_mode,
+        summation_location=config.summation_location,
+        denominator_mode=config.denominator_mode,
+        positives_cap=config.positives_cap,
+        scale_by_temperature=config.scale_by_temperature,
+        label_smoothing=config.label_smoothing,
+        num_classes=self.source.num_classes)
+    # The deferred blur's seed: one sigma per stage and step.
+    blur_seed = lambda: tf.stack([
+        tf.constant(config.seed, tf.int64) * 3 + stage.index,
+        tf.cast(step, tf.int64)])
+    train_step = step_lib.Step(
+        self.model, variables, optimizer, objective,
+        micro_batch_size=config.micro_batch_size,
+        # Official: batch statistics in training mode; whether the moving
+        # averages move is `freeze_moving_statistics`' switch (run_stage).
+        forward_options=dict(
+            training=batch_norm_training,
+            encoder_training=(batch_norm_training and
+                              not stage.encoder_batch_norm_inference)),
+        weight_decay=stage.weight_decay,
+        decayed=stages.decayed_variables(stage, self.model, config),
+        blur_probability=(config.blur_probability
+                          if augment.deferred_blur(config) else 0.),
+        blur_seed=blur_seed, name=stage.name)
+    train_step.describe_chunks(
+        config.batch_size // replicas, num_views,
+        config.use_global_batch_norm and replicas > 1)
+    return train_step
 
-    micro = config.micro_batch_size
-    local_batch = global_batch // replicas
-    chunks = local_batch // micro if micro else 1
-    contrastive = stage.contrastive_loss_weight > 0
-    # The outputs the losses read (their gradients are what a chunked
-    # contrastive step caches).
-    output_keys = ((['projection'] if contrastive else []) +
-                   (['logits'] if stage.cross_entropy_loss_weight > 0 else []))
-    batch_norms = {f'{i:04d}': layer for i, layer in
-                   enumerate(layers.fused_batch_norms(model))}
-    if chunks > 1:
-      # BatchNorm statistics come from one chunk (of each replica, all
-      # replicas' chunks of the same index with global BatchNorm).
-      synchronized = config.use_global_batch_norm and replicas > 1
-      logging.info(
-          '%s: each step runs its %d examples per replica in %d chunks of '
-          '%d (--micro_batch_size); BatchNorm normalises over %d images '
-          '(%s), not the %d of %s.', stage.name, local_batch, chunks, micro,
-          micro * num_views * (replicas if synchronized else 1),
-          'one chunk of every replica' if synchronized else 'one chunk',
-          (global_batch if synchronized else local_batch) * num_views,
-          'the global batch' if synchronized else 'the replica\'s batch')
-
-    def forward(views):
-      # Official: batch statistics in training mode; whether the moving
-      # averages move is `freeze_moving_statistics`' switch (run_stage).
-      return model(views, training=batch_norm_training,
-                   encoder_training=(batch_norm_training and
-                                     not stage.encoder_batch_norm_inference))
-
-    def objective(outputs, labels):
-      """The loss terms of these outputs and their weighted sum, as this
-      replica's share of the global batch's mean (no weight decay)."""
-      terms = {}
-      total = tf.constant(0.)
-      if contrastive:
-        per_anchor = losses.contrastive_loss(
-            outputs['projection'], labels if labelled else None,
-            temperature=config.temperature,
-            contrast_mode=config.contrast_mode.lower(),
-            summation_location=config.summation_location.lower(),
-            denominator_mode=config.denominator_mode.lower(),
-            positives_cap=config.positives_cap,
-            scale_by_temperature=config.scale_by_temperature)
-        terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
-        total += stage.contrastive_loss_weight * terms['contrastive_loss']
-        if analysis.floor_applies(
-            config.contrast_mode, config.summation_location,
-            config.denominator_mode, config.positives_cap, labelled,
-            num_views, outputs['projection'].shape[-1], num_classes):
-          # The global batch's floor, once: each replica adds its share.
-          terms['loss_floor'] = analysis.batch_floor(
-              losses.cross_replica_concat(labels), num_classes,
-              num_views, config.temperature,
-              config.temperature if config.scale_by_temperature else 1.
-          ) / replicas
-      if stage.cross_entropy_loss_weight > 0:
-        terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
-            outputs['logits'], labels, global_batch, config.label_smoothing)
-        total += stage.cross_entropy_loss_weight * terms['cross_entropy_loss']
-      return terms, total
-
-    def scale(loss):
-      return (optimizer.scale_loss(loss) if hasattr(optimizer, 'scale_loss')
-              else loss)
-
-    def weight_decay():
-      # This replica's share: the optimizer's all-reduce sums the replicas.
-      return stage.weight_decay * optimizers.l2_loss(decayed) / replicas
-
-    def whole_batch(views, labels):
-      with tf.GradientTape() as tape:
-        terms, total = objective(forward(views), labels)
-        if decayed:
-          terms['weight_decay'] = weight_decay()
-          total += terms['weight_decay']
-        terms['loss'] = total
-        scaled = scale(total)
-      return terms, tape.gradient(scaled, variables)
-
-    def gradient_of(loss, tape):
-      # Zeros for the variables `loss` does not reach (the tape's own
-      # zeros fail on Keras variables, whose dtype is a string).
-      return [tf.zeros(v.shape, v.dtype) if g is None else g
-              for g, v in zip(tape.gradient(loss, variables), variables)]
-
-    def add_statistics(sums, sink):
-      """`sums` ({key: (mean sum, variance sum, calls)}) plus what the
-      chunk's BatchNorm layers recorded."""
-      sums = dict(sums)
-      for key, layer in batch_norms.items():
-        for mean, variance in sink.get(layer, ()):
-          total_mean, total_variance, calls = sums[key]
-          sums[key] = (total_mean + mean, total_variance + variance,
-                       calls + 1.)
-      return sums
-
-    def move_statistics(sums):
-      # One step of each moving average toward the chunks' mean statistics,
-      # as the replicas' (BatchNorm._move).
-      layers.move_moving_statistics({
-          batch_norms[key]: (mean / tf.maximum(calls, 1.),
-                             variance / tf.maximum(calls, 1.))
-          for key, (mean, variance, calls) in sums.items()
-          if key in recorded})
-
-    recorded = set()  # Keys of the layers that moved (filled when traced).
-
-    def chunk_loop(body, state):
-      """`state` through `body(i, *state)` for each chunk in a while loop:
-      one chunk's activations live at a time (unrolled chunks, or
-      iterations run in parallel, would be alive together)."""
-      return tf.while_loop(lambda i, *_: i < chunks,
-                           lambda i, *rest: (i + 1,) + tuple(body(i, *rest)),
-                           (tf.constant(0),) + tuple(state),
-                           parallel_iterations=1)[1:]
-
-    def no_statistics():
-      return {key: (tf.zeros(layer.moving_mean.shape),
-                    tf.zeros(layer.moving_variance.shape), tf.constant(0.))
-              for key, layer in batch_norms.items()}
-
-    def record(sink):
-      recorded.update(key for key, layer in batch_norms.items()
-                      if layer in sink)
-
-    def chunked(views, labels):
-      in_chunks = tf.reshape(views, [chunks, micro] + list(views.shape[1:]))
-      labels_in_chunks = tf.reshape(labels, [chunks, micro])
-      no_gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
-      shapes = {}  # Of each chunk's outputs (known when traced).
-      if contrastive:
-        # Gradient caching: the whole batch's outputs without a tape, the
-        # loss's gradient with respect to them, then each chunk again with a
-        # tape, pushing its share of that gradient back.
-        def embed(i, statistics, arrays):
-          with layers.collect_moving_statistics() as sink:
-            outputs = forward(in_chunks[i])
-          record(sink)
-          shapes.update({k: list(outputs[k].shape[1:]) for k in output_keys})
-          return (add_statistics(statistics, sink),
-                  {k: arrays[k].write(i, tf.stop_gradient(outputs[k]))
-                   for k in output_keys})
-        statistics, arrays = chunk_loop(embed, (no_statistics(), {
-            k: tf.TensorArray(tf.float32, size=chunks) for k in output_keys}))
-        move_statistics(statistics)
-        outputs = {k: tf.ensure_shape(
-            tf.reshape(arrays[k].stack(), [local_batch] + shapes[k]),
-            [local_batch] + shapes[k]) for k in output_keys}
-        with tf.GradientTape() as tape:
-          tape.watch(outputs)
-          terms, total = objective(outputs, labels)
-          scaled = scale(total)
-        cached = {k: tf.reshape(g, [chunks, micro] + shapes[k])
-                  for k, g in tape.gradient(scaled, outputs).items()}
-
-        def backward(i, sums):
-          # The same chunk statistics as the first pass; the averages have
-          # moved once already.
-          with layers.moving_statistics_frozen(model):
-            with tf.GradientTape() as tape:
-              outputs = forward(in_chunks[i])
-              surrogate = tf.add_n([tf.reduce_sum(outputs[k] * cached[k][i])
-                                    for k in output_keys])
-          return ([s + g for s, g in zip(sums, gradient_of(surrogate,
-                                                             tape))],)
-        gradients, = chunk_loop(backward, (no_gradients,))
-      else:
-        # Cross-entropy: each example's loss is its own; plain accumulation.
-        def accumulate(i, statistics, sums, term_sums, total_sum):
-          with layers.collect_moving_statistics() as sink:
-            with tf.GradientTape() as tape:
-              terms, total = objective(forward(in_chunks[i]),
-                                       labels_in_chunks[i])
-              scaled = scale(total)
-          record(sink)
-          return (add_statistics(statistics, sink),
-                  [s + g for s, g in zip(sums, gradient_of(scaled, tape))],
-                  {k: term_sums[k] + terms[k] for k in term_sums},
-                  total_sum + total)
-        statistics, gradients, terms, total = chunk_loop(accumulate, (
-            no_statistics(), no_gradients,
-            {'cross_entropy_loss': tf.constant(0.),
-             'train_top1': tf.constant(0.)}, tf.constant(0.)))
-        move_statistics(statistics)
-      if decayed:
-        with tf.GradientTape() as tape:
-          terms['weight_decay'] = weight_decay()
-          scaled = scale(terms['weight_decay'])
-        gradients = [g + d for g, d in zip(gradients,
-                                           gradient_of(scaled, tape))]
-        total += terms['weight_decay']
-      terms['loss'] = total
-      return terms, gradients
-
-    def step_fn(views, labels):
-      if deferred_blur:
-        # As official, on the model's inputs, one sigma per step; which
-        # views are blurred is drawn by their place in the global batch, so
-        # any layout blurs the same ones.
-        seed = tf.stack([tf.constant(config.seed, tf.int64) * 3 + stage.index,
-                         tf.cast(step, tf.int64)])
-        flat = tf.reshape(views, [-1] + list(views.shape[2:]))
-        local = tf.shape(flat)[0]
-        replica = tf.cast(tf.distribute.get_replica_context()
-                          .replica_id_in_sync_group, tf.int32)
-        with augment.example_positions(replica * local + tf.range(local),
-                                       local * replicas):
-          flat = augment.batch_random_blur(flat, seed, config.blur_probability)
-        views = tf.reshape(flat, tf.shape(views))
-      terms, gradients = (chunked if chunks > 1 else whole_batch)(views,
-                                                                  labels)
-      optimizer.apply(gradients, variables)
-      return terms
-
-    # No Python control flow on tensors in it: AutoGraph need not convert it
-    # (as augment.augment).
-    step_fn = tf.autograph.experimental.do_not_convert(step_fn)
+  def make_loop(self, stage, optimizer, variables, step):
+    """The tf.function running `count` steps of `stage`."""
+    train_step = self.stage_step(stage, optimizer, variables, step)
+    step_fn = train_step.__call__
     if self.jit_compile:
       step_fn = tf.function(step_fn, jit_compile=True)
 
@@ -741,24 +556,3 @@ def _restore_readable(checkpoint, directory):
         f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
         'nothing was deleted.')
   return None
-
-
-def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
-  """(loss, top-1) of this replica's share of the global batch, on the
-  first view's logits [B, V, C] -> [B, C]: the official code splits the
-  multi-view logits and keeps the first view's."""
-  logits = logits[:, 0]
-  one_hot = tf.one_hot(labels, tf.shape(logits)[-1])
-  per_example = tf.nn.softmax_cross_entropy_with_logits(
-      _smooth(one_hot, label_smoothing), logits)
-  correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype),
-                             labels), tf.float32)
-  return (tf.reduce_sum(per_example) / global_batch,
-          tf.reduce_sum(correct) / global_batch)
-
-
-def _smooth(one_hot, label_smoothing):
-  if not label_smoothing:
-    return one_hot
-  classes = tf.cast(tf.shape(one_hot)[-1], one_hot.dtype)
-  return one_hot * (1. - label_smoothing) + label_smoothing / classes
