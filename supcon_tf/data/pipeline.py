@@ -621,6 +621,22 @@ def eval_dataset(split, global_batch_size, mean_std, image_size,
   return _with_threads(dataset.prefetch(AUTOTUNE), input_threads)
 
 
+def training_views(images, labels, preprocessing, batch_size, num_views=2,
+                   seed=0, mean_std=sources.UNIT_MEAN_STD,
+                   epoch_remainder='drop'):
+  """The command line's training batches of images held in memory (uint8
+  [N, H, W, 3] and labels [N], or a `sources.Split`), for Keras `fit`:
+  (endless dataset of (views [B, V, S, S, 3] float32 normalised with
+  `mean_std`, labels [B]), steps per epoch). `preprocessing`: a
+  `supcon_tf.config.Preprocessing` (or Config) naming the views."""
+  split = images if isinstance(images, sources.Split) else sources.Split(
+      labels, images=np.asarray(images, np.uint8))
+  dataset = train_dataset(split, preprocessing, batch_size, mean_std,
+                          num_views=num_views, seed=seed,
+                          epoch_remainder=epoch_remainder)
+  return dataset, int(steps_per_epoch(split, batch_size, epoch_remainder))
+
+
 def train_dataset_distributed(strategy, split, config, global_batch_size,
                               mean_std, **options):
   """`train_dataset` per input pipeline, distributed over `strategy`'s

@@ -57,6 +57,12 @@ class ContrastiveModel(keras.Model):
       batch, views = keras.ops.shape(inputs)[0], inputs.shape[1]
       inputs = keras.ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
     unnormalized = self.encoder(inputs, training=encoder_training)
+    if len(unnormalized.shape) != 2:
+      raise ValueError(
+          f'The encoder {self.encoder.name!r} gives features of shape '
+          f'{tuple(unnormalized.shape)}; the heads need [batch, features]: '
+          "pool them (keras.applications: pooling='avg'; else end the "
+          'encoder with keras.layers.GlobalAveragePooling2D()).')
     normalized = keras.ops.normalize(unnormalized, axis=-1, order=2)
     embedding = normalized if self.normalize_embedding else unnormalized
     projection_input = embedding

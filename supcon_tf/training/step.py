@@ -42,6 +42,8 @@ class Objective:
   denominator_mode: str = 'all'
   positives_cap: int = -1
   scale_by_temperature: bool = True
+  base_temperature: Optional[float] = None
+  implementation: str = 'fused'
   label_smoothing: float = 0.
   num_classes: Optional[int] = None
 
@@ -75,7 +77,9 @@ class Objective:
           summation_location=self.summation_location.lower(),
           denominator_mode=self.denominator_mode.lower(),
           positives_cap=self.positives_cap,
-          scale_by_temperature=self.scale_by_temperature)
+          scale_by_temperature=self.scale_by_temperature,
+          base_temperature=self.base_temperature,
+          implementation=self.implementation)
       terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
       total += self.contrastive_weight * terms['contrastive_loss']
       if self.num_classes and analysis.floor_applies(
@@ -131,13 +135,19 @@ class Step:
   `encoder_training`). `weight_decay` x the L2 of `decayed` is added.
   `blur_probability` > 0 blurs the views first, as the official deferred
   blur, seeded by `blur_seed` (a function of nothing giving the step's
-  stateless seed)."""
+  stateless seed). `probe`: (optimizer, variables) of a head that trains
+  on the same pass with an optimizer of its own (a linear probe on the
+  stop-gradient embedding)."""
 
   def __init__(self, model, variables, optimizer, objective,
                micro_batch_size=0, forward_options=None, weight_decay=0.,
-               decayed=(), blur_probability=0., blur_seed=None, name='step'):
+               decayed=(), blur_probability=0., blur_seed=None, name='step',
+               probe=None):
     self.model = model
-    self.variables = list(variables)
+    self.updates = [(optimizer, list(variables))]
+    if probe is not None:
+      self.updates.append((probe[0], list(probe[1])))
+    self.variables = [v for _, group in self.updates for v in group]
     self.optimizer = optimizer
     self.objective = objective
     self.micro_batch_size = micro_batch_size
@@ -167,7 +177,10 @@ class Step:
         terms, gradients = self._accumulated(views, labels, chunks)
     else:
       terms, gradients = self._whole_batch(views, labels)
-    self.optimizer.apply(gradients, self.variables)
+    start = 0
+    for optimizer, variables in self.updates:
+      optimizer.apply(gradients[start:start + len(variables)], variables)
+      start += len(variables)
     return terms
 
   def describe_chunks(self, local_batch, num_views, synchronized):

@@ -1,0 +1,219 @@
+"""SupCon the Keras way: `SupConModel`, a `ContrastiveModel` that trains with
+`compile` and `fit` on the same step as the command-line Trainer
+(`supcon_tf.training.step`).
+
+    model = SupConModel(encoder, num_classes=10)   # any pooled Keras encoder
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss=ContrastiveLoss(temperature=0.1),
+                  probe_optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(views_and_labels, validation_data=images_and_labels, ...)
+
+`fit` takes (views [B, V, H, W, C], labels [B]) batches, or (images
+[B, H, W, C], labels) with an `augmentation` layer that makes the views on
+the device. The compiled `ContrastiveLoss` sees the labels and its options
+(SimCLR with `use_labels=False`). With a `probe_optimizer` the
+classification head, which reads the stop-gradient embedding, is a linear
+probe trained in the same step with that optimizer; `evaluate` (and
+`validation_data`) report its top-1 on eval images [B, H, W, C].
+Metrics: `loss` (the contrastive loss), `probe_loss`, `probe_top1`.
+"""
+import keras
+import tensorflow as tf
+
+from supcon_tf.losses import ContrastiveLoss
+from supcon_tf.models.contrastive import ContrastiveModel
+from supcon_tf.training import step as step_lib
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class SupConModel(ContrastiveModel):
+  """`ContrastiveModel` plus Keras training (`compile`, `fit`, `evaluate`).
+
+  `augmentation`: a Keras layer (or model) called on image batches in
+  `train_step` to make each of `num_views` views (it must draw anew on each
+  call, as Keras' random preprocessing layers do); without it, `fit` takes
+  views. The encoder must output a pooled feature [batch, features]."""
+
+  def __init__(self, encoder, num_classes, augmentation=None, num_views=2,
+               **kwargs):
+    super().__init__(encoder, num_classes, **kwargs)
+    self.augmentation = augmentation
+    self.num_views = int(num_views)
+    self.probe_optimizer = None
+    self.micro_batch_size = 0
+    self._step = None
+    self._trackers = {name: keras.metrics.Mean(name=name) for name in (
+        'loss', 'probe_loss', 'probe_top1')}
+
+  def compile(self, optimizer='sgd', loss=None, probe_optimizer=None,
+              micro_batch_size=0, **kwargs):
+    """Keras' compile, with the loss a `ContrastiveLoss` (default
+    `ContrastiveLoss()`: SupCon at temperature 1), a `probe_optimizer` for
+    the linear probe (None: no probe) and
+    `micro_batch_size` (a divisor of each replica's batch: the step in
+    chunks, by gradient caching)."""
+    loss = ContrastiveLoss() if loss is None else loss
+    if not isinstance(loss, ContrastiveLoss):
+      raise ValueError(f'SupConModel trains with a ContrastiveLoss; got '
+                       f'{type(loss).__name__}.')
+    # The step computes the loss; Keras' own loss handling would map it
+    # onto every output of the dict.
+    super().compile(optimizer=optimizer, **kwargs)
+    self.loss = loss
+    self.probe_optimizer = (keras.optimizers.get(probe_optimizer)
+                            if probe_optimizer is not None else None)
+    self.micro_batch_size = int(micro_batch_size)
+    self._step = None
+
+  def get_compile_config(self):
+    config = super().get_compile_config() or {}
+    config['loss'] = keras.saving.serialize_keras_object(self.loss)
+    if self.probe_optimizer is not None:
+      config['probe_optimizer'] = keras.saving.serialize_keras_object(
+          self.probe_optimizer)
+    config['micro_batch_size'] = self.micro_batch_size
+    return config
+
+  def compile_from_config(self, config):
+    config = dict(config)
+    if config.get('probe_optimizer') is not None:
+      config['probe_optimizer'] = keras.saving.deserialize_keras_object(
+          config['probe_optimizer'])
+    config = {k: keras.saving.deserialize_keras_object(v)
+              if k in ('optimizer', 'loss') and isinstance(v, dict) else v
+              for k, v in config.items()}
+    self.compile(**config)
+    if self.built:
+      # Slots as fit would make them, so that saved optimizer state loads.
+      self.optimizer.build(self._trained_variables())
+      if self.probe_optimizer is not None:
+        self.probe_optimizer.build(self._probe_variables())
+
+  @property
+  def metrics(self):
+    return list(self._trackers.values())
+
+  def _logs(self, contrastive=True):
+    names = ((['loss'] if contrastive else []) +
+             (['probe_loss', 'probe_top1']
+              if self.probe_optimizer is not None else []))
+    return {name: self._trackers[name].result() for name in names}
+
+  def _trained_variables(self):
+    return (self.encoder.trainable_variables +
+            self.projection_head.trainable_variables)
+
+  def _probe_variables(self):
+    return self.classification_head.trainable_variables
+
+  def objective(self, global_batch=None):
+    """The `step.Objective` of the compiled loss (and the probe's
+    cross-entropy)."""
+    loss = self.loss
+    return step_lib.Objective(
+        global_batch=global_batch,
+        replicas=tf.distribute.get_strategy().num_replicas_in_sync,
+        contrastive_weight=1.,
+        cross_entropy_weight=1. if self.probe_optimizer is not None else 0.,
+        use_labels=loss.use_labels, temperature=loss.temperature,
+        contrast_mode=loss.contrast_mode.value,
+        summation_location=loss.summation_location.value,
+        denominator_mode=loss.denominator_mode.value,
+        positives_cap=loss.positives_cap,
+        scale_by_temperature=loss.scale_by_temperature,
+        base_temperature=loss.base_temperature,
+        implementation=loss.implementation)
+
+  def make_step(self):
+    """The `step.Step` that `train_step` runs."""
+    probe = None
+    if self.probe_optimizer is not None:
+      probe = (self.probe_optimizer, self._probe_variables())
+    return step_lib.Step(self, self._trained_variables(), self.optimizer,
+                         self.objective(),
+                         micro_batch_size=self.micro_batch_size, probe=probe,
+                         name='fit')
+
+  def _views(self, x):
+    """The batch as views [B, V, H, W, C]."""
+    if x.shape.rank == 5:
+      return x
+    if self.augmentation is None or x.shape.rank != 4:
+      raise ValueError(
+          f'fit got images of shape {tuple(x.shape)}: give views [batch, '
+          'views, height, width, channels] (pipeline.training_views) '
+          'or build SupConModel with an augmentation layer.')
+    return tf.stack([self.augmentation(x, training=True)
+                     for _ in range(self.num_views)], axis=1)
+
+  def train_step(self, data):
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    views = self._views(x)
+    if self._step is None:
+      if not all(layer.built for layer in (
+          self, self.encoder, self.projection_head, self.classification_head)):
+        # Keras builds a model without a strategy scope when the step is
+        # first traced: the variables must exist before the step lists them.
+        self(views, training=False)
+      self._step = self.make_step()
+    terms = self._step(views, _class_ids(y))
+    self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
+                'train_top1')
+    return self._logs()
+
+  def test_step(self, data):
+    """Eval images [B, H, W, C] (or views): the probe's loss and top-1 on
+    the first view; the contrastive loss where there are two views or more."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    labels = _class_ids(y)
+    views = x if len(x.shape) == 5 else x[:, None]
+    outputs = self(views, training=False)
+    objective = self.objective()
+    terms = {}
+    if views.shape[1] >= 2:
+      terms, _ = objective(outputs, labels)
+    if self.probe_optimizer is not None:
+      terms['cross_entropy_loss'], terms['train_top1'] = (
+          step_lib.cross_entropy(outputs['logits'], labels,
+                                 objective.batch_size(labels)))
+    self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
+                'train_top1')
+    return self._logs(contrastive=views.shape[1] >= 2)
+
+  def _track(self, terms, loss, probe_loss, probe_top1):
+    # Each replica holds its share of the global mean: the sum over replicas.
+    context = tf.distribute.get_replica_context()
+    for name, key in (('loss', loss), ('probe_loss', probe_loss),
+                      ('probe_top1', probe_top1)):
+      if key in terms:
+        value = terms[key]
+        if context is not None:
+          value = context.all_reduce('SUM', value)
+        self._trackers[name].update_state(value)
+
+  def get_config(self):
+    config = super().get_config()
+    config['augmentation'] = (
+        None if self.augmentation is None else
+        keras.saving.serialize_keras_object(self.augmentation))
+    config['num_views'] = self.num_views
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    if config.get('augmentation') is not None:
+      config['augmentation'] = keras.saving.deserialize_keras_object(
+          config['augmentation'])
+    return super().from_config(config)
+
+
+def _class_ids(labels):
+  """Integer class ids [B] from [B] or [B, 1] labels (Keras may cast them
+  to float)."""
+  labels = tf.convert_to_tensor(labels)
+  if labels.shape.rank == 2 and labels.shape[1] == 1:
+    labels = labels[:, 0]
+  if not labels.dtype.is_integer:
+    labels = tf.cast(labels, tf.int64)
+  return labels

@@ -1,0 +1,225 @@
+"""SupCon the Keras way: `SupConModel` with `compile` and `fit` runs the
+command-line Trainer's step, under MirroredStrategy as on one device, and
+saves to `.keras` files; the views come from `pipeline.training_views`."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supcon_tf.config import Preprocessing
+from supcon_tf.data import pipeline, sources
+from supcon_tf.losses import ContrastiveLoss
+from supcon_tf.models import layers
+from supcon_tf.presets import make_config
+from supcon_tf.training import optimizers, run as run_lib, stages
+from supcon_tf.training.fit import SupConModel
+from supcon_tf.training.loop import Trainer
+from tests.replicas import two_replicas
+
+SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
+SIZE, BATCH = 8, 8
+
+
+def _config():
+  # Stage 1 with the contrastive loss alone and no L2 term: what a compiled
+  # ContrastiveLoss asks of fit.
+  return make_config(SUPCON, batch_size=BATCH, image_size=SIZE,
+                     use_global_batch_norm=False,
+                     stage_1_cross_entropy_loss_weight=0.,
+                     stage_1_weight_decay=0.)
+
+
+def _batch(seed=0):
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=(BATCH, 2, SIZE, SIZE, 3)).astype(np.float32),
+          rng.integers(0, 3, BATCH))
+
+
+def _loss(config):
+  return ContrastiveLoss(
+      temperature=config.temperature, contrast_mode=config.contrast_mode,
+      summation_location=config.summation_location,
+      denominator_mode=config.denominator_mode,
+      positives_cap=config.positives_cap,
+      scale_by_temperature=config.scale_by_temperature,
+      use_labels=config.use_labels)
+
+
+def _fit_model(config, weights, strategy=None, synchronized=False):
+  """A SupConModel of the Trainer's architecture with `weights`, compiled
+  with the stage's optimizer and the config's loss."""
+  strategy = strategy or tf.distribute.get_strategy()
+  stage = stages.stage_from_config(config, 1)
+  with strategy.scope():
+    model = SupConModel.from_config(
+        run_lib.build_model(config, 10).get_config())
+    model(tf.zeros([1, SIZE, SIZE, 3]))
+    model.set_weights(weights)
+    layers.synchronize_batch_norm(model, synchronized)
+    optimizer = optimizers.build_optimizer(
+        stage.optimizer, stages.learning_rate(stage, config, 5),
+        stage.rmsprop_epsilon,
+        lars_adapted=stages.decay_selection(stage, model, config))
+    model.compile(optimizer=optimizer, loss=_loss(config), jit_compile=False)
+  return model
+
+
+def _trained(model):
+  return [np.array(v) for v in (model.encoder.trainable_variables +
+                                model.projection_head.trainable_variables)]
+
+
+def _relative(got, want):
+  scale = np.abs(want).max()
+  return np.abs(got - want).max() / scale if scale else np.abs(got).max()
+
+
+def test_the_fit_step_is_the_trainers_step():
+  config = _config()
+  stage = stages.stage_from_config(config, 1)
+  strategy = tf.distribute.get_strategy()
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, SIZE, SIZE, 3]))
+  layers.synchronize_batch_norm(model, False)
+  initial = model.get_weights()
+  train = sources.Split(np.zeros(5 * BATCH), images=np.zeros(
+      (5 * BATCH, SIZE, SIZE, 3), np.uint8))
+  trainer = Trainer(config, strategy, model,
+                    sources.Source('fixture', {'train': train}, 10),
+                    sources.UNIT_MEAN_STD)
+  views, labels = _batch()
+  before = _trained(model)
+  terms, _ = trainer.train_on_batches(stage, [(views, labels)])
+  fit_model = _fit_model(config, initial)
+  history = fit_model.fit(views, labels, batch_size=BATCH, epochs=1,
+                          shuffle=False, verbose=0)
+  assert abs(history.history['loss'][0] - terms[0]['contrastive_loss']) <= (
+      1e-5 * abs(terms[0]['contrastive_loss']))
+  for got, want in zip(_trained(fit_model), _trained(model)):
+    assert _relative(got, want) < 1e-5
+  assert sum(not np.array_equal(w, b)
+             for w, b in zip(_trained(model), before)) > 10
+
+
+def test_fit_on_two_replicas_is_fit_on_one_device():
+  # Global BatchNorm and the contrastive loss's gathered negatives make two
+  # replicas of 4 examples one batch of 8.
+  config = _config()
+  model = run_lib.build_model(config, 10)
+  model(tf.zeros([1, SIZE, SIZE, 3]))
+  initial = model.get_weights()
+  views, labels = _batch(1)
+  results = []
+  for strategy in (two_replicas(), tf.distribute.get_strategy()):
+    fit_model = _fit_model(config, initial, strategy, synchronized=True)
+    history = fit_model.fit(views, labels, batch_size=BATCH, epochs=2,
+                            shuffle=False, verbose=0)
+    results.append((history.history['loss'], _trained(fit_model)))
+  (loss_two, two), (loss_one, one) = results
+  np.testing.assert_allclose(loss_two, loss_one, rtol=1e-5)
+  for got, want in zip(two, one):
+    assert _relative(got, want) < 1e-5
+
+
+def _small_encoder():
+  return keras.Sequential([
+      keras.layers.Conv2D(8, 3, activation='relu'),
+      keras.layers.GlobalAveragePooling2D()], name='small')
+
+
+def test_a_trained_model_round_trips_through_a_keras_file(tmp_path):
+  model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.2),
+                probe_optimizer=keras.optimizers.SGD(0.1))
+  views, labels = _batch(2)
+  model.fit(views, labels, batch_size=4, epochs=2, verbose=0)
+  path = str(tmp_path / 'm.keras')
+  model.save(path)
+  loaded = keras.saving.load_model(path)
+  assert isinstance(loaded, SupConModel)
+  assert loaded.loss.temperature == 0.2
+  assert isinstance(loaded.probe_optimizer, keras.optimizers.SGD)
+  for key, value in model(views, training=False).items():
+    np.testing.assert_array_equal(loaded(views, training=False)[key], value)
+  # The optimizer state came back too: one more step each is the same step.
+  model.fit(views, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+  loaded.fit(views, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+  for got, want in zip(_trained(loaded), _trained(model)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # The encoder alone, one attribute away.
+  assert loaded.encoder(views[:, 0]).shape == (BATCH, 8)
+
+
+def test_fit_reports_the_probe_and_refuses_what_it_cannot_train():
+  model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(),
+                probe_optimizer='adam')
+  views, labels = _batch(3)
+  logs = model.fit(views, labels, batch_size=8, epochs=1, verbose=0,
+                   validation_data=(views[:, 0], labels)).history
+  assert set(logs) == {'loss', 'probe_loss', 'probe_top1', 'val_probe_loss',
+                       'val_probe_top1'}
+  images_only = SupConModel(_small_encoder(), 3)
+  images_only.compile(optimizer='adam', loss=ContrastiveLoss())
+  with pytest.raises(ValueError, match='fit got images of shape'):
+    images_only.fit(views[:, 0], labels, verbose=0)
+  unpooled = SupConModel(keras.Sequential([keras.layers.Conv2D(4, 3)]), 3)
+  unpooled.compile(optimizer='adam', loss=ContrastiveLoss())
+  with pytest.raises(ValueError, match=r"gives features of shape .*pool them "
+                     r"\(keras.applications: pooling='avg'"):
+    unpooled.fit(views, labels, verbose=0)
+  with pytest.raises(ValueError, match='trains with a ContrastiveLoss'):
+    model.compile(optimizer='adam', loss='mse')
+
+
+def test_training_views_differ_and_repeat_by_seed():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (24, 16, 16, 3), np.uint8)
+  labels = np.arange(24) % 3
+  config = Preprocessing(augmentation_type='AUTOAUGMENT', image_size=16,
+                         autoaugment_policy='v0', crop='random_resized')
+  take = lambda seed: [v.numpy() for v, _ in pipeline.training_views(
+      images, labels, config, 8, seed=seed)[0].take(3)]
+  dataset, steps = pipeline.training_views(images, labels, config, 8)
+  assert steps == 3
+  views, batch_labels = next(iter(dataset))
+  assert views.shape == (8, 2, 16, 16, 3) and batch_labels.shape == (8,)
+  first, again, other = take(1), take(1), take(2)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(first[0], other[0])
+  assert all(not np.array_equal(v[0], v[1]) for v in first[0])
+
+
+def test_augmentation_layers_make_the_views_inside_the_step():
+  augmentation = keras.Sequential([
+      keras.layers.RandomFlip('horizontal', seed=1),
+      keras.layers.RandomTranslation(0.2, 0.2, seed=2)], name='views')
+  model = SupConModel(_small_encoder(), 3, augmentation=augmentation,
+                      num_views=3, projection_head_layers=(16,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.5))
+  images, labels = _batch(4)[0][:, 0], _batch(4)[1]
+  views = model._views(tf.constant(images))
+  assert views.shape == (BATCH, 3, SIZE, SIZE, 3)
+  assert not np.array_equal(views[:, 0], views[:, 1])
+  history = model.fit(images, labels, batch_size=8, epochs=2, verbose=0)
+  assert np.isfinite(history.history['loss']).all()
+  config = model.get_config()
+  assert SupConModel.from_config(config).augmentation.name == 'views'
+
+
+def test_the_example_runs_from_any_directory(tmp_path):
+  import os
+  import subprocess
+  import sys
+  example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))), 'examples', 'keras_fit.py')
+  done = subprocess.run(
+      [sys.executable, example, '--epochs=1', '--steps_per_epoch=1',
+       '--batch_size=16', f'--model_path={tmp_path / "m.keras"}'],
+      capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert done.returncode == 0, done.stderr[-3000:]
+  lines = done.stdout.strip().splitlines()
+  assert 'reloaded outputs equal: True' in lines[-3]
+  top1 = float(lines[-1].removeprefix('probe test top-1: '))
+  assert 0 <= top1 <= 1 and (tmp_path / 'm.keras').exists()
