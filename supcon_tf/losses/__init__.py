@@ -71,6 +71,7 @@ __all__ = [
     'DenominatorMode',
     'contrastive_loss',
     'ContrastiveLoss',
+    'class_ids',
     'cross_replica_concat',
     'IMPLEMENTATIONS',
 ]
@@ -353,6 +354,18 @@ def contrastive_loss(features,
                                                        [batch_size]))
 
 
+def class_ids(labels):
+  """Integer class ids [batch] from ids [batch] or [batch, 1], which Keras
+  often hands over cast to the loss dtype (float); one-hot or multi-hot
+  labels [batch, classes] pass as they are."""
+  labels = tf.convert_to_tensor(labels)
+  if labels.shape.rank == 2 and labels.shape[1] == 1:
+    labels = labels[:, 0]
+  if labels.shape.rank == 1 and not labels.dtype.is_integer:
+    labels = tf.cast(labels, tf.int64)
+  return labels
+
+
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class ContrastiveLoss(keras.losses.Loss):
   """`contrastive_loss` as a serialisable Keras loss.
@@ -392,36 +405,23 @@ class ContrastiveLoss(keras.losses.Loss):
     _validate_implementation(implementation)
     self.implementation = implementation
 
+  def options(self):
+    """The options this loss passes to `contrastive_loss` (modes by their
+    values)."""
+    return dict(temperature=self.temperature,
+                contrast_mode=self.contrast_mode.value,
+                summation_location=self.summation_location.value,
+                denominator_mode=self.denominator_mode.value,
+                positives_cap=self.positives_cap,
+                scale_by_temperature=self.scale_by_temperature,
+                base_temperature=self.base_temperature,
+                implementation=self.implementation)
+
   def call(self, y_true, y_pred):
-    labels = None
-    if self.use_labels:
-      labels = tf.convert_to_tensor(y_true)
-      # Keras often hands class ids over as [batch, 1], and cast to the loss
-      # dtype (float).
-      if labels.shape.rank == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-      if labels.shape.rank == 1 and not labels.dtype.is_integer:
-        labels = tf.cast(labels, tf.int32)
-    return contrastive_loss(
-        y_pred, labels=labels, temperature=self.temperature,
-        contrast_mode=self.contrast_mode,
-        summation_location=self.summation_location,
-        denominator_mode=self.denominator_mode,
-        positives_cap=self.positives_cap,
-        scale_by_temperature=self.scale_by_temperature,
-        base_temperature=self.base_temperature,
-        implementation=self.implementation)
+    labels = class_ids(y_true) if self.use_labels else None
+    return contrastive_loss(y_pred, labels=labels, **self.options())
 
   def get_config(self):
     config = super().get_config()
-    config.update(
-        temperature=self.temperature,
-        contrast_mode=self.contrast_mode.name,
-        summation_location=self.summation_location.name,
-        denominator_mode=self.denominator_mode.name,
-        positives_cap=self.positives_cap,
-        scale_by_temperature=self.scale_by_temperature,
-        base_temperature=self.base_temperature,
-        use_labels=self.use_labels,
-        implementation=self.implementation)
+    config.update(use_labels=self.use_labels, **self.options())
     return config

@@ -20,7 +20,7 @@ Metrics: `loss` (the contrastive loss), `probe_loss`, `probe_top1`.
 import keras
 import tensorflow as tf
 
-from supcon_tf.losses import ContrastiveLoss
+from supcon_tf.losses import ContrastiveLoss, class_ids
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.training import step as step_lib
 
@@ -109,20 +109,12 @@ class SupConModel(ContrastiveModel):
   def objective(self, global_batch=None):
     """The `step.Objective` of the compiled loss (and the probe's
     cross-entropy)."""
-    loss = self.loss
     return step_lib.Objective(
         global_batch=global_batch,
         replicas=tf.distribute.get_strategy().num_replicas_in_sync,
         contrastive_weight=1.,
         cross_entropy_weight=1. if self.probe_optimizer is not None else 0.,
-        use_labels=loss.use_labels, temperature=loss.temperature,
-        contrast_mode=loss.contrast_mode.value,
-        summation_location=loss.summation_location.value,
-        denominator_mode=loss.denominator_mode.value,
-        positives_cap=loss.positives_cap,
-        scale_by_temperature=loss.scale_by_temperature,
-        base_temperature=loss.base_temperature,
-        implementation=loss.implementation)
+        use_labels=self.loss.use_labels, **self.loss.options())
 
   def make_step(self):
     """The `step.Step` that `train_step` runs."""
@@ -156,7 +148,7 @@ class SupConModel(ContrastiveModel):
         # first traced: the variables must exist before the step lists them.
         self(views, training=False)
       self._step = self.make_step()
-    terms = self._step(views, _class_ids(y))
+    terms = self._step(views, class_ids(y))
     self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
                 'train_top1')
     return self._logs()
@@ -165,7 +157,7 @@ class SupConModel(ContrastiveModel):
     """Eval images [B, H, W, C] (or views): the probe's loss and top-1 on
     the first view; the contrastive loss where there are two views or more."""
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-    labels = _class_ids(y)
+    labels = class_ids(y)
     views = x if len(x.shape) == 5 else x[:, None]
     outputs = self(views, training=False)
     objective = self.objective()
@@ -206,14 +198,3 @@ class SupConModel(ContrastiveModel):
       config['augmentation'] = keras.saving.deserialize_keras_object(
           config['augmentation'])
     return super().from_config(config)
-
-
-def _class_ids(labels):
-  """Integer class ids [B] from [B] or [B, 1] labels (Keras may cast them
-  to float)."""
-  labels = tf.convert_to_tensor(labels)
-  if labels.shape.rank == 2 and labels.shape[1] == 1:
-    labels = labels[:, 0]
-  if not labels.dtype.is_integer:
-    labels = tf.cast(labels, tf.int64)
-  return labels
