@@ -1,6 +1,7 @@
 """Building blocks shared by the encoders: convolution with PyTorch-style padding
 and fused BatchNorm with the official momentum and epsilon."""
 import contextlib
+import threading
 
 import keras
 import tensorflow as tf
@@ -113,7 +114,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
       if (training and self.trainable and mask is None and
           self.axis in (-1, len(inputs.shape) - 1) and (
-              not self.update_moving_statistics or _SINKS or
+              not self.update_moving_statistics or _sinks() or
               (not self.synchronized and _replicas() > 1))):
         return self._batch_statistics(inputs)
       return super().call(inputs, training=training, mask=mask)
@@ -142,8 +143,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     moves once per step with their mean: `move_moving_statistics`). Per
     replica with several replicas, toward the replicas' mean (each replica
     moving toward its own would leave replica 0's)."""
-    if _SINKS:
-      _SINKS[-1].setdefault(self, []).append((mean, variance))
+    if _sinks():
+      _sinks()[-1].setdefault(self, []).append((mean, variance))
       return
     if not self.synchronized and _replicas() > 1:
       mean, variance = tf.distribute.get_replica_context().all_reduce(
@@ -211,8 +212,15 @@ def global_moments(x, axes):
   return mean, tf.maximum(squares / count - tf.square(mean), 0.), count
 
 
-# Open `collect_moving_statistics` records (innermost last).
-_SINKS = []
+# Open `collect_moving_statistics` records (innermost last), per thread:
+# MirroredStrategy traces each replica's step in a thread of its own.
+_OPEN = threading.local()
+
+
+def _sinks():
+  if not hasattr(_OPEN, 'sinks'):
+    _OPEN.sinks = []
+  return _OPEN.sinks
 
 
 @contextlib.contextmanager
@@ -221,11 +229,11 @@ def collect_moving_statistics():
   statistics they would move their averages toward instead of moving:
   yields {layer: [(mean, variance), ...]}, one pair per call."""
   sink = {}
-  _SINKS.append(sink)
+  _sinks().append(sink)
   try:
     yield sink
   finally:
-    _SINKS.pop()
+    _sinks().pop()
 
 
 def move_moving_statistics(statistics):

@@ -168,8 +168,12 @@ class Step:
       views = self._blur(views)
     local_batch = (self.objective.global_batch // self.objective.replicas
                    if self.objective.global_batch else views.shape[0])
+    if self.micro_batch_size and local_batch is None:
+      raise ValueError(
+          f'micro_batch_size={self.micro_batch_size} needs batches of a known '
+          'size: batch the dataset with drop_remainder=True.')
     chunks = (local_batch // self.micro_batch_size
-              if self.micro_batch_size and local_batch else 1)
+              if self.micro_batch_size else 1)
     if chunks > 1:
       if self.objective.contrastive:
         terms, gradients = self._cached(views, labels, chunks)
