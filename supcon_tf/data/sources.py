@@ -420,8 +420,7 @@ def record_counts(files, threads=16):
   read but each file's first record, which must be an Example of the
   layout). A file that is not such a TFRecord file, or is cut short, is a
   DataError naming it."""
-  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    return list(pool.map(_count_records, files))
+  return _in_threads(_count_records, files, threads, chunksize=1)
 
 
 def _count_records(path):
@@ -770,10 +769,16 @@ def _jpeg_frame_size(f):
 def image_sizes(files, threads=16):
   """`image_size` of every file, read by `threads` threads (the time is the
   file system's: one open and a few small reads per file)."""
-  if len(files) < 64:
-    return [image_size(f) for f in files]
+  return _in_threads(image_size, files, threads, chunksize=256)
+
+
+def _in_threads(read, paths, threads, chunksize):
+  """[read(path) for path in paths], by `threads` threads when there are
+  many paths: file-system waits, which threads overlap."""
+  if len(paths) < 64:
+    return [read(path) for path in paths]
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    return list(pool.map(image_size, files, chunksize=256))
+    return list(pool.map(read, paths, chunksize=chunksize))
 
 
 def decode(contents):

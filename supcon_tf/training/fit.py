@@ -75,12 +75,9 @@ class SupConModel(ContrastiveModel):
     return config
 
   def compile_from_config(self, config):
-    config = dict(config)
-    if config.get('probe_optimizer') is not None:
-      config['probe_optimizer'] = keras.saving.deserialize_keras_object(
-          config['probe_optimizer'])
     config = {k: keras.saving.deserialize_keras_object(v)
-              if k in ('optimizer', 'loss') and isinstance(v, dict) else v
+              if k in ('optimizer', 'loss', 'probe_optimizer') and
+              isinstance(v, dict) else v
               for k, v in config.items()}
     self.compile(**config)
     if self.built:
