@@ -1,6 +1,7 @@
 """SupCon with Keras `fit`: a keras.applications encoder on scikit-learn's
 digits (bundled, no download), the project's AutoAugment views, a linear
-probe trained in the same `fit`, then save, load and embed.
+probe trained in the same `fit` and the kNN monitor, then save, load,
+export and embed.
 
     .venv/bin/python examples/keras_fit.py             # from any directory
     .venv/bin/python examples/keras_fit.py --epochs 1 --steps_per_epoch 2
@@ -18,15 +19,20 @@ import tensorflow as tf
 from supcon_tf.config import Preprocessing
 from supcon_tf.data import pipeline, sources
 from supcon_tf.losses import ContrastiveLoss
-from supcon_tf.training.fit import SupConModel
+from supcon_tf.training.fit import KnnMonitor, SupConModel
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--epochs', type=int, default=20)
+  parser.add_argument('--epochs', type=int, default=12)
   parser.add_argument('--batch_size', type=int, default=128)
   parser.add_argument('--steps_per_epoch', type=int, default=0,
                       help='Fewer steps an epoch (0: the whole digits).')
+  parser.add_argument('--memory_size', type=int, default=0,
+                      help='A cross-batch memory of this many samples (0: '
+                      'none).')
+  parser.add_argument('--memory_warmup', type=int, default=0,
+                      help='Steps before the memory joins the loss.')
   parser.add_argument('--model_path', default=os.path.join(
       tempfile.gettempdir(), 'supcon_digits.keras'))
   args = parser.parse_args()
@@ -43,19 +49,28 @@ def main():
       train.images, train.labels, views, args.batch_size, seed=0)
   evaluation = pipeline.eval_dataset(test, args.batch_size,
                                      sources.UNIT_MEAN_STD, 32)
+  # The kNN monitor's bank: the training images without augmentation.
+  bank = pipeline.eval_dataset(train, args.batch_size, sources.UNIT_MEAN_STD,
+                               32)
 
   # Any Keras encoder that ends in a pooled feature [batch, features].
   encoder = keras.applications.ResNet50V2(
       input_shape=(32, 32, 3), weights=None, include_top=False,
       pooling='avg')
-  model = SupConModel(encoder, num_classes=10, projection_head_layers=(128,))
+  model = SupConModel(encoder, num_classes=10, projection_head_layers=(128,),
+                      memory_size=args.memory_size,
+                      memory_warmup=args.memory_warmup)
   model.compile(
-      optimizer=keras.optimizers.Adam(1e-3),
+      # Cosine decay to 0: the weights settle by the end, so BatchNorm's
+      # moving averages (which the probe is tested on) catch up with them.
+      optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+          1e-3, decay_steps=args.epochs * (args.steps_per_epoch or steps))),
       loss=ContrastiveLoss(temperature=0.1),
       probe_optimizer=keras.optimizers.Adam(1e-2))
   model.fit(dataset, steps_per_epoch=args.steps_per_epoch or steps,
             epochs=args.epochs,
-            validation_data=evaluation, verbose=2)
+            validation_data=evaluation, verbose=2,
+            callbacks=[KnnMonitor(bank, evaluation)])
 
   model.save(args.model_path)
   loaded = keras.saving.load_model(args.model_path)
@@ -66,6 +81,12 @@ def main():
   print(f'saved to {args.model_path}; reloaded outputs equal: {same}')
   print(f'embeddings of {images.shape[0]} test images: '
         f'{tuple(outputs["embeddings"].shape)}')
+  # A SavedModel for serving: images in, embeddings (and the rest) out.
+  exported = os.path.splitext(args.model_path)[0] + '_served'
+  model.export(exported, verbose=False)
+  served = tf.saved_model.load(exported).serve(images)['embeddings']
+  print(f'exported to {exported}; serves the same embeddings: '
+        f'{np.allclose(served, outputs["embeddings"], atol=1e-5)}')
   top1 = loaded.evaluate(evaluation, return_dict=True, verbose=0)[
       'probe_top1']
   print(f'probe test top-1: {top1:.4f}')

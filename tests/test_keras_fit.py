@@ -12,7 +12,7 @@ from supcon_tf.losses import ContrastiveLoss
 from supcon_tf.models import layers
 from supcon_tf.presets import make_config
 from supcon_tf.training import optimizers, run as run_lib, stages
-from supcon_tf.training.fit import SupConModel
+from supcon_tf.training.fit import KnnMonitor, SupConModel
 from supcon_tf.training.loop import Trainer
 from tests.replicas import two_replicas
 
@@ -45,16 +45,19 @@ def _loss(config):
       use_labels=config.use_labels)
 
 
-def _fit_model(config, weights, strategy=None, synchronized=False):
+def _fit_model(config, weights, strategy=None, synchronized=False,
+               **options):
   """A SupConModel of the Trainer's architecture with `weights`, compiled
-  with the stage's optimizer and the config's loss."""
+  with the stage's optimizer and the config's loss; `options` go to
+  SupConModel."""
   strategy = strategy or tf.distribute.get_strategy()
   stage = stages.stage_from_config(config, 1)
   with strategy.scope():
-    model = SupConModel.from_config(
-        run_lib.build_model(config, 10).get_config())
+    model = SupConModel.from_config(dict(
+        run_lib.build_model(config, 10).get_config(), **options))
     model(tf.zeros([1, SIZE, SIZE, 3]))
-    model.set_weights(weights)
+    # A memory's weights come after the heads' and keep their start.
+    model.set_weights(list(weights) + model.get_weights()[len(weights):])
     layers.synchronize_batch_norm(model, synchronized)
     optimizer = optimizers.build_optimizer(
         stage.optimizer, stages.learning_rate(stage, config, 5),
@@ -110,15 +113,21 @@ def test_fit_on_two_replicas_is_fit_on_one_device():
   initial = model.get_weights()
   views, labels = _batch(1)
   results = []
+  # The cross-batch memory holds the global batch on every replica: with one
+  # batch of memory, the second and third steps contrast with it.
   for strategy in (two_replicas(), tf.distribute.get_strategy()):
-    fit_model = _fit_model(config, initial, strategy, synchronized=True)
-    history = fit_model.fit(views, labels, batch_size=BATCH, epochs=2,
+    fit_model = _fit_model(config, initial, strategy, synchronized=True,
+                           memory_size=BATCH)
+    history = fit_model.fit(views, labels, batch_size=BATCH, epochs=3,
                             shuffle=False, verbose=0)
-    results.append((history.history['loss'], _trained(fit_model)))
-  (loss_two, two), (loss_one, one) = results
+    results.append((history.history['loss'], _trained(fit_model),
+                    fit_model.memory.contents()))
+  (loss_two, two, memory_two), (loss_one, one, memory_one) = results
   np.testing.assert_allclose(loss_two, loss_one, rtol=1e-5)
   for got, want in zip(two, one):
     assert _relative(got, want) < 1e-5
+  np.testing.assert_allclose(memory_two[0], memory_one[0], atol=1e-5)
+  np.testing.assert_array_equal(memory_two[1], labels)
 
 
 def _small_encoder():
@@ -220,6 +229,83 @@ def test_the_example_runs_from_any_directory(tmp_path):
       capture_output=True, text=True, timeout=600, cwd=tmp_path)
   assert done.returncode == 0, done.stderr[-3000:]
   lines = done.stdout.strip().splitlines()
-  assert 'reloaded outputs equal: True' in lines[-3]
+  assert 'reloaded outputs equal: True' in lines[-4]
+  assert 'serves the same embeddings: True' in lines[-2]
   top1 = float(lines[-1].removeprefix('probe test top-1: '))
   assert 0 <= top1 <= 1 and (tmp_path / 'm.keras').exists()
+
+
+def test_the_memory_queues_the_last_samples_and_joins_once_full():
+  views, labels = _batch(5)
+  runs = {}
+  for name, size, warmup in (('none', 0, 0), ('late', 3 * BATCH, 100),
+                             ('on', 12, 0)):
+    keras.utils.set_random_seed(0)
+    model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,),
+                        memory_size=size, memory_warmup=warmup)
+    model.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=ContrastiveLoss(temperature=0.5), jit_compile=False)
+    # Batches of 4: the memory of 12 is full after three steps.
+    history = model.fit(views, labels, batch_size=4, epochs=3,
+                        shuffle=False, verbose=0).history
+    runs[name] = history['loss'], _trained(model), model.memory
+  # Until it is full and warm, the memory changes nothing.
+  np.testing.assert_array_equal(runs['late'][0], runs['none'][0])
+  for got, want in zip(runs['late'][1], runs['none'][1]):
+    np.testing.assert_array_equal(got, want)
+  # Six steps of 4 (three epochs of 8): the ring holds the last 12
+  # samples, sample w in slot w % 12, and took part from the fourth step on.
+  memory = runs['on'][2]
+  assert int(memory.written.value) == 24 and int(memory.steps.value) == 6
+  np.testing.assert_array_equal(memory.labels.value,
+                                np.concatenate([labels[4:], labels]))
+  assert runs['on'][0][0] == runs['none'][0][0]
+  assert runs['on'][0][2] != runs['none'][0][2]
+  projections = runs['on'][2].features.value.numpy()
+  np.testing.assert_allclose(np.linalg.norm(projections, axis=-1), 1.,
+                             rtol=1e-5)
+
+
+def test_export_serves_the_embeddings_of_images(tmp_path):
+  model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.5))
+  views, labels = _batch(6)
+  model.fit(views, labels, batch_size=8, epochs=1, verbose=0)
+  model.export(str(tmp_path / 'served'), verbose=False)
+  served = tf.saved_model.load(str(tmp_path / 'served'))
+  images = views[:, 1]
+  got = served.serve(images)
+  want = model(images, training=False)
+  assert set(got) == set(want)
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+  assert served.serve(images[:3])['embeddings'].shape == (3, 8)
+
+
+def test_the_knn_monitor_logs_the_top1_of_a_weighted_vote():
+  rng = np.random.default_rng(7)
+  images = rng.normal(size=(30, SIZE, SIZE, 3)).astype(np.float32)
+  labels = np.arange(30) % 3
+  bank = tf.data.Dataset.from_tensor_slices((images[:20], labels[:20]))
+  queries = tf.data.Dataset.from_tensor_slices((images[20:], labels[20:]))
+  monitor = KnnMonitor(bank.batch(8), queries.batch(4), k=5, temperature=0.5)
+  model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.5))
+  views, batch_labels = _batch(8)
+  logs = model.fit(views, batch_labels, batch_size=8, epochs=2, verbose=0,
+                   callbacks=[monitor]).history
+  # By hand: each query's five nearest bank images by cosine similarity
+  # vote with weight exp(similarity / 0.5).
+  embed = lambda x: model(x, training=False)['embeddings'].numpy()
+  normed = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)
+  similarity = normed(embed(images[20:])) @ normed(embed(images[:20])).T
+  correct = 0
+  for row, label in zip(similarity, labels[20:]):
+    votes = np.zeros(3)
+    for j in np.argsort(-row)[:5]:
+      votes[labels[j]] += np.exp(row[j] / 0.5)
+    correct += votes.argmax() == label
+  assert len(logs['knn_top1']) == 2
+  assert logs['knn_top1'][-1] == pytest.approx(correct / 10)
+  with pytest.raises(ValueError, match='KnnMonitor bank must be a tf.data'):
+    KnnMonitor(images, queries)

@@ -126,6 +126,63 @@ def test_matches_float64_reference(contrast_mode, summation, denominator,
                                err_msg=f'{labels_kind} rank {rank} {options}')
 
 
+@pytest.mark.parametrize('contrast_mode,summation,denominator',
+                         itertools.product(CONTRAST_MODES, SUMMATIONS,
+                                           DENOMINATORS))
+def test_memory_joins_the_contrast_set_and_never_anchors(
+    contrast_mode, summation, denominator):
+  # A memory of M samples after the batch: each batch sample's loss is its
+  # loss in the float64 reference over batch and memory together.
+  rng = np.random.default_rng(11)
+  for views, labels_kind, cap in itertools.product(
+      [1, 2], ['none', 'ids', 'one_hot'], [-1, 2]):
+    if cap % views:
+      continue
+    features, labels = _random_case(rng, 11, views, labels_kind, 3)
+    batch = features[:6]
+    memory = (features[6:], None if labels is None else labels[6:])
+    options = dict(temperature=0.1, contrast_mode=contrast_mode,
+                   summation_location=summation, denominator_mode=denominator,
+                   positives_cap=cap)
+    got = contrastive_loss(batch, None if labels is None else labels[:6],
+                           memory=memory, **options)
+    want = reference_loss(features, labels, **options)[:6]
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6,
+                               err_msg=f'{views} views {labels_kind} {cap}')
+
+
+def test_memory_takes_no_gradient_and_the_batch_takes_the_joint_one():
+  rng = np.random.default_rng(12)
+  features, labels = _random_case(rng, 10, 2, 'ids', 3)
+  batch, memory = tf.constant(features[:6]), tf.constant(features[6:])
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch([batch, memory])
+    loss = tf.reduce_sum(contrastive_loss(
+        batch, labels[:6], temperature=0.1, memory=(memory, labels[6:])))
+  assert tape.gradient(loss, memory) is None
+  # The same samples as one batch whose last four are held fixed and are
+  # not anchors.
+  joint = tf.constant(features)
+  with tf.GradientTape() as joint_tape:
+    joint_tape.watch(joint)
+    want = tf.reduce_sum(contrastive_loss(
+        tf.concat([joint[:6], tf.stop_gradient(joint[6:])], 0), labels,
+        temperature=0.1)[:6])
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  np.testing.assert_allclose(tape.gradient(loss, batch),
+                             joint_tape.gradient(want, joint)[:6],
+                             rtol=1e-5, atol=1e-7)
+
+
+def test_memory_of_another_kind_is_refused_by_name():
+  features = np.ones((4, 2, 3), np.float32)
+  with pytest.raises(ValueError, match='memory features'):
+    contrastive_loss(features, [0, 1, 0, 1], memory=(np.ones((3, 1, 3)),
+                                                     [0, 1, 2]))
+  with pytest.raises(ValueError, match='memory needs labels'):
+    contrastive_loss(features, [0, 1, 0, 1], memory=(features, None))
+
+
 def test_multi_hot_labels_share_any_label():
   rng = np.random.default_rng(0)
   features = rng.normal(size=(5, 2, 3)).astype(np.float32)

@@ -215,7 +215,9 @@ def contrastive_loss(features,
                      positives_cap=-1,
                      scale_by_temperature=True,
                      base_temperature=None,
-                     implementation='fused'):
+                     implementation='fused',
+                     memory=None,
+                     memory_active=True):
   """Per-sample supervised contrastive (SupCon) or SimCLR loss.
 
   See the module docstring for the equations.
@@ -241,6 +243,14 @@ def contrastive_loss(features,
       tau / base_temperature instead of tau: the PyTorch author's loss (0.07).
     implementation: 'fused' (the hand-written kernels) or 'reference' (the
       official formula with autodiff, `reference.py`, for cross-checks).
+    memory: None, or (features [M, views, ...], labels [M] or None) of
+      samples that join the contrast set after the (gathered) batch but are
+      never anchors and take no gradient: a cross-batch memory of earlier
+      batches. Their labels (the batch's kind) make them positives or
+      negatives; without batch labels (SimCLR) they are negatives.
+    memory_active: whether the memory joins: True, or a boolean tensor
+      (a memory not yet filled stays out; the loss is then computed both
+      ways).
 
   Returns:
     float32 [batch]: each sample's loss, the mean over its anchor views.
@@ -297,35 +307,13 @@ def contrastive_loss(features,
   features = tf.reshape(tf.cast(features, tf.float32),
                         [batch_size, num_views, -1])
   global_features = cross_replica_concat(features)
-  global_batch_size = tf.shape(global_features)[0]
+  global_labels = None if labels is None else cross_replica_concat(labels)
   offset = _replica_offset(batch_size)
-  self_samples = tf.equal(
-      (tf.range(batch_size) + offset)[:, None],
-      tf.range(global_batch_size)[None, :])
-  if labels is None:
-    same_class = self_samples
-  else:
-    if labels.shape[0] is None or features.shape[0] is None:
-      tf.debugging.assert_equal(
-          tf.shape(labels)[0], batch_size,
-          message='labels batch differs from features batch')
-    same_class = _same_class_mask(labels, cross_replica_concat(labels))
-  positive_samples = same_class
-  if positives_cap > -1:
-    positive_samples = _cap_positives(same_class, self_samples,
-                                      positives_cap // num_views)
-
-  # View-major rows: row = view * batch + sample.
-  contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
-                        [num_views * global_batch_size, -1])
-  if contrast_mode == ContrastMode.ONE_VIEW:
-    anchor_views = 1
-    anchors = features[:, 0]
-  else:
-    anchor_views = num_views
-    anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
-                         [num_views * batch_size, -1])
-
+  if labels is not None and (labels.shape[0] is None or
+                             features.shape[0] is None):
+    tf.debugging.assert_equal(
+        tf.shape(labels)[0], batch_size,
+        message='labels batch differs from features batch')
   temperature = tf.cast(temperature, tf.float32)
   if not scale_by_temperature:
     scale = tf.constant(1., tf.float32)
@@ -333,25 +321,88 @@ def contrastive_loss(features,
     scale = temperature
   else:
     scale = temperature / tf.cast(base_temperature, tf.float32)
-  if implementation == 'reference':
-    row_loss, num_positives = reference.row_loss(
-        anchors, contrast, positive_samples, same_class, self_samples,
-        1. / temperature, scale, anchor_views, num_views, summation_location,
-        denominator_mode)
-  else:
-    core = _core(anchor_views, num_views, summation_location,
-                 denominator_mode, self_supervised=labels is None,
-                 capped=positives_cap > -1)
-    row_loss, num_positives = core(anchors, contrast, positive_samples,
-                                   same_class, self_samples, offset,
-                                   1. / temperature, scale)
-  row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
-  if num_views != 1:
-    return tf.reduce_mean(row_loss, axis=0)
-  # One view: not every sample has a positive; the official code divides the
-  # (already positive-averaged) loss once more by the number of positives.
-  return tf.math.divide_no_nan(row_loss[0], tf.reshape(num_positives,
-                                                       [batch_size]))
+
+  def per_sample(global_features, global_labels):
+    global_batch_size = tf.shape(global_features)[0]
+    self_samples = tf.equal(
+        (tf.range(batch_size) + offset)[:, None],
+        tf.range(global_batch_size)[None, :])
+    if labels is None:
+      same_class = self_samples
+    else:
+      same_class = _same_class_mask(labels, global_labels)
+    positive_samples = same_class
+    if positives_cap > -1:
+      positive_samples = _cap_positives(same_class, self_samples,
+                                        positives_cap // num_views)
+
+    # View-major rows: row = view * batch + sample.
+    contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
+                          [num_views * global_batch_size, -1])
+    if contrast_mode == ContrastMode.ONE_VIEW:
+      anchor_views = 1
+      anchors = features[:, 0]
+    else:
+      anchor_views = num_views
+      anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
+                           [num_views * batch_size, -1])
+
+    if implementation == 'reference':
+      row_loss, num_positives = reference.row_loss(
+          anchors, contrast, positive_samples, same_class, self_samples,
+          1. / temperature, scale, anchor_views, num_views,
+          summation_location, denominator_mode)
+    else:
+      core = _core(anchor_views, num_views, summation_location,
+                   denominator_mode, self_supervised=labels is None,
+                   capped=positives_cap > -1)
+      row_loss, num_positives = core(anchors, contrast, positive_samples,
+                                     same_class, self_samples, offset,
+                                     1. / temperature, scale)
+    row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
+    if num_views != 1:
+      return tf.reduce_mean(row_loss, axis=0)
+    # One view: not every sample has a positive; the official code divides
+    # the (already positive-averaged) loss once more by the number of
+    # positives.
+    return tf.math.divide_no_nan(row_loss[0], tf.reshape(num_positives,
+                                                         [batch_size]))
+
+  if memory is None:
+    return per_sample(global_features, global_labels)
+  with_memory = _with_memory(memory, global_features, global_labels,
+                             num_views)
+  if memory_active is True:
+    return per_sample(*with_memory)
+  # Both, and one kept: a tf.cond can hold neither the replicas' all-gather
+  # nor the kernels' custom gradient, and XLA needs static shapes.
+  return tf.where(tf.convert_to_tensor(memory_active),
+                  per_sample(*with_memory),
+                  per_sample(global_features, global_labels))
+
+
+def _with_memory(memory, global_features, global_labels, num_views):
+  """The contrast samples and their labels with the memory's after them."""
+  features, labels = memory
+  features = tf.convert_to_tensor(features)
+  if features.shape.rank is None or features.shape.rank < 3 or (
+      features.shape[1] != num_views):
+    raise ValueError(
+        f'memory features must be [samples, {num_views} views, ...] like the '
+        f'batch; got shape {features.shape}.')
+  features = tf.stop_gradient(tf.reshape(
+      tf.cast(features, tf.float32),
+      [tf.shape(features)[0], num_views, tf.shape(global_features)[-1]]))
+  if global_labels is not None:
+    if labels is None:
+      raise ValueError('memory needs labels when the batch has labels.')
+    labels = tf.cast(tf.convert_to_tensor(labels), global_labels.dtype)
+    if labels.shape.rank != global_labels.shape.rank:
+      raise ValueError(
+          f'memory labels {labels.shape} are not of the kind of the batch '
+          f'labels {global_labels.shape}.')
+    global_labels = tf.concat([global_labels, labels], 0)
+  return tf.concat([global_features, features], 0), global_labels
 
 
 def class_ids(labels):

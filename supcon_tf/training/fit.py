@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from supcon_tf.losses import ContrastiveLoss, class_ids
 from supcon_tf.models.contrastive import ContrastiveModel
-from supcon_tf.training import step as step_lib
+from supcon_tf.training import evaluation, step as step_lib
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -32,13 +32,25 @@ class SupConModel(ContrastiveModel):
   `augmentation`: a Keras layer (or model) called on image batches in
   `train_step` to make each of `num_views` views (it must draw anew on each
   call, as Keras' random preprocessing layers do); without it, `fit` takes
-  views. The encoder must output a pooled feature [batch, features]."""
+  views. The encoder must output a pooled feature [batch, features].
+
+  `memory_size` > 0 keeps a cross-batch memory (`step.CrossBatchMemory`) of
+  the last `memory_size` samples' projections (`num_views` views each) and
+  class ids; once full and after `memory_warmup` steps they join each
+  step's contrast set. Off by default: see docs/KERAS.md for what it did
+  on the digits."""
 
   def __init__(self, encoder, num_classes, augmentation=None, num_views=2,
-               **kwargs):
+               memory_size=0, memory_warmup=0, **kwargs):
     super().__init__(encoder, num_classes, **kwargs)
     self.augmentation = augmentation
     self.num_views = int(num_views)
+    self.memory_size, self.memory_warmup = int(memory_size), int(memory_warmup)
+    self.memory = None
+    if self.memory_size:
+      self.memory = step_lib.CrossBatchMemory(
+          self.memory_size, self.num_views, self.projection_head_layers[-1],
+          self.memory_warmup, name='memory')
     self.probe_optimizer = None
     self.micro_batch_size = 0
     self._step = None
@@ -103,10 +115,11 @@ class SupConModel(ContrastiveModel):
   def _probe_variables(self):
     return self.classification_head.trainable_variables
 
-  def objective(self, global_batch=None):
+  def objective(self, global_batch=None, memory=None):
     """The `step.Objective` of the compiled loss (and the probe's
     cross-entropy)."""
     return step_lib.Objective(
+        memory=memory,
         global_batch=global_batch,
         replicas=tf.distribute.get_strategy().num_replicas_in_sync,
         contrastive_weight=1.,
@@ -119,7 +132,7 @@ class SupConModel(ContrastiveModel):
     if self.probe_optimizer is not None:
       probe = (self.probe_optimizer, self._probe_variables())
     return step_lib.Step(self, self._trained_variables(), self.optimizer,
-                         self.objective(),
+                         self.objective(memory=self.memory),
                          micro_batch_size=self.micro_batch_size, probe=probe,
                          name='fit')
 
@@ -180,12 +193,35 @@ class SupConModel(ContrastiveModel):
           value = context.all_reduce('SUM', value)
         self._trackers[name].update_state(value)
 
+  def call(self, inputs, training=None, encoder_training=None):
+    # What one image looks like, for `export`'s default signature.
+    self._image_spec = (tuple(inputs.shape[-3:]), inputs.dtype)
+    return super().call(inputs, training=training,
+                        encoder_training=encoder_training)
+
+  def export(self, filepath, format='tf_saved_model', verbose=None,
+             input_signature=None, **kwargs):
+    """Keras' `export`, whose endpoint `serve` takes images [batch, H, W, C]
+    (as `call` takes them, not the views `fit` takes) and returns the outputs
+    in inference mode: `embeddings`, `unnormalized_embeddings`, `projection`,
+    `logits`. `bin/` apps' SavedModels (raw 0..255 images, the official
+    signatures) come from `supcon_tf.export.export_saved_model`."""
+    if input_signature is None:
+      if getattr(self, '_image_spec', None) is None:
+        raise ValueError('export needs the model built: call it on a batch '
+                         'of images first, or pass input_signature.')
+      shape, dtype = self._image_spec
+      input_signature = [tf.TensorSpec((None,) + shape, dtype, name='images')]
+    return super().export(filepath, format=format, verbose=verbose,
+                          input_signature=input_signature, **kwargs)
+
   def get_config(self):
     config = super().get_config()
     config['augmentation'] = (
         None if self.augmentation is None else
         keras.saving.serialize_keras_object(self.augmentation))
-    config['num_views'] = self.num_views
+    config.update(num_views=self.num_views, memory_size=self.memory_size,
+                  memory_warmup=self.memory_warmup)
     return config
 
   @classmethod
@@ -195,3 +231,43 @@ class SupConModel(ContrastiveModel):
       config['augmentation'] = keras.saving.deserialize_keras_object(
           config['augmentation'])
     return super().from_config(config)
+
+
+class KnnMonitor(keras.callbacks.Callback):
+  """The kNN monitor (Wu et al. 2018, as the command line's `--knn`) as a
+  Keras callback: after each `every`-th epoch, the embeddings of `bank`
+  (labelled images, say the training split with eval preprocessing) vote
+  for each image of `queries`; `knn_top1` goes into the epoch's logs, where
+  the progress bar and TensorBoard show it (list this callback before
+  `keras.callbacks.TensorBoard`). Both datasets give (images [B, H, W, C],
+  labels [B]) batches, as `pipeline.eval_dataset` does."""
+
+  def __init__(self, bank, queries, k=200, temperature=0.1, every=1):
+    super().__init__()
+    for name, dataset in (('bank', bank), ('queries', queries)):
+      if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f'KnnMonitor {name} must be a tf.data.Dataset of '
+                         f'(images, labels) batches; got '
+                         f'{type(dataset).__name__}.')
+    if every < 1:
+      raise ValueError(f'KnnMonitor every must be >= 1; got {every}.')
+    self.bank, self.queries = bank, queries
+    self.k, self.temperature, self.every = k, temperature, every
+    self._forward = None
+
+  def top1(self):
+    """The kNN top-1 of the model as it is now."""
+    strategy = self.model.distribute_strategy
+    if self._forward is None:
+      self._forward = evaluation.make_forward(self.model, keys=('embeddings',))
+    bank, queries = (evaluation.predict(
+        strategy, self._forward, strategy.experimental_distribute_dataset(d))
+                     for d in (self.bank, self.queries))
+    return evaluation.knn_accuracy(
+        bank['embeddings'], bank['labels'], queries['embeddings'],
+        queries['labels'], self.model.num_classes, k=self.k,
+        temperature=self.temperature)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None and (epoch + 1) % self.every == 0:
+      logs['knn_top1'] = self.top1()

@@ -14,6 +14,7 @@ behave the same from either.
 import dataclasses
 from typing import Optional
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -46,6 +47,7 @@ class Objective:
   implementation: str = 'fused'
   label_smoothing: float = 0.
   num_classes: Optional[int] = None
+  memory: Optional['CrossBatchMemory'] = None
 
   @property
   def contrastive(self):
@@ -70,6 +72,8 @@ class Objective:
     global_batch = self.batch_size(labels)
     if self.contrastive:
       projection = outputs['projection']
+      memory = {} if self.memory is None else dict(
+          memory=self.memory.contents(), memory_active=self.memory.active())
       per_anchor = losses.contrastive_loss(
           projection, labels if self.use_labels else None,
           temperature=self.temperature,
@@ -79,7 +83,10 @@ class Objective:
           positives_cap=self.positives_cap,
           scale_by_temperature=self.scale_by_temperature,
           base_temperature=self.base_temperature,
-          implementation=self.implementation)
+          implementation=self.implementation, **memory)
+      if self.memory is not None:
+        # After the loss has read it: a batch is never its own memory.
+        self.memory.push(projection, labels)
       terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
       total += self.contrastive_weight * terms['contrastive_loss']
       if self.num_classes and analysis.floor_applies(
@@ -97,6 +104,72 @@ class Objective:
           outputs['logits'], labels, global_batch, self.label_smoothing)
       total += self.cross_entropy_weight * terms['cross_entropy_loss']
     return terms, total
+
+
+class CrossBatchMemory(keras.layers.Layer):
+  """A queue of the projections (every view) and class ids of the last
+  `size` samples trained on, the global batch's on every replica. Once
+  full and after `warmup` steps, its samples join each step's contrast set
+  (never as anchors, no gradient): more positives and negatives than the
+  batch holds, from earlier weights (Wang et al. 2020, "Cross-Batch
+  Memory"; pytorch-metric-learning's `CrossBatchMemory`)."""
+
+  def __init__(self, size, num_views, dim, warmup=0, **kwargs):
+    super().__init__(trainable=False, **kwargs)
+    if size < 1 or warmup < 0:
+      raise ValueError(f'memory_size must be >= 1 and memory_warmup >= 0; '
+                       f'got {size} and {warmup}.')
+    self.size, self.num_views, self.warmup = size, num_views, warmup
+    # Every replica pushes the same gathered batch: the first one's write is
+    # every copy's.
+    weight = dict(trainable=False, aggregation='only_first_replica')
+    self.features = self.add_weight(shape=(size, num_views, dim),
+                                    initializer='zeros', name='features',
+                                    **weight)
+    self.labels = self.add_weight(shape=(size,), dtype='int32',
+                                  initializer='zeros', name='labels', **weight)
+    self.written = self.add_weight(shape=(), dtype='int64',
+                                   initializer='zeros', name='written',
+                                   **weight)
+    self.steps = self.add_weight(shape=(), dtype='int64', initializer='zeros',
+                                 name='steps', **weight)
+
+  def active(self):
+    return tf.logical_and(self.written.value >= self.size,
+                          self.steps.value >= self.warmup)
+
+  def contents(self):
+    """(projections [size, views, dim], class ids [size])."""
+    return self.features.value, self.labels.value
+
+  def push(self, projection, labels):
+    """Writes the global batch over the oldest samples."""
+    if labels.shape.rank != 1:
+      raise ValueError('A cross-batch memory keeps class ids [batch]; got '
+                       f'labels of shape {labels.shape}.')
+    if projection.shape[1] != self.num_views:
+      raise ValueError(
+          f'The memory holds {self.num_views} views a sample (num_views); '
+          f'the batch has {projection.shape[1]}.')
+    projection = tf.stop_gradient(losses.cross_replica_concat(
+        tf.cast(projection, tf.float32)))[-self.size:]
+    labels = losses.cross_replica_concat(tf.cast(labels, tf.int32))[
+        -self.size:]
+    count = tf.shape(labels, out_type=tf.int64)[0]
+    where = ((self.written.value + tf.range(count)) % self.size)[:, None]
+    self.features.assign(tf.tensor_scatter_nd_update(
+        self.features.value, where,
+        tf.reshape(projection, [-1] + list(self.features.shape[1:]))))
+    self.labels.assign(tf.tensor_scatter_nd_update(self.labels.value, where,
+                                                   labels))
+    self.written.assign_add(count)
+    self.steps.assign_add(1)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(size=self.size, num_views=self.num_views,
+                  dim=int(self.features.shape[-1]), warmup=self.warmup)
+    return config
 
 
 def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
