@@ -24,7 +24,7 @@ from supcon_tf.training.fit import KnnMonitor, SupConModel
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--epochs', type=int, default=12)
+  parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--batch_size', type=int, default=128)
   parser.add_argument('--steps_per_epoch', type=int, default=0,
                       help='Fewer steps an epoch (0: the whole digits).')

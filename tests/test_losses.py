@@ -475,6 +475,12 @@ def test_keras_loss_round_trips_through_its_config():
                                denominator_mode='one_positive',
                                positives_cap=2, base_temperature=0.07)),
       rtol=1e-6)
+  # Embeddings [batch, features] are one view each.
+  single = ContrastiveLoss(temperature=0.5)
+  np.testing.assert_allclose(
+      single(labels, FEATURES[:, 0]),
+      np.mean(contrastive_loss(FEATURES[:, :1], labels, temperature=0.5)),
+      rtol=1e-6)
 
 
 def test_keras_loss_rejects_a_bad_mode_at_construction():

@@ -423,7 +423,8 @@ class ContrastiveLoss(keras.losses.Loss):
 
   y_true: labels as `contrastive_loss` takes them (integer ids [batch] or
   [batch, 1], one-hot [batch, num_labels]); y_pred: features [batch, views,
-  ...]. Set `use_labels=False` for SimCLR (y_true is ignored).
+  ...], or [batch, features] as one view each (a metric-learning model's
+  embeddings). Set `use_labels=False` for SimCLR (y_true is ignored).
   """
 
   def __init__(self,
@@ -470,6 +471,8 @@ class ContrastiveLoss(keras.losses.Loss):
 
   def call(self, y_true, y_pred):
     labels = class_ids(y_true) if self.use_labels else None
+    if len(y_pred.shape) == 2:
+      y_pred = y_pred[:, None]
     return contrastive_loss(y_pred, labels=labels, **self.options())
 
   def get_config(self):
