@@ -84,9 +84,10 @@ def main():
   # A SavedModel for serving: images in, embeddings (and the rest) out.
   exported = os.path.splitext(args.model_path)[0] + '_served'
   model.export(exported, verbose=False)
-  served = tf.saved_model.load(exported).serve(images)['embeddings']
+  served = tf.saved_model.load(exported)  # Held: its variables live with it.
+  embeddings = served.serve(images)['embeddings']
   print(f'exported to {exported}; serves the same embeddings: '
-        f'{np.allclose(served, outputs["embeddings"], atol=1e-5)}')
+        f'{np.allclose(embeddings, outputs["embeddings"], atol=1e-5)}')
   top1 = loaded.evaluate(evaluation, return_dict=True, verbose=0)[
       'probe_top1']
   print(f'probe test top-1: {top1:.4f}')
