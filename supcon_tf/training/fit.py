@@ -48,6 +48,9 @@ class SupConModel(ContrastiveModel):
     self.memory_size, self.memory_warmup = int(memory_size), int(memory_warmup)
     self.memory = None
     if self.memory_size:
+      if not self.projection_head_layers:
+        raise ValueError('memory_size needs a projection head '
+                         '(projection_head_layers), whose size it keeps.')
       self.memory = step_lib.CrossBatchMemory(
           self.memory_size, self.num_views, self.projection_head_layers[-1],
           self.memory_warmup, name='memory')
