@@ -27,7 +27,7 @@ from absl import logging
 from supcon_tf import files
 from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, optimizers, signals, stages
+from supcon_tf.training import evaluation, optimizers, precision, signals, stages
 from supcon_tf.training import step as step_lib
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
@@ -356,7 +356,7 @@ class Trainer:
                                                 self.steps_per_epoch),
           stage.rmsprop_epsilon,
           lars_adapted=stages.decay_selection(stage, self.model, config))
-      if config.allow_mixed_precision and _on_gpu():
+      if precision.loss_scaled():
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       optimizer.build(variables)
       step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')

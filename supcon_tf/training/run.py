@@ -25,7 +25,7 @@ from supcon_tf.config import Config
 from supcon_tf.data import sources
 from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, loop, signals, stages
+from supcon_tf.training import evaluation, loop, precision, signals, stages
 from supcon_tf.training.loop import Trainer, write_scalars
 
 CONFIG_FILE = 'config.json'
@@ -240,13 +240,8 @@ def _setup(config):
       label_type=config.label_type, skip_corrupt=config.skip_corrupt,
       require_same_image_size=config.require_same_image_size,
       num_images=config.num_images, label_noise_prob=config.label_noise_prob)
-  # Set either way: Keras' policy is global, and a run in the same process
-  # must not inherit an earlier run's.
-  policy = 'float32'
-  if config.allow_mixed_precision:
-    gpu = bool(tf.config.list_logical_devices('GPU'))
-    policy = 'mixed_float16' if gpu else 'mixed_bfloat16'
-  keras.mixed_precision.set_global_policy(policy)
+  precision.set_policy(config.allow_mixed_precision,
+                       precision.device_kind(strategy))
   if config.mode != 'train':
     # Before anything is written: a run that cannot be evaluated says so.
     source.split(eval_split(source))
