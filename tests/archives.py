@@ -34,6 +34,23 @@ def tiny_cifar10(directory, per_batch=8, test=20, seed=0):
   return directory
 
 
+def tiny_cifar100(directory, train=40, test=20, seed=0):
+  """cifar-100-python.tar.gz in `directory`: 100 fine and 20 coarse
+  classes, `train` training images and `test` test images."""
+  rng = np.random.default_rng(seed)
+  batches = {'meta': {
+      b'fine_label_names': [f'fine{i}'.encode() for i in range(100)],
+      b'coarse_label_names': [f'coarse{i}'.encode() for i in range(20)]}}
+  for member, count in (('train', train), ('test', test)):
+    batches[member] = {
+        b'data': rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
+        b'fine_labels': list(rng.integers(0, 100, size=count)),
+        b'coarse_labels': list(rng.integers(0, 20, size=count))}
+  write_cifar_archive(directory / 'cifar-100-python.tar.gz',
+                      'cifar-100-python', batches)
+  return directory
+
+
 def quadrants(per_class, rng, size=8):
   """(uint8 image, label) of four classes, `per_class` each, class after
   class: which quadrant of a size x size image is bright (noisy)."""

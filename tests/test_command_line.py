@@ -1,12 +1,12 @@
 """The official command line: the official launch scripts' flags, scripts/,
-the modes, --help."""
+the modes, --help. (The CIFAR-10 scripts' first steps run in
+tests/test_reproduce.py.)"""
 import json
 import os
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -250,35 +250,6 @@ def test_scripts_run_bin_train_supcon_with_the_official_flags(tmp_path, name):
     assert argv == _argv(name) + ['--reference_ckpt=/ckpt'] + extra
     return
   assert _printed_argv(tmp_path, name, *extra) == _argv(name) + extra
-
-
-@pytest.mark.parametrize('script', ['supcon_cifar10_resnet50',
-                                    'simclr_cifar10_resnet50',
-                                    'cross_entropy_cifar10_resnet50'])
-def test_cifar10_scripts_train_and_evaluate_a_few_steps(tmp_path, script):
-  data = tiny_cifar10(tmp_path)
-  small = ['--mode=train_then_eval', '--use_tpu=False',
-           f'--data_dir={data}', f'--model_dir={tmp_path / "run"}',
-           '--batch_size=20', '--resnet_width=0.0625',
-           '--stage_1_epochs=1', '--eval_batch_size=20',
-           '--projection_head_layers=16', '--noplot', '--noprogress']
-  if 'cross_entropy' not in script:  # Its XENT group has no stage 2.
-    small.append('--stage_2_epochs=1')
-  if script != 'supcon_cifar10_resnet50':
-    small.append('--noexport')  # One export shows it; they share the code.
-  done = subprocess.run(
-      ['bash', os.path.join(ROOT, 'scripts', f'{script}.sh'), *small],
-      env={**os.environ, 'PYTHON': sys.executable}, capture_output=True,
-      text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  results = json.loads((tmp_path / 'run' / 'results.json').read_text())
-  # 40 training images in batches of 20: 2 steps an epoch.
-  assert results['stage_1_steps'] == 2
-  assert results.get('stage_2_steps', 0) == (0 if 'cross' in script else 2)
-  assert 0 <= results['test_top1'] <= 1
-  assert np.isfinite(results['test_cross_entropy_loss'])
-  assert (tmp_path / 'run' / 'export' / 'saved_model.pb').exists() == (
-      script == 'supcon_cifar10_resnet50')
 
 
 def test_the_official_readme_command_runs_until_it_needs_imagenet(tmp_path):
