@@ -87,18 +87,19 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
 
 def use_jit(config, strategy):
   """jit_compile: as configured, else on for GPU/TPU and off on CPU (where
-  XLA measured slower). TensorFlow runs the cross-replica ops of a compiled
-  step (the loss's all-gather, global BatchNorm) only on GPUs and TPUs, so
-  several CPU replicas refuse it."""
+  XLA measured slower). TensorFlow compiles the cross-replica ops of a step
+  (the loss's all-gather, global BatchNorm) only on GPUs and TPUs: on
+  several CPU replicas the step runs uncompiled, and one line says so."""
   if config.jit_compile is None:
     return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
   if (config.jit_compile and strategy.num_replicas_in_sync > 1 and
       not _on_gpu() and
       not isinstance(strategy, tf.distribute.TPUStrategy)):
-    raise ValueError(
-        '--jit_compile with several CPU replicas: TensorFlow compiles '
-        'cross-replica ops with XLA only on GPUs and TPUs; use '
-        '--jit_compile=false (the default on CPU).')
+    logging.warning(
+        '--jit_compile: TensorFlow compiles cross-replica ops with XLA only '
+        'on GPUs and TPUs; the step runs uncompiled on these %d CPU '
+        'replicas.', strategy.num_replicas_in_sync)
+    return False
   return config.jit_compile
 
 
