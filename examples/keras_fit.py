@@ -24,8 +24,8 @@ from supcon_tf.training.fit import KnnMonitor, SupConModel
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--epochs', type=int, default=20)
-  parser.add_argument('--batch_size', type=int, default=128)
+  parser.add_argument('--epochs', type=int, default=8)
+  parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--steps_per_epoch', type=int, default=0,
                       help='Fewer steps an epoch (0: the whole digits).')
   parser.add_argument('--memory_size', type=int, default=0,
