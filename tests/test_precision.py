@@ -23,7 +23,7 @@ from supcon_tf.models import layers
 from supcon_tf.presets import make_config
 from supcon_tf.training import precision, run as run_lib, signals, stages
 from supcon_tf.training.loop import Trainer
-from tests import archives
+from tests import archives, stops
 
 SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
 CROSS_ENTROPY = 'seed_cifar10_resnet20_ce'
@@ -206,20 +206,11 @@ def test_the_loss_scale_is_checkpointed_and_resumed(tmp_path, monkeypatch):
       stage_2_epochs=0, knn_every_epochs=0, steps_per_loop=1, progress=False,
       plot=False, export=False)
   directory = str(tmp_path / 'run' / 'stage_1')
-  # A Ctrl-C after the second step (of eight).
-  calls, check = [], signals.check
-
-  def check_and_stop(where, then=''):
-    calls.append(where)
-    if calls.count('between steps') == 2:
-      signals._received.append(signals.signal.SIGINT)
-    check(where, then)
-  monkeypatch.setattr(signals, 'check', check_and_stop)
   try:
-    with pytest.raises(signals.Interrupted):
-      run_lib.run(make_config(**values))
-    del signals._received[:]
-    monkeypatch.setattr(signals, 'check', check)
+    # A Ctrl-C after the second step (of eight).
+    with stops.ctrl_c_at_check(monkeypatch, 2):
+      with pytest.raises(signals.Interrupted):
+        run_lib.run(make_config(**values))
     assert keras.mixed_precision.global_policy().name == 'mixed_float16'
     first = tf.train.latest_checkpoint(directory)
     reader = tf.train.load_checkpoint(first)
@@ -237,7 +228,6 @@ def test_the_loss_scale_is_checkpointed_and_resumed(tmp_path, monkeypatch):
     assert int(last.get_tensor(STEP)) == 8
     assert last.get_tensor(scale[0]) == 1024.
   finally:
-    del signals._received[:]
     keras.mixed_precision.set_global_policy('float32')
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from supcon_tf.config import Preprocessing
 from supcon_tf.data import pipeline, sources
-from tests import archives
+from tests import archives, stops
 
 UNIT = ((0.,) * 3, (1.,) * 3)
 PLAIN = Preprocessing(augmentation_type='IDENTITY', crop='none', flip=False,
@@ -242,20 +242,9 @@ def test_supcon_trains_on_records_and_a_resumed_run_ends_with_the_same_weights(
   assert straight['stage_1_steps'] == 12
   assert np.isfinite(straight['stage_1_final_loss'])
   # A Ctrl-C after step 6, in the second epoch (four steps an epoch).
-  calls, check = [], signals.check
-
-  def check_and_stop(where, then=''):
-    calls.append(where)
-    if calls.count('between steps') == 4:
-      signals._received.append(signals.signal.SIGINT)
-    check(where, then)
-  monkeypatch.setattr(signals, 'check', check_and_stop)
-  try:
+  with stops.ctrl_c_at_check(monkeypatch, 4):
     with pytest.raises(signals.Interrupted, match='step 6'):
       run('resumed')
-  finally:
-    del signals._received[:]
-  monkeypatch.undo()
   resumed = run('resumed')
   assert resumed['stage_1_steps'] == 12
   weights = [tf.train.load_checkpoint(str(tmp_path / name / 'stage_1'))
