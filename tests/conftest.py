@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices('CPU')
@@ -19,7 +20,8 @@ tf.get_logger().setLevel('ERROR')
 # process per core (make test), the long ones then overlap rather than run
 # alone at the end.
 _FIRST = ('test_distributed', 'test_training', 'test_command_line',
-          'test_faults', 'test_official', 'test_pipeline')
+          'test_faults', 'test_official', 'test_pipeline', 'test_precision',
+          'test_reproduce')
 
 
 def pytest_collection_modifyitems(items):
@@ -27,3 +29,13 @@ def pytest_collection_modifyitems(items):
     module = item.module.__name__.rsplit('.', 1)[-1]
     return _FIRST.index(module) if module in _FIRST else len(_FIRST)
   items.sort(key=rank)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+  """Keras' precision policy is process-wide: a test that runs with mixed
+  precision (a run with --allow_mixed_precision sets it) must not leave it
+  to the next test in this worker."""
+  yield
+  import keras
+  keras.mixed_precision.set_global_policy('float32')
