@@ -237,7 +237,7 @@ class SupConModel(ContrastiveModel):
 
 
 class KnnMonitor(keras.callbacks.Callback):
-  """The kNN monitor (Wu et al. 2018, as the command line's `--knn`) as a
+  """The kNN monitor (Wu et al. 2018, as the command line's `--knn_every_epochs`) as a
   Keras callback: after each `every`-th epoch, the embeddings of `bank`
   (labelled images, say the training split with eval preprocessing) vote
   for each image of `queries`; `knn_top1` goes into the epoch's logs, where
