@@ -36,7 +36,7 @@ KINDS = {
 }
 
 
-# --- The CPU's choice ----------------------------------------------------------
+# --- The CPU's choice ---------------------------------------------------------
 
 
 @pytest.mark.parametrize('flags,environ,native', [
@@ -78,7 +78,7 @@ def test_this_cpu_is_read_from_its_flags():
                       precision.cpu_bfloat16(flags)[0])
 
 
-# --- One step of each kind, float16 and XLA against float32 --------------------
+# --- One step of each kind, float16 and XLA against float32 -------------------
 
 
 def _trainer(preset, weights=None, **values):

@@ -237,13 +237,13 @@ class SupConModel(ContrastiveModel):
 
 
 class KnnMonitor(keras.callbacks.Callback):
-  """The kNN monitor (Wu et al. 2018, as the command line's `--knn_every_epochs`) as a
-  Keras callback: after each `every`-th epoch, the embeddings of `bank`
-  (labelled images, say the training split with eval preprocessing) vote
-  for each image of `queries`; `knn_top1` goes into the epoch's logs, where
-  the progress bar and TensorBoard show it (list this callback before
-  `keras.callbacks.TensorBoard`). Both datasets give (images [B, H, W, C],
-  labels [B]) batches, as `pipeline.eval_dataset` does."""
+  """The kNN monitor (Wu et al. 2018; the command line's
+  `--knn_every_epochs`) as a Keras callback: after each `every`-th epoch,
+  the embeddings of `bank` (labelled images, say the training split with
+  eval preprocessing) vote for each image of `queries`; `knn_top1` goes into
+  the epoch's logs, where the progress bar and TensorBoard show it (list
+  this callback before `keras.callbacks.TensorBoard`). Both datasets give
+  (images [B, H, W, C], labels [B]) batches, as `pipeline.eval_dataset` does."""
 
   def __init__(self, bank, queries, k=200, temperature=0.1, every=1):
     super().__init__()

@@ -27,7 +27,8 @@ from absl import logging
 from supcon_tf import files
 from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, optimizers, precision, signals, stages
+from supcon_tf.training import evaluation, optimizers, precision, signals
+from supcon_tf.training import stages
 from supcon_tf.training import step as step_lib
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
