@@ -738,3 +738,25 @@ def test_weight_decay_reaches_the_parts_its_switches_name_even_untrained():
                   stage_2_optimizer='LARS'), 2)
   assert {v.path for v in stages.updated_variables(lars, model, config)} == {
       v.path for v in model.classification_head.trainable_variables}
+
+
+def test_eval_mode_skips_a_checkpoint_removed_after_it_was_listed(
+    tmp_path, monkeypatch):
+  # The training job keeps --max_checkpoints_to_keep: one listed by the
+  # evaluator can be gone when it reads it; it evaluates the newer one.
+  import keras
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  kept = tf.train.Checkpoint(model=model).write(str(tmp_path / 'ckpt-6'))
+  listings = iter([({5: str(tmp_path / 'ckpt-5')}, 6),
+                   ({5: str(tmp_path / 'ckpt-5'), 6: kept}, 6)])
+  monkeypatch.setattr(run_lib, '_checkpoints',
+                      lambda config, trainer: next(listings))
+  evaluated = []
+  monkeypatch.setattr(run_lib, '_evaluate', lambda config, setup, global_step:
+                      evaluated.append(global_step) or {})
+  monkeypatch.setattr(run_lib, '_write_results', lambda config, results: None)
+  monkeypatch.setattr(run_lib, '_finish', lambda config, setup: {})
+  config = make_config(model_dir=str(tmp_path), eval_interval_secs=0)
+  results = run_lib.evaluate_continuously(
+      config, {'trainer': None, 'model': model}, timeout=60)
+  assert evaluated == [6] and results['checkpoint'] == kept

@@ -403,14 +403,21 @@ def evaluate_continuously(config, setup, timeout=EVAL_TIMEOUT_SECS):
   new one appears (every --eval_interval_secs), until the run's last one;
   stops after `timeout` seconds without a new checkpoint."""
   trainer, model = setup['trainer'], setup['model']
-  results, evaluated = {}, set()
+  results, evaluated, vanished = {}, set(), set()
   waited_since = time.monotonic()
   while True:
     found, last = _checkpoints(config, trainer)
-    new = [step for step in found if step not in evaluated]
+    new = [step for step in found
+           if step not in evaluated and found[step] not in vanished]
     if new:
       step = max(new)
-      tf.train.Checkpoint(model=model).read(found[step]).expect_partial()
+      try:
+        tf.train.Checkpoint(model=model).read(found[step]).expect_partial()
+      except tf.errors.NotFoundError:
+        # The training job removed it (--max_checkpoints_to_keep) after it
+        # was listed: look again, a newer one is there.
+        vanished.add(found[step])
+        continue
       results = _evaluate(config, setup, global_step=step)
       results['checkpoint'] = found[step]
       evaluated.update(found)
