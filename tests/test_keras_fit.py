@@ -7,13 +7,13 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.config import Preprocessing
-from supcon_tf.data import pipeline, sources
+from supcon_tf.data import pipeline
 from supcon_tf.losses import ContrastiveLoss
 from supcon_tf.models import layers
 from supcon_tf.presets import make_config
 from supcon_tf.training import optimizers, run as run_lib, stages
 from supcon_tf.training.fit import KnnMonitor, SupConModel
-from supcon_tf.training.loop import Trainer
+from tests import trainers
 from tests.replicas import two_replicas
 
 SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
@@ -80,16 +80,11 @@ def _relative(got, want):
 def test_the_fit_step_is_the_trainers_step():
   config = _config()
   stage = stages.stage_from_config(config, 1)
-  strategy = tf.distribute.get_strategy()
   model = run_lib.build_model(config, 10)
   model(tf.zeros([1, SIZE, SIZE, 3]))
   layers.synchronize_batch_norm(model, False)
   initial = model.get_weights()
-  train = sources.Split(np.zeros(5 * BATCH), images=np.zeros(
-      (5 * BATCH, SIZE, SIZE, 3), np.uint8))
-  trainer = Trainer(config, strategy, model,
-                    sources.Source('fixture', {'train': train}, 10),
-                    sources.UNIT_MEAN_STD)
+  trainer = trainers.fixture_trainer(config, model)
   views, labels = _batch()
   before = _trained(model)
   terms, _ = trainer.train_on_batches(stage, [(views, labels)])

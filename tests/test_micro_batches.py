@@ -12,10 +12,8 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.presets import make_config
-from supcon_tf.data import sources
-from supcon_tf.models import layers
-from supcon_tf.training import run as run_lib, stages
-from supcon_tf.training.loop import Trainer
+from supcon_tf.training import stages
+from tests import trainers
 from tests.replicas import two_replicas
 
 SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
@@ -26,20 +24,7 @@ STEPS = 3
 
 
 def _trainer(strategy, preset, weights=None, **values):
-  config = make_config(preset, **{
-      'batch_size': BATCH, 'use_global_batch_norm': False,
-      'image_size': SIZE, **values})
-  with strategy.scope():
-    model = run_lib.build_model(config, 10)
-    model(tf.zeros([1, SIZE, SIZE, 3]))
-  layers.synchronize_batch_norm(model, config.use_global_batch_norm)
-  if weights is not None:
-    model.set_weights(weights)
-  train = sources.Split(np.zeros(5 * BATCH), images=np.zeros(
-      (5 * BATCH, SIZE, SIZE, 3), np.uint8))
-  return config, model, Trainer(
-      config, strategy, model, sources.Source('fixture', {'train': train}, 10),
-      sources.UNIT_MEAN_STD)
+  return trainers.small_trainer(preset, strategy, weights, **values)
 
 
 def _batches(views, seed=0):

@@ -18,12 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf.data import sources
-from supcon_tf.models import layers
 from supcon_tf.presets import make_config
 from supcon_tf.training import precision, run as run_lib, signals, stages
-from supcon_tf.training.loop import Trainer
-from tests import archives, stops
+from tests import archives, stops, trainers
 
 SUPCON = 'seed_cifar10_resnet20_supcon_autoaugment'
 CROSS_ENTROPY = 'seed_cifar10_resnet20_ce'
@@ -81,30 +78,14 @@ def test_this_cpu_is_read_from_its_flags():
 # --- One step of each kind, float16 and XLA against float32 -------------------
 
 
-def _trainer(preset, weights=None, **values):
-  config = make_config(preset, **{
-      'batch_size': BATCH, 'use_global_batch_norm': False,
-      'image_size': SIZE, **values})
-  model = run_lib.build_model(config, 10)
-  model(tf.zeros([1, SIZE, SIZE, 3]))
-  layers.synchronize_batch_norm(model, False)
-  if weights is not None:
-    model.set_weights(weights)
-  train = sources.Split(np.zeros(5 * BATCH), images=np.zeros(
-      (5 * BATCH, SIZE, SIZE, 3), np.uint8))
-  return config, model, Trainer(
-      config, tf.distribute.get_strategy(), model,
-      sources.Source('fixture', {'train': train}, 10), sources.UNIT_MEAN_STD)
-
-
 def _step(kind, policy, weights=None, before_step=None, **values):
   """One step of `kind` under `policy`: (loss terms, weights before and
   after, the optimizer)."""
   preset, index, kind_values = KINDS[kind]
   keras.mixed_precision.set_global_policy(policy)
   try:
-    config, model, trainer = _trainer(preset, weights,
-                                      **{**kind_values, **values})
+    config, model, trainer = trainers.small_trainer(
+        preset, weights=weights, **{**kind_values, **values})
     stage = stages.stage_from_config(config, index)
     rng = np.random.default_rng(0)
     views = stages.views_for(stage, config)
@@ -163,7 +144,7 @@ def test_float16_and_xla_steps_are_the_float32_step(kind, micro_batch_size):
 def test_model_outputs_are_float32_from_float16_layers():
   keras.mixed_precision.set_global_policy('mixed_float16')
   try:
-    _, model, _ = _trainer(SUPCON)
+    _, model, _ = trainers.small_trainer(SUPCON)
     outputs = model(tf.zeros([2, 2, SIZE, SIZE, 3]), training=True)
     assert model.projection_head.compute_dtype == 'float16'
     assert {v.dtype for v in outputs.values()} == {tf.float32}

@@ -28,9 +28,8 @@ import tensorflow as tf
 
 from supcon_tf import cli, losses, seed_checkpoint
 from supcon_tf.presets import make_config
-from supcon_tf.data import sources
 from supcon_tf.training import run as run_lib, stages
-from supcon_tf.training.loop import Trainer
+from tests import trainers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'seed')
@@ -105,11 +104,7 @@ def _train_three_steps(reference, name):
   initial = {n: v.numpy().copy()
              for n, (v, _) in seed_checkpoint.seed_names(model).items()}
   # Five steps an epoch: the three steps run at the first epoch's rate.
-  train = sources.Split(np.zeros(5 * batch), images=np.zeros(
-      (5 * batch, 32, 32, 3), np.uint8))
-  trainer = Trainer(config, tf.distribute.get_strategy(), model,
-                    sources.Source('fixture', {'train': train}, 10),
-                    sources.UNIT_MEAN_STD)
+  trainer = trainers.fixture_trainer(config, model)
   x = reference['inputs']
   if name == 'supcon':
     views = x.reshape(2, 4, 32, 32, 3).transpose(1, 0, 2, 3, 4)
