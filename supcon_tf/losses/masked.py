@@ -1,6 +1,10 @@
-"""The masked kernel: any option set. Keeps the shifted logits of every
-[anchor view, sample, contrast view, contrast sample] entry and forms the
-[Na, Nc] gradient once (the formulas in supcon_tf.losses)."""
+"""The masked kernel: any option set. Works on the logits of every
+[anchor view, sample, contrast view, contrast sample] entry: `statistics` turns
+a block of rows into row losses and a few numbers per row, `logit_gradient`
+turns the same rows back into their [rows, Nc] gradient (the formulas in
+supcon_tf.losses). The fused path keeps the logits between the two; the
+blockwise path (`blockwise.py`) keeps only the row numbers and computes each
+block's logits again."""
 import numpy as np
 import tensorflow as tf
 
@@ -8,7 +12,7 @@ from supcon_tf.losses.modes import DenominatorMode, SummationLocation
 
 
 def tiled_masks(positive_samples, same_class, self_samples, anchor_views,
-                 num_views):
+                num_views):
   """Broadcasts [B, Bg] sample masks to [Va, B, V, Bg] anchor/contrast masks.
 
   Nothing of size [Va*B, V*Bg] is materialised outside XLA fusions.
@@ -22,74 +26,95 @@ def tiled_masks(positive_samples, same_class, self_samples, anchor_views,
   return positives, negatives
 
 
-def forward(anchors, contrast, positive_samples, same_class,
-                      self_samples, inv_temperature, scale, anchor_views,
-                      num_views, summation_location, denominator_mode):
-  """Returns (row_loss [Na], num_positives [Na], residuals for the gradient)."""
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
-  logits = tf.linalg.matmul(anchors * inv_temperature, contrast,
-                            transpose_b=True)
-  logits = tf.reshape(logits, [anchor_views, batch, num_views, global_batch])
+_SUM_AXES = (2, 3)
+
+
+def _masked_max(mask, values):
+  """Row maximum of `values` over `mask`; 0 for a row with none (not -inf,
+  so that subtracting it never makes a NaN)."""
+  row_max = tf.reduce_max(tf.where(mask, values, -np.inf), _SUM_AXES,
+                          keepdims=True)
+  return tf.where(tf.math.is_inf(row_max), tf.zeros_like(row_max), row_max)
+
+
+def _log_sum_exp(mask, values):
+  """log sum over `mask` of exp(values), per row: -inf for an empty row. Its
+  own maximum keeps the sum from underflowing where the row maximum of the
+  logits sits in another column."""
+  peak = _masked_max(mask, values)
+  total = tf.reduce_sum(tf.where(mask, tf.exp(values - peak), 0.), _SUM_AXES,
+                        keepdims=True)
+  return peak + tf.math.log(total)
+
+
+def _log_add_exp(a, b):
+  """log(e^a + e^b), finite where one of them is -inf."""
+  return tf.maximum(a, b) + tf.math.softplus(-tf.abs(a - b))
+
+
+def statistics(logits, positive_samples, same_class, self_samples, scale,
+               anchor_views, num_views, summation_location, denominator_mode):
+  """Row losses [Va, b], positives per row [Va, b] and the row numbers the
+  gradient needs, from the logits [Va, b, V, Bg] of a block of anchors."""
   positives, negatives = tiled_masks(positive_samples, same_class,
-                                      self_samples, anchor_views, num_views)
-  contrasted = tf.logical_or(positives, negatives)
+                                     self_samples, anchor_views, num_views)
   # The row maximum over the columns that take part: a row never depends on a
   # column outside P(i) u N(i), so a NaN there cannot leak into it.
-  row_max = tf.reduce_max(
-      tf.where(contrasted, logits, -np.inf), axis=(2, 3), keepdims=True)
-  row_max = tf.where(tf.math.is_inf(row_max), tf.zeros_like(row_max), row_max)
+  row_max = _masked_max(tf.logical_or(positives, negatives), logits)
   shifted = logits - row_max
-  exp_logits = tf.exp(shifted)
-  zeros = tf.zeros_like(shifted)
-  sum_axes = (2, 3)
-  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), axis=sum_axes)
-  negative_sum = tf.reduce_sum(tf.where(negatives, exp_logits, zeros), sum_axes)
-  positive_sum = tf.reduce_sum(tf.where(positives, exp_logits, zeros), sum_axes)
-  extra = tf.zeros_like(negative_sum)  # Row sum that only ONE_POSITIVE needs.
-  n = negative_sum[..., None, None]
+  num_positives = tf.reduce_sum(tf.cast(positives, tf.float32), _SUM_AXES,
+                                keepdims=True)
+  outside = summation_location == SummationLocation.OUTSIDE
 
   if denominator_mode == DenominatorMode.ONE_POSITIVE:
-    if summation_location == SummationLocation.OUTSIDE:
+    # In logs: where another positive holds the row maximum, a positive's
+    # e^l and the whole negative sum can both underflow (0 / 0 as ratios).
+    log_negatives = _log_sum_exp(negatives, shifted)
+    log_d = _log_add_exp(shifted, log_negatives)
+    if outside:
       log_prob_sum = tf.reduce_sum(
-          tf.where(positives, shifted - tf.math.log(exp_logits + n), zeros),
-          sum_axes)
+          tf.where(positives, shifted - log_d, 0.), _SUM_AXES, keepdims=True)
       row_loss = -tf.math.divide_no_nan(log_prob_sum, num_positives)
-      # sum_p 1 / D_ip, for the gradient through the negatives.
-      extra = tf.reduce_sum(
-          tf.where(positives, 1. / (exp_logits + n), zeros), sum_axes)
+      # log sum_p 1 / D_ip, for the gradient through the negatives.
+      log_extra = _log_sum_exp(positives, -log_d)
+      log_ratio_sum = tf.zeros_like(row_max)
     else:
-      ratio = exp_logits / (exp_logits + n)
-      ratio_sum = tf.reduce_sum(tf.where(positives, ratio, zeros), sum_axes)
-      row_loss = -tf.math.log(tf.math.divide_no_nan(ratio_sum, num_positives))
-      # sum_p t_ip / D_ip, for the gradient through the negatives.
-      extra = tf.reduce_sum(
-          tf.where(positives, ratio / (exp_logits + n), zeros), sum_axes)
-      positive_sum = ratio_sum  # Q_i = sum_p t_ip takes S_i's place below.
+      # log Q_i, Q_i = sum_p t_ip with t_ip = e^l_ip / D_ip.
+      log_ratio_sum = _log_sum_exp(positives, shifted - log_d)
+      row_loss = tf.where(num_positives > 0,
+                          tf.math.log(num_positives) - log_ratio_sum, np.inf)
+      # log sum_p t_ip / D_ip, for the gradient through the negatives.
+      log_extra = _log_sum_exp(positives, shifted - 2. * log_d)
+    numbers = (row_max, log_negatives, log_extra, log_ratio_sum)
   else:
+    exp_logits = tf.exp(shifted)
+    negative_sum = tf.reduce_sum(tf.where(negatives, exp_logits, 0.),
+                                 _SUM_AXES, keepdims=True)
+    positive_sum = tf.reduce_sum(tf.where(positives, exp_logits, 0.),
+                                 _SUM_AXES, keepdims=True)
     if denominator_mode == DenominatorMode.ALL:
       denominator = negative_sum + positive_sum
     else:
       denominator = negative_sum
-    if summation_location == SummationLocation.OUTSIDE:
-      positive_logit_sum = tf.reduce_sum(
-          tf.where(positives, shifted, zeros), sum_axes)
+    if outside:
+      positive_logit_sum = tf.reduce_sum(tf.where(positives, shifted, 0.),
+                                         _SUM_AXES, keepdims=True)
       row_loss = -tf.math.divide_no_nan(
           positive_logit_sum - num_positives * tf.math.log(denominator),
           num_positives)
     else:
       row_loss = -tf.math.log(
           tf.math.divide_no_nan(positive_sum / denominator, num_positives))
-  row_loss = tf.reshape(row_loss * scale, [-1])
-  residuals = (shifted, negative_sum, positive_sum, extra, num_positives)
-  return row_loss, tf.reshape(num_positives, [-1]), residuals
+    numbers = (row_max, negative_sum, positive_sum, tf.zeros_like(row_max))
+  squeeze = lambda x: tf.reshape(x, tf.shape(x)[:2])
+  return (squeeze(row_loss) * scale, squeeze(num_positives),
+          tuple(squeeze(x) for x in numbers))
 
 
-def backward(upstream, anchors, contrast, positive_samples,
-                       same_class, self_samples, residuals, inv_temperature,
-                       scale, anchor_views, num_views, summation_location,
-                       denominator_mode):
-  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast.
+def logit_gradient(upstream, logits, positive_samples, same_class,
+                   self_samples, num_positives, numbers, scale, anchor_views,
+                   num_views, summation_location, denominator_mode):
+  """d(sum_i upstream_i * row_loss_i) / d logits, [Va, b, V, Bg].
 
   With w_i = -s * upstream_i (zero where P(i) is empty), n_i = sum_N e^l,
   S_i = sum_P e^l, [k in D] for the denominator's columns, t_ip = e^l_ip / D_ip
@@ -98,53 +123,89 @@ def backward(upstream, anchors, contrast, positive_samples,
     INSIDE,  ALL / ONLY_NEGATIVES: w_i (P_ik e^l_ik / S_i - [k in D] e^l_ik / D_i)
     OUTSIDE, ONE_POSITIVE: w_i / |P(i)| (P_ik (1 - t_ik) - N_ik e^l_ik sum_p 1 / D_ip)
     INSIDE,  ONE_POSITIVE: w_i / Q_i (P_ik t_ik (1 - t_ik) - N_ik e^l_ik sum_p t_ip / D_ip)
-  and l_ik = anchor_i . contrast_k / tau gives the two matrix products.
+  (ONE_POSITIVE in logs); l_ik = anchor_i . contrast_k / tau gives the two
+  matrix products of the features' gradient.
   """
-  shifted, negative_sum, positive_sum, extra, num_positives = residuals
-  batch = tf.shape(positive_samples)[0]
-  global_batch = tf.shape(positive_samples)[1]
   positives, negatives = tiled_masks(positive_samples, same_class,
-                                      self_samples, anchor_views, num_views)
-  exp_logits = tf.exp(shifted)
-  zeros = tf.zeros_like(shifted)
+                                     self_samples, anchor_views, num_views)
+  expand = lambda x: x[..., None, None]
+  row_max, first, second, third = (expand(x) for x in numbers)
+  num_positives = expand(num_positives)
   has_positive = num_positives > 0
-  weight = tf.reshape(upstream, [anchor_views, batch]) * -scale
-  weight = tf.where(has_positive, weight, tf.zeros_like(weight))
-  n = negative_sum[..., None, None]
+  weight = tf.reshape(upstream, tf.shape(num_positives)) * -scale
+  weight = tf.where(has_positive, weight, 0.)
+  shifted = logits - row_max
   outside = summation_location == SummationLocation.OUTSIDE
 
   # Each branch is one line of the table in the docstring.
   if denominator_mode == DenominatorMode.ONE_POSITIVE:
-    d = exp_logits + n
+    log_negatives, log_extra, log_ratio_sum = first, second, third
+    log_d = _log_add_exp(shifted, log_negatives)
+    t = tf.exp(shifted - log_d)
     if outside:
-      coeff = tf.math.divide_no_nan(weight, num_positives)[..., None, None]
-      pos_term = 1. - exp_logits / d
-      neg_term = exp_logits * extra[..., None, None]
+      coeff = tf.math.divide_no_nan(weight, num_positives)
+      pos_term = coeff * (1. - t)
+      neg_term = coeff * tf.exp(shifted + log_extra)
     else:
-      coeff = tf.math.divide_no_nan(weight, positive_sum)[..., None, None]
-      t = exp_logits / d
-      pos_term = t * (1. - t)
-      neg_term = exp_logits * extra[..., None, None]
-    grad = coeff * (tf.where(positives, pos_term, zeros) -
-                    tf.where(negatives, neg_term, zeros))
+      # w / Q in logs: Q can underflow where every t_ip is tiny.
+      log_q = tf.where(has_positive, log_ratio_sum, 0.)
+      pos_term = weight * tf.exp(shifted - log_d - log_q) * (1. - t)
+      neg_term = weight * tf.exp(shifted + log_extra - log_q)
+    return (tf.where(positives, pos_term, 0.) -
+            tf.where(negatives, neg_term, 0.))
+  negative_sum, positive_sum = first, second
+  exp_logits = tf.exp(shifted)
+  if denominator_mode == DenominatorMode.ALL:
+    denominator = negative_sum + positive_sum
+    in_denominator = tf.logical_or(positives, negatives)
   else:
-    if denominator_mode == DenominatorMode.ALL:
-      denominator = (negative_sum + positive_sum)[..., None, None]
-      in_denominator = tf.logical_or(positives, negatives)
-    else:
-      denominator = n
-      in_denominator = negatives
-    if outside:
-      pos_term = tf.math.divide_no_nan(
-          tf.ones_like(num_positives), num_positives)[..., None, None]
-    else:
-      pos_term = exp_logits / positive_sum[..., None, None]
-    grad = weight[..., None, None] * (
-        tf.where(positives, pos_term, zeros) -
-        tf.where(in_denominator, exp_logits / denominator, zeros))
+    denominator = negative_sum
+    in_denominator = negatives
+  if outside:
+    pos_term = tf.math.divide_no_nan(tf.ones_like(num_positives),
+                                     num_positives)
+  else:
+    pos_term = exp_logits / positive_sum
+  return weight * (tf.where(positives, pos_term, 0.) -
+                   tf.where(in_denominator, exp_logits / denominator, 0.))
 
-  grad = tf.reshape(grad, [anchor_views * batch, num_views * global_batch])
+
+def block_logits(anchors, contrast, inv_temperature, anchor_views, num_views):
+  """Logits [Va, b, V, Bg] of anchors [Va*b, D] against contrast [V*Bg, D]."""
+  logits = tf.linalg.matmul(anchors * inv_temperature, contrast,
+                            transpose_b=True)
+  return tf.reshape(logits, [anchor_views, -1, num_views,
+                             tf.shape(contrast)[0] // num_views])
+
+
+def feature_gradients(grad, anchors, contrast, inv_temperature):
+  """(d anchors, d contrast) from d logits [Va, b, V, Bg]."""
+  grad = tf.reshape(grad, [tf.shape(anchors)[0], tf.shape(contrast)[0]])
   grad = grad * inv_temperature
-  d_anchors = tf.linalg.matmul(grad, contrast)
-  d_contrast = tf.linalg.matmul(grad, anchors, transpose_a=True)
-  return d_anchors, d_contrast
+  return (tf.linalg.matmul(grad, contrast),
+          tf.linalg.matmul(grad, anchors, transpose_a=True))
+
+
+def forward(anchors, contrast, positive_samples, same_class, self_samples,
+            inv_temperature, scale, anchor_views, num_views,
+            summation_location, denominator_mode):
+  """Returns (row_loss [Na], num_positives [Na], residuals for the gradient)."""
+  logits = block_logits(anchors, contrast, inv_temperature, anchor_views,
+                        num_views)
+  row_loss, num_positives, numbers = statistics(
+      logits, positive_samples, same_class, self_samples, scale,
+      anchor_views, num_views, summation_location, denominator_mode)
+  return (tf.reshape(row_loss, [-1]), tf.reshape(num_positives, [-1]),
+          (logits, num_positives, numbers))
+
+
+def backward(upstream, anchors, contrast, positive_samples, same_class,
+             self_samples, residuals, inv_temperature, scale, anchor_views,
+             num_views, summation_location, denominator_mode):
+  """Gradients of sum_i upstream_i * row_loss_i w.r.t. anchors and contrast."""
+  logits, num_positives, numbers = residuals
+  grad = logit_gradient(upstream, logits, positive_samples, same_class,
+                        self_samples, num_positives, numbers, scale,
+                        anchor_views, num_views, summation_location,
+                        denominator_mode)
+  return feature_gradients(grad, anchors, contrast, inv_temperature)
