@@ -53,9 +53,13 @@ def test_simclr_tetrahedron_gives_log3(temperature, scale, expected):
     ('inside', 'only_negatives', -1, [0.756611, 0.93170905, 1.3529458]),
     ('inside', 'all', 0, [1.3769293, 1.0785717, 1.58471]),
 ])
-def test_official_vectors_one_hot(summation, denominator, cap, expected):
+@pytest.mark.parametrize('kernel', [dict(), dict(implementation='blockwise',
+                                                block_size=2)])
+def test_official_vectors_one_hot(summation, denominator, cap, expected,
+                                  kernel):
   loss = contrastive_loss(FEATURES, ONE_HOT, summation_location=summation,
-                          denominator_mode=denominator, positives_cap=cap)
+                          denominator_mode=denominator, positives_cap=cap,
+                          **kernel)
   assert loss.dtype == tf.float32 and loss.shape == (3,)
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
@@ -64,10 +68,12 @@ def test_official_vectors_one_hot(summation, denominator, cap, expected):
     ('outside', [1.1385298, 1.1824025, 1.1557417]),
     ('inside', [1.0986123] * 3),
 ])
-def test_official_vectors_one_class_cap_2(summation, expected):
+@pytest.mark.parametrize('implementation', ['fused', 'blockwise'])
+def test_official_vectors_one_class_cap_2(summation, expected, implementation):
   labels = np.ones((3, 1), np.float32)
   loss = contrastive_loss(FEATURES, labels, summation_location=summation,
-                          positives_cap=2)
+                          positives_cap=2, implementation=implementation,
+                          block_size=2)
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
@@ -106,11 +112,17 @@ def _random_case(rng, batch, views, labels_kind, rank, normalize=True):
   return features, labels
 
 
+# Blocks of 3 samples over batches of 7: three blocks, the last one padded.
+KERNELS = {'fused': dict(implementation='fused'),
+           'blockwise': dict(implementation='blockwise', block_size=3)}
+
+
+@pytest.mark.parametrize('kernel', KERNELS)
 @pytest.mark.parametrize('contrast_mode,summation,denominator,views',
                          itertools.product(CONTRAST_MODES, SUMMATIONS,
                                            DENOMINATORS, [1, 2, 3]))
 def test_matches_float64_reference(contrast_mode, summation, denominator,
-                                   views):
+                                   views, kernel):
   rng = np.random.default_rng(views)
   for labels_kind, rank, cap, (temperature, scale) in itertools.product(
       ['none', 'ids', 'one_hot'], [3, 5], [-1, 0, views],
@@ -120,7 +132,7 @@ def test_matches_float64_reference(contrast_mode, summation, denominator,
     options = dict(temperature=temperature, contrast_mode=contrast_mode,
                    summation_location=summation, denominator_mode=denominator,
                    positives_cap=cap, scale_by_temperature=scale)
-    got = contrastive_loss(features, labels, **options)
+    got = contrastive_loss(features, labels, **options, **KERNELS[kernel])
     want = reference_loss(features, labels, **options)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6,
                                err_msg=f'{labels_kind} rank {rank} {options}')
@@ -263,8 +275,9 @@ def test_gradient_matches_finite_differences(contrast_mode, summation,
                                            DENOMINATORS))
 def test_fused_kernels_equal_the_official_formula_with_autodiff(
     contrast_mode, summation, denominator):
-  """Both kernels (linear and masked) against implementation='reference':
-  losses and the gradients autodiff takes through the official formula."""
+  """The fused kernels (linear and masked) and the blockwise one (blocks of 4
+  samples over 6) against implementation='reference': losses and the
+  gradients autodiff takes through the official formula."""
   rng = np.random.default_rng(4)
   for views, labels_kind, cap in [(2, 'ids', -1), (1, 'ids', -1),
                                   (3, 'none', -1), (2, 'one_hot', 2),
@@ -274,22 +287,23 @@ def test_fused_kernels_equal_the_official_formula_with_autodiff(
     features = tf.constant(features)
     weights = tf.constant(rng.uniform(0.5, 1.5, size=6), tf.float32)
     results = []
-    for implementation in ('fused', 'reference'):
+    for implementation in ('reference', 'fused', 'blockwise'):
       with tf.GradientTape() as tape:
         tape.watch(features)
         loss = contrastive_loss(
             features, labels, temperature=0.2, contrast_mode=contrast_mode,
             summation_location=summation, denominator_mode=denominator,
-            positives_cap=cap, implementation=implementation)
+            positives_cap=cap, implementation=implementation, block_size=4)
         total = tf.reduce_sum(loss * weights)
       results.append((loss.numpy(), tape.gradient(total, features).numpy()))
-    (loss, gradient), (want_loss, want_gradient) = results
-    case = f'{views} views {labels_kind} cap {cap}'
-    assert np.isfinite(want_loss).all(), case
-    np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-6,
-                               err_msg=case)
-    np.testing.assert_allclose(gradient, want_gradient, rtol=1e-4,
-                               atol=1e-6, err_msg=case)
+    (want_loss, want_gradient), *kernels = results
+    for name, (loss, gradient) in zip(('fused', 'blockwise'), kernels):
+      case = f'{name}: {views} views {labels_kind} cap {cap}'
+      assert np.isfinite(want_loss).all(), case
+      np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-6,
+                                 err_msg=case)
+      np.testing.assert_allclose(gradient, want_gradient, rtol=1e-4,
+                                 atol=1e-6, err_msg=case)
 
 
 # --- Replicas -----------------------------------------------------------------
@@ -311,8 +325,11 @@ def two_replicas():
     dict(positives_cap=0, temperature=0.3),
 ])
 @pytest.mark.parametrize('with_labels', [True, False])
+@pytest.mark.parametrize('kernel', [dict(), dict(implementation='blockwise',
+                                                block_size=3)])
 def test_gathered_loss_equals_single_device_loss(two_replicas, options,
-                                                 with_labels):
+                                                 with_labels, kernel):
+  options = dict(options, **kernel)
   rng = np.random.default_rng(4)
   batch, views = 8, 2
   features = rng.normal(size=(batch, views, 6)).astype(np.float32)
@@ -432,6 +449,7 @@ def test_inf_features_never_give_a_finite_wrong_loss():
     (dict(temperature=0.), 'temperature'),
     (dict(temperature=-1.), 'temperature'),
     (dict(implementation='fast'), 'implementation'),
+    (dict(implementation='blockwise', block_size=0), 'block_size'),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
   call = dict(features=np.zeros((4, 2, 3), np.float32), labels=None)
@@ -560,3 +578,47 @@ def test_one_positive_where_another_positive_holds_the_row_maximum(summation):
   np.testing.assert_allclose(loss, reference_loss(features.numpy(), labels,
                                                   **options),
                              rtol=1e-4, atol=1e-5)
+
+
+def test_auto_goes_blockwise_above_the_size_and_fused_when_unknown():
+  from supcon_tf.losses import AUTO_BLOCKWISE_ENTRIES, _choose
+  assert _choose('auto', 8192, 8192) == 'fused'
+  assert AUTO_BLOCKWISE_ENTRIES == 8192 * 8192
+  assert _choose('auto', 8192, 8193) == 'blockwise'
+  kinds = []
+  tf.function(lambda x: kinds.append(_choose('auto', tf.shape(x)[0], 10**6)),
+              input_signature=[tf.TensorSpec([None])]).get_concrete_function()
+  assert kinds == ['fused']
+  assert _choose('reference', 10**6, 10**6) == 'reference'
+
+
+def test_blockwise_memory_grows_with_the_block_not_the_batch_squared():
+  """TensorFlow's CPU allocator peak during forward + backward: the fused
+  kernel holds [2B, 2B] float32 matrices, blockwise [2 * block, 2B] ones."""
+  rng = np.random.default_rng(0)
+  batch = 1024
+  features = tf.constant(rng.normal(size=(batch, 2, 8)).astype(np.float32))
+  labels = tf.constant(rng.integers(0, 10, size=batch))
+
+  def peak(**kernel):
+    @tf.function
+    def step(f):
+      with tf.GradientTape() as tape:
+        tape.watch(f)
+        loss = tf.reduce_mean(contrastive_loss(f, labels, temperature=0.1,
+                                               **kernel))
+      return loss, tape.gradient(loss, f)
+    step(features)
+    tf.config.experimental.reset_memory_stats('CPU:0')
+    before = tf.config.experimental.get_memory_info('CPU:0')['current']
+    result = step(features)
+    after = tf.config.experimental.get_memory_info('CPU:0')['peak']
+    return after - before, result
+
+  fused, (fused_loss, fused_grad) = peak(implementation='fused')
+  blocks, (loss, grad) = peak(implementation='blockwise', block_size=32)
+  matrix = (2 * batch) ** 2 * 4
+  assert fused >= matrix, (fused, matrix)
+  assert blocks < matrix / 4, (blocks, matrix)
+  np.testing.assert_allclose(loss, fused_loss, rtol=1e-5)
+  np.testing.assert_allclose(grad, fused_grad, rtol=1e-4, atol=1e-8)

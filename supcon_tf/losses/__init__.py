@@ -61,7 +61,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from supcon_tf.losses import linear, masked, reference
+from supcon_tf.losses import blockwise, linear, masked, reference
 from supcon_tf.losses.modes import (ContrastMode, DenominatorMode,
                                     SummationLocation)
 
@@ -76,9 +76,16 @@ __all__ = [
     'IMPLEMENTATIONS',
 ]
 
-# 'fused': the hand-written kernels; 'reference': the official formula with
-# tiled masks and autodiff, for cross-checks.
-IMPLEMENTATIONS = ('fused', 'reference')
+# 'fused': the hand-written kernels over the whole [Na, Nc] matrix;
+# 'blockwise': the same formulas over blocks of anchors, memory O(N x block);
+# 'auto': fused up to AUTO_BLOCKWISE_ENTRIES logits, blockwise above;
+# 'reference': the official formula with tiled masks and autodiff.
+IMPLEMENTATIONS = ('auto', 'fused', 'blockwise', 'reference')
+# Above this many [Na, Nc] logits (4,096 samples of 2 views against their
+# 8,192 views), 'auto' goes blockwise.
+AUTO_BLOCKWISE_ENTRIES = 8192 * 8192
+# A block's logits: 2^22 float32 (16 MiB) by default.
+BLOCK_ENTRIES = 1 << 22
 
 
 def cross_replica_concat(tensor):
@@ -174,7 +181,10 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
                              summation_location=summation_location,
                              denominator_mode=denominator_mode, **views)
 
-  @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+  # The linear backward pass is matrix products with the kept exponentials:
+  # TensorFlow's own kernels run them faster than XLA's CPU code does.
+  @tf.function(jit_compile=not use_linear, autograph=False,
+               reduce_retracing=True)
   def backward(upstream, anchors, contrast, positive_samples, same_class,
                self_samples, offset, residuals, inv_temperature, scale):
     if use_linear:
@@ -206,6 +216,41 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   return core
 
 
+def _choose(implementation, anchor_rows, contrast_rows):
+  """The kernel for `implementation`; 'auto' by the static sizes (fused when
+  a size is only known when the step runs)."""
+  if implementation != 'auto':
+    return implementation
+  anchor_rows = tf.get_static_value(anchor_rows)
+  contrast_rows = tf.get_static_value(contrast_rows)
+  if anchor_rows is None or contrast_rows is None:
+    return 'fused'
+  if int(anchor_rows) * int(contrast_rows) > AUTO_BLOCKWISE_ENTRIES:
+    return 'blockwise'
+  return 'fused'
+
+
+def _block(block_size, anchor_views, contrast_rows):
+  """Samples per anchor block: `block_size`, or BLOCK_ENTRIES logits."""
+  if block_size is not None:
+    return block_size
+  contrast_rows = tf.get_static_value(contrast_rows)
+  if contrast_rows is None:
+    return 256
+  return max(1, BLOCK_ENTRIES // (anchor_views * int(contrast_rows)))
+
+
+def _blockwise_kernels(anchor_views, num_views, summation_location,
+                       denominator_mode, block_size):
+  key = ('blockwise', anchor_views, num_views, summation_location,
+         denominator_mode, block_size)
+  if key not in _CORE_CACHE:
+    _CORE_CACHE[key] = blockwise.Kernels(
+        anchor_views, num_views, summation_location, denominator_mode,
+        block_size)
+  return _CORE_CACHE[key]
+
+
 def contrastive_loss(features,
                      labels=None,
                      temperature=1.0,
@@ -215,7 +260,8 @@ def contrastive_loss(features,
                      positives_cap=-1,
                      scale_by_temperature=True,
                      base_temperature=None,
-                     implementation='fused',
+                     implementation='auto',
+                     block_size=None,
                      memory=None,
                      memory_active=True):
   """Per-sample supervised contrastive (SupCon) or SimCLR loss.
@@ -241,8 +287,14 @@ def contrastive_loss(features,
       which undoes the 1/tau in the gradient.
     base_temperature: if given (with scale_by_temperature), scale by
       tau / base_temperature instead of tau: the PyTorch author's loss (0.07).
-    implementation: 'fused' (the hand-written kernels) or 'reference' (the
-      official formula with autodiff, `reference.py`, for cross-checks).
+    implementation: 'auto' (the default: 'fused' up to
+      AUTO_BLOCKWISE_ENTRIES logits, 'blockwise' above), 'fused' (the
+      hand-written kernels over the whole [anchors, contrast] matrix),
+      'blockwise' (the same formulas over blocks of anchors: memory
+      O(N x block), no [N, N] matrix alive) or 'reference' (the official
+      formula with autodiff, `reference.py`, for cross-checks).
+    block_size: samples per anchor block for 'blockwise' (every anchor view
+      of them at once); None takes BLOCK_ENTRIES logits per block.
     memory: None, or (features [M, views, ...], labels [M] or None) of
       samples that join the contrast set after the (gathered) batch but are
       never anchors and take no gradient: a cross-batch memory of earlier
@@ -259,9 +311,14 @@ def contrastive_loss(features,
     ValueError: naming the argument, for a features rank below 3 or unknown
       number of views, labels of the wrong rank or batch, an unknown mode name,
       a positives_cap that is not a multiple of the number of views, a
-      non-positive temperature, or an unknown implementation.
+      non-positive temperature, an unknown implementation or a block_size
+      below 1.
   """
   _validate_implementation(implementation)
+  if block_size is not None and (not isinstance(block_size, numbers.Integral)
+                                 or block_size < 1):
+    raise ValueError(
+        f'block_size must be a positive integer or None, got {block_size!r}.')
   contrast_mode = ContrastMode.parse(contrast_mode, 'contrast_mode')
   summation_location = SummationLocation.parse(summation_location,
                                                'summation_location')
@@ -324,17 +381,22 @@ def contrastive_loss(features,
 
   def per_sample(global_features, global_labels):
     global_batch_size = tf.shape(global_features)[0]
-    self_samples = tf.equal(
-        (tf.range(batch_size) + offset)[:, None],
-        tf.range(global_batch_size)[None, :])
-    if labels is None:
-      same_class = self_samples
-    else:
-      same_class = _same_class_mask(labels, global_labels)
-    positive_samples = same_class
-    if positives_cap > -1:
-      positive_samples = _cap_positives(same_class, self_samples,
-                                        positives_cap // num_views)
+
+    def sample_masks(samples):
+      """[len(samples), Bg] masks of these local samples: positives (capped),
+      same class, self."""
+      self_samples = tf.equal((samples + offset)[:, None],
+                              tf.range(global_batch_size)[None, :])
+      if labels is None:
+        same_class = self_samples
+      else:
+        same_class = _same_class_mask(tf.gather(labels, samples),
+                                      global_labels)
+      positive_samples = same_class
+      if positives_cap > -1:
+        positive_samples = _cap_positives(same_class, self_samples,
+                                          positives_cap // num_views)
+      return positive_samples, same_class, self_samples
 
     # View-major rows: row = view * batch + sample.
     contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
@@ -347,18 +409,29 @@ def contrastive_loss(features,
       anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
                            [num_views * batch_size, -1])
 
-    if implementation == 'reference':
-      row_loss, num_positives = reference.row_loss(
-          anchors, contrast, positive_samples, same_class, self_samples,
-          1. / temperature, scale, anchor_views, num_views,
-          summation_location, denominator_mode)
+    kind = _choose(implementation, anchor_views * batch_size,
+                   num_views * global_batch_size)
+    if kind == 'blockwise':
+      kernels = _blockwise_kernels(
+          anchor_views, num_views, summation_location, denominator_mode,
+          _block(block_size, anchor_views, num_views * global_batch_size))
+      row_loss, num_positives = blockwise.row_loss(
+          kernels, anchors, contrast, sample_masks, 1. / temperature, scale)
     else:
-      core = _core(anchor_views, num_views, summation_location,
-                   denominator_mode, self_supervised=labels is None,
-                   capped=positives_cap > -1)
-      row_loss, num_positives = core(anchors, contrast, positive_samples,
-                                     same_class, self_samples, offset,
-                                     1. / temperature, scale)
+      positive_samples, same_class, self_samples = sample_masks(
+          tf.range(batch_size))
+      if kind == 'reference':
+        row_loss, num_positives = reference.row_loss(
+            anchors, contrast, positive_samples, same_class, self_samples,
+            1. / temperature, scale, anchor_views, num_views,
+            summation_location, denominator_mode)
+      else:
+        core = _core(anchor_views, num_views, summation_location,
+                     denominator_mode, self_supervised=labels is None,
+                     capped=positives_cap > -1)
+        row_loss, num_positives = core(anchors, contrast, positive_samples,
+                                       same_class, self_samples, offset,
+                                       1. / temperature, scale)
     row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
     if num_views != 1:
       return tf.reduce_mean(row_loss, axis=0)

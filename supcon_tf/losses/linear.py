@@ -84,6 +84,12 @@ def forward(anchors, contrast, positive_samples, same_class,
           residuals)
 
 
+# E @ C as XLA compiles it: as fast as oneDNN's with AVX-512 and faster than
+# oneDNN's AVX2 code. The transposed product below is the other way round.
+_compiled_matmul = tf.function(tf.linalg.matmul, jit_compile=True,
+                               autograph=False, reduce_retracing=True)
+
+
 def backward(upstream, anchors, contrast, positive_samples, offset,
                       residuals, inv_temperature, scale, anchor_views,
                       num_views, self_supervised):
@@ -108,9 +114,11 @@ def backward(upstream, anchors, contrast, positive_samples, offset,
   to_anchors = []
   for view, view_exp in enumerate(exp_logits):
     view_exp = tf.reshape(view_exp, [batch, num_views * global_batch])
-    to_anchors.append(tf.linalg.matmul(view_exp, contrast))
-    from_denominator += tf.linalg.matmul(
-        view_exp, denominator_anchors[view], transpose_a=True)
+    to_anchors.append(_compiled_matmul(view_exp, contrast))
+    # (A^T E)^T by TensorFlow's kernel (oneDNN): twice as fast as XLA's E^T A
+    # with AVX-512, as fast with AVX2.
+    from_denominator += tf.transpose(tf.linalg.matmul(
+        denominator_anchors[view], view_exp, transpose_a=True))
 
   d_anchors = (positive_weight[..., None] * positive_features -
                denominator_weight[..., None] * tf.stack(to_anchors))

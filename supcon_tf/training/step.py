@@ -44,7 +44,7 @@ class Objective:
   positives_cap: int = -1
   scale_by_temperature: bool = True
   base_temperature: Optional[float] = None
-  implementation: str = 'fused'
+  implementation: str = 'auto'
   label_smoothing: float = 0.
   num_classes: Optional[int] = None
   memory: Optional['CrossBatchMemory'] = None
