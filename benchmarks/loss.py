@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""Contrastive loss forward + backward: supcon_tf against a tiled-mask implementation.
+"""Contrastive loss forward + backward: supcon_tf's kernels against a tiled-mask
+implementation.
 
 The tiled implementation is the straightforward one (as the official code does it):
 [V*B, V*B] float masks tiled from the class mask, the masked softmax written with
-elementwise ops, and autodiff keeping every intermediate. Both run on the same
-features in separate child processes, so that each one's extra memory is its own:
-the rise of the peak resident set (VmHWM, reset after warm-up) over the resident
-set before the timed calls.
+elementwise ops, and autodiff keeping every intermediate. supcon_tf runs as
+`implementation='fused'` (the whole [N, N] matrix, hand-written gradient) and
+'blockwise' (blocks of anchors, memory O(N x block)); 'auto' is fused up to
+4,096 x 2 views and blockwise above. Each one runs in its own child process on
+the same features. Extra memory is the peak of TensorFlow's CPU allocator during
+one timed call over what it held before (the resident set is no measure: freed
+tensors stay mapped on some machines).
 
-    python benchmarks/loss.py                       # batch 4096 x 2 views x 128-d
+    python benchmarks/loss.py                   # batch 4096 x 2 views x 128-d
     python benchmarks/loss.py --batch 1024 --repeats 3
+    python benchmarks/loss.py --sweep --plot docs/loss_sweep.png
+                                                # 2,048 to 32,768 views
 
-The last line is `speedup: N` (tiled seconds / supcon_tf seconds).
+The last line is `speedup: N` (tiled seconds / fused seconds), or with --sweep
+`blockwise_mib_at_32768_views: N`.
 """
 import argparse
 import json
@@ -19,6 +26,11 @@ import os
 import subprocess
 import sys
 import time
+
+IMPLEMENTATIONS = ('tiled', 'fused', 'blockwise')
+# The tiled step's peak is about 7 float32 [N, N] matrices (measured: 1,796 MiB
+# at N = 8,192); it is skipped where that would not fit.
+TILED_MATRICES = 7
 
 
 def tiled_contrastive_loss(features, labels, temperature):
@@ -43,14 +55,6 @@ def tiled_contrastive_loss(features, labels, temperature):
   return tf.reduce_mean(tf.reshape(loss, [views, batch]), axis=0)
 
 
-def _read_status(field):
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith(field + ':'):
-        return int(line.split()[1]) * 1024
-  raise RuntimeError(field)
-
-
 def child(impl, batch, views, dim, repeats, temperature):
   """Runs one implementation; prints a JSON line with seconds and extra bytes."""
   import numpy as np
@@ -66,7 +70,8 @@ def child(impl, batch, views, dim, repeats, temperature):
   def loss_fn(f):
     if impl == 'tiled':
       return tiled_contrastive_loss(f, labels, temperature)
-    return contrastive_loss(f, labels, temperature=temperature)
+    return contrastive_loss(f, labels, temperature=temperature,
+                            implementation=impl)
 
   @tf.function
   def step(f):
@@ -76,19 +81,107 @@ def child(impl, batch, views, dim, repeats, temperature):
     return loss, tape.gradient(loss, f)
 
   loss, grad = step(features)  # Trace and compile.
-  loss, grad = step(features)
-  baseline = _read_status('VmRSS')
-  with open('/proc/self/clear_refs', 'w') as f:
-    f.write('5')  # Resets VmHWM to the current resident set.
-  seconds = []
+  seconds, extra = [], 0
   for _ in range(repeats):
+    tf.config.experimental.reset_memory_stats('CPU:0')
+    held = tf.config.experimental.get_memory_info('CPU:0')['current']
     start = time.perf_counter()
     loss, grad = step(features)
     grad.numpy()
     seconds.append(time.perf_counter() - start)
-  extra = _read_status('VmHWM') - baseline
+    extra = max(extra,
+                tf.config.experimental.get_memory_info('CPU:0')['peak'] - held)
   print(json.dumps(dict(impl=impl, seconds=min(seconds), extra_bytes=extra,
-                        loss=float(loss), grad=grad.numpy().ravel()[:4].tolist())))
+                        loss=float(loss))))
+
+
+def run(impl, batch, args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  command = [sys.executable, __file__, '--child', impl, f'--batch={batch}'] + [
+      f'--{k}={getattr(args, k)}' for k in ('views', 'dim', 'repeats',
+                                            'temperature')]
+  out = subprocess.run(command, env=env, check=True, capture_output=True,
+                       text=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def _available_bytes():
+  with open('/proc/meminfo') as f:
+    for line in f:
+      if line.startswith('MemAvailable:'):
+        return int(line.split()[1]) * 1024
+  return 0
+
+
+def compare(args):
+  results = {impl: run(impl, args.batch, args) for impl in IMPLEMENTATIONS}
+  print(f'shape: batch {args.batch} x {args.views} views x {args.dim}-d, '
+        f'forward + backward')
+  for name, r in results.items():
+    print(f'{name}: {r["seconds"]:.3f} s, extra memory '
+          f'{r["extra_bytes"] / 2**20:.0f} MiB, loss {r["loss"]:.6f}')
+  tiled = results['tiled']
+  for name in ('fused', 'blockwise'):
+    print(f'{name} against tiled: '
+          f'{tiled["seconds"] / results[name]["seconds"]:.2f}x the speed, '
+          f'{results[name]["extra_bytes"] / tiled["extra_bytes"]:.3f} '
+          f'of the memory')
+  print(f'speedup: {tiled["seconds"] / results["fused"]["seconds"]:.2f}')
+
+
+def sweep(args):
+  rows = []
+  for views_total in (2048, 4096, 8192, 16384, 32768):
+    batch = views_total // args.views
+    row = dict(views=views_total)
+    for impl in IMPLEMENTATIONS:
+      need = TILED_MATRICES * views_total ** 2 * 4
+      if impl == 'tiled' and need > 0.8 * _available_bytes():
+        row[impl] = None
+        continue
+      row[impl] = run(impl, batch, args)
+      print(f'{views_total} views, {impl}: {row[impl]["seconds"]:.3f} s, '
+            f'{row[impl]["extra_bytes"] / 2**20:.0f} MiB', flush=True)
+    rows.append(row)
+
+  cell = lambda r: ('-' if r is None else
+                    f'{r["seconds"]:.2f} s, {r["extra_bytes"] / 2**20:,.0f} MiB')
+  print('| views | ' + ' | '.join(IMPLEMENTATIONS) + ' |')
+  print('|---|' + '---|' * len(IMPLEMENTATIONS))
+  for row in rows:
+    print(f'| {row["views"]:,} | ' +
+          ' | '.join(cell(row[impl]) for impl in IMPLEMENTATIONS) + ' |')
+  if args.plot:
+    plot(rows, args.plot)
+    print(f'plot: {args.plot}')
+  last = rows[-1]['blockwise']
+  print(f'blockwise_mib_at_{rows[-1]["views"]}_views: '
+        f'{last["extra_bytes"] / 2**20:.0f}')
+
+
+def plot(rows, path):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
+  for impl, marker in zip(IMPLEMENTATIONS, 'osD'):
+    points = [(r['views'], r[impl]) for r in rows if r[impl] is not None]
+    views = [p[0] for p in points]
+    time_axis.plot(views, [p[1]['seconds'] for p in points], marker=marker,
+                   label=impl)
+    memory_axis.plot(views, [p[1]['extra_bytes'] / 2**20 for p in points],
+                     marker=marker, label=impl)
+  for axis, label in ((time_axis, 'seconds, forward + backward'),
+                      (memory_axis, 'extra memory, MiB')):
+    axis.set_xscale('log', base=2)
+    axis.set_yscale('log')
+    axis.set_xlabel('views in the batch (N)')
+    axis.set_ylabel(label)
+    axis.grid(True, which='both', alpha=.3)
+    axis.legend()
+  figure.suptitle('Contrastive loss, 128-d, 2 views per sample')
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
 
 
 def main():
@@ -98,30 +191,18 @@ def main():
   parser.add_argument('--dim', type=int, default=128)
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--temperature', type=float, default=0.1)
-  parser.add_argument('--child', choices=['tiled', 'supcon_tf'])
+  parser.add_argument('--sweep', action='store_true',
+                      help='2,048 to 32,768 views; --repeats 2 is enough')
+  parser.add_argument('--plot', help='with --sweep: write the plot here')
+  parser.add_argument('--child', choices=IMPLEMENTATIONS)
   args = parser.parse_args()
   if args.child:
     child(args.child, args.batch, args.views, args.dim, args.repeats,
           args.temperature)
-    return
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  results = {}
-  for impl in ('tiled', 'supcon_tf'):
-    out = subprocess.run(
-        [sys.executable, __file__, '--child', impl] +
-        [f'--{k}={getattr(args, k)}' for k in
-         ('batch', 'views', 'dim', 'repeats', 'temperature')],
-        env=env, check=True, capture_output=True, text=True).stdout
-    results[impl] = json.loads(out.strip().splitlines()[-1])
-  tiled, ours = results['tiled'], results['supcon_tf']
-  print(f'shape: batch {args.batch} x {args.views} views x {args.dim}-d, '
-        f'forward + backward')
-  for name, r in results.items():
-    print(f'{name}: {r["seconds"]:.3f} s, extra memory '
-          f'{r["extra_bytes"] / 2**20:.0f} MiB, loss {r["loss"]:.6f}')
-  print(f'memory ratio (supcon_tf / tiled): '
-        f'{ours["extra_bytes"] / max(tiled["extra_bytes"], 1):.3f}')
-  print(f'speedup: {tiled["seconds"] / ours["seconds"]:.2f}')
+  elif args.sweep:
+    sweep(args)
+  else:
+    compare(args)
 
 
 if __name__ == '__main__':

@@ -84,8 +84,9 @@ IMPLEMENTATIONS = ('auto', 'fused', 'blockwise', 'reference')
 # Above this many [Na, Nc] logits (4,096 samples of 2 views against their
 # 8,192 views), 'auto' goes blockwise.
 AUTO_BLOCKWISE_ENTRIES = 8192 * 8192
-# A block's logits: 2^22 float32 (16 MiB) by default.
-BLOCK_ENTRIES = 1 << 22
+# A block's logits: 2^23 float32 (32 MiB) by default: 512 samples of 2 views
+# against 8,192 views.
+BLOCK_ENTRIES = 1 << 23
 
 
 def cross_replica_concat(tensor):
@@ -161,25 +162,20 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
   if key in _CORE_CACHE:
     return _CORE_CACHE[key]
   views = dict(anchor_views=anchor_views, num_views=num_views)
-  # The linear path takes its row maximum over every column but the anchor's
-  # own; with a cap, a dropped column must not reach the row (a NaN there
-  # would), so capped losses take the masked path.
-  use_linear = (summation_location == SummationLocation.OUTSIDE and
-                denominator_mode != DenominatorMode.ONE_POSITIVE and
-                not capped)
+  use_linear = _linear(summation_location, denominator_mode, capped)
 
   @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
   def forward(anchors, contrast, positive_samples, same_class, self_samples,
               offset, inv_temperature, scale):
     if use_linear:
       return linear.forward(anchors, contrast, positive_samples, same_class,
-                              self_samples, offset, inv_temperature, scale,
-                              denominator_mode=denominator_mode,
-                              self_supervised=self_supervised, **views)
+                            self_samples, offset, inv_temperature, scale,
+                            denominator_mode=denominator_mode,
+                            self_supervised=self_supervised, **views)[:3]
     return masked.forward(anchors, contrast, positive_samples, same_class,
-                             self_samples, inv_temperature, scale,
-                             summation_location=summation_location,
-                             denominator_mode=denominator_mode, **views)
+                          self_samples, inv_temperature, scale,
+                          summation_location=summation_location,
+                          denominator_mode=denominator_mode, **views)
 
   # The linear backward pass is matrix products with the kept exponentials:
   # TensorFlow's own kernels run them faster than XLA's CPU code does.
@@ -189,13 +185,13 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
                self_samples, offset, residuals, inv_temperature, scale):
     if use_linear:
       return linear.backward(upstream, anchors, contrast, positive_samples,
-                               offset, residuals, inv_temperature, scale,
-                               self_supervised=self_supervised, **views)
+                             offset, residuals, inv_temperature, scale,
+                             self_supervised=self_supervised, **views)
     return masked.backward(upstream, anchors, contrast, positive_samples,
-                              same_class, self_samples, residuals,
-                              inv_temperature, scale,
-                              summation_location=summation_location,
-                              denominator_mode=denominator_mode, **views)
+                           same_class, self_samples, residuals,
+                           inv_temperature, scale,
+                           summation_location=summation_location,
+                           denominator_mode=denominator_mode, **views)
 
   @tf.custom_gradient
   def core(anchors, contrast, positive_samples, same_class, self_samples,
@@ -240,14 +236,18 @@ def _block(block_size, anchor_views, contrast_rows):
   return max(1, BLOCK_ENTRIES // (anchor_views * int(contrast_rows)))
 
 
-def _blockwise_kernels(anchor_views, num_views, summation_location,
-                       denominator_mode, block_size):
-  key = ('blockwise', anchor_views, num_views, summation_location,
-         denominator_mode, block_size)
+def _linear(summation_location, denominator_mode, capped):
+  """Whether an option set takes the linear kernel. Its row maximum is over
+  every column but the anchor's own; with a cap, a dropped column must not
+  reach the row (a NaN there would), so capped losses take the masked one."""
+  return (summation_location == SummationLocation.OUTSIDE and
+          denominator_mode != DenominatorMode.ONE_POSITIVE and not capped)
+
+
+def _blockwise_kernels(*args):
+  key = ('blockwise',) + args
   if key not in _CORE_CACHE:
-    _CORE_CACHE[key] = blockwise.Kernels(
-        anchor_views, num_views, summation_location, denominator_mode,
-        block_size)
+    _CORE_CACHE[key] = blockwise.Kernels(*args)
   return _CORE_CACHE[key]
 
 
@@ -414,9 +414,12 @@ def contrastive_loss(features,
     if kind == 'blockwise':
       kernels = _blockwise_kernels(
           anchor_views, num_views, summation_location, denominator_mode,
-          _block(block_size, anchor_views, num_views * global_batch_size))
+          _block(block_size, anchor_views, num_views * global_batch_size),
+          _linear(summation_location, denominator_mode, positives_cap > -1),
+          labels is None)
       row_loss, num_positives = blockwise.row_loss(
-          kernels, anchors, contrast, sample_masks, 1. / temperature, scale)
+          kernels, anchors, contrast, sample_masks, offset, 1. / temperature,
+          scale)
     else:
       positive_samples, same_class, self_samples = sample_masks(
           tf.range(batch_size))

@@ -5,7 +5,10 @@ few numbers per row (`masked.statistics`), and only those numbers are kept.
 The backward pass computes each block's logits again and turns them into the
 block's gradient (`masked.logit_gradient`), so that nothing larger than
 [Va * block_size, Nc] is alive at once: memory O(N x block), one extra matrix
-product of time.
+product of time. The official SupCon and SimCLR option sets (the linear
+kernel's) keep each row's maximum, denominator and sum of positive features
+and compute their exponentials again (`linear.exponentials`); the others keep
+the masked kernel's row numbers.
 
 Each block's [block, Bg] sample masks are made from the labels when the block
 runs, so neither are they ever [B, Bg]. The batch is padded to a multiple of
@@ -17,47 +20,78 @@ outside the compiled elementwise part, where TensorFlow's own kernels run them;
 in a compiled step XLA takes them too."""
 import tensorflow as tf
 
-from supcon_tf.losses import masked
+from supcon_tf.losses import linear, masked
 
 
 class Kernels:
-  """The compiled elementwise parts for one static option set and block."""
+  """One block's forward and backward work for one static option set."""
 
   def __init__(self, anchor_views, num_views, summation_location,
-               denominator_mode, block_size):
+               denominator_mode, block_size, use_linear, self_supervised):
     self.anchor_views = anchor_views
     self.num_views = num_views
     self.block_size = block_size
-    options = dict(anchor_views=anchor_views, num_views=num_views,
-                   summation_location=summation_location,
-                   denominator_mode=denominator_mode)
+    self.use_linear = use_linear
+    views = dict(anchor_views=anchor_views, num_views=num_views)
+    self.linear_options = dict(views, self_supervised=self_supervised)
+    options = dict(views, denominator_mode=denominator_mode)
+    if not use_linear:
+      options['summation_location'] = summation_location
+    compiled = lambda f: tf.function(f, jit_compile=True, autograph=False,
+                                     reduce_retracing=True)
+    if use_linear:
+      self.statistics = compiled(
+          lambda *args: linear.forward(*args, **options,
+                                       self_supervised=self_supervised))
+      self.exponentials = compiled(
+          lambda *args, row_max: linear.exponentials(*args, **options,
+                                                     row_max=row_max)[0])
+    else:
+      self.statistics = compiled(
+          lambda *args: masked.statistics(*args, **options))
+      self.gradient = compiled(
+          lambda *args: masked.logit_gradient(*args, **options))
 
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def statistics(logits, positive_samples, same_class, self_samples,
-                   scale):
-      return masked.statistics(logits, positive_samples, same_class,
-                               self_samples, scale, **options)
+  def forward(self, rows, contrast, masks, offset, inv_temperature, scale):
+    """(row loss [Va, b], positives [Va, b], what the backward pass keeps)."""
+    if self.use_linear:
+      row_loss, num_positives, residuals, row_max = self.statistics(
+          rows, contrast, *masks, offset, inv_temperature, scale)
+      _, denominator, _, positive_features, self_positive = residuals
+      rows_shape = [self.anchor_views, -1]
+      return (tf.reshape(row_loss, rows_shape),
+              tf.reshape(num_positives, rows_shape), (row_max, denominator, positive_features, self_positive))
+    logits = masked.block_logits(rows, contrast, inv_temperature,
+                                 self.anchor_views, self.num_views)
+    return self.statistics(logits, *masks, scale)
 
-    @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-    def gradient(upstream, logits, positive_samples, same_class,
-                 self_samples, num_positives, numbers, scale,
-                 inv_temperature):
-      grad = masked.logit_gradient(upstream, logits, positive_samples,
-                                   same_class, self_samples, num_positives,
-                                   numbers, scale, **options)
-      return (tf.reshape(grad, [anchor_views * block_size, -1]) *
-              inv_temperature)
+  def backward(self, upstream, rows, contrast, masks, offset, num_positives,
+               kept, inv_temperature, scale):
+    """(d rows, d contrast) of sum upstream * row loss over the block."""
+    if self.use_linear:
+      row_max, denominator, positive_features, self_positive = kept
+      exp_logits = self.exponentials(rows, contrast, *masks, offset,
+                                     inv_temperature, row_max=row_max)
+      residuals = (exp_logits, denominator, num_positives,
+                   positive_features, self_positive)
+      return linear.backward(upstream, rows, contrast, masks[0], offset,
+                             residuals, inv_temperature, scale,
+                             **self.linear_options)
+    logits = masked.block_logits(rows, contrast, inv_temperature,
+                                 self.anchor_views, self.num_views)
+    logit_grad = self.gradient(upstream, logits, *masks, num_positives, kept,
+                               scale)
+    return masked.feature_gradients(logit_grad, rows, contrast,
+                                    inv_temperature)
 
-    self.statistics = statistics
-    self.gradient = gradient
 
-
-def row_loss(kernels, anchors, contrast, sample_masks, inv_temperature,
-             scale):
+def row_loss(kernels, anchors, contrast, sample_masks, offset,
+             inv_temperature, scale):
   """(row loss [Na], positives per row [Na]) for anchors [Va*B, D] against the
   contrast set [V*Bg, D], both view-major; `sample_masks(samples)` gives the
-  [len(samples), Bg] (positive, same class, self) masks of local samples."""
-  anchor_views, num_views = kernels.anchor_views, kernels.num_views
+  [len(samples), Bg] (positive, same class, self) masks of local samples, and
+  `offset` is the global index of the first local sample."""
+  anchor_views = kernels.anchor_views
   block_size = kernels.block_size
   dim = tf.shape(anchors)[-1]
   batch = tf.shape(anchors)[0] // anchor_views
@@ -66,14 +100,12 @@ def row_loss(kernels, anchors, contrast, sample_masks, inv_temperature,
   anchors_by_view = tf.pad(tf.reshape(anchors, [anchor_views, batch, dim]),
                            [[0, 0], [0, padding], [0, 0]])
 
-  def block(i, anchors_by_view, contrast):
-    """Anchors [Va * block, D], logits and masks of block i."""
+  def block(i, anchors_by_view):
+    """Anchors [Va * block, D], masks and global offset of block i."""
     start = i * block_size
     rows = tf.reshape(
         tf.slice(anchors_by_view, [0, start, 0], [-1, block_size, -1]),
         [anchor_views * block_size, dim])
-    logits = masked.block_logits(rows, contrast, inv_temperature,
-                                 anchor_views, num_views)
     samples = tf.range(block_size) + start
     positive_samples, same_class, self_samples = sample_masks(
         tf.minimum(samples, batch - 1))
@@ -82,38 +114,39 @@ def row_loss(kernels, anchors, contrast, sample_masks, inv_temperature,
     masks = (tf.logical_and(positive_samples, valid),
              tf.logical_or(same_class, tf.logical_not(valid)),
              tf.logical_and(self_samples, valid))
-    return rows, logits, masks
+    return rows, masks, offset + start
 
   @tf.custom_gradient
   def core(anchors_by_view, contrast):
+
     def forward_block(i, outputs):
-      _, logits, masks = block(i, anchors_by_view, contrast)
-      values = kernels.statistics(logits, *masks, scale)
-      values = values[:2] + values[2]
+      rows, masks, first = block(i, anchors_by_view)
+      row_loss, num_positives, kept = kernels.forward(
+          rows, contrast, masks, first, inv_temperature, scale)
+      values = (row_loss, num_positives) + tuple(kept)
       return i + 1, tuple(ta.write(i, x) for ta, x in zip(outputs, values))
 
+    # Row losses, positives and the four tensors either kernel keeps.
     outputs = tuple(tf.TensorArray(tf.float32, size=num_blocks)
                     for _ in range(6))
     _, outputs = tf.while_loop(lambda i, _: i < num_blocks, forward_block,
                                (tf.constant(0), outputs),
                                parallel_iterations=1)
-    # [blocks, Va, block] -> [Va, blocks * block]: rows in batch order.
-    losses, num_positives, *numbers = (
-        tf.reshape(tf.transpose(ta.stack(), [1, 0, 2]), [anchor_views, -1])
-        for ta in outputs)
+    # Per block: [blocks, Va, block, ...].
+    losses, num_positives, *kept = (ta.stack() for ta in outputs)
 
     def grad(upstream, unused_d_num_positives):
       # upstream: [Va, padded batch], zero past the batch.
+      upstream = tf.transpose(
+          tf.reshape(upstream, [anchor_views, num_blocks, block_size]),
+          [1, 0, 2])
 
       def backward_block(i, d_contrast, d_anchors):
-        rows, logits, masks = block(i, anchors_by_view, contrast)
-        take = lambda x: tf.slice(x, [0, i * block_size], [-1, block_size])
-        logit_grad = kernels.gradient(
-            take(upstream), logits, *masks, take(num_positives),
-            tuple(take(x) for x in numbers), scale, inv_temperature)
-        d_rows = tf.linalg.matmul(logit_grad, contrast)
-        d_contrast += tf.linalg.matmul(logit_grad, rows, transpose_a=True)
-        return (i + 1, d_contrast,
+        rows, masks, first = block(i, anchors_by_view)
+        d_rows, d_block_contrast = kernels.backward(
+            upstream[i], rows, contrast, masks, first, num_positives[i],
+            tuple(x[i] for x in kept), inv_temperature, scale)
+        return (i + 1, d_contrast + d_block_contrast,
                 d_anchors.write(i, tf.reshape(d_rows,
                                               [anchor_views, block_size, dim])))
 
@@ -127,7 +160,10 @@ def row_loss(kernels, anchors, contrast, sample_masks, inv_temperature,
                              [anchor_views, -1, dim])
       return d_anchors, d_contrast
 
-    return (losses, num_positives), grad
+    # [blocks, Va, block] -> [Va, padded batch]: rows in batch order.
+    in_order = lambda x: tf.reshape(tf.transpose(x, [1, 0, 2]),
+                                    [anchor_views, -1])
+    return (in_order(losses), in_order(num_positives)), grad
 
   losses, num_positives = core(anchors_by_view, contrast)
   return (tf.reshape(losses[:, :batch], [-1]),
