@@ -556,22 +556,26 @@ def test_large_self_similarity_does_not_underflow_the_denominator():
                              rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('kernel', KERNELS)
+@pytest.mark.parametrize('denominator', ['one_positive', 'only_negatives'])
 @pytest.mark.parametrize('summation', SUMMATIONS)
-def test_one_positive_where_another_positive_holds_the_row_maximum(summation):
+def test_sums_far_below_the_row_maximum_stay_finite(summation, denominator,
+                                                    kernel):
   # At tau = 1e-3 the anchor's other view (logit 1000) holds the row maximum;
   # the second sample's e^(500 - 1000) and the negatives' e^(450 - 1000)
-  # both underflow float32, which made 0 / 0 of the positive's ratio.
+  # both underflow float32: ONE_POSITIVE made 0 / 0 of the positive's ratio,
+  # ONLY_NEGATIVES log 0 of its denominator.
   angle = lambda c: [c, np.sqrt(1. - c * c)]
   features = np.array([[[1., 0.], [1., 0.]],
                        [angle(.5), angle(.5)],
                        [angle(.45), angle(.45)]], np.float32)
   labels = np.array([0, 0, 1])
   options = dict(temperature=1e-3, summation_location=summation,
-                 denominator_mode='one_positive')
+                 denominator_mode=denominator)
   features = tf.constant(features)
   with tf.GradientTape() as tape:
     tape.watch(features)
-    loss = contrastive_loss(features, labels, **options)
+    loss = contrastive_loss(features, labels, **options, **KERNELS[kernel])
     total = tf.reduce_sum(loss)
   gradient = tape.gradient(total, features)
   assert np.isfinite(gradient.numpy()).all()

@@ -416,7 +416,8 @@ def contrastive_loss(features,
           anchor_views, num_views, summation_location, denominator_mode,
           _block(block_size, anchor_views, num_views * global_batch_size),
           _linear(summation_location, denominator_mode, positives_cap > -1),
-          labels is None)
+          labels is None,
+          anchor_views == num_views and global_features is features)
       row_loss, num_positives = blockwise.row_loss(
           kernels, anchors, contrast, sample_masks, offset, 1. / temperature,
           scale)

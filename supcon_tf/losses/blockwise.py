@@ -27,11 +27,15 @@ class Kernels:
   """One block's forward and backward work for one static option set."""
 
   def __init__(self, anchor_views, num_views, summation_location,
-               denominator_mode, block_size, use_linear, self_supervised):
+               denominator_mode, block_size, use_linear, self_supervised,
+               symmetric):
     self.anchor_views = anchor_views
     self.num_views = num_views
     self.block_size = block_size
     self.use_linear = use_linear
+    # The anchors are the contrast set itself (one device, every view an
+    # anchor view, no memory): one product per block in the backward pass.
+    self.symmetric = use_linear and symmetric
     views = dict(anchor_views=anchor_views, num_views=num_views)
     self.linear_options = dict(views, self_supervised=self_supervised)
     options = dict(views, denominator_mode=denominator_mode)
@@ -46,6 +50,8 @@ class Kernels:
       self.exponentials = compiled(
           lambda *args, row_max: linear.exponentials(*args, **options,
                                                      row_max=row_max)[0])
+      self.symmetric_weights = compiled(
+          lambda *args: linear.symmetric_weights(*args, **options))
     else:
       self.statistics = compiled(
           lambda *args: masked.statistics(*args, **options))
@@ -66,8 +72,25 @@ class Kernels:
     return self.statistics(logits, *masks, scale)
 
   def backward(self, upstream, rows, contrast, masks, offset, num_positives,
-               kept, inv_temperature, scale):
-    """(d rows, d contrast) of sum upstream * row loss over the block."""
+               kept, inv_temperature, scale, columns):
+    """(d rows, d contrast) of sum upstream * row loss over the block;
+    `columns` (every row's maximum and w / D, [V, Bg] each) for symmetric."""
+    if self.symmetric:
+      row_max, denominator, positive_features, self_positive = kept
+      positive_weight, denominator_weight = linear.gradient_weights(
+          upstream, num_positives, denominator, scale)
+      d_rows, d_contrast = linear.positive_part(
+          positive_weight, rows, masks[0], offset, positive_features,
+          self_positive, self.num_views,
+          self.linear_options['self_supervised'])
+      weights = self.symmetric_weights(
+          rows, contrast, *masks, offset, inv_temperature, row_max,
+          denominator_weight, *columns)
+      d_rows -= tf.reshape(linear.compiled_matmul(weights, contrast),
+                           tf.shape(d_rows))
+      dim = tf.shape(rows)[-1]
+      return (tf.reshape(d_rows, [-1, dim]) * inv_temperature,
+              tf.reshape(d_contrast, [-1, dim]) * inv_temperature)
     if self.use_linear:
       row_max, denominator, positive_features, self_positive = kept
       exp_logits = self.exponentials(rows, contrast, *masks, offset,
@@ -116,6 +139,10 @@ def row_loss(kernels, anchors, contrast, sample_masks, offset,
              tf.logical_and(self_samples, valid))
     return rows, masks, offset + start
 
+  def in_order(x):
+    """[blocks, Va, block] -> [Va, padded batch]: rows in batch order."""
+    return tf.reshape(tf.transpose(x, [1, 0, 2]), [anchor_views, -1])
+
   @tf.custom_gradient
   def core(anchors_by_view, contrast):
 
@@ -137,6 +164,13 @@ def row_loss(kernels, anchors, contrast, sample_masks, offset,
 
     def grad(upstream, unused_d_num_positives):
       # upstream: [Va, padded batch], zero past the batch.
+      columns = ()
+      if kernels.symmetric:
+        column_max, denominator = (in_order(x)[:, :batch] for x in kept[:2])
+        _, column_weight = linear.gradient_weights(
+            upstream[:, :batch], in_order(num_positives)[:, :batch],
+            denominator, scale)
+        columns = (column_max, column_weight)
       upstream = tf.transpose(
           tf.reshape(upstream, [anchor_views, num_blocks, block_size]),
           [1, 0, 2])
@@ -145,7 +179,7 @@ def row_loss(kernels, anchors, contrast, sample_masks, offset,
         rows, masks, first = block(i, anchors_by_view)
         d_rows, d_block_contrast = kernels.backward(
             upstream[i], rows, contrast, masks, first, num_positives[i],
-            tuple(x[i] for x in kept), inv_temperature, scale)
+            tuple(x[i] for x in kept), inv_temperature, scale, columns)
         return (i + 1, d_contrast + d_block_contrast,
                 d_anchors.write(i, tf.reshape(d_rows,
                                               [anchor_views, block_size, dim])))
@@ -160,9 +194,6 @@ def row_loss(kernels, anchors, contrast, sample_masks, offset,
                              [anchor_views, -1, dim])
       return d_anchors, d_contrast
 
-    # [blocks, Va, block] -> [Va, padded batch]: rows in batch order.
-    in_order = lambda x: tf.reshape(tf.transpose(x, [1, 0, 2]),
-                                    [anchor_views, -1])
     return (in_order(losses), in_order(num_positives)), grad
 
   losses, num_positives = core(anchors_by_view, contrast)

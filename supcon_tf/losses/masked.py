@@ -87,25 +87,26 @@ def statistics(logits, positive_samples, same_class, self_samples, scale,
       log_extra = _log_sum_exp(positives, shifted - 2. * log_d)
     numbers = (row_max, log_negatives, log_extra, log_ratio_sum)
   else:
-    exp_logits = tf.exp(shifted)
-    negative_sum = tf.reduce_sum(tf.where(negatives, exp_logits, 0.),
-                                 _SUM_AXES, keepdims=True)
-    positive_sum = tf.reduce_sum(tf.where(positives, exp_logits, 0.),
-                                 _SUM_AXES, keepdims=True)
+    # In logs too, each sum with its own maximum: with ONLY_NEGATIVES the
+    # row maximum may be a positive's and the negatives' sum underflow, and
+    # INSIDE the positives' sum may (the loss is then finite, not inf - inf).
+    in_denominator = negatives
     if denominator_mode == DenominatorMode.ALL:
-      denominator = negative_sum + positive_sum
-    else:
-      denominator = negative_sum
+      in_denominator = tf.logical_or(positives, negatives)
+    log_denominator = _log_sum_exp(in_denominator, shifted)
+    log_positive_sum = _log_sum_exp(positives, shifted)
     if outside:
       positive_logit_sum = tf.reduce_sum(tf.where(positives, shifted, 0.),
                                          _SUM_AXES, keepdims=True)
       row_loss = -tf.math.divide_no_nan(
-          positive_logit_sum - num_positives * tf.math.log(denominator),
-          num_positives)
+          positive_logit_sum - num_positives * log_denominator, num_positives)
     else:
-      row_loss = -tf.math.log(
-          tf.math.divide_no_nan(positive_sum / denominator, num_positives))
-    numbers = (row_max, negative_sum, positive_sum, tf.zeros_like(row_max))
+      row_loss = tf.where(
+          num_positives > 0,
+          log_denominator + tf.math.log(num_positives) - log_positive_sum,
+          np.inf)
+    numbers = (row_max, log_denominator, log_positive_sum,
+               tf.zeros_like(row_max))
   squeeze = lambda x: tf.reshape(x, tf.shape(x)[:2])
   return (squeeze(row_loss) * scale, squeeze(num_positives),
           tuple(squeeze(x) for x in numbers))
@@ -116,14 +117,14 @@ def logit_gradient(upstream, logits, positive_samples, same_class,
                    num_views, summation_location, denominator_mode):
   """d(sum_i upstream_i * row_loss_i) / d logits, [Va, b, V, Bg].
 
-  With w_i = -s * upstream_i (zero where P(i) is empty), n_i = sum_N e^l,
-  S_i = sum_P e^l, [k in D] for the denominator's columns, t_ip = e^l_ip / D_ip
+  With w_i = -s * upstream_i (zero where P(i) is empty), S_i = sum_P e^l,
+  D_i the denominator and [k in D] its columns, t_ip = e^l_ip / D_ip
   and Q_i = sum_p t_ip, the derivative of row i's loss by l_ik is:
     OUTSIDE, ALL / ONLY_NEGATIVES: w_i (P_ik / |P(i)| - [k in D] e^l_ik / D_i)
     INSIDE,  ALL / ONLY_NEGATIVES: w_i (P_ik e^l_ik / S_i - [k in D] e^l_ik / D_i)
     OUTSIDE, ONE_POSITIVE: w_i / |P(i)| (P_ik (1 - t_ik) - N_ik e^l_ik sum_p 1 / D_ip)
     INSIDE,  ONE_POSITIVE: w_i / Q_i (P_ik t_ik (1 - t_ik) - N_ik e^l_ik sum_p t_ip / D_ip)
-  (ONE_POSITIVE in logs); l_ik = anchor_i . contrast_k / tau gives the two
+  (the sums in logs); l_ik = anchor_i . contrast_k / tau gives the two
   matrix products of the features' gradient.
   """
   positives, negatives = tiled_masks(positive_samples, same_class,
@@ -153,21 +154,17 @@ def logit_gradient(upstream, logits, positive_samples, same_class,
       neg_term = weight * tf.exp(shifted + log_extra - log_q)
     return (tf.where(positives, pos_term, 0.) -
             tf.where(negatives, neg_term, 0.))
-  negative_sum, positive_sum = first, second
-  exp_logits = tf.exp(shifted)
+  log_denominator, log_positive_sum = first, second
+  in_denominator = negatives
   if denominator_mode == DenominatorMode.ALL:
-    denominator = negative_sum + positive_sum
     in_denominator = tf.logical_or(positives, negatives)
-  else:
-    denominator = negative_sum
-    in_denominator = negatives
   if outside:
     pos_term = tf.math.divide_no_nan(tf.ones_like(num_positives),
                                      num_positives)
   else:
-    pos_term = exp_logits / positive_sum
-  return weight * (tf.where(positives, pos_term, 0.) -
-                   tf.where(in_denominator, exp_logits / denominator, 0.))
+    pos_term = tf.exp(shifted - tf.where(has_positive, log_positive_sum, 0.))
+  return weight * (tf.where(positives, pos_term, 0.) - tf.where(
+      in_denominator, tf.exp(shifted - log_denominator), 0.))
 
 
 def block_logits(anchors, contrast, inv_temperature, anchor_views, num_views):
