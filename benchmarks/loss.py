@@ -144,8 +144,10 @@ def sweep(args):
             f'{row[impl]["extra_bytes"] / 2**20:.0f} MiB', flush=True)
     rows.append(row)
 
-  cell = lambda r: ('-' if r is None else
-                    f'{r["seconds"]:.2f} s, {r["extra_bytes"] / 2**20:,.0f} MiB')
+  def cell(r):
+    if r is None:
+      return '-'
+    return f'{r["seconds"]:.2f} s, {r["extra_bytes"] / 2**20:,.0f} MiB'
   print('| views | ' + ' | '.join(IMPLEMENTATIONS) + ' |')
   print('|---|' + '---|' * len(IMPLEMENTATIONS))
   for row in rows:

@@ -10,9 +10,12 @@ gradient is written out by hand (`tf.custom_gradient`):
   official SupCon and SimCLR settings) takes a linear path: one pass of exp over
   the logits, one anchor view at a time, and a backward pass made of two matrix
   products with the kept exponentials (`linear.py`).
-- Every other option set takes the masked path, which keeps the shifted logits
-  and forms the [Na, Nc] gradient once (`masked.py`).
-`benchmarks/loss.py` measures both against a tiled implementation.
+- Every other option set takes the masked path, which keeps the logits and
+  forms the [Na, Nc] gradient once (`masked.py`), its sums in logs.
+- Above a size (or with implementation='blockwise') the same formulas run over
+  blocks of anchors, keeping a few numbers per row and computing each block's
+  logits again in the backward pass: memory O(N x block) (`blockwise.py`).
+`benchmarks/loss.py` measures them against a tiled implementation.
 
 Notation. Features z [B, V, ...] are flattened per view and laid out view-major
 (row = view * B + sample). Anchors i are all V*B rows (ALL_VIEWS) or the first

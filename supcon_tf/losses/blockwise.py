@@ -44,9 +44,15 @@ class Kernels:
     compiled = lambda f: tf.function(f, jit_compile=True, autograph=False,
                                      reduce_retracing=True)
     if use_linear:
-      self.statistics = compiled(
-          lambda *args: linear.forward(*args, **options,
-                                       self_supervised=self_supervised))
+      def statistics(*args):
+        row_loss, num_positives, residuals, row_max = linear.forward(
+            *args, **options, self_supervised=self_supervised)
+        # Not the exponentials: XLA then never writes them out.
+        _, denominator, _, positive_features, self_positive = residuals
+        return (row_loss, num_positives,
+                (row_max, denominator, positive_features, self_positive))
+
+      self.statistics = compiled(statistics)
       self.exponentials = compiled(
           lambda *args, row_max: linear.exponentials(*args, **options,
                                                      row_max=row_max)[0])
@@ -61,12 +67,11 @@ class Kernels:
   def forward(self, rows, contrast, masks, offset, inv_temperature, scale):
     """(row loss [Va, b], positives [Va, b], what the backward pass keeps)."""
     if self.use_linear:
-      row_loss, num_positives, residuals, row_max = self.statistics(
+      row_loss, num_positives, kept = self.statistics(
           rows, contrast, *masks, offset, inv_temperature, scale)
-      _, denominator, _, positive_features, self_positive = residuals
       rows_shape = [self.anchor_views, -1]
       return (tf.reshape(row_loss, rows_shape),
-              tf.reshape(num_positives, rows_shape), (row_max, denominator, positive_features, self_positive))
+              tf.reshape(num_positives, rows_shape), kept)
     logits = masked.block_logits(rows, contrast, inv_temperature,
                                  self.anchor_views, self.num_views)
     return self.statistics(logits, *masks, scale)

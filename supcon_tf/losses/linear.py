@@ -26,8 +26,9 @@ def _denominator_mask(positive_samples, same_class, self_samples,
                                      self_samples, anchor_views, num_views)
   if denominator_mode == DenominatorMode.ALL:
     negatives = tf.logical_or(positives, negatives)
-  return tf.broadcast_to(negatives, [anchor_views, tf.shape(positive_samples)[0],
-                                     num_views, tf.shape(positive_samples)[1]])
+  batch, global_batch = tf.unstack(tf.shape(positive_samples))
+  return tf.broadcast_to(negatives,
+                         [anchor_views, batch, num_views, global_batch])
 
 
 def _view_logits(anchors, contrast, offset, inv_temperature, view,
@@ -162,7 +163,7 @@ _compiled_matmul = tf.function(tf.linalg.matmul, jit_compile=True,
 
 
 def gradient_weights(upstream, num_positives, denominator, scale):
-  """(w / |P|, w / D) [Va, B] with w = -s * upstream (zero without positives)."""
+  """(w / |P|, w / D) [Va, B], w = -s * upstream (zero without positives)."""
   weight = tf.reshape(upstream, tf.shape(num_positives)) * -scale
   return (tf.math.divide_no_nan(weight, num_positives),
           tf.where(num_positives > 0, weight / denominator, 0.))
@@ -188,7 +189,8 @@ def positive_part(positive_weight, anchors, positive_samples, offset,
         tf.cast(positive_samples, tf.float32), per_sample, transpose_a=True)
   # An anchor is not its own positive: take its own column back out.
   own_column = self_positive[None, :, None] * weighted_anchors
-  views = tf.broadcast_to(tf.range(anchor_views)[:, None], [anchor_views, batch])
+  views = tf.broadcast_to(tf.range(anchor_views)[:, None],
+                          [anchor_views, batch])
   own_column = tf.scatter_nd(
       tf.stack([views, tf.broadcast_to(own[None], [anchor_views, batch])], -1),
       own_column, [num_views, global_batch, dim])
