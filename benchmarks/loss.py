@@ -16,6 +16,7 @@ tensors stay mapped on some machines).
     python benchmarks/loss.py --batch 1024 --repeats 3
     python benchmarks/loss.py --sweep --plot docs/loss_sweep.png
                                                 # 2,048 to 32,768 views
+    python benchmarks/loss.py --products        # the [N, N] products' forms
 
 The last line is `speedup: N` (tiled seconds / fused seconds), or with --sweep
 `blockwise_mib_at_32768_views: N`.
@@ -83,14 +84,18 @@ def child(impl, batch, views, dim, repeats, temperature):
   loss, grad = step(features)  # Trace and compile.
   seconds, extra = [], 0
   for _ in range(repeats):
-    tf.config.experimental.reset_memory_stats('CPU:0')
-    held = tf.config.experimental.get_memory_info('CPU:0')['current']
+    try:
+      tf.config.experimental.reset_memory_stats('CPU:0')
+      held = tf.config.experimental.get_memory_info('CPU:0')['current']
+    except ValueError:  # No allocator statistics (TF_ENABLE_ONEDNN_OPTS=0).
+      extra = held = None
     start = time.perf_counter()
     loss, grad = step(features)
     grad.numpy()
     seconds.append(time.perf_counter() - start)
-    extra = max(extra,
-                tf.config.experimental.get_memory_info('CPU:0')['peak'] - held)
+    if held is not None:
+      peak = tf.config.experimental.get_memory_info('CPU:0')['peak']
+      extra = max(extra, peak - held)
   print(json.dumps(dict(impl=impl, seconds=min(seconds), extra_bytes=extra,
                         loss=float(loss))))
 
@@ -118,15 +123,24 @@ def compare(args):
   print(f'shape: batch {args.batch} x {args.views} views x {args.dim}-d, '
         f'forward + backward')
   for name, r in results.items():
-    print(f'{name}: {r["seconds"]:.3f} s, extra memory '
-          f'{r["extra_bytes"] / 2**20:.0f} MiB, loss {r["loss"]:.6f}')
+    print(f'{name}: {r["seconds"]:.3f} s, extra memory {_mib(r)}, '
+          f'loss {r["loss"]:.6f}')
   tiled = results['tiled']
   for name in ('fused', 'blockwise'):
+    memory = ''
+    if tiled['extra_bytes']:
+      memory = (f', {results[name]["extra_bytes"] / tiled["extra_bytes"]:.3f} '
+                'of the memory')
     print(f'{name} against tiled: '
-          f'{tiled["seconds"] / results[name]["seconds"]:.2f}x the speed, '
-          f'{results[name]["extra_bytes"] / tiled["extra_bytes"]:.3f} '
-          f'of the memory')
+          f'{tiled["seconds"] / results[name]["seconds"]:.2f}x the speed'
+          f'{memory}')
   print(f'speedup: {tiled["seconds"] / results["fused"]["seconds"]:.2f}')
+
+
+def _mib(result):
+  if result['extra_bytes'] is None:
+    return 'unknown (no allocator statistics)'
+  return f'{result["extra_bytes"] / 2**20:,.0f} MiB'
 
 
 def sweep(args):
@@ -141,13 +155,13 @@ def sweep(args):
         continue
       row[impl] = run(impl, batch, args)
       print(f'{views_total} views, {impl}: {row[impl]["seconds"]:.3f} s, '
-            f'{row[impl]["extra_bytes"] / 2**20:.0f} MiB', flush=True)
+            f'{_mib(row[impl])}', flush=True)
     rows.append(row)
 
   def cell(r):
     if r is None:
       return '-'
-    return f'{r["seconds"]:.2f} s, {r["extra_bytes"] / 2**20:,.0f} MiB'
+    return f'{r["seconds"]:.2f} s, {_mib(r)}'
   print('| views | ' + ' | '.join(IMPLEMENTATIONS) + ' |')
   print('|---|' + '---|' * len(IMPLEMENTATIONS))
   for row in rows:
@@ -156,9 +170,8 @@ def sweep(args):
   if args.plot:
     plot(rows, args.plot)
     print(f'plot: {args.plot}')
-  last = rows[-1]['blockwise']
   print(f'blockwise_mib_at_{rows[-1]["views"]}_views: '
-        f'{last["extra_bytes"] / 2**20:.0f}')
+        f'{(rows[-1]["blockwise"]["extra_bytes"] or 0) / 2**20:.0f}')
 
 
 def plot(rows, path):
@@ -171,8 +184,8 @@ def plot(rows, path):
     views = [p[0] for p in points]
     time_axis.plot(views, [p[1]['seconds'] for p in points], marker=marker,
                    label=impl)
-    memory_axis.plot(views, [p[1]['extra_bytes'] / 2**20 for p in points],
-                     marker=marker, label=impl)
+    memory_axis.plot(views, [(p[1]['extra_bytes'] or 0) / 2**20
+                             for p in points], marker=marker, label=impl)
   for axis, label in ((time_axis, 'seconds, forward + backward'),
                       (memory_axis, 'extra memory, MiB')):
     axis.set_xscale('log', base=2)
@@ -186,6 +199,41 @@ def plot(rows, path):
   figure.savefig(path, dpi=100)
 
 
+def products(args):
+  """Seconds of the loss's three [N, N]-sized matrix products (N = batch x
+  views) in each form, by TensorFlow's kernels (oneDNN) and by XLA: where the
+  loss's time goes, and why each product runs where it runs."""
+  import numpy as np
+  import tensorflow as tf
+  n = args.batch * args.views
+  rng = np.random.default_rng(0)
+  features = tf.constant(rng.normal(size=(n, args.dim)).astype(np.float32))
+  weights = tf.constant(rng.normal(size=(n, n)).astype(np.float32))
+  forms = {
+      'logits Z Z^T': (lambda z, g: tf.linalg.matmul(z, z, transpose_b=True)),
+      'E @ Z': (lambda z, g: tf.linalg.matmul(g, z)),
+      'E^T @ Z': (lambda z, g: tf.linalg.matmul(g, z, transpose_a=True)),
+      '(Z^T E)^T': (lambda z, g: tf.transpose(
+          tf.linalg.matmul(z, g, transpose_a=True))),
+      'exp and row sum': (lambda z, g: tf.reduce_sum(tf.exp(g), axis=1)),
+  }
+  print(f'N = {n}, {args.dim}-d: seconds, best of {args.repeats}')
+  print("| product | TensorFlow's kernels | XLA |")
+  print('|---|---|---|')
+  for name, form in forms.items():
+    cells = []
+    for jit in (False, True):
+      fn = tf.function(form, jit_compile=jit)
+      fn(features, weights).numpy()
+      times = []
+      for _ in range(args.repeats):
+        start = time.perf_counter()
+        fn(features, weights).numpy()
+        times.append(time.perf_counter() - start)
+      cells.append(f'{min(times):.3f}')
+    print(f'| {name} | ' + ' | '.join(cells) + ' |')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch', type=int, default=4096)
@@ -196,6 +244,8 @@ def main():
   parser.add_argument('--sweep', action='store_true',
                       help='2,048 to 32,768 views; --repeats 2 is enough')
   parser.add_argument('--plot', help='with --sweep: write the plot here')
+  parser.add_argument('--products', action='store_true',
+                      help="time the loss's matrix products in each form")
   parser.add_argument('--child', choices=IMPLEMENTATIONS)
   args = parser.parse_args()
   if args.child:
@@ -203,6 +253,8 @@ def main():
           args.temperature)
   elif args.sweep:
     sweep(args)
+  elif args.products:
+    products(args)
   else:
     compare(args)
 

@@ -383,10 +383,12 @@ def test_dynamic_batch_inside_tf_function():
 
 
 @pytest.mark.parametrize('options', [
-    dict(), dict(summation_location='inside'), dict(positives_cap=2)])
+    dict(), dict(summation_location='inside'), dict(positives_cap=2),
+    dict(implementation='blockwise', block_size=3),
+    dict(implementation='blockwise', block_size=3, positives_cap=2)])
 def test_loss_and_gradient_inside_a_jit_compiled_step(options):
   # Training steps are XLA-compiled on GPUs and TPUs; the loss's own compiled
-  # forward and backward nest inside them.
+  # forward and backward nest inside them (blockwise: its loops too).
   rng = np.random.default_rng(9)
   features = tf.constant(rng.normal(size=(8, 2, 5)).astype(np.float32))
   labels = tf.constant(rng.integers(0, 3, size=8))

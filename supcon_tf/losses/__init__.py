@@ -516,7 +516,8 @@ class ContrastiveLoss(keras.losses.Loss):
                scale_by_temperature=True,
                base_temperature=None,
                use_labels=True,
-               implementation='fused',
+               implementation='auto',
+               block_size=None,
                reduction='sum_over_batch_size',
                name='contrastive_loss',
                dtype=None):
@@ -536,6 +537,7 @@ class ContrastiveLoss(keras.losses.Loss):
     self.use_labels = bool(use_labels)
     _validate_implementation(implementation)
     self.implementation = implementation
+    self.block_size = None if block_size is None else int(block_size)
 
   def options(self):
     """The options this loss passes to `contrastive_loss` (modes by their
@@ -547,7 +549,8 @@ class ContrastiveLoss(keras.losses.Loss):
                 positives_cap=self.positives_cap,
                 scale_by_temperature=self.scale_by_temperature,
                 base_temperature=self.base_temperature,
-                implementation=self.implementation)
+                implementation=self.implementation,
+                block_size=self.block_size)
 
   def call(self, y_true, y_pred):
     labels = class_ids(y_true) if self.use_labels else None

@@ -45,6 +45,7 @@ class Objective:
   scale_by_temperature: bool = True
   base_temperature: Optional[float] = None
   implementation: str = 'auto'
+  block_size: Optional[int] = None
   label_smoothing: float = 0.
   num_classes: Optional[int] = None
   memory: Optional['CrossBatchMemory'] = None
@@ -83,7 +84,8 @@ class Objective:
           positives_cap=self.positives_cap,
           scale_by_temperature=self.scale_by_temperature,
           base_temperature=self.base_temperature,
-          implementation=self.implementation, **memory)
+          implementation=self.implementation, block_size=self.block_size,
+          **memory)
       if self.memory is not None:
         # After the loss has read it: a batch is never its own memory.
         self.memory.push(projection, labels)
