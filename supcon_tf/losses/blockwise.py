@@ -13,11 +13,12 @@ the masked kernel's row numbers.
 Each block's [block, Bg] sample masks are made from the labels when the block
 runs, so neither are they ever [B, Bg]. The batch is padded to a multiple of
 the block with rows that have neither positives nor negatives (their loss and
-gradient are zero and are cut off), so
-every block has one static shape: one compilation of the elementwise part, and
-a loop XLA compiles when the whole step is compiled. The matrix products stay
-outside the compiled elementwise part, where TensorFlow's own kernels run them;
-in a compiled step XLA takes them too."""
+gradient are zero and are cut off), so every block has one static shape: one
+compilation of each block function, and a loop XLA compiles when the whole
+step is compiled. The linear kernel's products sit as in its fused form (the
+logits inside its compiled function, the backward products split between XLA
+and TensorFlow, `linear.backward`); the masked kernel's run outside its
+compiled elementwise part, by TensorFlow's kernels."""
 import tensorflow as tf
 
 from supcon_tf.losses import linear, masked
