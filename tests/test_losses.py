@@ -141,8 +141,9 @@ def test_matches_float64_reference(contrast_mode, summation, denominator,
 @pytest.mark.parametrize('contrast_mode,summation,denominator',
                          itertools.product(CONTRAST_MODES, SUMMATIONS,
                                            DENOMINATORS))
+@pytest.mark.parametrize('kernel', KERNELS)
 def test_memory_joins_the_contrast_set_and_never_anchors(
-    contrast_mode, summation, denominator):
+    contrast_mode, summation, denominator, kernel):
   # A memory of M samples after the batch: each batch sample's loss is its
   # loss in the float64 reference over batch and memory together.
   rng = np.random.default_rng(11)
@@ -157,20 +158,22 @@ def test_memory_joins_the_contrast_set_and_never_anchors(
                    summation_location=summation, denominator_mode=denominator,
                    positives_cap=cap)
     got = contrastive_loss(batch, None if labels is None else labels[:6],
-                           memory=memory, **options)
+                           memory=memory, **options, **KERNELS[kernel])
     want = reference_loss(features, labels, **options)[:6]
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6,
                                err_msg=f'{views} views {labels_kind} {cap}')
 
 
-def test_memory_takes_no_gradient_and_the_batch_takes_the_joint_one():
+@pytest.mark.parametrize('kernel', KERNELS)
+def test_memory_takes_no_gradient_and_the_batch_takes_the_joint_one(kernel):
   rng = np.random.default_rng(12)
   features, labels = _random_case(rng, 10, 2, 'ids', 3)
   batch, memory = tf.constant(features[:6]), tf.constant(features[6:])
   with tf.GradientTape(persistent=True) as tape:
     tape.watch([batch, memory])
     loss = tf.reduce_sum(contrastive_loss(
-        batch, labels[:6], temperature=0.1, memory=(memory, labels[6:])))
+        batch, labels[:6], temperature=0.1, memory=(memory, labels[6:]),
+        **KERNELS[kernel]))
   assert tape.gradient(loss, memory) is None
   # The same samples as one batch whose last four are held fixed and are
   # not anchors.

@@ -180,8 +180,8 @@ def _core(anchor_views, num_views, summation_location, denominator_mode,
                           summation_location=summation_location,
                           denominator_mode=denominator_mode, **views)
 
-  # The linear backward pass is matrix products with the kept exponentials:
-  # TensorFlow's own kernels run them faster than XLA's CPU code does.
+  # The linear backward pass is matrix products with the kept exponentials,
+  # each run where it is fastest (`linear.backward`), not in one XLA function.
   @tf.function(jit_compile=not use_linear, autograph=False,
                reduce_retracing=True)
   def backward(upstream, anchors, contrast, positive_samples, same_class,
@@ -240,9 +240,10 @@ def _block(block_size, anchor_views, contrast_rows):
 
 
 def _linear(summation_location, denominator_mode, capped):
-  """Whether an option set takes the linear kernel. Its row maximum is over
-  every column but the anchor's own; with a cap, a dropped column must not
-  reach the row (a NaN there would), so capped losses take the masked one."""
+  """Whether an option set takes the linear kernel. Its ALL row maximum is
+  over every column but the anchor's own; with a cap, a dropped column must
+  not reach the row (a NaN there would), so capped losses take the masked
+  one."""
   return (summation_location == SummationLocation.OUTSIDE and
           denominator_mode != DenominatorMode.ONE_POSITIVE and not capped)
 
