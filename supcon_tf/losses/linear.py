@@ -10,7 +10,7 @@ one, and their loss and gradient are zero."""
 import numpy as np
 import tensorflow as tf
 
-from supcon_tf.losses.masked import tiled_masks
+from supcon_tf.losses.masked import denominator_columns, tiled_masks
 from supcon_tf.losses.modes import DenominatorMode
 
 
@@ -22,12 +22,11 @@ def _own_samples(batch, offset, global_batch):
 def _denominator_mask(positive_samples, same_class, self_samples,
                       anchor_views, num_views, denominator_mode):
   """[Va, B, V, Bg]: the columns in each row's denominator."""
-  positives, negatives = tiled_masks(positive_samples, same_class,
-                                     self_samples, anchor_views, num_views)
-  if denominator_mode == DenominatorMode.ALL:
-    negatives = tf.logical_or(positives, negatives)
+  in_denominator = denominator_columns(
+      *tiled_masks(positive_samples, same_class, self_samples, anchor_views,
+                   num_views), denominator_mode)
   batch, global_batch = tf.unstack(tf.shape(positive_samples))
-  return tf.broadcast_to(negatives,
+  return tf.broadcast_to(in_denominator,
                          [anchor_views, batch, num_views, global_batch])
 
 
@@ -154,12 +153,6 @@ def forward(anchors, contrast, positive_samples, same_class, self_samples,
                self_positive)
   return (tf.reshape(row_loss, [-1]), tf.reshape(num_positives, [-1]),
           residuals, row_max)
-
-
-# E @ C as XLA compiles it: as fast as oneDNN's with AVX-512 and faster than
-# oneDNN's AVX2 code. The transposed product below is the other way round.
-_compiled_matmul = tf.function(tf.linalg.matmul, jit_compile=True,
-                               autograph=False, reduce_retracing=True)
 
 
 def gradient_weights(upstream, num_positives, denominator, scale):

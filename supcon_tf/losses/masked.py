@@ -26,6 +26,14 @@ def tiled_masks(positive_samples, same_class, self_samples, anchor_views,
   return positives, negatives
 
 
+def denominator_columns(positives, negatives, denominator_mode):
+  """The columns of D: P u N for ALL, N otherwise (ONE_POSITIVE's D_ip adds
+  the one positive itself)."""
+  if denominator_mode == DenominatorMode.ALL:
+    return tf.logical_or(positives, negatives)
+  return negatives
+
+
 _SUM_AXES = (2, 3)
 
 
@@ -90,17 +98,17 @@ def statistics(logits, positive_samples, same_class, self_samples, scale,
     # In logs too, each sum with its own maximum: with ONLY_NEGATIVES the
     # row maximum may be a positive's and the negatives' sum underflow, and
     # INSIDE the positives' sum may (the loss is then finite, not inf - inf).
-    in_denominator = negatives
-    if denominator_mode == DenominatorMode.ALL:
-      in_denominator = tf.logical_or(positives, negatives)
-    log_denominator = _log_sum_exp(in_denominator, shifted)
-    log_positive_sum = _log_sum_exp(positives, shifted)
+    log_denominator = _log_sum_exp(
+        denominator_columns(positives, negatives, denominator_mode), shifted)
     if outside:
       positive_logit_sum = tf.reduce_sum(tf.where(positives, shifted, 0.),
                                          _SUM_AXES, keepdims=True)
       row_loss = -tf.math.divide_no_nan(
           positive_logit_sum - num_positives * log_denominator, num_positives)
+      # OUTSIDE's gradient weighs the positives evenly: no sum of theirs.
+      log_positive_sum = tf.zeros_like(row_max)
     else:
+      log_positive_sum = _log_sum_exp(positives, shifted)
       row_loss = tf.where(
           num_positives > 0,
           log_denominator + tf.math.log(num_positives) - log_positive_sum,
@@ -155,9 +163,7 @@ def logit_gradient(upstream, logits, positive_samples, same_class,
     return (tf.where(positives, pos_term, 0.) -
             tf.where(negatives, neg_term, 0.))
   log_denominator, log_positive_sum = first, second
-  in_denominator = negatives
-  if denominator_mode == DenominatorMode.ALL:
-    in_denominator = tf.logical_or(positives, negatives)
+  in_denominator = denominator_columns(positives, negatives, denominator_mode)
   if outside:
     pos_term = tf.math.divide_no_nan(tf.ones_like(num_positives),
                                      num_positives)
