@@ -590,7 +590,7 @@ def test_sums_far_below_the_row_maximum_stay_finite(summation, denominator,
 
 
 def test_auto_goes_blockwise_above_the_size_and_fused_when_unknown():
-  from supcon_tf.losses import AUTO_BLOCKWISE_ENTRIES, _choose
+  from supcon_tf.losses.tf_loss import AUTO_BLOCKWISE_ENTRIES, _choose
   assert _choose('auto', 8192, 8192) == 'fused'
   assert AUTO_BLOCKWISE_ENTRIES == 8192 * 8192
   assert _choose('auto', 8192, 8193) == 'blockwise'

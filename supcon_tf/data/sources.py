@@ -31,17 +31,16 @@ import concurrent.futures
 import dataclasses
 import glob
 import os
-import pickle
 import re
 import struct
-import tarfile
 import time
-import zlib
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from supcon_tf.data import arrays
 
 # Mean and standard deviation per channel, in 0..255 units. CIFAR-10: the
 # official whitening, which works on images scaled to [-1, 1]: mean
@@ -62,11 +61,9 @@ KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
                   'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
-CIFAR_ARCHIVES = {
-    'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
-    'cifar100': ('cifar-100-python.tar.gz', 'cifar-100-python'),
-}
-DIGITS_TEST_SIZE = 360  # Of 1797 images, about a fifth.
+CIFAR_ARCHIVES = arrays.CIFAR_ARCHIVES
+DIGITS_TEST_SIZE = arrays.DIGITS_TEST_SIZE
+DataError = arrays.DataError
 
 
 @dataclasses.dataclass
@@ -136,12 +133,6 @@ class Source:
       raise DataError(self.missing[name])
     raise DataError(f'{self.name} has no split {name!r}; it has '
                     f'{", ".join(sorted(self.splits))}.')
-
-
-class DataError(ValueError):
-  """A dataset that cannot be read: its name and what is missing or wrong.
-  The apps print it as one line (nothing of the run is written before the
-  data is read)."""
 
 
 # The official input_fn names that are not the dataset's own.
@@ -227,16 +218,8 @@ def _noisy(split, probability, num_classes, seed):
 
 
 def _digits():
-  from sklearn.datasets import load_digits  # Only this source needs it.
-  digits = load_digits()
-  # 0..16 -> 0..255, each pixel a 4x4 block, grey as RGB.
-  images = np.round(digits.images * (255. / 16.)).astype(np.uint8)
-  images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)
-  images = np.repeat(images[..., None], 3, axis=3)
-  order = np.random.default_rng(0).permutation(len(images))
-  test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
-  splits = {'train': Split(digits.target[train], images=images[train]),
-            'test': Split(digits.target[test], images=images[test])}
+  splits = {name: Split(labels, images=images)
+            for name, (images, labels) in arrays.load_digits().items()}
   return Source('digits', splits, 10, [str(d) for d in range(10)],
                 _mean_std_of(splits['train'].images))
 
@@ -250,64 +233,16 @@ def _mean_std_of(images):
 # --- CIFAR archives ---------------------------------------------------------------
 
 
-def _cifar_members(name):
-  """The pickled files of each split and the metadata file."""
-  if name == 'cifar10':
-    return ({'train': [f'data_batch_{i}' for i in range(1, 6)],
-             'test': ['test_batch']}, 'batches.meta')
-  return {'train': ['train'], 'test': ['test']}, 'meta'
-
-
 def _cifar(name, data_dir, label_type):
-  archive_name, folder_name = CIFAR_ARCHIVES[name]
-  data_dir = data_dir or ''
-  archive = os.path.join(data_dir, archive_name)
-  folder = os.path.join(data_dir, folder_name)
-  if os.path.isdir(folder):
-    read = lambda member: _unpickle(os.path.join(folder, member), open)
-  elif os.path.isfile(archive):
-    try:
-      tar = tarfile.open(archive, 'r:gz')
-    except (tarfile.TarError, OSError, EOFError) as error:
-      raise DataError(f'{archive} is not a readable .tar.gz archive: '
-                      f'{error}.') from error
-    read = lambda member: _unpickle(
-        f'{folder_name}/{member}', lambda path, mode: tar.extractfile(path),
-        archive)
-  else:
-    logging.info('%s: no %s or %s in %r; using TFDS.', name, archive_name,
-                 folder_name, data_dir)
+  if not arrays.cifar_present(name, data_dir):
+    logging.info('%s: no %s or %s in %r; using TFDS.', name,
+                 *arrays.CIFAR_ARCHIVES[name], data_dir)
     return _tfds(name, data_dir or None, label_type)
-  members, meta_member = _cifar_members(name)
-  key = b'labels' if name == 'cifar10' else f'{label_type}_labels'.encode()
-  splits = {}
-  for split, files in members.items():
-    batches = [read(member) for member in files]
-    data = np.concatenate([b[b'data'] for b in batches])
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    splits[split] = Split(np.concatenate([b[key] for b in batches]),
-                          images=np.ascontiguousarray(images, np.uint8))
-  meta = read(meta_member)
-  names_key = (b'label_names' if name == 'cifar10' else
-               f'{label_type}_label_names'.encode())
-  class_names = [n.decode() for n in meta[names_key]]
+  splits, class_names = arrays.load_cifar(name, data_dir, label_type)
+  splits = {split: Split(labels, images=images)
+            for split, (images, labels) in splits.items()}
   return Source(name, splits, len(class_names), class_names,
                 KNOWN_MEAN_STD[name])
-
-
-def _unpickle(path, opener, archive=None):
-  where = f' in {archive}' if archive else ''
-  try:
-    with opener(path, 'rb') as f:
-      return pickle.load(f, encoding='bytes')
-  except (FileNotFoundError, KeyError) as error:
-    raise DataError(f'CIFAR file missing: {path}{where}; is it the original '
-                    'CIFAR python layout?') from error
-  except (pickle.UnpicklingError, EOFError, tarfile.TarError, OSError,
-          zlib.error) as error:
-    # A truncated archive ends the gzip stream early (EOFError, zlib.error).
-    raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
-                    f'batch: {error}.') from error
 
 
 # --- ImageNet TFRecord shards -------------------------------------------------------

@@ -1,10 +1,17 @@
 """Building blocks shared by the encoders: convolution with PyTorch-style padding
-and fused BatchNorm with the official momentum and epsilon."""
+and BatchNorm with the official momentum, epsilon and moving variance, on
+every Keras backend."""
 import contextlib
+import math
 import threading
 
 import keras
-import tensorflow as tf
+
+# The one dispatch of the models: TensorFlow's fused and cross-replica
+# BatchNorm where TensorFlow is the backend (and only there imported).
+_TENSORFLOW = keras.backend.backend() == 'tensorflow'
+if _TENSORFLOW:
+  from supcon_tf.models import tf_batch_norm
 
 
 def kaiming_normal():
@@ -86,23 +93,25 @@ def batch_norm(zero_gamma=False, center=True, unbiased_moving_variance=True,
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """BatchNormalization on TensorFlow's fused kernel for NHWC feature maps.
+  """BatchNormalization with the official semantics on every backend.
 
-  Keras 3 composes BatchNorm from moments and elementwise ops; the fused kernel
-  does each pass in one op, which took ResNet-20's forward + backward from 1.17
-  to 0.89 s per 256 images here (README). The moving variance is updated with
-  the unbiased batch variance, as PyTorch and TensorFlow's fused kernel do,
-  or, `unbiased_moving_variance=False`, with the biased one, as the official
-  (non-fused, global) BatchNorm does.
-  Same weights and config as the Keras layer; other input ranks or axes, and
-  masks, fall back to it. A non-trainable layer runs in inference mode.
+  The moving variance is updated with the unbiased batch variance, as
+  PyTorch and TensorFlow's fused kernel do, or, with
+  `unbiased_moving_variance=False`, with the biased one, as the official
+  (non-fused, global) BatchNorm does; features are normalised with the
+  biased one either way. A non-trainable layer runs in inference mode.
   `update_moving_statistics=False` (see `freeze_moving_statistics`) keeps
   batch statistics in training mode but leaves the moving averages alone.
-  `synchronized` (Keras' attribute; see `synchronize_batch_norm`): in
-  training mode under a strategy with several replicas, statistics of the
-  global batch (sums all-reduced across replicas, the official TPU
-  cross-replica BatchNorm), differentiably; the fused kernel where the batch
-  is local.
+  Same weights and config as the Keras layer.
+
+  Under TensorFlow (`tf_batch_norm.py`): TensorFlow's fused kernel for NHWC
+  feature maps (ResNet-20's forward + backward from 1.17 to 0.89 s per 256
+  images here, README) and, with `synchronized` (Keras' attribute; see
+  `synchronize_batch_norm`) under a strategy with several replicas,
+  statistics of the global batch, as the official TPU cross-replica
+  BatchNorm. Under JAX and PyTorch: `keras.ops` over every axis but the
+  last; a jitted step over a global batch sharded by `keras.distribution`
+  takes the global batch's statistics.
   """
   update_moving_statistics = True
 
@@ -111,44 +120,38 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     self.unbiased_moving_variance = unbiased_moving_variance
 
   def call(self, inputs, training=None, mask=None):
-    if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
-      if (training and self.trainable and mask is None and
-          self.axis in (-1, len(inputs.shape) - 1) and (
-              not self.update_moving_statistics or _sinks() or
-              (not self.synchronized and _replicas() > 1))):
-        return self._batch_statistics(inputs)
-      return super().call(inputs, training=training, mask=mask)
-    scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
-    offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
+    if _TENSORFLOW:
+      return tf_batch_norm.call(self, inputs, training, mask, bool(_sinks()))
     training = bool(training) and self.trainable
-    if training and self.synchronized and _replicas() > 1:
-      return self._global_batch_norm(inputs, scale, offset)
-    # In training mode the op returns the batch mean and the unbiased batch
-    # variance.
-    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=inputs, scale=scale, offset=offset, mean=self.moving_mean,
-        variance=self.moving_variance, epsilon=self.epsilon,
-        exponential_avg_factor=1., data_format='NHWC', is_training=training)
-    if training and self.update_moving_statistics:
-      if not self.unbiased_moving_variance:
-        shape = tf.cast(tf.shape(inputs), tf.float32)
-        count = shape[0] * shape[1] * shape[2]
-        variance = variance * (count - 1.) / count
+    if not training or mask is not None or self.axis not in (
+        -1, len(inputs.shape) - 1):
+      return super().call(inputs, training=training, mask=mask)
+    x = keras.ops.cast(inputs, 'float32')
+    axes = tuple(range(len(x.shape) - 1))
+    mean, variance = keras.ops.moments(x, axes)
+    outputs = (x - mean) * keras.ops.rsqrt(variance + self.epsilon)
+    if self.scale:
+      outputs = outputs * self.gamma
+    if self.center:
+      outputs = outputs + self.beta
+    if self.update_moving_statistics:
+      if self.unbiased_moving_variance:
+        count = math.prod(keras.ops.shape(x)[:-1])
+        variance = variance * count / max(count - 1, 1)
       self._move(mean, variance)
-    return outputs
+    return keras.ops.cast(outputs, inputs.dtype)
 
   def _move(self, mean, variance):
     """One moving-average step toward these batch statistics; within
     `collect_moving_statistics`, they are recorded instead (the caller
-    moves once per step with their mean: `move_moving_statistics`). Per
-    replica with several replicas, toward the replicas' mean (each replica
+    moves once per step with their mean: `move_moving_statistics`). Under a
+    strategy with several replicas, toward the replicas' mean (each replica
     moving toward its own would leave replica 0's)."""
     if _sinks():
       _sinks()[-1].setdefault(self, []).append((mean, variance))
       return
-    if not self.synchronized and _replicas() > 1:
-      mean, variance = tf.distribute.get_replica_context().all_reduce(
-          'MEAN', [mean, variance])
+    if _TENSORFLOW and not self.synchronized:
+      mean, variance = tf_batch_norm.replicas_mean(mean, variance)
     momentum = self.momentum
     self.moving_mean.assign(momentum * self.moving_mean +
                             (1. - momentum) * mean)
@@ -158,58 +161,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   def get_config(self):
     return {**super().get_config(),
             'unbiased_moving_variance': self.unbiased_moving_variance}
-
-  def _global_batch_norm(self, inputs, scale, offset):
-    x = tf.cast(inputs, tf.float32)
-    mean, variance, count = global_moments(x, [0, 1, 2])
-    outputs = tf.nn.batch_normalization(x, mean, variance, offset, scale,
-                                        self.epsilon)
-    if self.update_moving_statistics:
-      if self.unbiased_moving_variance:
-        variance = variance * count / tf.maximum(count - 1., 1.)
-      self._move(mean, variance)
-    return tf.cast(outputs, inputs.dtype)
-
-  def _batch_statistics(self, inputs):
-    """Training mode on other ranks where Keras' layer will not do: without
-    the moving-average update (it always updates), or with it through
-    `_move` (chunks, replicas). Normalised with the batch's mean and biased
-    variance (over the global batch when synchronized), which the moving
-    variance takes, as Keras'."""
-    x = tf.cast(inputs, tf.float32)
-    axes = [i for i in range(len(x.shape)) if i != len(x.shape) - 1]
-    if self.synchronized:
-      mean, variance, _ = global_moments(x, axes)
-    else:
-      mean, variance = tf.nn.moments(x, axes)
-    outputs = tf.nn.batch_normalization(
-        x, mean, variance, self.beta if self.center else None,
-        self.gamma if self.scale else None, self.epsilon)
-    if self.update_moving_statistics:
-      self._move(mean, variance)
-    return tf.cast(outputs, inputs.dtype)
-
-
-def _replicas():
-  context = tf.distribute.get_replica_context()
-  return context.num_replicas_in_sync if context is not None else 1
-
-
-def global_moments(x, axes):
-  """(mean, biased variance, count) over `axes` of the global batch: sums,
-  sums of squares and counts all-reduced across the replicas (the gradient
-  of an all-reduce is one too), variance E[x^2] - E[x]^2 as the official
-  cross-replica BatchNorm; this replica's alone outside a replica context.
-  (Keras' ops.moments(synchronized=True) computes the same mean and
-  variance but not the global count, which the unbiased moving variance
-  needs.)"""
-  count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
-  sums = [tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count]
-  if _replicas() > 1:
-    sums = tf.distribute.get_replica_context().all_reduce('SUM', sums)
-  total, squares, count = sums
-  mean = total / count
-  return mean, tf.maximum(squares / count - tf.square(mean), 0.), count
 
 
 # Open `collect_moving_statistics` records (innermost last), per thread:

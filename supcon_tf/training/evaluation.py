@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from supcon_tf import losses
 from supcon_tf.training import signals
+from supcon_tf.training.knn import knn_accuracy  # The monitors call it here.
 
 
 def make_forward(model, keys=('embeddings', 'logits')):
@@ -77,23 +78,3 @@ def contrastive_loss(projection, labels, batch_size, **options):
     total += float(tf.reduce_sum(per_example))
     count += int(tf.size(per_example))
   return total / count
-
-
-def knn_accuracy(bank, bank_labels, queries, query_labels, num_classes,
-                 k=200, temperature=0.1, chunk=1024):
-  """Weighted kNN (Wu et al. 2018): each query votes with its k most
-  cosine-similar bank embeddings, weight exp(similarity / temperature)."""
-  bank = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
-  queries = queries / np.maximum(
-      np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-  k = min(k, len(bank))
-  correct = 0
-  for start in range(0, len(queries), chunk):
-    similarity = queries[start:start + chunk] @ bank.T
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    weights = np.exp(np.take_along_axis(similarity, nearest, 1) / temperature)
-    votes = np.zeros((len(nearest), num_classes))
-    np.add.at(votes, (np.arange(len(nearest))[:, None],
-                      bank_labels[nearest]), weights)
-    correct += np.sum(votes.argmax(1) == query_labels[start:start + chunk])
-  return float(correct / len(queries))

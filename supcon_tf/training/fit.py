@@ -16,13 +16,26 @@ classification head, which reads the stop-gradient embedding, is a linear
 probe trained in the same step with that optimizer; `evaluate` (and
 `validation_data`) report its top-1 on eval images [B, H, W, C].
 Metrics: `loss` (the contrastive loss), `probe_loss`, `probe_top1`.
+
+On every Keras backend. Under TensorFlow the step is the command line's
+(`step.py`: the fused loss, replicas, `micro_batch_size`, the cross-batch
+memory). Under JAX and PyTorch it is `_terms` in `keras.ops` with the same
+objective, differentiated by the backend (a jitted step under JAX); the
+encoder's optimizer and the probe's travel as one (`_Optimizers`), since
+Keras' JAX trainer carries one optimizer's state.
 """
 import keras
-import tensorflow as tf
+import numpy as np
 
-from supcon_tf.losses import ContrastiveLoss, class_ids
+from supcon_tf.losses import ContrastiveLoss, class_ids, contrastive_loss
 from supcon_tf.models.contrastive import ContrastiveModel
-from supcon_tf.training import evaluation, step as step_lib
+from supcon_tf.training import knn
+
+ops = keras.ops
+_BACKEND = keras.backend.backend()
+if _BACKEND == 'tensorflow':
+  import tensorflow as tf
+  from supcon_tf.training import evaluation, step as step_lib
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -38,7 +51,7 @@ class SupConModel(ContrastiveModel):
   the last `memory_size` samples' projections (`num_views` views each) and
   class ids; once full and after `memory_warmup` steps they join each
   step's contrast set. Off by default: see docs/KERAS.md for what it did
-  on the digits."""
+  on the digits. TensorFlow only (a ValueError elsewhere)."""
 
   def __init__(self, encoder, num_classes, augmentation=None, num_views=2,
                memory_size=0, memory_warmup=0, **kwargs):
@@ -48,6 +61,9 @@ class SupConModel(ContrastiveModel):
     self.memory_size, self.memory_warmup = int(memory_size), int(memory_warmup)
     self.memory = None
     if self.memory_size:
+      if _BACKEND != 'tensorflow':
+        raise ValueError('memory_size (a cross-batch memory) needs the '
+                         f'TensorFlow backend; this is {_BACKEND}.')
       if not self.projection_head_layers:
         raise ValueError('memory_size needs a projection head '
                          '(projection_head_layers), whose size it keeps.')
@@ -66,22 +82,32 @@ class SupConModel(ContrastiveModel):
     `ContrastiveLoss()`: SupCon at temperature 1), a `probe_optimizer` for
     the linear probe (None: no probe) and
     `micro_batch_size` (a divisor of each replica's batch: the step in
-    chunks, by gradient caching)."""
+    chunks, by gradient caching; TensorFlow only)."""
     loss = ContrastiveLoss() if loss is None else loss
     if not isinstance(loss, ContrastiveLoss):
       raise ValueError(f'SupConModel trains with a ContrastiveLoss; got '
                        f'{type(loss).__name__}.')
+    if micro_batch_size and _BACKEND != 'tensorflow':
+      raise ValueError('micro_batch_size (gradient caching) needs the '
+                       f'TensorFlow backend; this is {_BACKEND}.')
+    self.probe_optimizer = (keras.optimizers.get(probe_optimizer)
+                            if probe_optimizer is not None else None)
+    optimizer = keras.optimizers.get(optimizer)
+    if _BACKEND != 'tensorflow':
+      optimizer = _Optimizers(optimizer, self.probe_optimizer,
+                              self._probe_variables)
     # The step computes the loss; Keras' own loss handling would map it
     # onto every output of the dict.
     super().compile(optimizer=optimizer, **kwargs)
     self.loss = loss
-    self.probe_optimizer = (keras.optimizers.get(probe_optimizer)
-                            if probe_optimizer is not None else None)
     self.micro_batch_size = int(micro_batch_size)
     self._step = None
 
   def get_compile_config(self):
     config = super().get_compile_config() or {}
+    config['optimizer'] = keras.saving.serialize_keras_object(
+        self.optimizer.parts()[0] if isinstance(self.optimizer, _Optimizers)
+        else self.optimizer)
     config['loss'] = keras.saving.serialize_keras_object(self.loss)
     if self.probe_optimizer is not None:
       config['probe_optimizer'] = keras.saving.serialize_keras_object(
@@ -97,9 +123,12 @@ class SupConModel(ContrastiveModel):
     self.compile(**config)
     if self.built:
       # Slots as fit would make them, so that saved optimizer state loads.
-      self.optimizer.build(self._trained_variables())
-      if self.probe_optimizer is not None:
-        self.probe_optimizer.build(self._probe_variables())
+      if _BACKEND == 'tensorflow':
+        self.optimizer.build(self._trained_variables())
+        if self.probe_optimizer is not None:
+          self.probe_optimizer.build(self._probe_variables())
+      else:
+        self.optimizer.build(self.trainable_variables)
 
   @property
   def metrics(self):
@@ -141,17 +170,22 @@ class SupConModel(ContrastiveModel):
 
   def _views(self, x):
     """The batch as views [B, V, H, W, C]."""
-    if x.shape.rank == 5:
+    if len(x.shape) == 5:
       return x
-    if self.augmentation is None or x.shape.rank != 4:
+    if self.augmentation is None or len(x.shape) != 4:
       raise ValueError(
           f'fit got images of shape {tuple(x.shape)}: give views [batch, '
           'views, height, width, channels] (pipeline.training_views) '
           'or build SupConModel with an augmentation layer.')
-    return tf.stack([self.augmentation(x, training=True)
-                     for _ in range(self.num_views)], axis=1)
+    return ops.stack([self.augmentation(x, training=True)
+                      for _ in range(self.num_views)], axis=1)
 
-  def train_step(self, data):
+  def train_step(self, *args):
+    if _BACKEND == 'jax':
+      return self._jax_step(*args, training=True)
+    if _BACKEND != 'tensorflow':
+      return self._stateful_step(*args, training=True)
+    data, = args
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     views = self._views(x)
     if self._step is None:
@@ -166,9 +200,14 @@ class SupConModel(ContrastiveModel):
                 'train_top1')
     return self._logs()
 
-  def test_step(self, data):
+  def test_step(self, *args):
     """Eval images [B, H, W, C] (or views): the probe's loss and top-1 on
     the first view; the contrastive loss where there are two views or more."""
+    if _BACKEND == 'jax':
+      return self._jax_step(*args, training=False)
+    if _BACKEND != 'tensorflow':
+      return self._stateful_step(*args, training=False)
+    data, = args
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     labels = class_ids(y)
     views = x if len(x.shape) == 5 else x[:, None]
@@ -184,6 +223,87 @@ class SupConModel(ContrastiveModel):
     self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
                 'train_top1')
     return self._logs(contrastive=views.shape[1] >= 2)
+
+  def _terms(self, x, y, training):
+    """The step's objective in `keras.ops` (JAX, PyTorch): (its total, the
+    metrics' values). Training: views made from images if need be, the
+    contrastive loss and the probe's cross-entropy on the first view, each
+    the batch's mean. Evaluation: as `test_step` under TensorFlow."""
+    labels = class_ids(y)
+    if training:
+      views = self._views(x)
+    else:
+      views = x if len(x.shape) == 5 else ops.expand_dims(x, 1)
+    outputs = self(views, training=training)
+    values, total = {}, 0.
+    if training or views.shape[1] >= 2:
+      values['loss'] = ops.mean(contrastive_loss(
+          outputs['projection'], labels if self.loss.use_labels else None,
+          **self.loss.options()))
+      total = values['loss']
+    if self.probe_optimizer is not None:
+      logits = outputs['logits'][:, 0]
+      values['probe_loss'] = ops.mean(
+          keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                       from_logits=True))
+      values['probe_top1'] = ops.mean(ops.cast(
+          ops.equal(ops.argmax(logits, axis=-1), ops.cast(labels, 'int32')),
+          'float32'))
+      total = total + values['probe_loss']
+    return total, values
+
+  def _stateful_step(self, data, training):
+    """`train_step` / `test_step` of the PyTorch backend."""
+    import torch  # pylint: disable=import-outside-toplevel
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if not training:
+      with torch.no_grad():
+        _, values = self._terms(x, y, training=False)
+      return self._update_trackers(values)
+    self.zero_grad()
+    total, values = self._terms(x, y, training=True)
+    total.backward()
+    variables = self.trainable_variables
+    self.optimizer.apply([v.value.grad for v in variables], variables)
+    return self._update_trackers(values)
+
+  def _jax_step(self, state, data, training):
+    """`train_step` / `test_step` of the JAX trainer: stateless, jitted."""
+    import jax  # pylint: disable=import-outside-toplevel
+    if training:
+      trainable, non_trainable, optimizer_state, metrics = state
+    else:
+      trainable, non_trainable, metrics = state
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+
+    def objective(trainable, non_trainable):
+      mapping = (list(zip(self.trainable_variables, trainable)) +
+                 list(zip(self.non_trainable_variables, non_trainable)))
+      with keras.StatelessScope(state_mapping=mapping) as scope:
+        total, values = self._terms(x, y, training)
+      # BatchNorm's moving averages and the augmentation's seeds.
+      non_trainable = [_current(scope, v) for v in self.non_trainable_variables]
+      return total, (values, non_trainable)
+
+    if training:
+      (_, (values, non_trainable)), grads = jax.value_and_grad(
+          objective, has_aux=True)(trainable, non_trainable)
+      trainable, optimizer_state = self.optimizer.stateless_apply(
+          optimizer_state, grads, trainable)
+    else:
+      _, (values, non_trainable) = objective(trainable, non_trainable)
+    with keras.StatelessScope(
+        state_mapping=list(zip(self.metrics_variables, metrics))) as scope:
+      logs = self._update_trackers(values)
+    metrics = [_current(scope, v) for v in self.metrics_variables]
+    if training:
+      return logs, (trainable, non_trainable, optimizer_state, metrics)
+    return logs, (trainable, non_trainable, metrics)
+
+  def _update_trackers(self, values):
+    for name, value in values.items():
+      self._trackers[name].update_state(value)
+    return {name: self._trackers[name].result() for name in values}
 
   def _track(self, terms, loss, probe_loss, probe_top1):
     # Each replica holds its share of the global mean: the sum over replicas.
@@ -209,6 +329,10 @@ class SupConModel(ContrastiveModel):
     in inference mode: `embeddings`, `unnormalized_embeddings`, `projection`,
     `logits`. `bin/` apps' SavedModels (raw 0..255 images, the official
     signatures) come from `supcon_tf.export.export_saved_model`."""
+    if _BACKEND != 'tensorflow':
+      raise ValueError(
+          'export writes a TensorFlow SavedModel: save a .keras file here and '
+          f'export it under KERAS_BACKEND=tensorflow (this is {_BACKEND}).')
     if input_signature is None:
       if getattr(self, '_image_spec', None) is None:
         raise ValueError('export needs the model built: call it on a batch '
@@ -236,37 +360,142 @@ class SupConModel(ContrastiveModel):
     return super().from_config(config)
 
 
+def _current(scope, variable):
+  """A variable's value in a StatelessScope: what was assigned, else its
+  value."""
+  value = scope.get_current_value(variable)
+  return variable.value if value is None else value
+
+
+class _Parts:
+  """Holds the two optimizers out of sight of Keras' saving walk, which
+  would write them twice."""
+
+  def __init__(self, *optimizers):
+    self.optimizers = optimizers
+
+
+class _Optimizers(keras.optimizers.Optimizer):
+  """The encoder's optimizer and the probe's (or none) as one optimizer, as
+  Keras' JAX trainer carries one optimizer's state through the jitted step.
+  Each updates its own variables (the probe's: `probe_variables()`, read
+  when built); the classification head without a probe is left alone. Saved
+  and loaded as the encoder's optimizer (the probe's, as the model's
+  `probe_optimizer`), so `.keras` files are the TensorFlow backend's."""
+
+  def __init__(self, encoder_optimizer, probe_optimizer, probe_variables):
+    super().__init__(learning_rate=0., name='supcon_optimizers')
+    self._parts = _Parts(encoder_optimizer, probe_optimizer)
+    self._probe_variables = probe_variables
+    self._is_probe = None
+
+  def parts(self):
+    """(the encoder's optimizer, the probe's or None)."""
+    return self._parts.optimizers
+
+  def build(self, variables):
+    super().build(variables)
+    probe = {id(v) for v in self._probe_variables()}
+    self._is_probe = [id(v) in probe for v in variables]
+    encoder, probe_optimizer = self.parts()
+    encoder.build(self._group(variables, False))
+    if probe_optimizer is not None:
+      probe_optimizer.build(self._group(variables, True))
+
+  def _group(self, items, probe):
+    return [x for x, p in zip(items, self._is_probe) if p == probe]
+
+  @property
+  def variables(self):
+    return super().variables + [v for optimizer in self.parts()
+                                if optimizer is not None
+                                for v in optimizer.variables]
+
+  @property
+  def iterations(self):
+    return self.parts()[0].iterations
+
+  @property
+  def learning_rate(self):
+    return self.parts()[0].learning_rate
+
+  @learning_rate.setter
+  def learning_rate(self, value):
+    self.parts()[0].learning_rate = value
+
+  def apply(self, grads, trainable_variables=None):
+    variables = (self._trainable_variables if trainable_variables is None
+                 else list(trainable_variables))
+    encoder, probe_optimizer = self.parts()
+    encoder.apply(self._group(grads, False), self._group(variables, False))
+    if probe_optimizer is not None:
+      probe_optimizer.apply(self._group(grads, True),
+                            self._group(variables, True))
+
+  def save_own_variables(self, store):
+    self.parts()[0].save_own_variables(store)
+
+  def load_own_variables(self, store):
+    self.parts()[0].load_own_variables(store)
+
+
 class KnnMonitor(keras.callbacks.Callback):
   """The kNN monitor (Wu et al. 2018; the command line's
   `--knn_every_epochs`) as a Keras callback: after each `every`-th epoch,
   the embeddings of `bank` (labelled images, say the training split with
   eval preprocessing) vote for each image of `queries`; `knn_top1` goes into
   the epoch's logs, where the progress bar and TensorBoard show it (list
-  this callback before `keras.callbacks.TensorBoard`). Both datasets give
-  (images [B, H, W, C], labels [B]) batches, as `pipeline.eval_dataset` does."""
+  this callback before `keras.callbacks.TensorBoard`). Each of the two is
+  a dataset of (images [B, H, W, C], labels [B]) batches (a tf.data
+  dataset as `pipeline.eval_dataset` makes, or a `keras.utils.PyDataset`)
+  or a pair of arrays (images [N, H, W, C], labels [N]). Under TensorFlow a
+  tf.data dataset is embedded across the model's replicas."""
 
-  def __init__(self, bank, queries, k=200, temperature=0.1, every=1):
+  def __init__(self, bank, queries, k=200, temperature=0.1, every=1,
+               batch_size=256):
     super().__init__()
-    for name, dataset in (('bank', bank), ('queries', queries)):
-      if not isinstance(dataset, tf.data.Dataset):
-        raise ValueError(f'KnnMonitor {name} must be a tf.data.Dataset of '
-                         f'(images, labels) batches; got '
-                         f'{type(dataset).__name__}.')
+    for name, data in (('bank', bank), ('queries', queries)):
+      if not (_is_pair(data) or isinstance(data, keras.utils.PyDataset) or
+              (hasattr(data, '__iter__') and not hasattr(data, 'shape'))):
+        raise ValueError(f'KnnMonitor {name} must be (images, labels) '
+                         'arrays or a dataset of (images, labels) batches; '
+                         f'got {type(data).__name__}.')
     if every < 1:
       raise ValueError(f'KnnMonitor every must be >= 1; got {every}.')
     self.bank, self.queries = bank, queries
     self.k, self.temperature, self.every = k, temperature, every
+    self.batch_size = batch_size
     self._forward = None
+
+  def _embed(self, data):
+    """{'embeddings': [N, D], 'labels': [N]} of `data`."""
+    if _BACKEND == 'tensorflow' and isinstance(data, tf.data.Dataset):
+      strategy = self.model.distribute_strategy
+      if self._forward is None:
+        self._forward = evaluation.make_forward(self.model,
+                                                keys=('embeddings',))
+      return evaluation.predict(strategy, self._forward,
+                                strategy.experimental_distribute_dataset(data))
+    if _is_pair(data):
+      images, labels = data
+      batches = ((images[i:i + self.batch_size], labels[i:i + self.batch_size])
+                 for i in range(0, len(images), self.batch_size))
+    elif isinstance(data, keras.utils.PyDataset):
+      batches = (data[i] for i in range(len(data)))
+    else:
+      batches = data
+    embeddings, all_labels = [], []
+    for images, labels in batches:
+      embeddings.append(keras.ops.convert_to_numpy(
+          self.model.predict_on_batch(images)['embeddings']))
+      all_labels.append(np.asarray(labels).reshape(-1))
+    return {'embeddings': np.concatenate(embeddings),
+            'labels': np.concatenate(all_labels)}
 
   def top1(self):
     """The kNN top-1 of the model as it is now."""
-    strategy = self.model.distribute_strategy
-    if self._forward is None:
-      self._forward = evaluation.make_forward(self.model, keys=('embeddings',))
-    bank, queries = (evaluation.predict(
-        strategy, self._forward, strategy.experimental_distribute_dataset(d))
-                     for d in (self.bank, self.queries))
-    return evaluation.knn_accuracy(
+    bank, queries = self._embed(self.bank), self._embed(self.queries)
+    return knn.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.model.num_classes, k=self.k,
         temperature=self.temperature)
@@ -274,3 +503,8 @@ class KnnMonitor(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None and (epoch + 1) % self.every == 0:
       logs['knn_top1'] = self.top1()
+
+
+def _is_pair(data):
+  return (isinstance(data, tuple) and len(data) == 2 and
+          all(hasattr(x, 'shape') for x in data))

@@ -20,6 +20,7 @@ from absl import logging
 
 from supcon_tf import analysis, losses
 from supcon_tf.data import augment
+from supcon_tf.losses import tf_loss
 from supcon_tf.models import layers
 from supcon_tf.training import optimizers
 
@@ -97,7 +98,7 @@ class Objective:
           projection.shape[-1], self.num_classes):
         # The global batch's floor, once: each replica adds its share.
         terms['loss_floor'] = analysis.batch_floor(
-            losses.cross_replica_concat(labels), self.num_classes,
+            tf_loss.cross_replica_concat(labels), self.num_classes,
             projection.shape[1], self.temperature,
             self.temperature if self.scale_by_temperature else 1.
         ) / self.replicas
@@ -153,9 +154,9 @@ class CrossBatchMemory(keras.layers.Layer):
       raise ValueError(
           f'The memory holds {self.num_views} views a sample (num_views); '
           f'the batch has {projection.shape[1]}.')
-    projection = tf.stop_gradient(losses.cross_replica_concat(
+    projection = tf.stop_gradient(tf_loss.cross_replica_concat(
         tf.cast(projection, tf.float32)))[-self.size:]
-    labels = losses.cross_replica_concat(tf.cast(labels, tf.int32))[
+    labels = tf_loss.cross_replica_concat(tf.cast(labels, tf.int32))[
         -self.size:]
     count = tf.shape(labels, out_type=tf.int64)[0]
     where = ((self.written.value + tf.range(count)) % self.size)[:, None]

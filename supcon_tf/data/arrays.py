@@ -1,0 +1,108 @@
+"""Datasets that fit in memory as NumPy arrays, with no TensorFlow: the CIFAR
+python archives and scikit-learn's digits. What a Keras user on any backend
+feeds to `fit`; `sources.py` builds the command line's sources on them.
+Images are uint8 [N, 32, 32, 3], labels int64 [N]."""
+import os
+import pickle
+import tarfile
+import zlib
+
+import numpy as np
+
+CIFAR_ARCHIVES = {
+    'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
+    'cifar100': ('cifar-100-python.tar.gz', 'cifar-100-python'),
+}
+DIGITS_TEST_SIZE = 360  # Of 1797 images, about a fifth.
+
+
+class DataError(ValueError):
+  """A dataset that cannot be read: its name and what is missing or wrong.
+  The apps print it as one line (nothing of the run is written before the
+  data is read)."""
+
+
+def load_digits():
+  """scikit-learn's 8 x 8 digits as 32 x 32 RGB (each pixel a 4 x 4 block,
+  0..16 scaled to 0..255): {'train': (images, labels), 'test': (...)}, the
+  test split 360 images drawn with a fixed seed."""
+  from sklearn.datasets import load_digits as digits  # Only here needed.
+  loaded = digits()
+  images = np.round(loaded.images * (255. / 16.)).astype(np.uint8)
+  images = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)
+  images = np.repeat(images[..., None], 3, axis=3)
+  order = np.random.default_rng(0).permutation(len(images))
+  test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
+  labels = loaded.target.astype(np.int64)
+  return {'train': (images[train], labels[train]),
+          'test': (images[test], labels[test])}
+
+
+def cifar_present(name, data_dir=''):
+  """Whether `data_dir` holds the CIFAR python archive or its folder."""
+  archive, folder = CIFAR_ARCHIVES[name]
+  return (os.path.isdir(os.path.join(data_dir or '', folder)) or
+          os.path.isfile(os.path.join(data_dir or '', archive)))
+
+
+def load_cifar(name, data_dir='', label_type='fine'):
+  """CIFAR-10 or CIFAR-100 ('fine' or 'coarse' labels) from the python
+  archive (cifar-10-python.tar.gz) or its unpacked folder in `data_dir`:
+  ({'train': (images, labels), 'test': (...)}, class names)."""
+  if name not in CIFAR_ARCHIVES:
+    raise DataError(f'Unknown CIFAR dataset {name!r}; known: '
+                    f'{", ".join(CIFAR_ARCHIVES)}.')
+  archive_name, folder_name = CIFAR_ARCHIVES[name]
+  data_dir = data_dir or ''
+  archive = os.path.join(data_dir, archive_name)
+  folder = os.path.join(data_dir, folder_name)
+  if os.path.isdir(folder):
+    read = lambda member: _unpickle(os.path.join(folder, member), open)
+  elif os.path.isfile(archive):
+    try:
+      tar = tarfile.open(archive, 'r:gz')
+    except (tarfile.TarError, OSError, EOFError) as error:
+      raise DataError(f'{archive} is not a readable .tar.gz archive: '
+                      f'{error}.') from error
+    read = lambda member: _unpickle(
+        f'{folder_name}/{member}', lambda path, mode: tar.extractfile(path),
+        archive)
+  else:
+    raise DataError(f'{name}: neither {archive} nor {folder} exists.')
+  members, meta_member = _cifar_members(name)
+  key = b'labels' if name == 'cifar10' else f'{label_type}_labels'.encode()
+  splits = {}
+  for split, files in members.items():
+    batches = [read(member) for member in files]
+    data = np.concatenate([b[b'data'] for b in batches])
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    splits[split] = (np.ascontiguousarray(images, np.uint8),
+                     np.concatenate([b[key] for b in batches]).astype(
+                         np.int64))
+  meta = read(meta_member)
+  names_key = (b'label_names' if name == 'cifar10' else
+               f'{label_type}_label_names'.encode())
+  return splits, [n.decode() for n in meta[names_key]]
+
+
+def _cifar_members(name):
+  """The pickled files of each split and the metadata file."""
+  if name == 'cifar10':
+    return ({'train': [f'data_batch_{i}' for i in range(1, 6)],
+             'test': ['test_batch']}, 'batches.meta')
+  return {'train': ['train'], 'test': ['test']}, 'meta'
+
+
+def _unpickle(path, opener, archive=None):
+  where = f' in {archive}' if archive else ''
+  try:
+    with opener(path, 'rb') as f:
+      return pickle.load(f, encoding='bytes')
+  except (FileNotFoundError, KeyError) as error:
+    raise DataError(f'CIFAR file missing: {path}{where}; is it the original '
+                    'CIFAR python layout?') from error
+  except (pickle.UnpicklingError, EOFError, tarfile.TarError, OSError,
+          zlib.error) as error:
+    # A truncated archive ends the gzip stream early (EOFError, zlib.error).
+    raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
+                    f'batch: {error}.') from error
