@@ -5,6 +5,10 @@ export and embed.
 
     .venv/bin/python examples/keras_fit.py             # from any directory
     .venv/bin/python examples/keras_fit.py --epochs 1 --steps_per_epoch 2
+    KERAS_BACKEND=jax .venv/bin/python examples/keras_fit.py   # on JAX
+
+The views come from tf.data on any backend (TensorFlow installed); the
+SavedModel export runs under TensorFlow only.
 
 The last line is `probe test top-1: X`.
 """
@@ -74,7 +78,7 @@ def main():
 
   model.save(args.model_path)
   loaded = keras.saving.load_model(args.model_path)
-  images, _ = next(iter(evaluation))
+  images = np.asarray(next(iter(evaluation))[0])
   outputs = loaded(images, training=False)
   same = np.allclose(outputs['embeddings'],
                      model(images, training=False)['embeddings'])
@@ -83,11 +87,15 @@ def main():
         f'{tuple(outputs["embeddings"].shape)}')
   # A SavedModel for serving: images in, embeddings (and the rest) out.
   exported = os.path.splitext(args.model_path)[0] + '_served'
-  model.export(exported, verbose=False)
-  served = tf.saved_model.load(exported)  # Held: its variables live with it.
-  embeddings = served.serve(images)['embeddings']
-  print(f'exported to {exported}; serves the same embeddings: '
-        f'{np.allclose(embeddings, outputs["embeddings"], atol=1e-5)}')
+  if keras.backend.backend() == 'tensorflow':
+    model.export(exported, verbose=False)
+    served = tf.saved_model.load(exported)  # Held: its variables live with it.
+    embeddings = served.serve(images)['embeddings']
+    print(f'exported to {exported}; serves the same embeddings: '
+          f'{np.allclose(embeddings, outputs["embeddings"], atol=1e-5)}')
+  else:
+    print(f'not exported under {keras.backend.backend()}: load '
+          f'{args.model_path} under KERAS_BACKEND=tensorflow to export it')
   top1 = loaded.evaluate(evaluation, return_dict=True, verbose=0)[
       'probe_top1']
   print(f'probe test top-1: {top1:.4f}')

@@ -1,15 +1,19 @@
-"""The Keras core on JAX: it imports and fits with TensorFlow unimportable,
-and computes what the TensorFlow backend computes from the same weights and
-views (the loss over the option grid, the official vectors, one fit step with
-its BatchNorm statistics, `.keras` files both ways).
+"""The Keras core on JAX and PyTorch: it imports and fits with TensorFlow
+unimportable, and computes what the TensorFlow backend computes from the same
+weights and views (the loss over the option grid, the official vectors, one
+fit step with its BatchNorm statistics, `.keras` files both ways, a converted
+seed checkpoint).
 
-Keras picks its backend when imported, so each JAX side runs in a process of
-its own (`run_jax`); arrays travel through .npz files."""
+Keras picks its backend when imported, so each other backend runs in a
+process of its own (`run_backend`); arrays travel through .npz files."""
+import importlib.util
 import itertools
 import json
 import os
+import pickle
 import subprocess
 import sys
+import tarfile
 import textwrap
 
 import keras
@@ -24,23 +28,51 @@ from tests import test_losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Run first in a JAX process: `import tensorflow` (and its submodules) fails.
+# Run first in the other backend's process: `import tensorflow` (and its
+# submodules) fails; `importlib.util.find_spec` still answers (PyTorch asks).
 BLOCK_TENSORFLOW = '''
-import importlib.abc, sys
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
+import importlib.abc, importlib.machinery, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
   def find_spec(self, name, path, target=None):
     if name == 'tensorflow' or name.startswith('tensorflow.'):
-      raise ImportError(f'{name} is blocked in this test')
+      return importlib.machinery.ModuleSpec(name, self)
+  def create_module(self, spec):
+    raise ImportError(f'{spec.name} is blocked in this test')
+  def exec_module(self, module):
+    pass
 sys.meta_path.insert(0, _NoTensorFlow())
 '''
+# gradient(f, x): d sum(f(x)) / dx as NumPy, in the backend's own autodiff.
+GRADIENT = {
+    'jax': '''
+import jax
+def gradient(f, x):
+  return np.asarray(jax.grad(lambda x: f(x).sum())(x))
+''',
+    'torch': '''
+import torch
+def gradient(f, x):
+  x = torch.tensor(x, requires_grad=True)
+  f(x).sum().backward()
+  return x.grad.numpy()
+''',
+}
+BACKENDS = [
+    'jax',
+    pytest.param('torch', marks=pytest.mark.skipif(
+        importlib.util.find_spec('torch') is None,
+        reason='PyTorch is not installed (requirements.txt installs it)')),
+]
 
 
-def run_jax(code, cwd, block_tensorflow=True):
-  """Runs `code` under KERAS_BACKEND=jax in a fresh interpreter; its
+def run_backend(backend, code, cwd):
+  """Runs `code` under KERAS_BACKEND=`backend` in a fresh interpreter where
+  TensorFlow cannot be imported, with numpy as np and `gradient`; its
   stdout."""
-  env = dict(os.environ, KERAS_BACKEND='jax', JAX_PLATFORMS='cpu',
+  env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS='cpu',
              PYTHONPATH=ROOT)
-  prelude = BLOCK_TENSORFLOW if block_tensorflow else ''
+  prelude = (BLOCK_TENSORFLOW + 'import keras\nimport numpy as np\n' +
+             GRADIENT[backend])
   done = subprocess.run(
       [sys.executable, '-c', prelude + textwrap.dedent(code)], cwd=cwd,
       env=env, capture_output=True, text=True, timeout=600)
@@ -48,10 +80,11 @@ def run_jax(code, cwd, block_tensorflow=True):
   return done.stdout
 
 
-def test_the_core_imports_and_fits_under_jax_without_tensorflow(tmp_path):
-  out = run_jax('''
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_the_core_imports_and_fits_without_tensorflow(tmp_path, backend):
+  out = run_backend(backend, '''
     import sys
-    import keras, numpy as np
+    import keras
     from supcon_tf.data import arrays
     from supcon_tf.losses import ContrastiveLoss
     from supcon_tf.models import build_encoder
@@ -68,7 +101,7 @@ def test_the_core_imports_and_fits_under_jax_without_tensorflow(tmp_path):
       model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
                     loss=ContrastiveLoss(temperature=0.1),
                     probe_optimizer=keras.optimizers.Adam(1e-2))
-      history = model.fit(images, labels, batch_size=16, epochs=2, verbose=0,
+      history = model.fit(images, labels, batch_size=16, epochs=1, verbose=0,
                           callbacks=[KnnMonitor((images, labels),
                                                 (images, labels), k=5)])
       print(encoder.name, sorted(history.history),
@@ -84,18 +117,22 @@ def test_the_core_imports_and_fits_under_jax_without_tensorflow(tmp_path):
 
 
 def _grid():
-  """Every option set of the loss (with labels of three kinds)."""
-  for mode, summation, denominator, cap, labels in itertools.product(
+  """Every option set of the loss, each with labels of one of three kinds
+  (class ids, multi-hot, none), in turns that give every value of every
+  option each kind."""
+  kinds = ('ids', 'multi_hot', 'none')
+  for i, (mode, summation, denominator, cap) in enumerate(itertools.product(
       ('all_views', 'one_view'), ('outside', 'inside'),
-      ('all', 'one_positive', 'only_negatives'), (-1, 2),
-      ('ids', 'multi_hot', 'none')):
+      ('all', 'one_positive', 'only_negatives'), (-1, 2))):
     yield dict(contrast_mode=mode, summation_location=summation,
                denominator_mode=denominator, positives_cap=cap,
                temperature=0.2, scale_by_temperature=cap == -1,
-               base_temperature=0.07 if mode == 'one_view' else None), labels
+               base_temperature=0.07 if mode == 'one_view' else None), kinds[
+                   (i + i // 6) % 3]
 
 
-def test_the_loss_under_jax_equals_tensorflow_over_the_option_grid(tmp_path):
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_the_loss_equals_tensorflow_over_the_option_grid(tmp_path, backend):
   rng = np.random.default_rng(0)
   features = rng.normal(size=(10, 2, 6)).astype(np.float32)
   features /= np.linalg.norm(features, axis=-1, keepdims=True)
@@ -115,9 +152,8 @@ def test_the_loss_under_jax_equals_tensorflow_over_the_option_grid(tmp_path):
   (tmp_path / 'cases.json').write_text(json.dumps(cases))
   (tmp_path / 'official.json').write_text(json.dumps(
       [case[:3] for case in official]))
-  run_jax('''
+  run_backend(backend, '''
     import json
-    import jax, numpy as np
     from supcon_tf.losses import contrastive_loss
     inputs = dict(np.load('inputs.npz'))
     cases = json.load(open('cases.json'))
@@ -125,18 +161,19 @@ def test_the_loss_under_jax_equals_tensorflow_over_the_option_grid(tmp_path):
     for i, (options, kind) in enumerate(cases):
       labels = None if kind == 'none' else inputs[kind]
       loss = lambda f: contrastive_loss(f, labels, **options)
-      results[f'loss{i}'] = np.asarray(loss(inputs['features']))
-      results[f'grad{i}'] = np.asarray(jax.grad(
-          lambda f: (loss(f) * np.arange(1., 11.)).sum())(inputs['features']))
+      results[f'loss{i}'] = keras.ops.convert_to_numpy(
+          loss(inputs['features']))
+      results[f'grad{i}'] = gradient(
+          lambda f: loss(f) * keras.ops.arange(1., 11.), inputs['features'])
     for i, (summation, denominator, cap) in enumerate(
         json.load(open('official.json'))):
-      results[f'official{i}'] = np.asarray(contrastive_loss(
+      results[f'official{i}'] = keras.ops.convert_to_numpy(contrastive_loss(
           inputs['official_features'], inputs['official_one_hot'],
           summation_location=summation, denominator_mode=denominator,
           positives_cap=cap))
-    np.savez('jax.npz', **results)
+    np.savez('results.npz', **results)
   ''', tmp_path)
-  jax_results = np.load(tmp_path / 'jax.npz')
+  jax_results = np.load(tmp_path / 'results.npz')
   weights = tf.range(1., 11.)
   for i, (options, kind) in enumerate(cases):
     features = tf.constant(features)
@@ -170,8 +207,9 @@ def _tensorflow_model():
 
 
 
-def test_a_fit_step_under_jax_equals_tensorflow_and_keras_files_cross(
-    tmp_path):
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_a_fit_step_equals_tensorflow_and_keras_files_cross(tmp_path,
+                                                             backend):
   """From one .keras file and the same views: every variable after one step
   (BatchNorm moving statistics, the probe's head included) within 1e-4 of
   its scale; the JAX side's .keras file loads here with its embeddings."""
@@ -184,16 +222,18 @@ def test_a_fit_step_under_jax_equals_tensorflow_and_keras_files_cross(
   np.savez(tmp_path / 'batch.npz', views=views, labels=labels, images=images)
   embeddings_before = model(images, training=False)['embeddings'].numpy()
   model.train_on_batch(views, labels)
-  run_jax('''
-    import keras, numpy as np
+  run_backend(backend, '''
+    import keras
     import supcon_tf.training.fit  # Registers SupConModel.
     batch = np.load('batch.npz')
     model = keras.saving.load_model('before.keras')
-    before = np.asarray(model(batch['images'], training=False)['embeddings'])
+    before = keras.ops.convert_to_numpy(
+        model(batch['images'], training=False)['embeddings'])
     model.train_on_batch(batch['views'], batch['labels'])
     np.savez('after.npz', before=before,
              names=[v.name for v in model.weights],
-             **{f'w{i}': np.asarray(v) for i, v in enumerate(model.weights)})
+             **{f'w{i}': keras.ops.convert_to_numpy(v)
+                for i, v in enumerate(model.weights)})
     model.save('after.keras')
   ''', tmp_path)
   after = np.load(tmp_path / 'after.npz')
@@ -215,3 +255,74 @@ def test_a_fit_step_under_jax_equals_tensorflow_and_keras_files_cross(
       model(images, training=False)['embeddings'].numpy(), atol=1e-4)
   # The optimizer's state came back with it: the next step is the same too.
   assert int(loaded.optimizer.iterations) == 1
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_a_converted_seed_checkpoint_gives_the_seed_outputs(tmp_path,
+                                                            backend):
+  """The seed's .pth restored under TensorFlow, saved as .keras: under JAX
+  its outputs are the seed's own (eval and train-mode BatchNorm)."""
+  from supcon_tf import seed_checkpoint
+  from supcon_tf.presets import make_config
+  from supcon_tf.training import run as run_lib
+  from tests import test_seed_checkpoint
+  model = run_lib.build_model(make_config(test_seed_checkpoint.SUPCON), 10)
+  model(tf.zeros([1, 32, 32, 3]))
+  seed_checkpoint.restore_seed(model, test_seed_checkpoint.PTH)
+  model.save(tmp_path / 'seed.keras')
+  run_backend(backend, f'''
+    import keras
+    import supcon_tf.models  # Registers the model's classes.
+    reference = np.load({os.path.join(test_seed_checkpoint.FIXTURES,
+                                      'reference.npz')!r})
+    model = keras.saving.load_model('seed.keras')
+    outputs = {{}}
+    for mode in ('eval', 'train'):
+      out = model(reference['inputs'], training=mode == 'train')
+      for key in ('logits', 'projection'):
+        outputs[f'{{mode}}/{{key}}'] = keras.ops.convert_to_numpy(out[key])
+    np.savez('outputs.npz', **outputs)
+  ''', tmp_path)
+  reference = np.load(os.path.join(test_seed_checkpoint.FIXTURES,
+                                   'reference.npz'))
+  outputs = np.load(tmp_path / 'outputs.npz')
+  for key in outputs.files:
+    want = reference[key]
+    assert np.abs(outputs[key] - want).max() / np.abs(want).max() < 1e-5, key
+
+
+@pytest.mark.parametrize('name', ['cifar10', 'cifar100'])
+def test_cifar_archives_read_into_numpy_under_jax(tmp_path, name):
+  """`arrays.load_cifar` without TensorFlow: the images and labels the
+  command line's source reads, in the CIFAR layout (rows of 1024 red, then
+  green, then blue)."""
+  from supcon_tf.data import arrays, sources
+  from tests import archives
+  (archives.tiny_cifar10 if name == 'cifar10' else archives.tiny_cifar100)(
+      tmp_path)
+  label_type = 'fine' if name == 'cifar10' else 'coarse'
+  run_backend('jax', f'''
+    from supcon_tf.data import arrays
+    splits, names = arrays.load_cifar({name!r}, '.', {label_type!r})
+    np.savez('arrays.npz', names=names,
+             **{{f'{{s}}_{{i}}': a for s, pair in splits.items()
+                for i, a in enumerate(pair)}})
+  ''', tmp_path)
+  got = np.load(tmp_path / 'arrays.npz')
+  source = sources.load_source(name, str(tmp_path), label_type=label_type)
+  assert list(got['names']) == source.class_names
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(got[f'{split}_0'],
+                                  source.split(split).images)
+    np.testing.assert_array_equal(got[f'{split}_1'],
+                                  source.split(split).labels)
+  archive, folder = arrays.CIFAR_ARCHIVES[name]
+  with tarfile.open(tmp_path / archive) as tar:
+    member = 'test_batch' if name == 'cifar10' else 'test'
+    row = pickle.load(tar.extractfile(f'{folder}/{member}'),
+                      encoding='bytes')[b'data'][0]
+  first = got['test_0'][0]
+  assert first.shape == (32, 32, 3) and first.dtype == np.uint8
+  for channel in range(3):
+    np.testing.assert_array_equal(
+        first[..., channel].ravel(), row[channel * 1024:(channel + 1) * 1024])

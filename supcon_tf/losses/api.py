@@ -69,6 +69,9 @@ from supcon_tf.losses.modes import (ContrastMode, DenominatorMode,
                                     SummationLocation)
 
 ops = keras.ops
+_BACKEND = keras.backend.backend()
+if _BACKEND == 'tensorflow':
+  from supcon_tf.losses import tf_loss
 
 
 def contrastive_loss(features,
@@ -136,8 +139,7 @@ def contrastive_loss(features,
       non-positive temperature, an unknown implementation or a block_size
       below 1.
   """
-  if keras.backend.backend() == 'tensorflow':
-    from supcon_tf.losses import tf_loss
+  if _BACKEND == 'tensorflow':
     return tf_loss.contrastive_loss(
         features, labels, temperature, contrast_mode, summation_location,
         denominator_mode, positives_cap, scale_by_temperature,
@@ -147,7 +149,7 @@ def contrastive_loss(features,
       block_size)
   if memory is not None:
     raise ValueError('memory (a cross-batch memory) runs under the TensorFlow '
-                     f'backend only; this is {keras.backend.backend()}.')
+                     f'backend only; this is {_BACKEND}.')
   features = ops.convert_to_tensor(features)
   if labels is not None:
     labels = ops.convert_to_tensor(labels)

@@ -487,7 +487,7 @@ class KnnMonitor(keras.callbacks.Callback):
     embeddings, all_labels = [], []
     for images, labels in batches:
       embeddings.append(keras.ops.convert_to_numpy(
-          self.model.predict_on_batch(images)['embeddings']))
+          self.model.predict_on_batch(np.asarray(images))['embeddings']))
       all_labels.append(np.asarray(labels).reshape(-1))
     return {'embeddings': np.concatenate(embeddings),
             'labels': np.concatenate(all_labels)}
