@@ -65,12 +65,12 @@ BACKENDS = [
 ]
 
 
-def run_backend(backend, code, cwd):
+def run_backend(backend, code, cwd, **env):
   """Runs `code` under KERAS_BACKEND=`backend` in a fresh interpreter where
-  TensorFlow cannot be imported, with numpy as np and `gradient`; its
-  stdout."""
+  TensorFlow cannot be imported, with numpy as np and `gradient`, and
+  the environment variables `env`; its stdout."""
   env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS='cpu',
-             PYTHONPATH=ROOT)
+             PYTHONPATH=ROOT, **env)
   prelude = (BLOCK_TENSORFLOW + 'import keras\nimport numpy as np\n' +
              GRADIENT[backend])
   done = subprocess.run(
@@ -212,7 +212,8 @@ def test_a_fit_step_equals_tensorflow_and_keras_files_cross(tmp_path,
                                                              backend):
   """From one .keras file and the same views: every variable after one step
   (BatchNorm moving statistics, the probe's head included) within 1e-4 of
-  its scale; the JAX side's .keras file loads here with its embeddings."""
+  its scale, and so on two JAX devices; the other side's .keras file loads
+  here with its embeddings."""
   rng = np.random.default_rng(0)
   views = rng.normal(size=(8, 2, 8, 8, 3)).astype(np.float32)
   labels = rng.integers(0, 3, 8)
@@ -222,7 +223,7 @@ def test_a_fit_step_equals_tensorflow_and_keras_files_cross(tmp_path,
   np.savez(tmp_path / 'batch.npz', views=views, labels=labels, images=images)
   embeddings_before = model(images, training=False)['embeddings'].numpy()
   model.train_on_batch(views, labels)
-  run_backend(backend, '''
+  out = run_backend(backend, '''
     import keras
     import supcon_tf.training.fit  # Registers SupConModel.
     batch = np.load('batch.npz')
@@ -235,7 +236,21 @@ def test_a_fit_step_equals_tensorflow_and_keras_files_cross(tmp_path,
              **{f'w{i}': keras.ops.convert_to_numpy(v)
                 for i, v in enumerate(model.weights)})
     model.save('after.keras')
-  ''', tmp_path)
+    if keras.backend.backend() == 'jax':
+      # The same step on two devices, the batch split between them: the
+      # jitted step sees the global batch (contrast set, BatchNorm).
+      keras.distribution.set_distribution(keras.distribution.DataParallel())
+      parallel = keras.saving.load_model('before.keras')
+      parallel.train_on_batch(batch['views'], batch['labels'])
+      assert len(keras.distribution.list_devices()) == 2
+      print('largest difference on two devices:', max(
+          float(np.abs(keras.ops.convert_to_numpy(a) -
+                       keras.ops.convert_to_numpy(b)).max() /
+                max(np.abs(keras.ops.convert_to_numpy(b)).max(), 1e-3))
+          for a, b in zip(parallel.weights, model.weights)))
+  ''', tmp_path, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  if backend == 'jax':
+    assert float(out.split('two devices:')[1]) < 1e-4
   after = np.load(tmp_path / 'after.npz')
   np.testing.assert_allclose(after['before'], embeddings_before, atol=1e-5)
   # Variables in the same order on both sides (their paths differ: a loaded
