@@ -1,62 +1,12 @@
-r"""The contrastive loss under the TensorFlow backend: SupCon and SimCLR.
-
-Semantics are those of the official implementation (Khosla et al., 2020,
-google-research `supcon/losses.py`); the computation is not. The official code
-tiles [V*B, V*B] float masks and lets autodiff keep every intermediate. Here the
-masks are never tiled (a [B, B] class mask is broadcast against the logits viewed
-as [anchor views, B, V, B]), the elementwise work is compiled with XLA, and the
-gradient is written out by hand (`tf.custom_gradient`):
-- OUTSIDE with the ALL or ONLY_NEGATIVES denominator and no positives_cap (the
-  official SupCon and SimCLR settings) takes a linear path: one pass of exp over
-  the logits, one anchor view at a time, and a backward pass made of two matrix
-  products with the kept exponentials (`linear.py`).
-- Every other option set takes the masked path, which keeps the logits and
-  forms the [Na, Nc] gradient once (`masked.py`), its sums in logs.
-- Above a size (or with implementation='blockwise') the same formulas run over
-  blocks of anchors, keeping a few numbers per row and computing each block's
-  logits again in the backward pass: memory O(N x block) (`blockwise.py`).
-`benchmarks/loss.py` measures them against a tiled implementation.
-
-Notation. Features z [B, V, ...] are flattened per view and laid out view-major
-(row = view * B + sample). Anchors i are all V*B rows (ALL_VIEWS) or the first
-view's B rows (ONE_VIEW); the contrast set k is every row of the (global) batch.
-
-    l_ik = z_i . z_k / tau - m_i
-
-The shift m_i cancels in the loss and only keeps exponentials in range. The
-official code takes the max over the whole row, the anchor's own column
-included; here it is the max over the columns that take part in the row (all
-but the anchor itself without a cap), so that the ALL denominator is >= 1 and a
-large self-similarity cannot underflow it.
-
-    P(i) = same-class rows k != i      (other views of the anchor's sample included)
-    N(i) = rows of a different class
-
-With positives_cap >= 0 (a multiple of V), only the first positives_cap // V
-same-class other samples of each anchor (lowest index first) stay positives,
-with all their views; dropped same-class samples are in neither P(i) nor N(i).
-
-Denominator for anchor i and positive p:
-    ALL:            D_ip = sum_{k in P(i) u N(i)} e^{l_ik}
-    ONE_POSITIVE:   D_ip = e^{l_ip} + sum_{k in N(i)} e^{l_ik}
-    ONLY_NEGATIVES: D_ip = sum_{k in N(i)} e^{l_ik}
-
-Summation location (Eq. 2 and Eq. 3 of the paper), with s = tau when
-scale_by_temperature (tau / base_temperature when base_temperature is given),
-else 1:
-    OUTSIDE: L_i = -s / |P(i)| * sum_{p in P(i)} (l_ip - log D_ip)
-    INSIDE:  L_i = -s * log(1 / |P(i)| * sum_{p in P(i)} e^{l_ip} / D_ip)
-
-1/|P(i)| is a divide-no-nan (zero when there is no positive, which only happens
-with one view). The per-sample loss is the mean of L_i over the sample's anchor
-views; with a single view it is additionally divided by |P(i)| (divide-no-nan),
-as in the official code.
-
-Inside a `tf.distribute` replica context with more than one replica, features
-and labels are all-gathered (differentiably): the local samples are the anchors
-and the global batch is the contrast set. Summing the per-replica losses gives
-the single-device loss of the whole batch, and the same gradients.
-"""
+"""The contrastive loss under the TensorFlow backend (the equations and the
+arguments: `api.py`). The elementwise work is compiled with XLA and the
+gradient is written out by hand (`tf.custom_gradient`), by one of three
+kernels: the linear one for the official SupCon and SimCLR settings
+(`linear.py`), the masked one for every other option set (`masked.py`), and
+either over blocks of anchors above a size (`blockwise.py`). Inside a
+`tf.distribute` replica context with several replicas, features and labels
+are all-gathered (differentiably): the local samples are the anchors, the
+global batch the contrast set."""
 
 import tensorflow as tf
 
