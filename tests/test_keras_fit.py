@@ -305,5 +305,25 @@ def test_the_knn_monitor_logs_the_top1_of_a_weighted_vote():
     correct += votes.argmax() == label
   assert len(logs['knn_top1']) == 2
   assert logs['knn_top1'][-1] == pytest.approx(correct / 10)
+  # The same vote from arrays and from a PyDataset (the other backends' data).
+
+  class Batches(keras.utils.PyDataset):
+    def __init__(self):
+      super().__init__()
+
+    def __len__(self):
+      return 3
+
+    def __getitem__(self, index):
+      return (images[20 + 4 * index:24 + 4 * index],
+              labels[20 + 4 * index:24 + 4 * index])
+
+  for bank_data, query_data in (((images[:20], labels[:20]), Batches()),
+                                ((images[:20], labels[:20]),
+                                 (images[20:], labels[20:]))):
+    monitor = KnnMonitor(bank_data, query_data, k=5, temperature=0.5,
+                         batch_size=8)
+    monitor.set_model(model)
+    assert monitor.top1() == pytest.approx(correct / 10)
   with pytest.raises(ValueError, match='KnnMonitor bank must be'):
     KnnMonitor(images, queries)

@@ -484,13 +484,13 @@ class KnnMonitor(keras.callbacks.Callback):
       batches = (data[i] for i in range(len(data)))
     else:
       batches = data
-    embeddings, all_labels = [], []
-    for images, labels in batches:
-      embeddings.append(keras.ops.convert_to_numpy(
-          self.model.predict_on_batch(np.asarray(images))['embeddings']))
-      all_labels.append(np.asarray(labels).reshape(-1))
+    embeddings, batch_labels = [], []
+    for batch_images, labels_of_batch in batches:
+      embeddings.append(keras.ops.convert_to_numpy(self.model.predict_on_batch(
+          np.asarray(batch_images))['embeddings']))
+      batch_labels.append(np.asarray(labels_of_batch).reshape(-1))
     return {'embeddings': np.concatenate(embeddings),
-            'labels': np.concatenate(all_labels)}
+            'labels': np.concatenate(batch_labels)}
 
   def top1(self):
     """The kNN top-1 of the model as it is now."""
