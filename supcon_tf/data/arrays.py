@@ -41,8 +41,9 @@ def load_digits():
 def cifar_present(name, data_dir=''):
   """Whether `data_dir` holds the CIFAR python archive or its folder."""
   archive, folder = CIFAR_ARCHIVES[name]
-  return (os.path.isdir(os.path.join(data_dir or '', folder)) or
-          os.path.isfile(os.path.join(data_dir or '', archive)))
+  data_dir = os.path.expanduser(data_dir or '')
+  return (os.path.isdir(os.path.join(data_dir, folder)) or
+          os.path.isfile(os.path.join(data_dir, archive)))
 
 
 def load_cifar(name, data_dir='', label_type='fine'):
@@ -53,7 +54,7 @@ def load_cifar(name, data_dir='', label_type='fine'):
     raise DataError(f'Unknown CIFAR dataset {name!r}; known: '
                     f'{", ".join(CIFAR_ARCHIVES)}.')
   archive_name, folder_name = CIFAR_ARCHIVES[name]
-  data_dir = data_dir or ''
+  data_dir = os.path.expanduser(data_dir or '')
   archive = os.path.join(data_dir, archive_name)
   folder = os.path.join(data_dir, folder_name)
   if os.path.isdir(folder):
