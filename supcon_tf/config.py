@@ -196,6 +196,10 @@ class Config(_Stages, Preprocessing):
   steps_per_loop: int = _field(
       1000, 'Number of training steps per tf.function call (checkpoints are '
       'taken between calls).')
+  stop_after_minutes: float = _field(
+      0., 'Stop the run cleanly at the first step boundary after this many '
+      'minutes of this call, with a checkpoint (exit status 75); the same '
+      'command continues it. 0: no time budget.')
   strategy: str = _field(
       'auto', 'auto (a TPU with --use_tpu and one named, else mirrored over '
       'several GPUs, else default), default, mirrored, multi_worker '
@@ -385,6 +389,7 @@ class Config(_Stages, Preprocessing):
         ('micro_batch_size', self.micro_batch_size >= 0, '>= 0'),
         ('num_views', self.num_views >= 1, '>= 1'),
         ('steps_per_loop', self.steps_per_loop >= 1, '>= 1'),
+        ('stop_after_minutes', self.stop_after_minutes >= 0, '>= 0'),
         ('save_interval_steps', self.save_interval_steps >= 1, '>= 1'),
         ('summary_interval_steps', self.summary_interval_steps >= 1, '>= 1'),
         ('max_checkpoints_to_keep', self.max_checkpoints_to_keep >= 1,
@@ -521,7 +526,7 @@ RUNTIME_FIELDS = frozenset({
     'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
     'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
     'eval_batch_size', 'skip_corrupt', 'require_same_image_size',
-    'deterministic', 'micro_batch_size',
+    'deterministic', 'micro_batch_size', 'stop_after_minutes',
     'input_threads', 'use_tpu', 'tpu_name',
     'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
 })

@@ -324,6 +324,38 @@ def test_fractional_epochs_run_the_official_step_counts(tmp_path, data_dir):
   assert [int(p.rsplit('-', 1)[1]) for p in saved] == [3, 5, 7]
 
 
+def test_a_run_sliced_by_its_time_budget_ends_as_the_whole_run(tmp_path,
+                                                                data_dir):
+  """Two calls stop at their budget (spent by the first step boundary:
+  one step each, a checkpoint each); the third, without one, finishes:
+  every weight of both stages as the uninterrupted run's."""
+  from supcon_tf.training import signals
+  options = dict(stage_1_epochs=2, stage_2_epochs=1, steps_per_loop=1,
+                 knn_every_epochs=0, mode='train')
+  whole = _config(tmp_path / 'whole', data_dir, **options)
+  run_lib.run(whole)
+  sliced = _config(tmp_path / 'sliced', data_dir, **options)
+  budget = _config(tmp_path / 'sliced', data_dir, stop_after_minutes=1e-9,
+                   **options)
+  for stopped in (1, 2):
+    with pytest.raises(signals.BudgetSpent,
+                       match=f'stage_1: stopped at step {stopped} of 6, the '
+                       'time budget spent') as stop:
+      run_lib.run(budget)
+    assert stop.value.status == 75
+    assert tf.train.latest_checkpoint(
+        str(tmp_path / 'sliced' / 'stage_1')).endswith(f'ckpt-{stopped}')
+  results = run_lib.run(sliced)
+  signals.reset()
+  assert (results['stage_1_steps'], results['stage_2_steps']) == (6, 3)
+  for stage in ('stage_1', 'stage_2'):
+    want = _restored(whole, stage).get_weights()
+    got = _restored(sliced, stage).get_weights()
+    assert len(got) == len(want) > 50
+    for a, b in zip(got, want):
+      np.testing.assert_allclose(a, b, atol=1e-5 * max(np.abs(b).max(), 1.))
+
+
 def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,
                                                                 data_dir):
   model_dir = tmp_path / 'resume'

@@ -316,9 +316,11 @@ class Trainer:
             write_scalars(writer, current, {'monitor/knn_val_top1': knn})
             logging.info('%s epoch %d: kNN validation top-1 %.4f',
                          stage.name, epoch, knn)
+        if signals.budget_spent() and current < total:
+          raise signals.BudgetSpent('')
     except KeyboardInterrupt as error:
-      # Ctrl-C, SIGTERM, or a KeyboardInterrupt where no handler is
-      # installed (a library caller): the steps done are kept.
+      # Ctrl-C, SIGTERM, the time budget, or a KeyboardInterrupt where no
+      # handler is installed (a library caller): the steps done are kept.
       current = int(step.numpy())
       if current > last_saved:
         save(current)
@@ -326,6 +328,11 @@ class Trainer:
       signum = getattr(error, 'signum', None) or signals.requested()
       kept = (f'checkpoint {latest}' if latest else
               'no checkpoint of this stage yet')
+      if isinstance(error, signals.BudgetSpent):
+        raise signals.BudgetSpent(
+            f'{stage.name}: stopped at step {current} of {total}, the time '
+            f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
+            f'); {kept}. Run the same command to continue.') from None
       raise Interrupted(
           f'{stage.name}: stopped at step {current} ({signals.name(signum)});'
           f' {kept}. Run the same command to resume.',

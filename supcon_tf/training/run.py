@@ -196,8 +196,11 @@ def check_model_dir(config):
 
 
 def run(config, stage_indices=(1, 2)):
-  """Runs `config.mode`; returns the results dict (also results.json)."""
+  """Runs `config.mode`; returns the results dict (also results.json).
+  With `config.stop_after_minutes`, raises `signals.BudgetSpent` at the
+  first step boundary past that budget, its stage checkpointed."""
   started = time.perf_counter()
+  signals.start_budget(config.stop_after_minutes)
   check_config(config)
   setup = _setup(config)
   with contextlib.ExitStack() as held:

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM as a request to stop, read by the run between steps.
+"""Ctrl-C, SIGTERM and the time budget as requests to stop, read by the run
+between steps.
 
 Python's default SIGINT handler raises KeyboardInterrupt wherever the main
 thread happens to be; inside TensorFlow's C++ code, a tf.data callback or a
@@ -36,6 +37,32 @@ class Interrupted(KeyboardInterrupt):
     super().__init__(message)
     self.signum = signum
     self.status = EXIT_STATUS.get(signum, 130)
+
+
+class BudgetSpent(Interrupted):
+  """A run stopped by its time budget (`--stop_after_minutes`) at a step
+  boundary, its checkpoint written; exit status 75 (EX_TEMPFAIL: the same
+  command continues it)."""
+
+  def __init__(self, message):
+    super().__init__(message)
+    self.status = BUDGET_STATUS
+
+
+# The exit status of a run that stopped at its time budget.
+BUDGET_STATUS = 75
+# When this call's time budget ends (time.monotonic()), or None.
+_deadline = [None]
+
+
+def start_budget(minutes):
+  """The run may train `minutes` from now (0: no budget)."""
+  _deadline[0] = time.monotonic() + 60. * minutes if minutes > 0 else None
+
+
+def budget_spent():
+  """Whether this call's time budget has ended."""
+  return _deadline[0] is not None and time.monotonic() >= _deadline[0]
 
 
 def install(program=None):
@@ -123,6 +150,7 @@ def leave(code):
 
 
 def reset():
-  """Forgets a received signal (tests)."""
+  """Forgets a received signal and the time budget (tests)."""
   _received.clear()
   _finished[0] = ''
+  _deadline[0] = None
