@@ -236,6 +236,13 @@ def _setup(config):
     tf.config.experimental.enable_op_determinism()
   # First: a multi-worker strategy must exist before any other op runs.
   strategy = make_strategy(config)
+  if config.stop_after_minutes and isinstance(
+      strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    # Each worker's clock would end its budget at another step, and the
+    # others would wait on it in the next step's all-reduce.
+    raise ValueError('--stop_after_minutes applies to one process; the '
+                     'workers of a multi-worker run would stop at different '
+                     'steps. Send SIGTERM to every worker instead.')
   signals.check(_STARTING)
   source = sources.load_source(
       config.input_fn, config.data_dir,
