@@ -173,7 +173,7 @@ def test_the_loss_equals_tensorflow_over_the_option_grid(tmp_path, backend):
           positives_cap=cap))
     np.savez('results.npz', **results)
   ''', tmp_path)
-  jax_results = np.load(tmp_path / 'results.npz')
+  other = np.load(tmp_path / 'results.npz')
   weights = tf.range(1., 11.)
   for i, (options, kind) in enumerate(cases):
     features = tf.constant(features)
@@ -182,13 +182,13 @@ def test_the_loss_equals_tensorflow_over_the_option_grid(tmp_path, backend):
       loss = contrastive_loss(features, labels[kind], **options)
       weighted = tf.reduce_sum(loss * weights)
     grad = tape.gradient(weighted, features).numpy()
-    np.testing.assert_allclose(jax_results[f'loss{i}'], loss.numpy(),
+    np.testing.assert_allclose(other[f'loss{i}'], loss.numpy(),
                                rtol=1e-5, err_msg=f'{options} {kind}')
-    np.testing.assert_allclose(jax_results[f'grad{i}'], grad, rtol=1e-4,
+    np.testing.assert_allclose(other[f'grad{i}'], grad, rtol=1e-4,
                                atol=1e-5 * np.abs(grad).max(),
                                err_msg=f'{options} {kind}')
   for i, (*options, expected) in enumerate(official):
-    np.testing.assert_allclose(jax_results[f'official{i}'], expected,
+    np.testing.assert_allclose(other[f'official{i}'], expected,
                                rtol=1e-6, err_msg=str(options))
 
 
