@@ -106,14 +106,39 @@ def test_the_core_imports_and_fits_without_tensorflow(tmp_path, backend):
                                                 (images, labels), k=5)])
       print(encoder.name, sorted(history.history),
             np.isfinite(history.history['loss']).all())
+    # What only TensorFlow does, and bad arguments: one line each.
+    from supcon_tf.losses import contrastive_loss
+    for attempt in (
+        lambda: SupConModel(encoder, 4, memory_size=8),
+        lambda: model.compile(micro_batch_size=4),
+        lambda: model.export('served'),
+        lambda: contrastive_loss(np.ones((4, 2, 3)), np.arange(4),
+                                 positives_cap=3),
+        lambda: contrastive_loss(np.ones((4, 2, 3)), np.arange(4),
+                                 temperature=0.)):
+      try:
+        attempt()
+        print('no error')
+      except ValueError as error:
+        print('error:', error)
     print('tensorflow imported:', 'tensorflow' in sys.modules)
   ''', tmp_path)
   lines = out.strip().splitlines()
   assert lines[-1] == 'tensorflow imported: False'
-  for line in lines[-3:-1]:
+  errors = lines[-6:-1]
+  assert all(line.startswith('error: ') for line in errors), errors
+  for line, words in zip(errors, (
+      'memory_size (a cross-batch memory) needs the TensorFlow backend',
+      'micro_batch_size (gradient caching) needs the TensorFlow backend',
+      'export writes a TensorFlow SavedModel',
+      'must be a multiple of the number of views',
+      'temperature must be a positive finite number')):
+    assert words in line, line
+  fits = lines[-8:-6]
+  for line in fits:
     assert line.endswith("['knn_top1', 'loss', 'probe_loss', 'probe_top1'] "
                          'True'), line
-  assert lines[-3].startswith('resnet20')
+  assert fits[0].startswith('resnet20')
 
 
 def _grid():
