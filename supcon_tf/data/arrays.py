@@ -38,12 +38,16 @@ def load_digits():
           'test': (images[test], labels[test])}
 
 
+def _cifar_paths(name, data_dir):
+  """(the python archive, its unpacked folder) of `name` in `data_dir`."""
+  data_dir = os.path.expanduser(data_dir or '')
+  return tuple(os.path.join(data_dir, p) for p in CIFAR_ARCHIVES[name])
+
+
 def cifar_present(name, data_dir=''):
   """Whether `data_dir` holds the CIFAR python archive or its folder."""
-  archive, folder = CIFAR_ARCHIVES[name]
-  data_dir = os.path.expanduser(data_dir or '')
-  return (os.path.isdir(os.path.join(data_dir, folder)) or
-          os.path.isfile(os.path.join(data_dir, archive)))
+  archive, folder = _cifar_paths(name, data_dir)
+  return os.path.isdir(folder) or os.path.isfile(archive)
 
 
 def load_cifar(name, data_dir='', label_type='fine'):
@@ -53,10 +57,8 @@ def load_cifar(name, data_dir='', label_type='fine'):
   if name not in CIFAR_ARCHIVES:
     raise DataError(f'Unknown CIFAR dataset {name!r}; known: '
                     f'{", ".join(CIFAR_ARCHIVES)}.')
-  archive_name, folder_name = CIFAR_ARCHIVES[name]
-  data_dir = os.path.expanduser(data_dir or '')
-  archive = os.path.join(data_dir, archive_name)
-  folder = os.path.join(data_dir, folder_name)
+  folder_name = CIFAR_ARCHIVES[name][1]
+  archive, folder = _cifar_paths(name, data_dir)
   if os.path.isdir(folder):
     read = lambda member: _unpickle(os.path.join(folder, member), open)
   elif os.path.isfile(archive):

@@ -62,7 +62,6 @@ KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 CIFAR_ARCHIVES = arrays.CIFAR_ARCHIVES
-DIGITS_TEST_SIZE = arrays.DIGITS_TEST_SIZE
 DataError = arrays.DataError
 
 
@@ -236,7 +235,7 @@ def _mean_std_of(images):
 def _cifar(name, data_dir, label_type):
   if not arrays.cifar_present(name, data_dir):
     logging.info('%s: no %s or %s in %r; using TFDS.', name,
-                 *arrays.CIFAR_ARCHIVES[name], data_dir)
+                 *CIFAR_ARCHIVES[name], data_dir)
     return _tfds(name, data_dir or None, label_type)
   splits, class_names = arrays.load_cifar(name, data_dir, label_type)
   splits = {split: Split(labels, images=images)

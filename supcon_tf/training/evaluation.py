@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from supcon_tf import losses
 from supcon_tf.training import signals
-from supcon_tf.training.knn import knn_accuracy  # The monitors call it here.
 
 
 def make_forward(model, keys=('embeddings', 'logits')):

@@ -28,7 +28,7 @@ from supcon_tf import files
 from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, precision, signals
-from supcon_tf.training import stages
+from supcon_tf.training import knn, stages
 from supcon_tf.training import step as step_lib
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
@@ -510,7 +510,7 @@ class Trainer:
       return None
     bank = self.outputs('train')
     queries = self.outputs('validation')
-    return evaluation.knn_accuracy(
+    return knn.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.source.num_classes)
 
