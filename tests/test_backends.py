@@ -366,3 +366,34 @@ def test_cifar_archives_read_into_numpy_under_jax(tmp_path, name):
   for channel in range(3):
     np.testing.assert_array_equal(
         first[..., channel].ravel(), row[channel * 1024:(channel + 1) * 1024])
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_device_views_equal_the_tf_data_ops_and_train(tmp_path, backend):
+  """The device views under this backend against the tf.data ops on the same
+  images and draws (one grey level), and as a SupConModel's augmentation:
+  uint8 batches in, a fit with a finite loss."""
+  from tests import test_device_views
+  arrays, expected = test_device_views.cases()
+  np.savez(tmp_path / 'cases.npz', **arrays)
+  run_backend(backend, '''
+    from supcon_tf.data.device_views import DeviceViews
+    from supcon_tf.losses import ContrastiveLoss
+    from supcon_tf.models import build_encoder
+    from supcon_tf.training.fit import SupConModel
+    from tests import device_cases
+    cases = dict(np.load('cases.npz'))
+    np.savez('outputs.npz', **device_cases.outputs(cases))
+    images = cases['images'][:32]
+    model = SupConModel(build_encoder('resnet20'), num_classes=4,
+                        augmentation=DeviceViews(seed=0, mean=[128.] * 3,
+                                                 std=[64.] * 3))
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  loss=ContrastiveLoss(temperature=0.1))
+    history = model.fit(images, np.arange(32) % 4, batch_size=16, epochs=1,
+                        verbose=0)
+    np.save('loss.npy', history.history['loss'])
+  ''', tmp_path)
+  test_device_views.assert_within_a_grey_level(
+      dict(np.load(tmp_path / 'outputs.npz')), expected)
+  assert np.isfinite(np.load(tmp_path / 'loss.npy')).all()

@@ -22,11 +22,9 @@ import tensorflow as tf
 
 from supcon_tf.data.augment import batching
 from supcon_tf.data.augment.batching import apply_by_group, as_batch
+from supcon_tf.data.policy_tables import GEOMETRIC_OPS  # noqa: F401
 
 IDENTITY = 'Identity'  # RandAugment's op that leaves the image as it is.
-# The geometric ops: their argument takes a random sign in the PIL and
-# TF-Models families.
-GEOMETRIC_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
 
 
 def sign_draw(shape, seed):

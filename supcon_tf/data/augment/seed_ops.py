@@ -16,21 +16,12 @@ PIL's (`pil_ops.OPS`).
 import functools
 import math
 
-import numpy as np
 import tensorflow as tf
 
 from supcon_tf.data.augment import batching, pil_ops
 from supcon_tf.data.augment.engine import GEOMETRIC_OPS, Family
-
-# (low, high) of each op's np.linspace(low, high, 11); translations are a
-# fraction of the image size.
-RANGES = {
-    'ShearX': (-0.3, 0.3), 'ShearY': (-0.3, 0.3),
-    'TranslateX': (-150 / 331, 150 / 331), 'TranslateY': (-150 / 331, 150 / 331),
-    'Rotate': (-30., 30.), 'Solarize': (0., 256.), 'Posterize': (4., 8.),
-    'Contrast': (0.1, 1.9), 'Color': (0.1, 1.9), 'Brightness': (0.1, 1.9),
-    'Sharpness': (0.1, 1.9),
-}
+from supcon_tf.data.device_views import spline_prefilter
+from supcon_tf.data.policy_tables import SEED_RANGES as RANGES
 
 
 def level_to_magnitude(name, level, uniform):
@@ -68,17 +59,6 @@ def ndimage_matrix(name, magnitude, size):
   return matrix, offset
 
 
-def _spline_prefilter(size):
-  """[size, size] inverse of the cubic B-spline sampling matrix with mirror
-  boundaries: the coefficients ndimage's spline_filter gives."""
-  sampling = np.zeros((size, size))
-  for k in range(size):
-    for j, weight in ((k - 1, 1 / 6), (k, 4 / 6), (k + 1, 1 / 6)):
-      j = -j if j < 0 else (2 * (size - 1) - j if j > size - 1 else j)
-      sampling[k, j] += weight
-  return np.linalg.inv(sampling)
-
-
 def _cubic_bspline(t):
   t = tf.abs(t)
   return tf.where(t < 1., 2. / 3. - t * t + t * t * t / 2.,
@@ -98,8 +78,8 @@ def affine(images, matrix, offset):
   rounds into uint8."""
   height, width = images.shape[1], images.shape[2]
   x = tf.cast(images, tf.float64)
-  coefficients = tf.einsum('hk,nkwc->nhwc', _spline_prefilter(height), x)
-  coefficients = tf.einsum('wk,nhkc->nhwc', _spline_prefilter(width),
+  coefficients = tf.einsum('hk,nkwc->nhwc', spline_prefilter(height), x)
+  coefficients = tf.einsum('wk,nhkc->nhwc', spline_prefilter(width),
                            coefficients)
   rows, cols = tf.meshgrid(tf.range(height, dtype=tf.float64),
                            tf.range(width, dtype=tf.float64), indexing='ij')
