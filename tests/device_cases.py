@@ -18,7 +18,21 @@ def outputs(arrays):
         name, arrays[f'{name}/magnitude'], size))
   out['pad_crop_flip'] = D.pad_crop_flip(
       images, arrays['pad_crop_flip/offsets'], arrays['pad_crop_flip/mirror'])
-  out['seed_cifar10'] = D.autoaugment(
-      images, D.POLICIES['seed_cifar10'], arrays['seed_cifar10/choice'],
-      arrays['seed_cifar10/fires'], arrays['seed_cifar10/position'])
+  for name in D.TF_MODELS_PIXEL_OPS:
+    out[f'tf_models/{name}'] = D.TF_MODELS_PIXEL_OPS[name](
+        images, arrays[f'tf_models/{name}/argument'])
+  for name in D.GEOMETRIC_OPS:
+    out[f'tf_models/{name}'] = D.tf_models_resample(
+        images, D.tf_models_transform(
+            name, arrays[f'tf_models/{name}/argument'], *images.shape[1:3]))
+  for policy in D.POLICIES:
+    out[policy] = D.autoaugment(
+        images, *D.POLICIES[policy], arrays[f'{policy}/choice'],
+        arrays[f'{policy}/fires'], arrays[f'{policy}/draw'])
+  for flavour in ('tf', 'pytorch'):
+    name = f'simclr/{flavour}'
+    out[name] = D.simclr_distort(images, *(arrays[f'{name}/{k}'] for k in (
+        'jitter', 'factors', 'order', 'gray', 'blur', 'sigma')),
+                                 pytorch=flavour == 'pytorch')
+  out['blur'] = D.gaussian_blur(images, arrays['blur/sigma'], 7)
   return {name: np.asarray(value) for name, value in out.items()}

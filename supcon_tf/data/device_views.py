@@ -20,7 +20,9 @@ the result of the op it drew (a select): static shapes, as XLA wants, at
 the cost of computing every op of a step for every image; the geometric ops
 of a step share one resampling.
 """
+import functools
 import math
+import typing
 
 import keras
 import numpy as np
@@ -30,14 +32,10 @@ from supcon_tf.data.policy_tables import GEOMETRIC_OPS, SEED_RANGES
 
 ops = keras.ops
 
-# The policies the device views have: the seed's CIFAR-10 AutoAugment.
-POLICIES = {'seed_cifar10': policy_tables.CIFAR10_POLICY}
-
-
 def _on_floats(op):
   """op(images, ...) on float32 images given as any array (NumPy too)."""
-  def on_floats(images, *args):
-    return op(ops.cast(images, 'float32'), *args)
+  def on_floats(images, *args, **kwargs):
+    return op(ops.cast(images, 'float32'), *args, **kwargs)
   on_floats.__name__, on_floats.__doc__ = op.__name__, op.__doc__
   return on_floats
 
@@ -282,6 +280,125 @@ def _seed_pixel_op(name, images, magnitude):
   return PIXEL_OPS[name](images, magnitude)
 
 
+# TF-Models' ops (as `augment.tf_models_ops`, the official AutoAugment v0).
+
+def _tf_gray(images):
+  """tf.image.rgb_to_grayscale of uint8 images: the weighted sum of x / 255,
+  back to uint8 as convert_image_dtype does (x 255.5, truncated)."""
+  weighted = (images[..., 0:1] / 255. * 0.2989 + images[..., 1:2] / 255. *
+              0.587 + images[..., 2:3] / 255. * 0.114)
+  return ops.floor(weighted * 255.5)
+
+
+@_on_floats
+def tf_posterize(images, bits):
+  """TF's uint8 shift by 8 - bits, which it clamps to 7 (0 bits keeps 1)."""
+  step = ops.power(2., ops.minimum(8. - _column(bits), 7.))
+  return ops.floor(images / step) * step
+
+
+@_on_floats
+def tf_solarize(images, threshold):
+  """The threshold as uint8: 256 wraps to 0 and inverts every pixel."""
+  threshold = ops.mod(ops.cast(threshold, 'float32'), 256.)
+  return ops.where(images < _column(threshold), images, 255. - images)
+
+
+@_on_floats
+def solarize_add(images, addition, threshold=128.):
+  added = ops.clip(images + ops.floor(_column(addition)), 0., 255.)
+  return ops.where(images < threshold, added, images)
+
+
+@_on_floats
+def tf_color(images, factor):
+  return _blend(_tf_gray(images), images, factor)
+
+
+@_on_floats
+def tf_contrast(images, factor):
+  """TF-Models blends with its histogram's sum over 256: the pixel count."""
+  degenerate = min(math.floor(images.shape[1] * images.shape[2] / 256.), 255)
+  return _blend(ops.full_like(images, float(degenerate)), images, factor)
+
+
+@_on_floats
+def tf_sharpness(images, factor):
+  """Blend with the 3 x 3 SMOOTH kernel's VALID convolution, truncated (not
+  rounded), the border left as it is."""
+  height, width = images.shape[1], images.shape[2]
+  total = 4. * images[:, 1:-1, 1:-1]
+  for dy in range(3):
+    for dx in range(3):
+      total = total + images[:, dy:dy + height - 2, dx:dx + width - 2]
+  smooth = ops.pad(_truncate(total / 13.), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  interior = np.zeros((1, height, width, 1), bool)
+  interior[:, 1:-1, 1:-1] = True
+  return _blend(ops.where(ops.convert_to_tensor(interior), smooth, images),
+                images, factor)
+
+
+@_on_floats
+def tf_autocontrast(images, _=None):
+  """Its lookup table: level * scale + (-low * scale), truncated."""
+  low = ops.min(images, axis=(1, 2), keepdims=True)
+  high = ops.max(images, axis=(1, 2), keepdims=True)
+  scale = 255. / ops.maximum(high - low, 1.)
+  stretched = _truncate(images * scale + (-low * scale))
+  return ops.where(high > low, stretched, images)
+
+
+TF_MODELS_PIXEL_OPS = dict(
+    PIXEL_OPS, Posterize=tf_posterize, Solarize=tf_solarize,
+    SolarizeAdd=solarize_add, Color=tf_color, Contrast=tf_contrast,
+    Sharpness=tf_sharpness, AutoContrast=tf_autocontrast)
+
+
+def tf_models_argument(name, level, negate):
+  """TF-Models' level (0..10) -> argument (AutoAugment: translate_const
+  250), the geometric ones negated where `negate`."""
+  level = ops.cast(level, 'float32')
+  integer = lambda scale: ops.floor(level / 10. * scale)
+  argument = {
+      'Rotate': level / 10. * 30., 'ShearX': level / 10. * 0.3,
+      'ShearY': level / 10. * 0.3, 'TranslateX': level / 10. * 250.,
+      'TranslateY': level / 10. * 250., 'Posterize': integer(4.),
+      'Solarize': integer(256.), 'SolarizeAdd': integer(110.)}.get(name)
+  if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+    argument = level / 10. * 1.8 + 0.1
+  if argument is None:
+    return ops.zeros_like(level)
+  if name in GEOMETRIC_OPS:
+    argument = ops.where(negate, -argument, argument)
+  return argument
+
+
+def tf_models_transform(name, argument, height, width):
+  """TF-Models' geometric op as a projective transform's eight [N] entries
+  (output (x, y) reads input (a0 x + a1 y + a2, b0 x + b1 y + b2))."""
+  m = ops.cast(argument, 'float32')
+  one, zero = ops.ones_like(m), ops.zeros_like(m)
+  if name == 'Rotate':
+    radians = m * (3.141592653589793 / 180.)
+    cos, sin = ops.cos(radians), ops.sin(radians)
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.
+    return (cos, -sin, x_offset, sin, cos, y_offset, zero, zero)
+  entries = {'ShearX': (one, m, zero, zero, one, zero),
+             'ShearY': (one, zero, zero, m, one, zero),
+             'TranslateX': (one, zero, m, zero, one, zero),
+             'TranslateY': (one, zero, zero, zero, one, m)}[name]
+  return entries + (zero, zero)
+
+
+@_on_floats
+def tf_models_resample(images, transform):
+  """Nearest sampling with the reflect fill (TF-Models' geometric ops)."""
+  return ops.image.affine_transform(
+      images, ops.stack(transform, axis=1), interpolation='nearest',
+      fill_mode='reflect')
+
+
 # Draws and the views.
 
 def _seed(seed):
@@ -319,6 +436,43 @@ def pad_crop_flip(images, offsets, mirror, padding=4):
   return _gather_pixels(padded, index)
 
 
+class Family(typing.NamedTuple):
+  """An op family on the device (as `augment.engine.Family`).
+
+  pixel_ops: name -> op(images, argument [N]).
+  argument: (name, level [N], draw [N]) -> the op's argument [N].
+  transform: (name, argument, height, width) -> a geometric op's
+    resampling parameters, a tuple of [N] (per-image: they are selected
+    image by image, so one resampling serves every geometric op).
+  resample: (images, parameters) -> images.
+  draw: (shape, seed) -> the per-op draws.
+  """
+  pixel_ops: dict
+  argument: typing.Callable
+  transform: typing.Callable
+  resample: typing.Callable
+  draw: typing.Callable
+
+
+SEED = Family(
+    pixel_ops={name: functools.partial(_seed_pixel_op, name)
+               for name in PIXEL_OPS},
+    argument=seed_magnitude,
+    transform=lambda name, argument, height, width: seed_matrix(
+        name, argument, float(height)),
+    resample=seed_affine,
+    # Where in its level's bin the magnitude falls.
+    draw=lambda shape, seed: keras.random.uniform(shape, seed=seed))
+TF_MODELS = Family(
+    pixel_ops=TF_MODELS_PIXEL_OPS, argument=tf_models_argument,
+    transform=tf_models_transform, resample=tf_models_resample,
+    # Whether a geometric op's argument is negated.
+    draw=lambda shape, seed: keras.random.uniform(shape, seed=seed) < 0.5)
+# The policies the device views have, by their --autoaugment_policy names.
+POLICIES = {'seed_cifar10': (SEED, policy_tables.CIFAR10_POLICY),
+            'v0': (TF_MODELS, policy_tables.V0_POLICY)}
+
+
 def _policy_arrays(policy):
   names = sorted({op for sub in policy for op, _, _ in sub})
   op_ids = np.array([[names.index(op) for op, _, _ in sub] for sub in policy],
@@ -330,75 +484,204 @@ def _policy_arrays(policy):
   return names, op_ids, probabilities, levels
 
 
-def autoaugment_draws(batch, policy, seed):
+def autoaugment_draws(batch, family, policy, seed):
   """AutoAugment's random choices: a sub-policy per image (uniform)
   `choice` [N], whether each of its two ops fires (with its probability)
-  `fires` [N, 2], and where in its level's bin each magnitude falls
-  `position` [N, 2] (the seed's per-op draw)."""
+  `fires` [N, 2], and the family's per-op draws `draw` [N, 2]."""
   seed = _seed(seed)
   _, _, probabilities, _ = _policy_arrays(policy)
   choice = keras.random.randint((batch,), 0, len(policy), seed=seed,
                                 dtype='int32')
   fires = keras.random.uniform((batch, 2), seed=seed) < ops.take(
       probabilities, choice, axis=0)
-  position = keras.random.uniform((batch, 2), seed=seed)
-  return {'choice': choice, 'fires': fires, 'position': position}
+  return {'choice': choice, 'fires': fires,
+          'draw': family.draw((batch, 2), seed)}
 
 
 @_on_floats
-def autoaugment(images, policy, choice, fires, position):
-  """The seed's AutoAugment (`augment.autoaugment` on the `SEED` family)
-  with given draws: sub-policy `choice[i]` on image i, its op k where
-  `fires[i, k]`, at the magnitude `position[i, k]` into its level's bin."""
+def autoaugment(images, family, policy, choice, fires, draw):
+  """AutoAugment (`augment.autoaugment`) of an op family with given draws:
+  sub-policy `choice[i]` on image i, its op k where `fires[i, k]`, with the
+  family's per-op draw `draw[i, k]`."""
   names, op_ids, _, levels = _policy_arrays(policy)
-  size = float(images.shape[1])
+  height, width = images.shape[1], images.shape[2]
   geometric = [name for name in names if name in GEOMETRIC_OPS]
   for step in range(2):
     op = ops.take(op_ids[:, step], choice, axis=0)
     level = ops.take(levels[:, step], choice, axis=0)
     fired = fires[:, step]
+    argument = lambda name: family.argument(name, level, draw[:, step])
     out = images
     if geometric:
-      # One resampling for every geometric op: each image's own matrix
-      # (the identity where its op is another).
-      matrix = [ops.zeros_like(level)] * 6
-      is_geometric = ops.zeros_like(fired)
+      # One resampling for every geometric op, with each image's own
+      # parameters (zeros where its op is another: that result is unused).
+      parameters, is_geometric = None, ops.zeros_like(fired)
       for name in geometric:
         mine = op == names.index(name)
         is_geometric = is_geometric | mine
-        matrix = [ops.where(mine, part, total) for part, total in zip(
-            seed_matrix(name, seed_magnitude(name, level,
-                                             position[:, step]), size),
-            matrix)]
-      out = _select(is_geometric & fired, seed_affine(images, matrix), out)
+        own = family.transform(name, argument(name), height, width)
+        parameters = [ops.where(mine, part, 0. if total is None else total)
+                      for part, total in zip(own, parameters or
+                                             [None] * len(own))]
+      out = _select(is_geometric & fired,
+                    family.resample(images, parameters), out)
     for index, name in enumerate(names):
-      if name in GEOMETRIC_OPS:
-        continue
-      changed = _seed_pixel_op(name, images, seed_magnitude(
-          name, level, position[:, step]))
-      out = _select((op == index) & fired, changed, out)
+      if name not in GEOMETRIC_OPS:
+        out = _select((op == index) & fired,
+                      family.pixel_ops[name](images, argument(name)), out)
     images = out
   return images
+
+
+# SimCLR's colour distortion (as `augment.color`), float images in [0, 1].
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
+
+
+def _gray(images):
+  return ops.sum(images * ops.convert_to_tensor(GRAY_WEIGHTS, 'float32'),
+                 axis=-1, keepdims=True)
+
+
+def _hsv_op(images, change):
+  """`change`(hue, saturation, value) -> (h, s, v) on RGB images."""
+  hue, saturation, value = ops.unstack(ops.image.rgb_to_hsv(images), axis=-1)
+  return ops.image.hsv_to_rgb(ops.stack(change(hue, saturation, value),
+                                        axis=-1))
+
+
+def _jitter_op(index, images, factor, pytorch):
+  """`color.JITTER_OPS[index]`: brightness, contrast, saturation, hue."""
+  column = _column(factor)
+  if index == 0:
+    return images * column if pytorch else images + column
+  if index == 1:
+    mean = (ops.mean(_gray(images), axis=(1, 2, 3), keepdims=True) if pytorch
+            else ops.mean(images, axis=(1, 2), keepdims=True))
+    return column * images + (1. - column) * mean
+  if index == 2 and pytorch:
+    return column * images + (1. - column) * _gray(images)
+  row = ops.reshape(ops.cast(factor, 'float32'), (-1, 1, 1))
+  if index == 2:
+    return _hsv_op(images, lambda h, s, v: (h, ops.clip(s * row, 0., 1.), v))
+  return _hsv_op(images, lambda h, s, v: (ops.mod(h + row, 1.), s, v))
+
+
+def jitter_ranges(strength, pytorch):
+  """The (low, high) of each jitter factor: brightness, contrast,
+  saturation, hue (`augment.color_jitter`)."""
+  s, d = 0.8 * strength, 0.2 * strength
+  if pytorch:
+    low = max(0., 1. - s)
+    return ((low, 1. + s), (low, 1. + s), (low, 1. + s), (-d, d))
+  return ((-s, s), (1. - s, 1. + s), (1. - s, 1. + s), (-d, d))
+
+
+@_on_floats
+def color_jitter(images, factors, order, pytorch=False):
+  """SimCLR's jitter with given draws: the four ops at `factors` [N, 4]
+  (brightness, contrast, saturation, hue), image i taking them in the
+  order `order[i]` (a permutation of 0..3), clipped to [0, 1] after each."""
+  for position in range(4):
+    out = images
+    for index in range(4):
+      out = _select(order[:, position] == index,
+                    _jitter_op(index, images, factors[:, index], pytorch), out)
+    images = ops.clip(out, 0., 1.)
+  return images
+
+
+@_on_floats
+def gaussian_blur(images, sigma, kernel_size):
+  """Separable Gaussian blur, one sigma per image [N], zero padding, as the
+  official SimCLR code (`augment.gaussian_blur`)."""
+  radius = kernel_size // 2
+  if radius < 1:
+    return images
+  taps = ops.cast(ops.arange(-radius, radius + 1), 'float32')
+  sigma = ops.reshape(ops.cast(sigma, 'float32'), (-1, 1))
+  weights = ops.exp(-ops.square(taps)[None] / (2. * ops.square(sigma)))
+  weights = weights / ops.sum(weights, axis=1, keepdims=True)  # [N, k]
+  height, width = images.shape[1], images.shape[2]
+  padded = ops.pad(images, ((0, 0), (0, 0), (radius, radius), (0, 0)))
+  rows = sum(ops.reshape(weights[:, t], (-1, 1, 1, 1)) *
+             padded[:, :, t:t + width] for t in range(2 * radius + 1))
+  padded = ops.pad(rows, ((0, 0), (radius, radius), (0, 0), (0, 0)))
+  return sum(ops.reshape(weights[:, t], (-1, 1, 1, 1)) *
+             padded[:, t:t + height] for t in range(2 * radius + 1))
+
+
+def simclr_draws(batch, seed, strength=0.5, pytorch=False,
+                 blur_probability=0.5, jitter_probability=0.8,
+                 grayscale_probability=0.2):
+  """SimCLR's random choices per image: `jitter` [N] (with probability
+  0.8), its `factors` [N, 4] (uniform in `jitter_ranges`) and `order` [N, 4]
+  (a uniform permutation), `gray` [N] (0.2), `blur` [N]
+  (`blur_probability`) and its `sigma` [N] (uniform in [0.1, 2])."""
+  seed = _seed(seed)
+  uniform = lambda shape, low=0., high=1.: keras.random.uniform(
+      shape, low, high, seed=seed)
+  return {
+      'jitter': uniform((batch,)) < jitter_probability,
+      'factors': ops.stack([uniform((batch,), low, high) for low, high in
+                            jitter_ranges(strength, pytorch)], axis=1),
+      'order': ops.cast(ops.argsort(uniform((batch, 4)), axis=1), 'int32'),
+      'gray': uniform((batch,)) < grayscale_probability,
+      'blur': uniform((batch,)) < blur_probability,
+      'sigma': uniform((batch,), 0.1, 2.0)}
+
+
+@_on_floats
+def simclr_distort(images, jitter, factors, order, gray, blur, sigma,
+                   pytorch=False):
+  """SimCLR's distortion after the crop and flip (`augment.simclr_distort`)
+  with given draws: the jitter where `jitter`, grayscale where `gray`, the
+  blur (kernel a tenth of the side) where `blur`. 0..255 in and out."""
+  images = images / 255.
+  images = _select(jitter, color_jitter(images, factors, order, pytorch),
+                   images)
+  images = _select(gray, ops.repeat(_gray(images), 3, axis=-1), images)
+  blurred = gaussian_blur(images, sigma, images.shape[1] // 10)
+  return _select(blur, blurred, images) * 255.
+
+
+def deferred_blur_draws(batch, seed, blur_probability):
+  """The official deferred blur's choices: one sigma for the whole call
+  (uniform in [0.1, 2], as [N]) and `blur` [N] per image."""
+  seed = _seed(seed)
+  sigma = keras.random.uniform((), 0.1, 2.0, seed=seed)
+  return {'deferred_sigma': ops.broadcast_to(sigma, (batch,)),
+          'deferred_blur': keras.random.uniform((batch,), seed=seed) <
+                           blur_probability}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
 class DeviceViews(keras.layers.Layer):
   """One training view of every image of a batch, made on the device:
-  uint8 (or whole-level float) [N, H, W, 3] -> float32 [N, H, W, 3].
+  uint8 (or whole-level float) [N, H, W, 3] -> float32 [N, H, W, 3], in the
+  order of the tf.data view (`augment.augment`): crop and flip, AutoAugment,
+  SimCLR's distortion, normalisation, the deferred blur.
 
   crop: 'pad' (`pad_crop_flip`, `padding` pixels) or None (the host
-    cropped); flip: mirror half the images (with the crop).
-  policy: AutoAugment policy of `POLICIES` ('seed_cifar10') or None.
-  mean, std: per-channel normalisation in 0..255 units, as the input
-    pipeline's `normalize`; None leaves 0..255.
+    cropped); flip: mirror half the images.
+  policy: an AutoAugment policy of `POLICIES` ('seed_cifar10', 'v0') or None.
+  simclr_strength > 0: SimCLR's distortion at that strength (colour jitter
+    torchvision's way with `pytorch_color_jitter`), its blur with
+    `blur_probability`; `deferred_blur` blurs after the normalisation
+    instead, one sigma per call, as the official --defer_blurring.
+  mean, std: per-channel normalisation in 0..255 units (the input
+    pipeline's `normalize`); None leaves 0..255.
   seed: the `SeedGenerator`'s seed; each call draws anew.
 
   `training=False` only normalises. `draws(batch)` and `views(images,
-  draws)` split a call, for tests and for callers with their own draws.
+  draws)` split a call, for tests and for callers with their own draws;
+  `from_preprocessing` reads a Config's augmentation flags.
   """
 
-  def __init__(self, crop='pad', padding=4, flip=True, policy='seed_cifar10',
-               mean=None, std=None, seed=None, **kwargs):
+  def __init__(self, crop='pad', padding=4, flip=True, policy=None,
+               simclr_strength=0., pytorch_color_jitter=False,
+               blur_probability=0., deferred_blur=False, mean=None, std=None,
+               seed=None, **kwargs):
     super().__init__(**kwargs)
     if crop not in ('pad', None):
       raise ValueError(f"crop must be 'pad' or None; got {crop!r}.")
@@ -407,22 +690,69 @@ class DeviceViews(keras.layers.Layer):
                        f'None; got {policy!r}.')
     if (mean is None) != (std is None):
       raise ValueError('mean and std go together: give both or neither.')
+    if not 0. <= blur_probability <= 1. or simclr_strength < 0.:
+      raise ValueError('blur_probability must be in [0, 1] and '
+                       'simclr_strength >= 0; got '
+                       f'{blur_probability}, {simclr_strength}.')
     self.crop, self.padding, self.flip = crop, int(padding), bool(flip)
     self.policy = policy
+    self.simclr_strength = float(simclr_strength)
+    self.pytorch_color_jitter = bool(pytorch_color_jitter)
+    self.blur_probability = float(blur_probability)
+    self.deferred_blur = bool(deferred_blur)
     self.mean = None if mean is None else [float(v) for v in mean]
     self.std = None if std is None else [float(v) for v in std]
     self.seed = seed
     self.seed_generator = keras.random.SeedGenerator(seed)
 
+  @classmethod
+  def from_preprocessing(cls, config, mean_std=None, cropped=False,
+                         seed=None):
+    """The device views of a Config's (or Preprocessing's) training view;
+    `cropped`: the host made the crop and flip (`augment.crop_views`).
+    What the device views lack is a one-line ValueError."""
+    kind, magnitude = config.augmentation_type, config.augmentation_magnitude
+    if kind not in ('AUTOAUGMENT', 'SIMCLR', 'IDENTITY') and magnitude > 0:
+      raise ValueError(f'augmentation_type={kind} has no device views; '
+                       'AUTOAUGMENT, SIMCLR and IDENTITY have.')
+    policy = None
+    if kind == 'AUTOAUGMENT' and magnitude > 0:
+      policy = config.autoaugment_policy
+      if policy not in POLICIES:
+        raise ValueError(f'autoaugment_policy={policy} has no device views; '
+                         f'{", ".join(POLICIES)} have.')
+    for name in ('cutout_size', 'warp_probability'):
+      if getattr(config, name, 0):
+        raise ValueError(f'{name} has no device views; set it to 0.')
+    if config.crop == 'random_resized' and not cropped:
+      raise ValueError("crop='random_resized' is the host's (it needs the "
+                       'whole image): give the device cropped views.')
+    simclr = kind == 'SIMCLR' and magnitude > 0
+    deferred = bool(simclr and config.defer_blurring and
+                    config.blur_probability > 0)
+    mean, std = mean_std if mean_std is not None else (None, None)
+    return cls(
+        crop=None if cropped or config.crop != 'pad' else 'pad',
+        padding=config.random_crop_padding,
+        flip=bool(config.flip and not cropped), policy=policy,
+        simclr_strength=magnitude if simclr else 0.,
+        pytorch_color_jitter=config.use_pytorch_color_jitter,
+        blur_probability=config.blur_probability if simclr else 0.,
+        deferred_blur=deferred, mean=mean, std=std, seed=seed)
+
   def draws(self, batch):
     """Every random choice of one call for `batch` images."""
-    draws = {}
-    if self.crop == 'pad':
-      draws.update(pad_crop_flip_draws(batch, self.seed_generator,
-                                       self.padding, self.flip))
+    seed, draws = self.seed_generator, {}
+    if self.crop == 'pad' or self.flip:
+      draws.update(pad_crop_flip_draws(batch, seed, self.padding, self.flip))
     if self.policy is not None:
-      draws.update(autoaugment_draws(batch, POLICIES[self.policy],
-                                     self.seed_generator))
+      draws.update(autoaugment_draws(batch, *POLICIES[self.policy], seed))
+    if self.simclr_strength > 0:
+      draws.update(simclr_draws(
+          batch, seed, self.simclr_strength, self.pytorch_color_jitter,
+          0. if self.deferred_blur else self.blur_probability))
+    if self.deferred_blur:
+      draws.update(deferred_blur_draws(batch, seed, self.blur_probability))
     return draws
 
   def views(self, images, draws):
@@ -431,9 +761,15 @@ class DeviceViews(keras.layers.Layer):
     if self.crop == 'pad':
       images = pad_crop_flip(images, draws['offsets'], draws['mirror'],
                              self.padding)
+    elif self.flip:
+      images = _select(draws['mirror'], ops.flip(images, axis=2), images)
     if self.policy is not None:
-      images = autoaugment(images, POLICIES[self.policy], draws['choice'],
-                           draws['fires'], draws['position'])
+      images = autoaugment(images, *POLICIES[self.policy], draws['choice'],
+                           draws['fires'], draws['draw'])
+    if self.simclr_strength > 0:
+      images = simclr_distort(images, draws['jitter'], draws['factors'],
+                              draws['order'], draws['gray'], draws['blur'],
+                              draws['sigma'], self.pytorch_color_jitter)
     return images
 
   def normalize(self, images):
@@ -443,18 +779,30 @@ class DeviceViews(keras.layers.Layer):
     return ((images - ops.convert_to_tensor(self.mean, 'float32')) /
             ops.convert_to_tensor(self.std, 'float32'))
 
+  def finish(self, views, draws):
+    """Normalised views, then the deferred blur where there is one."""
+    views = self.normalize(views)
+    if self.deferred_blur:
+      views = _select(draws['deferred_blur'], gaussian_blur(
+          views, draws['deferred_sigma'], views.shape[1] // 10), views)
+    return views
+
   def call(self, images, training=True):
     if not training:
       return self.normalize(images)
-    return self.normalize(self.views(images, self.draws(
-        ops.shape(images)[0])))
+    draws = self.draws(ops.shape(images)[0])
+    return self.finish(self.views(images, draws), draws)
 
   def compute_output_shape(self, input_shape):
     return input_shape
 
   def get_config(self):
     config = super().get_config()
-    config.update(crop=self.crop, padding=self.padding, flip=self.flip,
-                  policy=self.policy, mean=self.mean, std=self.std,
-                  seed=self.seed)
+    config.update(
+        crop=self.crop, padding=self.padding, flip=self.flip,
+        policy=self.policy, simclr_strength=self.simclr_strength,
+        pytorch_color_jitter=self.pytorch_color_jitter,
+        blur_probability=self.blur_probability,
+        deferred_blur=self.deferred_blur, mean=self.mean, std=self.std,
+        seed=self.seed)
     return config
