@@ -25,6 +25,17 @@ With `--source=tfrecord` the same files are first written (once, under
 /tmp) into ImageNet-layout TFRecord shards, and the views read from them
 (`--input_fn=tfrecord`); the peer still reads the files.
 
+`--views_on_device` (with an official policy): the host's part when the
+views are made on the device (`supcon_tf.data.device_views`): decode, the
+crop window resized and flipped, uint8 out (`train_dataset` without
+`mean_std`); beside the peer's
+whole pipeline for both official policies (AutoAugment and SimCLR), in the
+same run, the smaller ratio last:
+
+    .venv/bin/python benchmarks/input_pipeline.py --policy official_imagenet \
+        --image_size 224 --data_dir DIR --views_on_device \
+        --peer_python .peer-venv/bin/python
+
 Prints `views/s: N` last (views produced per second on N threads), or, with a
 peer, `views/s per core ratio: R`.
 """
@@ -51,12 +62,15 @@ flags.DEFINE_integer('image_size', 32, 'Side of the views.')
 flags.DEFINE_enum('source', 'files', ['files', 'tfrecord'],
                   'Read the --data_dir JPEGs as files, or from TFRecord '
                   'shards written from them.')
+flags.DEFINE_bool('views_on_device', False, 'Time only the host\'s part of '
+                  'device-made views (decode, crop, resize, flip); the peer '
+                  'runs both official policies.')
 FLAGS = flags.FLAGS
 
 
-def _peer_views_per_second():
+def _peer_views_per_second(policy):
   import subprocess
-  if FLAGS.policy == 'cifar10':
+  if policy == 'cifar10':
     command = [FLAGS.peer_python, FLAGS.peer_script, '--images',
                str(FLAGS.images)]
   else:
@@ -64,8 +78,7 @@ def _peer_views_per_second():
         os.path.dirname(os.path.abspath(__file__)), 'peers',
         'torchvision_imagenet_views.py'), '--data_dir', FLAGS.data_dir,
                '--images', str(FLAGS.images), '--image_size',
-               str(FLAGS.image_size), '--policy',
-               FLAGS.policy.split('_')[1]]
+               str(FLAGS.image_size), '--policy', policy.split('_')[1]]
   out = subprocess.run(command, check=True, capture_output=True,
                        text=True).stdout
   return float(out.strip().splitlines()[-1].split(':')[1])
@@ -131,8 +144,13 @@ def main(_):
       split = sources.load_source('tfrecord', _records_of(files)).split(
           'train')
     kind = 'AUTOAUGMENT' if FLAGS.policy == 'official_imagenet' else 'SIMCLR'
+    if FLAGS.views_on_device:
+      kind = 'IDENTITY'  # The rest of the view is the device's.
     config = Preprocessing(augmentation_type=kind, augmentation_magnitude=1.,
                            image_size=FLAGS.image_size, defer_blurring=False)
+  elif FLAGS.views_on_device:
+    raise app.UsageError('--views_on_device times the official policies\' '
+                         'host part: give --policy official_imagenet.')
   elif FLAGS.data_dir:
     split = sources.load_source('folder', FLAGS.data_dir).split('train')
   else:
@@ -143,7 +161,8 @@ def main(_):
                            autoaugment_policy='cifar10', image_size=32,
                            crop='pad', random_crop_padding=4, flip=True)
   dataset = pipeline.train_dataset(
-      split, config, FLAGS.batch_size, sources.CIFAR10_MEAN_STD, num_views=2,
+      split, config, FLAGS.batch_size,
+      None if FLAGS.views_on_device else sources.CIFAR10_MEAN_STD, num_views=2,
       seed=0, input_threads=FLAGS.threads)
   iterator = iter(dataset)
   for _ in range(5):
@@ -154,16 +173,21 @@ def main(_):
     batch, _ = next(iterator)
     views += int(batch.shape[0]) * int(batch.shape[1])
   elapsed = time.perf_counter() - start
-  print(f'{FLAGS.policy} ({FLAGS.source}), {FLAGS.image_size} x '
+  print(f'{"host part of " if FLAGS.views_on_device else ""}'
+        f'{FLAGS.policy} ({FLAGS.source}), {FLAGS.image_size} x '
         f'{FLAGS.image_size}, threads: '
         f'{FLAGS.threads}, batch {FLAGS.batch_size} x 2 views, '
         f'{FLAGS.batches} batches in {elapsed:.2f} s: '
         f'{views / elapsed:.1f} views/s')
   if FLAGS.peer_python and (FLAGS.peer_script or FLAGS.policy != 'cifar10'):
-    peer = _peer_views_per_second()
-    ratio = views / elapsed / FLAGS.threads / peer
-    print(f'peer views/s (one core): {peer:.1f}')
-    print(f'views/s per core ratio: {ratio:.2f}')
+    ratios = []
+    for policy in (('official_imagenet', 'official_simclr')
+                   if FLAGS.views_on_device else (FLAGS.policy,)):
+      peer = _peer_views_per_second(policy)
+      ratios.append(views / elapsed / FLAGS.threads / peer)
+      print(f'peer views/s (one core, {policy}): {peer:.1f}, ratio '
+            f'{ratios[-1]:.2f}')
+    print(f'views/s per core ratio: {min(ratios):.2f}')
   else:
     print(f'views/s: {views / elapsed:.1f}')
 

@@ -180,12 +180,16 @@ def _views(images, labels, seed, config, num_views, mean_std, cropped,
            first=None, total=None):
   """[b, H, W, 3] uint8 (or [b, V, S, S, 3] already cropped) -> normalised
   views [b, V, S, S, 3]. With `first` and `total`, the images are examples
-  first.. of a global batch of `total`, and draw as such."""
+  first.. of a global batch of `total`, and draw as such. `mean_std` None:
+  the views are the device's (`device_views`): uint8, as cropped or as
+  they are."""
   size = config.image_size
   if cropped:
     flat = tf.reshape(images, [-1, size, size, 3])
   else:
     flat = tf.repeat(images, num_views, axis=0)
+  if mean_std is None:
+    return tf.reshape(flat, [-1, num_views] + flat.shape[1:].as_list()), labels
   if first is None:
     views = augment_lib.augment(flat, seed, config, cropped=cropped)
   else:
@@ -205,7 +209,8 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
                   shard_per_host=True):
   """Endless training batches from global batch `start_step` on, for one
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
-  batch. `classes_per_batch` turns on the class-balanced sampler (whose
+  batch; with `mean_std` None, uint8 views that only the host's crop made,
+  for `device_views` to finish on the device. `classes_per_batch` turns on the class-balanced sampler (whose
   epochs are whole batches, so its epochs never span).
   `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS. An image file
   or record that cannot be decoded raises sources.CorruptDataError naming
