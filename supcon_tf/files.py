@@ -5,11 +5,19 @@ import json
 import os
 import shutil
 import socket
+import sys
 
-import tensorflow as tf
 from absl import logging
 
 LOCK_FILE = 'run.lock'
+
+
+def _tensorflow_errors():
+  """TensorFlow's I/O errors where TensorFlow is in use (its writers raise
+  them); none where it is not (the Keras core on another backend)."""
+  if 'tensorflow' not in sys.modules:
+    return ()
+  return (sys.modules['tensorflow'].errors.OpError,)
 
 
 class WriteError(OSError):
@@ -56,7 +64,7 @@ def replaced_directory(path):
       os.replace(path, previous)
     os.replace(partial, path)
     shutil.rmtree(previous, ignore_errors=True)
-  except (OSError, tf.errors.OpError) as error:
+  except (OSError,) + _tensorflow_errors() as error:
     shutil.rmtree(partial, ignore_errors=True)
     reason = (getattr(error, 'strerror', None) or
               getattr(error, 'message', None) or error)

@@ -1,5 +1,5 @@
 """Datasets that fit in memory as NumPy arrays, with no TensorFlow: the CIFAR
-python archives and scikit-learn's digits. What a Keras user on any backend
+python archives and scikit-learn's digits; the normalisation tables. What a Keras user on any backend
 feeds to `fit`; `sources.py` builds the command line's sources on them.
 Images are uint8 [N, 32, 32, 3], labels int64 [N]."""
 import os
@@ -14,6 +14,53 @@ CIFAR_ARCHIVES = {
     'cifar100': ('cifar-100-python.tar.gz', 'cifar-100-python'),
 }
 DIGITS_TEST_SIZE = 360  # Of 1797 images, about a fifth.
+
+# Mean and standard deviation per channel, in 0..255 units. CIFAR-10: the
+# official whitening, which works on images scaled to [-1, 1]: mean
+# (-0.0172, -0.0356, -0.107), std (0.4046, 0.3988, 0.402) there.
+CIFAR10_MEAN_STD = (tuple(127.5 * (1 + m) for m in (-0.0172, -0.0356, -0.107)),
+                    tuple(127.5 * s for s in (0.4046, 0.3988, 0.402)))
+MEAN_STD = {
+    'cifar10': CIFAR10_MEAN_STD,
+    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
+    'imagenet2012': ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+# No dataset statistics: scale to [-1, 1], as the official code does.
+UNIT_MEAN_STD = ((127.5,) * 3, (127.5,) * 3)
+# The datasets whose whitening statistics are known without reading them:
+# the official code whitens CIFAR-10 and leaves ImageNet in [-1, 1]; CIFAR-100
+# (not an official dataset) takes its own statistics.
+KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
+                  'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
+# The official input_fn names of datasets named otherwise here.
+OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
+
+
+def mean_std_of(images):
+  """A dataset's own per-channel (mean, std) in 0..255 units (std >= 1)."""
+  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
+  return (tuple(float(m) for m in pixels.mean(0)),
+          tuple(float(s) for s in np.maximum(pixels.std(0), 1.)))
+
+
+def normalization(config, data_mean_std=None):
+  """Per-channel (mean, std) for the inputs: none but the scaling to
+  [-1, 1] without `apply_whitening`, else the named dataset's statistics
+  (`normalization`), else the data's own (`data_mean_std`; without it, the
+  dataset's known ones)."""
+  if not config.apply_whitening:
+    return UNIT_MEAN_STD
+  if config.normalization != 'dataset':
+    return MEAN_STD[config.normalization]
+  if data_mean_std is not None:
+    return data_mean_std
+  name = OFFICIAL_NAMES.get(config.input_fn, config.input_fn)
+  if name not in KNOWN_MEAN_STD:
+    raise ValueError(
+        f'The whitening statistics of {config.input_fn!r} are known only from '
+        f'its data: set --normalization to one of '
+        f'{", ".join(MEAN_STD)}, or --apply_whitening=False.')
+  return KNOWN_MEAN_STD[name]
 
 
 class DataError(ValueError):

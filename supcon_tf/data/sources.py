@@ -42,23 +42,9 @@ from absl import logging
 
 from supcon_tf.data import arrays
 
-# Mean and standard deviation per channel, in 0..255 units. CIFAR-10: the
-# official whitening, which works on images scaled to [-1, 1]: mean
-# (-0.0172, -0.0356, -0.107), std (0.4046, 0.3988, 0.402) there.
-CIFAR10_MEAN_STD = (tuple(127.5 * (1 + m) for m in (-0.0172, -0.0356, -0.107)),
-                    tuple(127.5 * s for s in (0.4046, 0.3988, 0.402)))
-MEAN_STD = {
-    'cifar10': CIFAR10_MEAN_STD,
-    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
-    'imagenet2012': ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
-}
-# No dataset statistics: scale to [-1, 1], as the official code does.
-UNIT_MEAN_STD = ((127.5,) * 3, (127.5,) * 3)
-# The datasets whose whitening statistics are known without reading them:
-# the official code whitens CIFAR-10 and leaves ImageNet in [-1, 1]; CIFAR-100
-# (not an official dataset) takes its own statistics.
-KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
-                  'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
+from supcon_tf.data.arrays import (  # noqa: F401 (their old place)
+    CIFAR10_MEAN_STD, KNOWN_MEAN_STD, MEAN_STD, OFFICIAL_NAMES, UNIT_MEAN_STD,
+    mean_std_of as _mean_std_of)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 CIFAR_ARCHIVES = arrays.CIFAR_ARCHIVES
@@ -135,9 +121,6 @@ class Source:
 
 
 # The official input_fn names that are not the dataset's own.
-OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
-
-
 def load_source(name, data_dir=None, validation_fraction=0., seed=0,
                 label_type='fine', skip_corrupt=False, num_images=0,
                 label_noise_prob=0., require_same_image_size=False):
@@ -221,12 +204,6 @@ def _digits():
             for name, (images, labels) in arrays.load_digits().items()}
   return Source('digits', splits, 10, [str(d) for d in range(10)],
                 _mean_std_of(splits['train'].images))
-
-
-def _mean_std_of(images):
-  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
-  return (tuple(float(m) for m in pixels.mean(0)),
-          tuple(float(s) for s in np.maximum(pixels.std(0), 1.)))
 
 
 # --- CIFAR archives ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Encoders and heads: `build_encoder(name, **options)` and `ContrastiveModel`."""
+"""Encoders and heads: `build_encoder(name, **options)`, `ContrastiveModel` and
+`build_model(config, num_classes)`, a Config's model."""
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.models.heads import ClassificationHead, ProjectionHead
@@ -31,5 +32,36 @@ def build_encoder(name, cifar_stem=False, **options):
                    f'{", ".join(ENCODERS)}.')
 
 
-__all__ = ['build_encoder', 'ENCODERS', 'CifarResNet', 'ResNet',
+def build_model(config, num_classes):
+  """The encoder named by resnet_depth with the configured heads."""
+  name = encoder_name(config)
+  if name in CIFAR_DEPTHS:
+    encoder = build_encoder(name, weight_init=config.weight_init)
+  else:
+    encoder = build_encoder(
+        name, resnet_width=config.resnet_width,
+        first_conv_kernel_size=config.first_conv_kernel_size,
+        first_conv_stride=config.first_conv_stride,
+        use_initial_max_pool=config.use_initial_max_pool)
+  # The model's options are Config fields of the same names.
+  return ContrastiveModel(encoder, num_classes, **{
+      name: getattr(config, name) for name in (
+          'projection_head_layers', 'normalize_embedding',
+          'use_projection_batch_norm', 'use_projection_batch_norm_beta',
+          'stop_gradient_before_classification_head',
+          'stop_gradient_before_projection_head',
+          'zero_initialize_classifier', 'weight_init')})
+
+
+def encoder_name(config):
+  """The encoder `build_model` builds: the CIFAR ResNet of that depth, else
+  the ResNet (or, with resnet_architecture=RESNEXT, ResNeXt) one."""
+  depth = config.resnet_depth
+  if f'resnet{depth}' in CIFAR_DEPTHS:
+    return f'resnet{depth}'
+  prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
+  return f'{prefix}{depth}'
+
+
+__all__ = ['build_encoder', 'build_model', 'encoder_name', 'ENCODERS', 'CifarResNet', 'ResNet',
            'ProjectionHead', 'ClassificationHead', 'ContrastiveModel']

@@ -1,8 +1,11 @@
-"""Optimizers (with LARS), learning-rate schedules and weight decay."""
+"""Optimizers (with LARS), learning-rate schedules and weight decay, in
+`keras.ops`: the command line's (TensorFlow) and the Keras core's (every
+backend)."""
 import math
 
 import keras
-import tensorflow as tf
+
+ops = keras.ops
 
 
 def _is_batch_norm(variable):
@@ -42,18 +45,18 @@ class LARS(keras.optimizers.Optimizer):
                    else id(v) in self._adapted_ids for v in variables]
 
   def update_step(self, gradient, variable, learning_rate):
-    learning_rate = tf.cast(learning_rate, variable.dtype)
-    gradient = tf.cast(gradient, variable.dtype)
+    learning_rate = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.cast(gradient, variable.dtype)
     index = self._get_variable_index(variable)
     if self._adapt[index]:
-      w_norm = tf.norm(variable)
-      g_norm = tf.norm(gradient)
-      trust = tf.where((w_norm > 0) & (g_norm > 0),
-                       self.eta * w_norm / tf.maximum(g_norm, 1e-12), 1.)
+      w_norm = ops.norm(variable)
+      g_norm = ops.norm(gradient)
+      trust = ops.where((w_norm > 0) & (g_norm > 0),
+                        self.eta * w_norm / ops.maximum(g_norm, 1e-12), 1.)
       learning_rate = learning_rate * trust
     momentum = self.momenta[index]
-    momentum.assign(self.momentum * momentum + learning_rate * gradient)
-    variable.assign_sub(momentum)
+    self.assign(momentum, self.momentum * momentum + learning_rate * gradient)
+    self.assign_sub(variable, momentum)
 
   def get_config(self):
     return {**super().get_config(), 'momentum': self.momentum,
@@ -83,13 +86,14 @@ class Momentum(keras.optimizers.Optimizer):
                          for v in variables]
 
   def update_step(self, gradient, variable, learning_rate):
-    learning_rate = tf.cast(learning_rate, variable.dtype)
-    gradient = tf.cast(gradient, variable.dtype)
+    learning_rate = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.cast(gradient, variable.dtype)
     accumulator = self.accumulators[self._get_variable_index(variable)]
-    accumulator.assign(self.momentum * accumulator + gradient)
-    step = (gradient + self.momentum * accumulator if self.nesterov
-            else accumulator)
-    variable.assign_sub(learning_rate * step)
+    accumulated = self.momentum * accumulator + gradient
+    self.assign(accumulator, accumulated)
+    step = (gradient + self.momentum * accumulated if self.nesterov
+            else accumulated)
+    self.assign_sub(variable, learning_rate * step)
 
   def get_config(self):
     return {**super().get_config(), 'momentum': self.momentum,
@@ -121,15 +125,17 @@ class RMSProp(keras.optimizers.Optimizer):
                     for v in variables]
 
   def update_step(self, gradient, variable, learning_rate):
-    learning_rate = tf.cast(learning_rate, variable.dtype)
-    gradient = tf.cast(gradient, variable.dtype)
+    learning_rate = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.cast(gradient, variable.dtype)
     index = self._get_variable_index(variable)
     mean_square, moment = self.mean_squares[index], self.moments[index]
-    mean_square.assign(self.rho * mean_square +
-                       (1. - self.rho) * tf.square(gradient))
-    moment.assign(self.momentum * moment + learning_rate * gradient /
-                  tf.sqrt(mean_square + self.epsilon))
-    variable.assign_sub(moment)
+    new_mean_square = (self.rho * mean_square +
+                       (1. - self.rho) * ops.square(gradient))
+    new_moment = (self.momentum * moment + learning_rate * gradient /
+                  ops.sqrt(new_mean_square + self.epsilon))
+    self.assign(mean_square, new_mean_square)
+    self.assign(moment, new_moment)
+    self.assign_sub(variable, new_moment)
 
   def get_config(self):
     return {**super().get_config(), 'rho': self.rho,
@@ -167,31 +173,31 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     self.steps_per_epoch = steps_per_epoch and int(steps_per_epoch)
 
   def __call__(self, step):
-    step = tf.cast(step, tf.float32)
+    step = ops.cast(step, 'float32')
     if self.steps_per_epoch:
-      epoch = tf.floor(step / self.steps_per_epoch)
-      step = tf.maximum(epoch - 1., 0.) * self.steps_per_epoch
-    peak = tf.constant(self.peak, tf.float32)
+      epoch = ops.floor(step / self.steps_per_epoch)
+      step = ops.maximum(epoch - 1., 0.) * self.steps_per_epoch
+    peak = ops.convert_to_tensor(self.peak, 'float32')
     after = step - self.decay_start
     if self.decay == 'COSINE':
-      progress = tf.clip_by_value(after / max(self.decay_steps, 1), 0., 1.)
+      progress = ops.clip(after / max(self.decay_steps, 1), 0., 1.)
       low = peak * self.min_ratio
-      decayed = low + (peak - low) * 0.5 * (1. + tf.cos(math.pi * progress))
+      decayed = low + (peak - low) * 0.5 * (1. + ops.cos(math.pi * progress))
     elif self.decay == 'EXPONENTIAL':
-      decayed = peak * self.decay_rate ** tf.floor(
-          tf.maximum(after, 0.) / self.steps_per_decay)
+      decayed = peak * ops.power(self.decay_rate, ops.floor(
+          ops.maximum(after, 0.) / self.steps_per_decay))
     elif self.decay == 'PIECEWISE_LINEAR':
       # tf.train.piecewise_constant: the rate changes once the step passes
       # a boundary.
-      passed = tf.add_n([tf.cast(after > b, tf.float32)
-                         for b in self.boundaries] + [tf.constant(0.)])
-      decayed = peak * self.decay_rate ** passed
+      passed = sum((ops.cast(after > b, 'float32') for b in self.boundaries),
+                   ops.zeros_like(after))
+      decayed = peak * ops.power(self.decay_rate, passed)
     else:
       decayed = peak
-    decayed = tf.where(after > self.decay_steps, 0., decayed)
+    decayed = ops.where(after > self.decay_steps, 0., decayed)
     if self.warmup_steps:
       warm = peak * step / self.warmup_steps
-      return tf.where(step < self.warmup_steps, warm, decayed)
+      return ops.where(step < self.warmup_steps, warm, decayed)
     return decayed
 
   def get_config(self):
@@ -235,6 +241,5 @@ def decayed_variables(parts, use_bias, use_batch_norm=False):
 
 def l2_loss(variables):
   """sum ||v||^2 / 2, the official tf.nn.l2_loss sum."""
-  if not variables:
-    return tf.constant(0.)
-  return tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])
+  return sum((ops.sum(ops.square(ops.cast(v, 'float32'))) / 2.
+              for v in variables), ops.convert_to_tensor(0., 'float32'))

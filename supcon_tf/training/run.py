@@ -22,8 +22,9 @@ from absl import logging
 from supcon_tf import export as export_lib
 from supcon_tf import files, official
 from supcon_tf.config import Config
-from supcon_tf.data import sources
-from supcon_tf.models import ENCODERS, ContrastiveModel, build_encoder, layers
+from supcon_tf.data import arrays, sources
+from supcon_tf.models import (  # noqa: F401 (build_model: its old place)
+    ENCODERS, build_model, encoder_name, layers)
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
 from supcon_tf.training import evaluation, loop, precision, signals, stages
 from supcon_tf.training.loop import Trainer, write_scalars
@@ -106,55 +107,10 @@ def is_chief(strategy):
           and 'chief' not in cluster)
 
 
-def build_model(config, num_classes):
-  """The encoder named by resnet_depth with the configured heads."""
-  name = encoder_name(config)
-  if name in CIFAR_DEPTHS:
-    encoder = build_encoder(name, weight_init=config.weight_init)
-  else:
-    encoder = build_encoder(
-        name, resnet_width=config.resnet_width,
-        first_conv_kernel_size=config.first_conv_kernel_size,
-        first_conv_stride=config.first_conv_stride,
-        use_initial_max_pool=config.use_initial_max_pool)
-  # The model's options are Config fields of the same names.
-  return ContrastiveModel(encoder, num_classes, **{
-      name: getattr(config, name) for name in (
-          'projection_head_layers', 'normalize_embedding',
-          'use_projection_batch_norm', 'use_projection_batch_norm_beta',
-          'stop_gradient_before_classification_head',
-          'stop_gradient_before_projection_head',
-          'zero_initialize_classifier', 'weight_init')})
-
-
 def normalization(config, source=None):
-  """Per-channel (mean, std) for the inputs: none but the scaling to
-  [-1, 1] without `apply_whitening`, else the named dataset's statistics
-  (`normalization`), else the source's own (or, without a source, the
-  dataset's known ones)."""
-  if not config.apply_whitening:
-    return sources.UNIT_MEAN_STD
-  if config.normalization != 'dataset':
-    return sources.MEAN_STD[config.normalization]
-  if source is not None:
-    return source.mean_std
-  name = sources.OFFICIAL_NAMES.get(config.input_fn, config.input_fn)
-  if name not in sources.KNOWN_MEAN_STD:
-    raise ValueError(
-        f'The whitening statistics of {config.input_fn!r} are known only from '
-        f'its data: set --normalization to one of '
-        f'{", ".join(sources.MEAN_STD)}, or --apply_whitening=False.')
-  return sources.KNOWN_MEAN_STD[name]
-
-
-def encoder_name(config):
-  """The encoder `build_model` builds: the CIFAR ResNet of that depth, else
-  the ResNet (or, with resnet_architecture=RESNEXT, ResNeXt) one."""
-  depth = config.resnet_depth
-  if f'resnet{depth}' in CIFAR_DEPTHS:
-    return f'resnet{depth}'
-  prefix = 'resnext' if config.resnet_architecture == 'RESNEXT' else 'resnet'
-  return f'{prefix}{depth}'
+  """`arrays.normalization` with the source's own statistics."""
+  return arrays.normalization(config,
+                              None if source is None else source.mean_std)
 
 
 def check_config(config):
