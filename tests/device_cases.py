@@ -14,6 +14,8 @@ def outputs(arrays):
   for name in D.PIXEL_OPS:
     out[name] = D.PIXEL_OPS[name](images, arrays[f'{name}/magnitude'])
   for name in D.GEOMETRIC_OPS:
+    out[f'pil/{name}'] = D.pil_resample(images, D.pil_matrix(
+        name, arrays[f'pil/{name}/magnitude'], *images.shape[1:3]))
     out[name] = D.seed_affine(images, D.seed_matrix(
         name, arrays[f'{name}/magnitude'], size))
   out['pad_crop_flip'] = D.pad_crop_flip(

@@ -43,6 +43,14 @@ def cases():
                      name, rng.uniform(0.1, 1.9, n))
     arrays[f'{name}/magnitude'] = magnitude.astype('float32')
     expected[name] = pil_ops.OPS[name](x, magnitude)
+  for name, values in (('Rotate', [0, 3, 9, 30, -12, -30, 90, 45.5]),
+                       ('ShearX', [0, 0.03, 0.3, -0.15, -0.3]),
+                       ('ShearY', [0, 0.09, 0.27, -0.06, -0.3]),
+                       ('TranslateX', [0, 1, 5, 10, -3, -10, 3.5]),
+                       ('TranslateY', [0, 2, 9, -1, -7, 40, 3.5])):
+    magnitude = np.resize(np.array(values, 'float32'), n)
+    arrays[f'pil/{name}/magnitude'] = magnitude
+    expected[f'pil/{name}'] = pil_ops.OPS[name](x, magnitude)
   for name in D.GEOMETRIC_OPS:
     low, high = D.SEED_RANGES[name]
     magnitude = rng.uniform(low, high, n).astype('float32')
@@ -220,6 +228,9 @@ def test_simclr_draws_occur_at_their_rates():
 
 def test_the_layer_reads_a_presets_training_view():
   from supcon_tf.presets import make_config
+  digits = D.DeviceViews.from_preprocessing(make_config(
+      'supcon_digits_resnet20', posterize_bits_fix=True))
+  assert (digits.policy, digits.posterize_bits_fix) == ('cifar10', True)
   seed = D.DeviceViews.from_preprocessing(
       make_config('seed_cifar10_resnet20_supcon_autoaugment'), ([1.] * 3, [2.] * 3))
   assert (seed.crop, seed.padding, seed.flip, seed.policy,
@@ -249,7 +260,7 @@ def test_the_layer_reads_a_presets_training_view():
 
 @pytest.mark.parametrize('arguments,words', [
     (dict(crop='random'), "crop must be 'pad' or None"),
-    (dict(policy='v7'), 'policy must be one of seed_cifar10, v0'),
+    (dict(policy='v7'), 'policy must be one of cifar10, seed_cifar10, v0'),
     (dict(blur_probability=2.), 'blur_probability must be in'),
     (dict(mean=[1., 2., 3.]), 'mean and std go together'),
 ])

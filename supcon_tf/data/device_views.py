@@ -399,6 +399,76 @@ def tf_models_resample(images, transform):
       fill_mode='reflect')
 
 
+# PIL's geometric ops (as `augment.pil_ops`): nearest, grey fill.
+
+FILL_VALUE = 128.  # PIL AutoAugment's grey (`augment.FILL_VALUE`).
+
+
+def pil_matrix(name, magnitude, height, width):
+  """PIL's (a, b, c, d, e, f), each [N]: output (x, y) reads input
+  (a x + b y + c, d x + e y + f) at pixel centres."""
+  m = ops.cast(magnitude, 'float32')
+  one, zero = ops.ones_like(m), ops.zeros_like(m)
+  if name == 'Rotate':
+    # As PIL: angle = -radians(degrees % 360), the matrix rounded to 15
+    # decimals (float32 here), about the centre.
+    angle = -ops.mod(m, 360.) * (math.pi / 180.)
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    cx, cy = width / 2., height / 2.
+    return (cos, sin, cos * -cx + sin * -cy + cx,
+            -sin, cos, -sin * -cx + cos * -cy + cy)
+  return {'ShearX': (one, m, zero, zero, one, zero),
+          'ShearY': (one, zero, zero, m, one, zero),
+          'TranslateX': (one, zero, m, zero, one, zero),
+          'TranslateY': (one, zero, zero, zero, one, m)}[name]
+
+
+@_on_floats
+def pil_resample(images, matrix):
+  """Image.transform(AFFINE, matrix, NEAREST, fillcolor=grey): PIL's 16.16
+  fixed-point coefficients, the source pixel the floor of the centre's
+  image, in int32 arithmetic (exact on every backend)."""
+  height, width = images.shape[1], images.shape[2]
+  fixed = lambda v: ops.cast(ops.round(v * 65536.), 'int32')
+  a, b, c, d, e, f = matrix
+  x = ops.arange(width, dtype='int32')[None, None, :]
+  y = ops.arange(height, dtype='int32')[None, :, None]
+  column = lambda v: ops.reshape(v, (-1, 1, 1))
+  source_x = (column(fixed(a)) * x + column(fixed(b)) * y +
+              column(fixed(c + 0.5 * a + 0.5 * b))) // 65536
+  source_y = (column(fixed(d)) * x + column(fixed(e)) * y +
+              column(fixed(f + 0.5 * d + 0.5 * e))) // 65536
+  inside = ((source_x >= 0) & (source_x < width) & (source_y >= 0) &
+            (source_y < height))
+  index = (ops.clip(source_y, 0, height - 1) * width +
+           ops.clip(source_x, 0, width - 1))
+  return ops.where(inside[..., None], _gather_pixels(images, index),
+                   FILL_VALUE)
+
+
+def pil_argument(name, level, negate, posterize_bits_fix=False):
+  """The original AutoAugment's level (0..10) in PIL units
+  (`pil_ops.level_to_magnitude`), geometric ones negated where `negate`."""
+  level = ops.cast(level, 'float32')
+  if name == 'Rotate':
+    argument = ops.floor(level * 30. / 10.)
+  elif name in ('ShearX', 'ShearY'):
+    argument = level * 0.3 / 10.
+  elif name in ('TranslateX', 'TranslateY'):
+    argument = ops.floor(level * 10. / 10.)
+  elif name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
+    return level * 1.8 / 10. + 0.1
+  elif name == 'Posterize':
+    if posterize_bits_fix:
+      return 8. - ops.round(level * 4. / 10.)
+    return 4. - ops.floor(level * 4. / 10.)
+  elif name == 'Solarize':
+    return 256. - ops.floor(level * 256. / 10.)
+  else:
+    return ops.zeros_like(level)
+  return ops.where(negate, -argument, argument)
+
+
 # Draws and the views.
 
 def _seed(seed):
@@ -463,13 +533,19 @@ SEED = Family(
     resample=seed_affine,
     # Where in its level's bin the magnitude falls.
     draw=lambda shape, seed: keras.random.uniform(shape, seed=seed))
+PIL = Family(
+    pixel_ops=PIXEL_OPS, argument=pil_argument, transform=pil_matrix,
+    resample=pil_resample,
+    # Whether a geometric op's argument is negated.
+    draw=lambda shape, seed: keras.random.uniform(shape, seed=seed) < 0.5)
 TF_MODELS = Family(
     pixel_ops=TF_MODELS_PIXEL_OPS, argument=tf_models_argument,
     transform=tf_models_transform, resample=tf_models_resample,
     # Whether a geometric op's argument is negated.
     draw=lambda shape, seed: keras.random.uniform(shape, seed=seed) < 0.5)
 # The policies the device views have, by their --autoaugment_policy names.
-POLICIES = {'seed_cifar10': (SEED, policy_tables.CIFAR10_POLICY),
+POLICIES = {'cifar10': (PIL, policy_tables.CIFAR10_POLICY),
+            'seed_cifar10': (SEED, policy_tables.CIFAR10_POLICY),
             'v0': (TF_MODELS, policy_tables.V0_POLICY)}
 
 
@@ -499,10 +575,10 @@ def autoaugment_draws(batch, family, policy, seed):
 
 
 @_on_floats
-def autoaugment(images, family, policy, choice, fires, draw):
+def autoaugment(images, family, policy, choice, fires, draw, **options):
   """AutoAugment (`augment.autoaugment`) of an op family with given draws:
   sub-policy `choice[i]` on image i, its op k where `fires[i, k]`, with the
-  family's per-op draw `draw[i, k]`."""
+  family's per-op draw `draw[i, k]`; `options` go to its `argument`."""
   names, op_ids, _, levels = _policy_arrays(policy)
   height, width = images.shape[1], images.shape[2]
   geometric = [name for name in names if name in GEOMETRIC_OPS]
@@ -510,7 +586,8 @@ def autoaugment(images, family, policy, choice, fires, draw):
     op = ops.take(op_ids[:, step], choice, axis=0)
     level = ops.take(levels[:, step], choice, axis=0)
     fired = fires[:, step]
-    argument = lambda name: family.argument(name, level, draw[:, step])
+    argument = lambda name: family.argument(name, level, draw[:, step],
+                                            **options)
     out = images
     if geometric:
       # One resampling for every geometric op, with each image's own
@@ -664,7 +741,8 @@ class DeviceViews(keras.layers.Layer):
 
   crop: 'pad' (`pad_crop_flip`, `padding` pixels) or None (the host
     cropped); flip: mirror half the images.
-  policy: an AutoAugment policy of `POLICIES` ('seed_cifar10', 'v0') or None.
+  policy: an AutoAugment policy of `POLICIES` ('cifar10', 'seed_cifar10',
+    'v0') or None; `posterize_bits_fix` as the flag, for 'cifar10'.
   simclr_strength > 0: SimCLR's distortion at that strength (colour jitter
     torchvision's way with `pytorch_color_jitter`), its blur with
     `blur_probability`; `deferred_blur` blurs after the normalisation
@@ -679,7 +757,7 @@ class DeviceViews(keras.layers.Layer):
   """
 
   def __init__(self, crop='pad', padding=4, flip=True, policy=None,
-               simclr_strength=0., pytorch_color_jitter=False,
+               posterize_bits_fix=False, simclr_strength=0., pytorch_color_jitter=False,
                blur_probability=0., deferred_blur=False, mean=None, std=None,
                seed=None, **kwargs):
     super().__init__(**kwargs)
@@ -696,6 +774,7 @@ class DeviceViews(keras.layers.Layer):
                        f'{blur_probability}, {simclr_strength}.')
     self.crop, self.padding, self.flip = crop, int(padding), bool(flip)
     self.policy = policy
+    self.posterize_bits_fix = bool(posterize_bits_fix)
     self.simclr_strength = float(simclr_strength)
     self.pytorch_color_jitter = bool(pytorch_color_jitter)
     self.blur_probability = float(blur_probability)
@@ -735,6 +814,7 @@ class DeviceViews(keras.layers.Layer):
         crop=None if cropped or config.crop != 'pad' else 'pad',
         padding=config.random_crop_padding,
         flip=bool(config.flip and not cropped), policy=policy,
+        posterize_bits_fix=config.posterize_bits_fix,
         simclr_strength=magnitude if simclr else 0.,
         pytorch_color_jitter=config.use_pytorch_color_jitter,
         blur_probability=config.blur_probability if simclr else 0.,
@@ -764,8 +844,11 @@ class DeviceViews(keras.layers.Layer):
     elif self.flip:
       images = _select(draws['mirror'], ops.flip(images, axis=2), images)
     if self.policy is not None:
-      images = autoaugment(images, *POLICIES[self.policy], draws['choice'],
-                           draws['fires'], draws['draw'])
+      family, policy = POLICIES[self.policy]
+      options = ({'posterize_bits_fix': self.posterize_bits_fix}
+                 if family is PIL else {})
+      images = autoaugment(images, family, policy, draws['choice'],
+                           draws['fires'], draws['draw'], **options)
     if self.simclr_strength > 0:
       images = simclr_distort(images, draws['jitter'], draws['factors'],
                               draws['order'], draws['gray'], draws['blur'],
@@ -800,7 +883,8 @@ class DeviceViews(keras.layers.Layer):
     config = super().get_config()
     config.update(
         crop=self.crop, padding=self.padding, flip=self.flip,
-        policy=self.policy, simclr_strength=self.simclr_strength,
+        policy=self.policy, posterize_bits_fix=self.posterize_bits_fix,
+        simclr_strength=self.simclr_strength,
         pytorch_color_jitter=self.pytorch_color_jitter,
         blur_probability=self.blur_probability,
         deferred_blur=self.deferred_blur, mean=self.mean, std=self.std,

@@ -1,0 +1,318 @@
+"""The published recipes through the Keras core, on any Keras backend: a
+preset's stages (SupCon or cross-entropy, then the classifier on the frozen
+encoder) with its optimizer, schedule, weight decay, batch size and epochs,
+the views made in the training step (`supcon_tf.data.device_views`),
+checkpoints at every epoch's end and at the time budget, test top-1 in
+results.json.
+
+    KERAS_BACKEND=jax supcon-train-keras \\
+        --preset=seed_cifar10_resnet20_supcon_autoaugment \\
+        --data_dir=DIR --model_dir=runs/seed
+
+What it shares with the command line's Trainer (`loop.py`): the Config and
+its presets, `models.build_model`, each stage's choices (`stages.py`: the
+parts trained, weight decay, the schedule, step counts), `optimizers.py`
+and the loss; from the same weights and views its steps are the Trainer's
+(tests/test_core.py). What it does its own way: the training images held
+in memory as NumPy (`data.arrays`: the CIFAR archives, the digits), one
+device, Keras' own step on each backend (`StageModel`), checkpoints as .npz
+files of every variable, the step among them.
+"""
+import io
+import json
+import os
+import time
+
+import keras
+import numpy as np
+from absl import logging
+
+from supcon_tf import files
+from supcon_tf.data import arrays, device_views
+from supcon_tf.losses import class_ids, contrastive_loss
+from supcon_tf.models import build_model, layers
+from supcon_tf.training import optimizers, signals, stages
+from supcon_tf.training.progress import Progress
+
+ops = keras.ops
+# The datasets the Keras core reads (into memory, as NumPy).
+INPUTS = ('cifar10', 'cifar100', 'digits')
+CHECKPOINT = '{}.npz'  # model_dir/core/stage_N.npz
+RESULTS_FILE = 'results.json'
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite; the last checkpoint is kept."""
+
+
+def load_data(config):
+  """({'train': (images, labels), 'test': ...}, number of classes) of
+  `config.input_fn`, uint8 images [N, H, W, 3]."""
+  if config.input_fn not in INPUTS:
+    raise arrays.DataError(
+        f'input_fn={config.input_fn} has no Keras-core reader; '
+        f'{", ".join(INPUTS)} have (the command line reads every source).')
+  if config.input_fn == 'digits':
+    return arrays.load_digits(), 10
+  splits, names = arrays.load_cifar(config.input_fn, config.data_dir,
+                                    config.label_type)
+  return splits, len(names)
+
+
+def steps_per_epoch(count, config):
+  """As the command line's: N / batch with epoch_remainder 'span', the full
+  batches with 'drop'."""
+  if count < config.batch_size:
+    raise ValueError(f'batch_size {config.batch_size} is larger than the '
+                     f'training split ({count} examples).')
+  if config.epoch_remainder == 'span':
+    return count / config.batch_size
+  return count // config.batch_size
+
+
+def batch_indices(count, batch_size, step, seed, drop):
+  """The examples of global batch `step`: a seeded permutation of each
+  epoch (its partial batch dropped where `drop`), epochs end to end."""
+  length = count - count % batch_size if drop else count
+  first, last = step * batch_size, (step + 1) * batch_size
+  out = []
+  for epoch in range(first // length, (last - 1) // length + 1):
+    order = np.random.default_rng([seed, epoch]).permutation(count)[:length]
+    start = max(first - epoch * length, 0)
+    out.append(order[start:min(last - epoch * length, length)])
+  return np.concatenate(out)
+
+
+@keras.saving.register_keras_serializable(package='supcon_tf')
+class StageModel(keras.Model):
+  """One stage as a Keras model, for Keras' own training step on every
+  backend: `call` makes the views from uint8 images (`views`, a
+  `DeviceViews`; `num_views` of them) and runs `model` with the stage's
+  forward options; `compute_loss` is the stage's objective, as the
+  command line's `step.Objective` on one replica, plus weight decay x the
+  L2 of `decayed`. The optimizer updates every trainable variable: those no
+  term reaches get a zero gradient, which leaves them as they are."""
+
+  def __init__(self, model, views, num_views, contrastive_weight,
+               cross_entropy_weight, loss_options, use_labels, batch_size,
+               label_smoothing=0., weight_decay=0., decayed=(),
+               forward_options=None, **kwargs):
+    super().__init__(**kwargs)
+    self.model, self.views = model, views
+    self.num_views = int(num_views)
+    self.contrastive_weight = float(contrastive_weight)
+    self.cross_entropy_weight = float(cross_entropy_weight)
+    self.loss_options = dict(loss_options)
+    self.use_labels = bool(use_labels)
+    self.batch_size = int(batch_size)
+    self.label_smoothing = float(label_smoothing)
+    self.weight_decay = float(weight_decay)
+    self.decayed = list(decayed)
+    self.forward_options = dict(forward_options or {'training': True})
+
+  def call(self, images, training=False):
+    if not training:
+      return self.model(ops.expand_dims(self.views(images, training=False), 1),
+                        training=False)
+    views = ops.stack([self.views(images, training=True)
+                       for _ in range(self.num_views)], axis=1)
+    return self.model(views, **self.forward_options)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                   training=True):
+    labels = class_ids(y)
+    total = 0.
+    if self.contrastive_weight > 0:
+      per_anchor = contrastive_loss(
+          y_pred['projection'], labels if self.use_labels else None,
+          **self.loss_options)
+      total += self.contrastive_weight * ops.sum(per_anchor) / self.batch_size
+    if self.cross_entropy_weight > 0:
+      logits = y_pred['logits'][:, 0]
+      target = ops.one_hot(labels, logits.shape[-1])
+      if self.label_smoothing:
+        target = (target * (1. - self.label_smoothing) +
+                  self.label_smoothing / logits.shape[-1])
+      total += self.cross_entropy_weight * ops.sum(
+          keras.losses.categorical_crossentropy(target, logits,
+                                                from_logits=True)
+      ) / self.batch_size
+    if self.weight_decay > 0 and self.decayed:
+      total += self.weight_decay * optimizers.l2_loss(self.decayed)
+    return total
+
+
+def stage_model(config, model, stage, num_classes, mean_std, steps):
+  """The `StageModel` of `stage`, compiled with its optimizer and schedule
+  (`steps`: steps per epoch)."""
+  del num_classes
+  views = device_views.DeviceViews.from_preprocessing(
+      config, mean_std, seed=config.seed * 3 + stage.index)
+  batch_norm_training = config.batch_norm_training
+  trainer = StageModel(
+      model, views, stages.views_for(stage, config),
+      stage.contrastive_loss_weight, stage.cross_entropy_loss_weight,
+      loss_options=dict(
+          temperature=config.temperature,
+          contrast_mode=config.contrast_mode.lower(),
+          summation_location=config.summation_location.lower(),
+          denominator_mode=config.denominator_mode.lower(),
+          positives_cap=config.positives_cap,
+          scale_by_temperature=config.scale_by_temperature),
+      use_labels=config.use_labels, batch_size=config.batch_size,
+      label_smoothing=config.label_smoothing,
+      weight_decay=stage.weight_decay,
+      decayed=stages.decayed_variables(stage, model, config),
+      forward_options=dict(
+          training=batch_norm_training,
+          encoder_training=(batch_norm_training and
+                            not stage.encoder_batch_norm_inference)))
+  optimizer = optimizers.build_optimizer(
+      stage.optimizer, stages.learning_rate(stage, config, steps),
+      stage.rmsprop_epsilon,
+      lars_adapted=stages.decay_selection(stage, model, config))
+  # --jit_compile unset: Keras' choice (XLA under JAX).
+  trainer.compile(optimizer=optimizer, jit_compile=(
+      'auto' if config.jit_compile is None else config.jit_compile))
+  return trainer
+
+
+def _state(trainer):
+  return list(trainer.variables) + list(trainer.optimizer.variables)
+
+
+def save(trainer, path):
+  """Every variable of the stage (the model's, the views' seed, the
+  optimizer's with its step), whole or not at all."""
+  buffer = io.BytesIO()
+  np.savez(buffer, *[np.asarray(keras.ops.convert_to_numpy(v.value))
+                     for v in _state(trainer)])
+  files.write_bytes(path, buffer.getvalue())
+
+
+def restore(trainer, path):
+  """Puts a `save`d stage back; a file of another model says so."""
+  with np.load(path) as saved:
+    values = [saved[f'arr_{i}'] for i in range(len(saved.files))]
+  variables = _state(trainer)
+  shapes = [tuple(v.shape) for v in variables]
+  if [a.shape for a in values] != shapes:
+    raise ValueError(f'{path} holds another model or stage ({len(values)} '
+                     f'arrays, {len(variables)} expected): use a new '
+                     '--model_dir, or remove it to start again.')
+  for variable, value in zip(variables, values):
+    variable.assign(value)
+
+
+def build(trainer, images):
+  """The stage's variables and optimizer slots, before any step."""
+  trainer(images[:1], training=False)
+  trainer.optimizer.build(trainer.trainable_variables)
+
+
+def train_stage(trainer, stage, config, data, steps, directory):
+  """Runs `stage` from its checkpoint to its last step; returns its
+  {'steps', 'loss', 'seconds'}. At the time budget: a checkpoint, then
+  `signals.BudgetSpent`."""
+  images, labels = data
+  total = stages.stage_steps(stage, config, steps)
+  path = os.path.join(directory, CHECKPOINT.format(stage.name))
+  build(trainer, images)
+  if os.path.exists(path):
+    restore(trainer, path)
+    logging.info('%s: resumed from %s at step %d', stage.name, path,
+                 int(trainer.optimizer.iterations))
+  step = int(trainer.optimizer.iterations)
+  result = {'steps': total, 'loss': None, 'seconds': 0.}
+  if step >= total:
+    return result
+  drop = config.epoch_remainder == 'drop'
+  epoch_of = lambda s: int(s * config.batch_size // (
+      len(images) - len(images) % config.batch_size if drop else len(images)))
+  progress = Progress(stage.name, total, step, enabled=config.progress)
+  started = time.perf_counter()
+  layers.freeze_moving_statistics(trainer.model,
+                                  not stage.update_encoder_batch_norm)
+  try:
+    while step < total:
+      signals.check('between steps')
+      index = batch_indices(len(images), config.batch_size, step,
+                            config.seed, drop)
+      logs = trainer.train_on_batch(images[index], labels[index],
+                                    return_dict=True)
+      step += 1
+      loss = float(logs['loss'])
+      if not np.isfinite(loss):
+        raise NonFiniteLossError(
+            f'{stage.name}: the loss became {loss} by step {step}; stopped. '
+            f'The last good checkpoint is kept: {path}.')
+      result['loss'] = loss
+      progress.update(step, loss=loss)
+      if epoch_of(step) != epoch_of(step - 1) or step == total:
+        save(trainer, path)
+      if signals.budget_spent() and step < total:
+        save(trainer, path)
+        raise signals.BudgetSpent(
+            f'{stage.name}: stopped at step {step} of {total}, the time '
+            f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
+            f'); checkpoint {path}. Run the same command to continue.')
+  finally:
+    layers.freeze_moving_statistics(trainer.model, False)
+    progress.close()
+  result['seconds'] = time.perf_counter() - started
+  return result
+
+
+def test_top1(trainer, images, labels, batch_size):
+  """Top-1 of the classification head on eval images (normalised only)."""
+  correct = 0
+  for start in range(0, len(images), batch_size):
+    logits = trainer.predict_on_batch(images[start:start + batch_size])
+    correct += int(np.sum(np.argmax(np.asarray(logits['logits'])[:, 0], -1) ==
+                          labels[start:start + batch_size]))
+  return correct / len(images)
+
+
+def run(config):
+  """A preset's stages and the test top-1 through the Keras core, on the
+  backend Keras runs on; returns the results (also model_dir/results.json).
+  With `config.stop_after_minutes`, raises `signals.BudgetSpent` at the
+  first step boundary past the budget, the stage checkpointed."""
+  started = time.perf_counter()
+  signals.start_budget(config.stop_after_minutes)
+  splits, num_classes = load_data(config)
+  train_images, train_labels = splits['train']
+  mean_std = arrays.normalization(
+      config, arrays.mean_std_of(train_images)
+      if config.input_fn == 'digits' else None)
+  steps = steps_per_epoch(len(train_images), config)
+  directory = os.path.join(config.model_dir, 'core')
+  os.makedirs(directory, exist_ok=True)
+  with files.model_dir_lock(config.model_dir):
+    files.write_text(os.path.join(config.model_dir, 'config.json'),
+                     config.to_json())
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, num_classes)
+    results = {'backend': keras.backend.backend(),
+               'input_fn': config.input_fn, 'num_classes': num_classes,
+               'steps_per_epoch': steps}
+    trainer = None
+    for index in (1, 2):
+      stage = stages.stage_from_config(config, index)
+      if stage.epochs == 0:
+        continue
+      trainer = stage_model(config, model, stage, num_classes, mean_std, steps)
+      outcome = train_stage(trainer, stage, config,
+                            (train_images, train_labels), steps, directory)
+      results[f'{stage.name}_steps'] = outcome['steps']
+      results[f'{stage.name}_seconds'] = round(outcome['seconds'], 2)
+      if outcome['loss'] is not None:
+        results[f'{stage.name}_final_loss'] = outcome['loss']
+    if config.mode == 'train_then_eval' and trainer is not None:
+      test_images, test_labels = splits['test']
+      results['test_top1'] = test_top1(trainer, test_images, test_labels,
+                                       config.eval_batch_size)
+    results['wall_seconds'] = round(time.perf_counter() - started, 2)
+    files.write_text(os.path.join(config.model_dir, RESULTS_FILE),
+                     json.dumps(results, indent=2))
+  return results
