@@ -7,6 +7,9 @@ the thin scripts in bin/:
   supcon-convert-official    bin/convert_official.py  an official checkpoint
   supcon-convert-seed        bin/convert_seed.py      a checkpoint of the seed's
                                                       PyTorch code (.pth)
+  supcon-train-keras         bin/train_keras.py       stage 1, then stage 2,
+                                                      through the Keras core on
+                                                      KERAS_BACKEND's backend
 
 Each parses its flags before TensorFlow is imported (a bad flag or --help
 answers at once), then quiets TensorFlow's start-up notices as it imports it
@@ -61,6 +64,10 @@ def _app(kind):
 def _main(kind, argv):
   """TensorFlow loads only once the flags parsed: a bad flag, --help and
   --helpshort answer in a fraction of a second."""
+  if kind == 'keras':
+    # The Keras core: TensorFlow only where KERAS_BACKEND asks for it.
+    from supcon_tf.training import core
+    return core.main(argv)
   if kind == 'convert_seed':
     # Read (and refused when it is not one) before TensorFlow loads.
     from absl import flags as absl_flags
@@ -109,6 +116,13 @@ def train_ce():
   """The cross-entropy baseline: the official XENT flag group under the
   preset and flags (one stage, the gradient reaching the encoder)."""
   _app('cross_entropy')
+
+
+def train_keras():
+  """Stage 1 then stage 2 through the Keras core, on the backend
+  KERAS_BACKEND names (jax, torch or tensorflow), the views made in the
+  training step: the recipes where TensorFlow sees no accelerator."""
+  _app('keras')
 
 
 def convert_official():

@@ -21,6 +21,7 @@ files of every variable, the step among them.
 import io
 import json
 import os
+import sys
 import time
 
 import keras
@@ -142,12 +143,13 @@ class StageModel(keras.Model):
     return total
 
 
-def stage_model(config, model, stage, num_classes, mean_std, steps):
+def stage_model(config, model, stage, mean_std, steps, views=None):
   """The `StageModel` of `stage`, compiled with its optimizer and schedule
-  (`steps`: steps per epoch)."""
-  del num_classes
-  views = device_views.DeviceViews.from_preprocessing(
-      config, mean_std, seed=config.seed * 3 + stage.index)
+  (`steps`: steps per epoch); `views` (a `DeviceViews`) in place of the
+  config's."""
+  if views is None:
+    views = device_views.DeviceViews.from_preprocessing(
+        config, mean_std, seed=config.seed * 3 + stage.index)
   batch_norm_training = config.batch_norm_training
   trainer = StageModel(
       model, views, stages.views_for(stage, config),
@@ -235,7 +237,14 @@ def train_stage(trainer, stage, config, data, steps, directory):
                                   not stage.update_encoder_batch_norm)
   try:
     while step < total:
-      signals.check('between steps')
+      try:
+        signals.check('between steps')
+      except signals.Interrupted as stop:
+        save(trainer, path)
+        raise signals.Interrupted(
+            f'{stage.name}: stopped at step {step} ({signals.name()}); '
+            f'checkpoint {path}. Run the same command to resume.',
+            stop.signum) from None
       index = batch_indices(len(images), config.batch_size, step,
                             config.seed, drop)
       logs = trainer.train_on_batch(images[index], labels[index],
@@ -301,7 +310,7 @@ def run(config):
       stage = stages.stage_from_config(config, index)
       if stage.epochs == 0:
         continue
-      trainer = stage_model(config, model, stage, num_classes, mean_std, steps)
+      trainer = stage_model(config, model, stage, mean_std, steps)
       outcome = train_stage(trainer, stage, config,
                             (train_images, train_labels), steps, directory)
       results[f'{stage.name}_steps'] = outcome['steps']
@@ -316,3 +325,38 @@ def run(config):
     files.write_text(os.path.join(config.model_dir, RESULTS_FILE),
                      json.dumps(results, indent=2))
   return results
+
+
+def main(argv):
+  """supcon-train-keras: the flags of supcon-train (a preset and the
+  official names) to `run`; bad flags and data are one line (exit 2), a
+  time budget spent exits 75, Ctrl-C 130, SIGTERM 143."""
+  from absl import app
+
+  from supcon_tf import flags as supcon_flags
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not supcon_flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.INFO)
+  try:
+    config = supcon_flags.config_from_flags()
+  except ValueError as error:
+    supcon_flags.fail(argv, error)
+  program = os.path.basename(argv[0])
+  try:
+    results = run(config)
+  except (files.LockedError, ValueError) as error:
+    supcon_flags.fail(argv, error)
+  except (NonFiniteLossError, files.WriteError) as error:
+    print(f'{program}: {error}', file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt as error:
+    print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',
+          file=sys.stderr)
+    sys.exit(getattr(error, 'status', 130))
+  print(json.dumps(results, indent=2))
+  where = os.path.join(config.model_dir, RESULTS_FILE)
+  if 'test_top1' in results:
+    print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
+  else:
+    print(f'trained (--mode={config.mode}; results in {where})')
