@@ -1,5 +1,6 @@
 """Datasets that fit in memory as NumPy arrays, with no TensorFlow: the CIFAR
-python archives and scikit-learn's digits; the normalisation tables. What a Keras user on any backend
+python archives, scikit-learn's digits and folders of same-size images; the
+validation split's carving; the normalisation tables. What a Keras user on any backend
 feeds to `fit`; `sources.py` builds the command line's sources on them.
 Images are uint8 [N, 32, 32, 3], labels int64 [N]."""
 import os
@@ -156,3 +157,64 @@ def _unpickle(path, opener, archive=None):
     # A truncated archive ends the gzip stream early (EOFError, zlib.error).
     raise DataError(f'CIFAR file {path}{where} is not a readable CIFAR python '
                     f'batch: {error}.') from error
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+
+
+def load_folder(data_dir):
+  """A folder of same-size images, data_dir/<split>/<class>/<image> (splits
+  train and, when present, test; the classes are train's sub-folders,
+  sorted), decoded with PIL into memory: ({split: (images, labels)}, class
+  names)."""
+  from PIL import Image  # Only here needed.
+  train_dir = os.path.join(os.path.expanduser(data_dir or ''), 'train')
+  if not os.path.isdir(train_dir):
+    raise DataError(f'folder source: no train split at {train_dir} '
+                    '(data_dir/train/<class>/*.jpg).')
+  names = sorted(c for c in os.listdir(train_dir) if not c.startswith('.')
+                 and os.path.isdir(os.path.join(train_dir, c)))
+  if not names:
+    raise DataError(f'folder source: {train_dir} has no class folders.')
+  splits = {}
+  for split in ('train', 'test'):
+    split_dir = os.path.join(os.path.dirname(train_dir), split)
+    if not os.path.isdir(split_dir):
+      continue
+    images, labels = [], []
+    for label, name in enumerate(names):
+      class_dir = os.path.join(split_dir, name)
+      for file_name in (sorted(os.listdir(class_dir))
+                        if os.path.isdir(class_dir) else ()):
+        if not file_name.lower().endswith(IMAGE_SUFFIXES):
+          continue
+        path = os.path.join(class_dir, file_name)
+        try:
+          with Image.open(path) as image:
+            images.append(np.asarray(image.convert('RGB')))
+        except OSError as error:
+          raise DataError(f'folder source: cannot read {path} ({error}).'
+                          ) from None
+        if images[-1].shape != images[0].shape:
+          raise DataError(
+              f'folder source: {path} is {images[-1].shape[1]}x'
+              f'{images[-1].shape[0]}, the first image '
+              f'{images[0].shape[1]}x{images[0].shape[0]}: held in memory, '
+              'the images must all be one size.')
+        labels.append(label)
+    if not images:
+      raise DataError(f'folder source: no images under {split_dir}.')
+    splits[split] = (np.stack(images), np.array(labels, np.int64))
+  return splits, names
+
+
+def validation_order(count, fraction, seed):
+  """(validation indices, training indices), each sorted (the examples
+  keep their order), of a split of `count` examples: a seeded `fraction`
+  of them carved out (--validation_fraction)."""
+  size = int(round(fraction * count))
+  if size < 1 or size >= count:
+    raise DataError(f'validation_fraction {fraction} of {count} training '
+                    'examples leaves an empty split.')
+  order = np.random.default_rng(seed).permutation(count)
+  return np.sort(order[:size]), np.sort(order[size:])

@@ -159,13 +159,10 @@ def load_source(name, data_dir=None, validation_fraction=0., seed=0,
                                                         len(train))))
   if validation_fraction > 0:
     train = source.split('train')
-    count = int(round(validation_fraction * len(train)))
-    if count < 1 or count >= len(train):
-      raise DataError(f'validation_fraction {validation_fraction} of '
-                      f'{len(train)} training examples leaves an empty split.')
-    order = np.random.default_rng(seed).permutation(len(train))
-    source.splits['validation'] = train.subset(order[:count])
-    source.splits['train'] = train.subset(order[count:])
+    validation, rest = arrays.validation_order(len(train),
+                                               validation_fraction, seed)
+    source.splits['validation'] = train.subset(validation)
+    source.splits['train'] = train.subset(rest)
   if label_noise_prob > 0:
     source.splits['train'] = _noisy(source.split('train'), label_noise_prob,
                                     source.num_classes, seed)

@@ -37,7 +37,7 @@ from supcon_tf.training.progress import Progress
 
 ops = keras.ops
 # The datasets the Keras core reads (into memory, as NumPy).
-INPUTS = ('cifar10', 'cifar100', 'digits')
+INPUTS = ('cifar10', 'cifar100', 'digits', 'folder')
 CHECKPOINT = '{}.npz'  # model_dir/core/stage_N.npz
 RESULTS_FILE = 'results.json'
 
@@ -47,17 +47,36 @@ class NonFiniteLossError(RuntimeError):
 
 
 def load_data(config):
-  """({'train': (images, labels), 'test': ...}, number of classes) of
-  `config.input_fn`, uint8 images [N, H, W, 3]."""
+  """({'train': (images, labels), 'test' or 'validation': ...}, number of
+  classes, the whitening statistics) of `config.input_fn`, uint8 images
+  [N, H, W, 3]; with validation_fraction the command line's validation
+  split carved out. As the command line's: digits and folders whiten with
+  their own statistics (of the whole train split), CIFAR with the known."""
   if config.input_fn not in INPUTS:
     raise arrays.DataError(
         f'input_fn={config.input_fn} has no Keras-core reader; '
         f'{", ".join(INPUTS)} have (the command line reads every source).')
   if config.input_fn == 'digits':
-    return arrays.load_digits(), 10
-  splits, names = arrays.load_cifar(config.input_fn, config.data_dir,
-                                    config.label_type)
-  return splits, len(names)
+    splits, names = arrays.load_digits(), range(10)
+  elif config.input_fn == 'folder':
+    splits, names = arrays.load_folder(config.data_dir)
+  else:
+    splits, names = arrays.load_cifar(config.input_fn, config.data_dir,
+                                      config.label_type)
+  mean_std = arrays.normalization(
+      config, arrays.mean_std_of(splits['train'][0])
+      if config.input_fn in ('digits', 'folder') else None)
+  if config.validation_fraction > 0:
+    images, labels = splits['train']
+    validation, train = arrays.validation_order(
+        len(images), config.validation_fraction, config.seed)
+    splits['validation'] = (images[validation], labels[validation])
+    splits['train'] = (images[train], labels[train])
+  if 'test' not in splits and 'validation' not in splits:
+    raise arrays.DataError(
+        f'{config.input_fn}: no test split to evaluate on '
+        '(--validation_fraction carves one from train).')
+  return splits, len(names), mean_std
 
 
 def steps_per_epoch(count, config):
@@ -289,11 +308,8 @@ def run(config):
   first step boundary past the budget, the stage checkpointed."""
   started = time.perf_counter()
   signals.start_budget(config.stop_after_minutes)
-  splits, num_classes = load_data(config)
+  splits, num_classes, mean_std = load_data(config)
   train_images, train_labels = splits['train']
-  mean_std = arrays.normalization(
-      config, arrays.mean_std_of(train_images)
-      if config.input_fn == 'digits' else None)
   steps = steps_per_epoch(len(train_images), config)
   directory = os.path.join(config.model_dir, 'core')
   os.makedirs(directory, exist_ok=True)
@@ -318,9 +334,11 @@ def run(config):
       if outcome['loss'] is not None:
         results[f'{stage.name}_final_loss'] = outcome['loss']
     if config.mode == 'train_then_eval' and trainer is not None:
-      test_images, test_labels = splits['test']
-      results['test_top1'] = test_top1(trainer, test_images, test_labels,
-                                       config.eval_batch_size)
+      # The test split, or (a folder without one) the validation split.
+      name = 'test' if 'test' in splits else 'validation'
+      results['eval_split'] = name
+      results['test_top1' if name == 'test' else 'val_top1'] = test_top1(
+          trainer, *splits[name], config.eval_batch_size)
     results['wall_seconds'] = round(time.perf_counter() - started, 2)
     files.write_text(os.path.join(config.model_dir, RESULTS_FILE),
                      json.dumps(results, indent=2))
@@ -358,5 +376,8 @@ def main(argv):
   where = os.path.join(config.model_dir, RESULTS_FILE)
   if 'test_top1' in results:
     print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
+  elif 'val_top1' in results:
+    print(f'validation top-1 (no test split): {results["val_top1"]:.4f} '
+          f'(results in {where})')
   else:
     print(f'trained (--mode={config.mode}; results in {where})')
