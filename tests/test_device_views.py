@@ -5,6 +5,7 @@ runs `device_cases` there); the draws' rates against the policy's
 (chi-square)."""
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -176,7 +177,7 @@ def test_draws_occur_at_the_rates_the_policy_gives(name):
   n = 10000
   family, policy = D.POLICIES[name]
   draws = {k: np.asarray(v) for k, v in D.autoaugment_draws(
-      n, family, policy, D.keras.random.SeedGenerator(0)).items()}
+      n, family, policy, keras.random.SeedGenerator(0)).items()}
   probabilities = np.array([[p for _, p, _ in sub] for sub in policy])
   # Each sub-policy, and each of its four fire patterns, at its rate.
   pattern = draws['fires'][:, 0] * 2 + draws['fires'][:, 1]
@@ -198,7 +199,7 @@ def test_draws_occur_at_the_rates_the_policy_gives(name):
     counts = np.bincount(draws['draw'].ravel().astype(int), minlength=2)
     assert _chi_square(counts, np.ones(2)) > 0.01
   # pad_crop_flip: the 81 offsets and the mirror, uniform.
-  crop = D.pad_crop_flip_draws(n, D.keras.random.SeedGenerator(1))
+  crop = D.pad_crop_flip_draws(n, keras.random.SeedGenerator(1))
   offsets = np.asarray(crop['offsets']) + 4
   assert offsets.min() == 0 and offsets.max() == 8
   counts = np.bincount(offsets[:, 0] * 9 + offsets[:, 1], minlength=81)
@@ -211,7 +212,7 @@ def test_simclr_draws_occur_at_their_rates():
   n = 10000
   ranges = D.jitter_ranges(0.5, pytorch=True)
   draws = {k: np.asarray(v) for k, v in D.simclr_draws(
-      n, D.keras.random.SeedGenerator(2), 0.5, True, 0.3).items()}
+      n, keras.random.SeedGenerator(2), 0.5, True, 0.3).items()}
   for name, rate in (('jitter', 0.8), ('gray', 0.2), ('blur', 0.3)):
     counts = np.bincount(draws[name].astype(int), minlength=2)
     assert _chi_square(counts, [1 - rate, rate]) > 0.01, name

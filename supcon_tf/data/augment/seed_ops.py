@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from supcon_tf.data.augment import batching, pil_ops
 from supcon_tf.data.augment.engine import GEOMETRIC_OPS, Family
-from supcon_tf.data.device_views import spline_prefilter
+from supcon_tf.data.device_views.geometry import spline_prefilter
 from supcon_tf.data.policy_tables import SEED_RANGES as RANGES
 
 
