@@ -46,6 +46,27 @@ class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the last checkpoint is kept."""
 
 
+# What the command line does and the Keras core does not (yet): flag ->
+# the value the core takes. A run that sets another says so in one line.
+COMMAND_LINE_ONLY = {
+    'sampler': 'uniform', 'micro_batch_size': 0, 'allow_mixed_precision': False,
+    'reference_ckpt': '', 'num_images': 0, 'label_noise_prob': 0.,
+    'skip_corrupt': False,
+}
+
+
+def check_config(config):
+  """A one-line ValueError for what the Keras core does not do."""
+  if config.mode not in ('train', 'train_then_eval'):
+    raise ValueError(f'--mode={config.mode}: the Keras core trains (train, '
+                     'train_then_eval); evaluate with bin/train_supcon.py.')
+  for name, value in COMMAND_LINE_ONLY.items():
+    if (getattr(config, name) or value) != value:
+      raise ValueError(f'--{name}={getattr(config, name)} is the command '
+                       "line's (bin/train_supcon.py); the Keras core "
+                       f'takes {name}={value!r}.')
+
+
 def load_data(config):
   """({'train': (images, labels), 'test' or 'validation': ...}, number of
   classes, the whitening statistics) of `config.input_fn`, uint8 images
@@ -307,6 +328,7 @@ def run(config):
   With `config.stop_after_minutes`, raises `signals.BudgetSpent` at the
   first step boundary past the budget, the stage checkpointed."""
   started = time.perf_counter()
+  check_config(config)
   signals.start_budget(config.stop_after_minutes)
   splits, num_classes, mean_std = load_data(config)
   train_images, train_labels = splits['train']
