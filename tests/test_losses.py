@@ -631,3 +631,26 @@ def test_blockwise_memory_grows_with_the_block_not_the_batch_squared():
   assert blocks < matrix / 4, (blocks, matrix)
   np.testing.assert_allclose(loss, fused_loss, rtol=1e-5)
   np.testing.assert_allclose(grad, fused_grad, rtol=1e-4, atol=1e-8)
+
+
+def test_an_anchor_without_a_positive_adds_zero_and_stays_a_negative():
+  """One view: the samples alone in their class have loss 0 (no NaN), the
+  batch mean still counts them, and they get a gradient as negatives."""
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(4, 1, 8)).astype('float32')
+  features /= np.linalg.norm(features, axis=-1, keepdims=True)
+  labels = np.array([0, 0, 1, 2])
+  x = tf.constant(features)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    per_sample = contrastive_loss(x, labels, temperature=0.1)
+    paired = per_sample[0] + per_sample[1]
+  gradient = tape.gradient(paired, x).numpy()
+  np.testing.assert_array_equal(per_sample.numpy()[2:], [0., 0.])
+  assert (per_sample.numpy()[:2] > 0.1).all()
+  assert (np.linalg.norm(gradient[2:], axis=-1) > 0.1).all()
+  want = reference_loss(features.astype(np.float64), labels, temperature=0.1)
+  np.testing.assert_allclose(per_sample.numpy(), want, rtol=1e-5, atol=1e-7)
+  two_views = np.concatenate([features, features + 0.01], axis=1)
+  assert (contrastive_loss(two_views, labels, temperature=0.1).numpy() >
+          0).all()
