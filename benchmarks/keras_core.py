@@ -4,7 +4,8 @@ CIFAR-10 SupCon preset by default (ResNet-20, batch 256, two views of pad-4
 crop, flip and its AutoAugment, SGD with momentum). Times `--steps` steps
 after two of warm-up (the compile) on smooth random 32 x 32 images, and the
 same step with identity views (the views' share of the step), and gives the
-epoch time at the preset's steps per epoch of CIFAR-10 (50,000 images). On a GPU machine with JAX:
+epoch time at the preset's steps per epoch of CIFAR-10 (50,000 images). On
+a GPU machine with JAX:
 
     KERAS_BACKEND=jax python benchmarks/keras_core.py [--preset P] [--steps 20]
 

@@ -233,7 +233,8 @@ def test_the_layer_reads_a_presets_training_view():
       'supcon_digits_resnet20', posterize_bits_fix=True))
   assert (digits.policy, digits.posterize_bits_fix) == ('cifar10', True)
   seed = D.DeviceViews.from_preprocessing(
-      make_config('seed_cifar10_resnet20_supcon_autoaugment'), ([1.] * 3, [2.] * 3))
+      make_config('seed_cifar10_resnet20_supcon_autoaugment'),
+      ([1.] * 3, [2.] * 3))
   assert (seed.crop, seed.padding, seed.flip, seed.policy,
           seed.simclr_strength) == ('pad', 4, True, 'seed_cifar10', 0.)
   assert seed.mean == [1.] * 3
@@ -243,7 +244,8 @@ def test_the_layer_reads_a_presets_training_view():
   views = D.DeviceViews.from_preprocessing(official, cropped=True)
   assert (views.crop, views.flip) == (None, False)
   assert views.policy == 'v0'  # the official AutoAugment
-  simclr = dataclasses.replace(official, augmentation_type='SIMCLR', defer_blurring=True,
+  simclr = dataclasses.replace(official, augmentation_type='SIMCLR',
+                               defer_blurring=True,
                             blur_probability=0.5, augmentation_magnitude=0.5)
   layer = D.DeviceViews.from_preprocessing(simclr, cropped=True, seed=3)
   assert (layer.simclr_strength, layer.deferred_blur) == (0.5, True)
@@ -256,7 +258,8 @@ def test_the_layer_reads_a_presets_training_view():
                          'autoaugment_policy=svhn has no device views'),
                         (dict(cutout_size=8), 'cutout_size has no device')):
     with pytest.raises(ValueError, match=words):
-      D.DeviceViews.from_preprocessing(dataclasses.replace(simclr, **change), cropped=True)
+      D.DeviceViews.from_preprocessing(dataclasses.replace(simclr, **change),
+                                       cropped=True)
 
 
 @pytest.mark.parametrize('arguments,words', [

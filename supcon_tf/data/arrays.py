@@ -1,7 +1,8 @@
 """Datasets that fit in memory as NumPy arrays, with no TensorFlow: the CIFAR
 python archives, scikit-learn's digits and folders of same-size images; the
-validation split's carving; the normalisation tables. What a Keras user on any backend
-feeds to `fit`; `sources.py` builds the command line's sources on them.
+validation split's carving; the normalisation tables. What a Keras user on
+any backend feeds to `fit`; `sources.py` builds the command line's sources
+on them.
 Images are uint8 [N, 32, 32, 3], labels int64 [N]."""
 import os
 import pickle

@@ -131,7 +131,8 @@ SIMPLE_POLICY = tuple(
 # 11); translations are a fraction of the image size.
 SEED_RANGES = {
     'ShearX': (-0.3, 0.3), 'ShearY': (-0.3, 0.3),
-    'TranslateX': (-150 / 331, 150 / 331), 'TranslateY': (-150 / 331, 150 / 331),
+    'TranslateX': (-150 / 331, 150 / 331),
+    'TranslateY': (-150 / 331, 150 / 331),
     'Rotate': (-30., 30.), 'Solarize': (0., 256.), 'Posterize': (4., 8.),
     'Contrast': (0.1, 1.9), 'Color': (0.1, 1.9), 'Brightness': (0.1, 1.9),
     'Sharpness': (0.1, 1.9),
