@@ -210,8 +210,9 @@ def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
   """Endless training batches from global batch `start_step` on, for one
   input pipeline: (views [b, V, S, S, 3], labels [b]) with b the per-replica
   batch; with `mean_std` None, uint8 views that only the host's crop made,
-  for `device_views` to finish on the device. `classes_per_batch` turns on the class-balanced sampler (whose
-  epochs are whole batches, so its epochs never span).
+  for `device_views` to finish on the device. `classes_per_batch` turns on
+  the class-balanced sampler (whose epochs are whole batches, so its epochs
+  never span).
   `epoch_remainder`: see supcon_tf.enums.EPOCH_REMAINDERS. An image file
   or record that cannot be decoded raises sources.CorruptDataError naming
   it, or with `skip_corrupt` is replaced by another image of its chunk and
