@@ -63,5 +63,6 @@ def encoder_name(config):
   return f'{prefix}{depth}'
 
 
-__all__ = ['build_encoder', 'build_model', 'encoder_name', 'ENCODERS', 'CifarResNet', 'ResNet',
+__all__ = ['build_encoder', 'build_model', 'encoder_name', 'ENCODERS',
+           'CifarResNet', 'ResNet',
            'ProjectionHead', 'ClassificationHead', 'ContrastiveModel']

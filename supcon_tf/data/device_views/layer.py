@@ -38,8 +38,9 @@ class DeviceViews(keras.layers.Layer):
 
   def __init__(self, crop='pad', padding=4, flip=True, policy=None,
                posterize_bits_fix=False, simclr_strength=0.,
-               pytorch_color_jitter=False, blur_probability=0., deferred_blur=False, mean=None, std=None,
-               seed=None, **kwargs):
+               pytorch_color_jitter=False, blur_probability=0.,
+               deferred_blur=False, mean=None, std=None, seed=None,
+               **kwargs):
     super().__init__(**kwargs)
     if crop not in ('pad', None):
       raise ValueError(f"crop must be 'pad' or None; got {crop!r}.")
