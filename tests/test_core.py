@@ -135,6 +135,8 @@ def test_a_dataset_the_core_cannot_read_is_one_line(tmp_path):
   with pytest.raises(DataError, match='input_fn=imagenet has no Keras-core '
                      'reader; cifar10, cifar100, digits, folder have'):
     core.run(_digits_config(tmp_path, input_fn='imagenet'))
+  with pytest.raises(ValueError, match='--model_dir is required'):
+    core.run(_digits_config(''))
   with pytest.raises(ValueError, match="--sampler=class_balanced is the "
                      "command line's"):
     core.run(_digits_config(tmp_path, sampler='class_balanced',

@@ -57,6 +57,9 @@ COMMAND_LINE_ONLY = {
 
 def check_config(config):
   """A one-line ValueError for what the Keras core does not do."""
+  if not config.model_dir:
+    raise ValueError('--model_dir is required: where the checkpoints and '
+                     'results.json go.')
   if config.mode not in ('train', 'train_then_eval'):
     raise ValueError(f'--mode={config.mode}: the Keras core trains (train, '
                      'train_then_eval); evaluate with bin/train_supcon.py.')
