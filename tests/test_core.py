@@ -122,6 +122,9 @@ def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path):
   sliced = core.run(_digits_config(tmp_path / 'sliced'))
   signals.reset()
   assert sliced['test_top1'] == whole['test_top1']
+  # The last step's loss (not a mean over this call's steps).
+  for key in ('stage_1_final_loss', 'stage_2_final_loss'):
+    assert sliced[key] == pytest.approx(whole[key], rel=1e-5)
   for stage in ('stage_1', 'stage_2'):
     want, got = _saved(tmp_path / 'whole', stage), _saved(
         tmp_path / 'sliced', stage)

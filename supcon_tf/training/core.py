@@ -290,6 +290,7 @@ def train_stage(trainer, stage, config, data, steps, directory):
             stop.signum) from None
       index = batch_indices(len(images), config.batch_size, step,
                             config.seed, drop)
+      trainer.reset_metrics()  # This step's loss alone, whatever Keras keeps.
       logs = trainer.train_on_batch(images[index], labels[index],
                                     return_dict=True)
       step += 1
