@@ -11,6 +11,8 @@ import zlib
 
 import numpy as np
 
+from supcon_tf import enums
+
 CIFAR_ARCHIVES = {
     'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
     'cifar100': ('cifar-100-python.tar.gz', 'cifar-100-python'),
@@ -36,6 +38,35 @@ KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
                   'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
 # The official input_fn names of datasets named otherwise here.
 OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
+
+
+def steps_per_epoch(count, batch_size, epoch_remainder='drop'):
+  """Global batches per pass over `count` examples: N / batch (a float) with
+  'span', the full batches floor(N / batch) with 'drop'."""
+  if epoch_remainder not in enums.EPOCH_REMAINDERS:
+    raise ValueError(f'epoch_remainder must be one of '
+                     f'{", ".join(enums.EPOCH_REMAINDERS)}; got '
+                     f'{epoch_remainder!r}.')
+  steps = count // batch_size
+  if steps < 1:
+    raise ValueError(f'global batch size {batch_size} is larger than '
+                     f'the split ({count} examples).')
+  if epoch_remainder == 'span':
+    return count / batch_size
+  return steps
+
+
+def epoch_length(count, batch_size, epoch_remainder='drop'):
+  """Examples read from each epoch's permutation of `count`."""
+  steps = steps_per_epoch(count, batch_size, epoch_remainder)
+  if epoch_remainder == 'span':
+    return count
+  return steps * batch_size
+
+
+def epoch_of_step(step, count, batch_size, epoch_remainder='drop'):
+  """The epoch (from 0) in which the examples of batch `step` start."""
+  return step * batch_size // epoch_length(count, batch_size, epoch_remainder)
 
 
 def mean_std_of(images):

@@ -21,6 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import enums
+from supcon_tf.data import arrays
 from supcon_tf.data import augment as augment_lib
 from supcon_tf.data import sources
 
@@ -44,25 +45,15 @@ def normalize(images, mean_std):
 
 
 def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):
-  """Global batches per pass over `split`: N / batch (a float) with 'span',
-  the full batches floor(N / batch) with 'drop'."""
-  if epoch_remainder not in enums.EPOCH_REMAINDERS:
-    raise ValueError(f'epoch_remainder must be one of '
-                     f'{", ".join(enums.EPOCH_REMAINDERS)}; got '
-                     f'{epoch_remainder!r}.')
-  steps = len(split) // global_batch_size
-  if steps < 1:
-    raise ValueError(f'global batch size {global_batch_size} is larger than '
-                     f'the split ({len(split)} examples).')
-  if epoch_remainder == 'span':
-    return len(split) / global_batch_size
-  return steps
+  """Global batches per pass over `split` (`arrays.steps_per_epoch`)."""
+  return arrays.steps_per_epoch(len(split), global_batch_size,
+                                epoch_remainder)
 
 
 def epoch_of_step(step, split, global_batch_size, epoch_remainder='drop'):
   """The epoch (from 0) in which the examples of batch `step` start."""
-  return step * global_batch_size // _epoch_length(
-      split, global_batch_size, epoch_remainder)
+  return arrays.epoch_of_step(step, len(split), global_batch_size,
+                              epoch_remainder)
 
 
 def first_step_of_epoch(epoch, split, global_batch_size,
@@ -74,10 +65,7 @@ def first_step_of_epoch(epoch, split, global_batch_size,
 
 def _epoch_length(split, global_batch_size, epoch_remainder):
   """Examples read from each epoch's permutation."""
-  steps = steps_per_epoch(split, global_batch_size, epoch_remainder)
-  if epoch_remainder == 'span':
-    return len(split)
-  return steps * global_batch_size
+  return arrays.epoch_length(len(split), global_batch_size, epoch_remainder)
 
 
 def _layout(global_batch_size, input_context):

@@ -103,21 +103,10 @@ def load_data(config):
   return splits, len(names), mean_std
 
 
-def steps_per_epoch(count, config):
-  """As the command line's: N / batch with epoch_remainder 'span', the full
-  batches with 'drop'."""
-  if count < config.batch_size:
-    raise ValueError(f'batch_size {config.batch_size} is larger than the '
-                     f'training split ({count} examples).')
-  if config.epoch_remainder == 'span':
-    return count / config.batch_size
-  return count // config.batch_size
-
-
-def batch_indices(count, batch_size, step, seed, drop):
+def batch_indices(count, batch_size, step, seed, epoch_remainder):
   """The examples of global batch `step`: a seeded permutation of each
-  epoch (its partial batch dropped where `drop`), epochs end to end."""
-  length = count - count % batch_size if drop else count
+  epoch (its partial batch dropped with 'drop'), epochs end to end."""
+  length = arrays.epoch_length(count, batch_size, epoch_remainder)
   first, last = step * batch_size, (step + 1) * batch_size
   out = []
   for epoch in range(first // length, (last - 1) // length + 1):
@@ -271,9 +260,8 @@ def train_stage(trainer, stage, config, data, steps, directory):
   result = {'steps': total, 'loss': None, 'seconds': 0.}
   if step >= total:
     return result
-  drop = config.epoch_remainder == 'drop'
-  epoch_of = lambda s: int(s * config.batch_size // (
-      len(images) - len(images) % config.batch_size if drop else len(images)))
+  epoch_of = lambda s: arrays.epoch_of_step(
+      s, len(images), config.batch_size, config.epoch_remainder)
   progress = Progress(stage.name, total, step, enabled=config.progress)
   started = time.perf_counter()
   layers.freeze_moving_statistics(trainer.model,
@@ -289,7 +277,7 @@ def train_stage(trainer, stage, config, data, steps, directory):
             f'checkpoint {path}. Run the same command to resume.',
             stop.signum) from None
       index = batch_indices(len(images), config.batch_size, step,
-                            config.seed, drop)
+                            config.seed, config.epoch_remainder)
       trainer.reset_metrics()  # This step's loss alone, whatever Keras keeps.
       logs = trainer.train_on_batch(images[index], labels[index],
                                     return_dict=True)
@@ -336,7 +324,8 @@ def run(config):
   signals.start_budget(config.stop_after_minutes)
   splits, num_classes, mean_std = load_data(config)
   train_images, train_labels = splits['train']
-  steps = steps_per_epoch(len(train_images), config)
+  steps = arrays.steps_per_epoch(len(train_images), config.batch_size,
+                                 config.epoch_remainder)
   directory = os.path.join(config.model_dir, 'core')
   os.makedirs(directory, exist_ok=True)
   with files.model_dir_lock(config.model_dir):
