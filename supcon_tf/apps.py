@@ -7,6 +7,9 @@ the thin scripts in bin/:
   supcon-convert-official    bin/convert_official.py  an official checkpoint
   supcon-convert-seed        bin/convert_seed.py      a checkpoint of the seed's
                                                       PyTorch code (.pth)
+  supcon-convert-torch       bin/convert_torch.py     a SupContrast or
+                                                      torchvision-layout
+                                                      PyTorch checkpoint
   supcon-train-keras         bin/train_keras.py       stage 1, then stage 2,
                                                       through the Keras core on
                                                       KERAS_BACKEND's backend
@@ -36,11 +39,7 @@ def _app(kind):
 
   flags.define_flags()
   if converter and 'checkpoint' not in absl_flags.FLAGS:
-    absl_flags.DEFINE_string(
-        'checkpoint', None, 'The official checkpoint: a prefix, or a '
-        'directory (its latest checkpoint).' if kind == 'convert' else
-        "The seed's checkpoint: a .pth its train.py wrote "
-        '(checkpoint/ckpt_contrastive.pth, checkpoint/ckpt_cross_entropy.pth).')
+    absl_flags.DEFINE_string('checkpoint', None, _CHECKPOINT_HELP[kind])
     absl_flags.DEFINE_integer(
         'num_classes', 0, 'Classes of the classification head (0: from '
         '--input_fn).' if kind == 'convert' else 'Classes of the '
@@ -61,6 +60,19 @@ def _app(kind):
     raise
 
 
+_CHECKPOINT_HELP = {
+    'convert': 'The official checkpoint: a prefix, or a directory (its '
+               'latest checkpoint).',
+    'convert_seed': "The seed's checkpoint: a .pth its train.py wrote "
+                    '(checkpoint/ckpt_contrastive.pth, '
+                    'checkpoint/ckpt_cross_entropy.pth).',
+    'convert_torch': "A PyTorch checkpoint: SupContrast's (main_supcon.py, "
+                     'main_ce.py: ckpt_epoch_*.pth, last.pth) or a '
+                     'torchvision-layout ResNet state_dict (module., '
+                     'encoder_q., backbone. prefixes read).',
+}
+
+
 def _main(kind, argv):
   """TensorFlow loads only once the flags parsed: a bad flag, --help and
   --helpshort answer in a fraction of a second."""
@@ -68,15 +80,18 @@ def _main(kind, argv):
     # The Keras core: TensorFlow only where KERAS_BACKEND asks for it.
     from supcon_tf.training import core
     return core.main(argv)
-  if kind == 'convert_seed':
+  if kind in ('convert_seed', 'convert_torch'):
     # Read (and refused when it is not one) before TensorFlow loads.
     from absl import flags as absl_flags
 
-    from supcon_tf import flags, seed_checkpoint
+    from supcon_tf import flags, seed_checkpoint, torch_checkpoint
     path = absl_flags.FLAGS.checkpoint
     try:
       checkpoint = seed_checkpoint.read_pth(path)
-      state = seed_checkpoint.seed_state_dict(checkpoint, path)
+      if kind == 'convert_seed':
+        state = seed_checkpoint.seed_state_dict(checkpoint, path)
+      else:
+        state, layout = torch_checkpoint.read_checkpoint(checkpoint, path)
     except ValueError as error:
       flags.fail(argv, error)
   startup.quiet_tensorflow()
@@ -85,6 +100,8 @@ def _main(kind, argv):
     return cli.convert_official(argv)
   if kind == 'convert_seed':
     return cli.convert_seed(argv, checkpoint, state)
+  if kind == 'convert_torch':
+    return cli.convert_torch(argv, checkpoint, state, layout)
   return cli.main(kind, argv)
 
 
@@ -136,3 +153,10 @@ def convert_seed():
   (what supcon-train-classifier continues from), config.json and SavedModel,
   given the preset of the seed run."""
   _app('convert_seed')
+
+
+def convert_torch():
+  """A SupContrast (networks/resnet_big.py) or torchvision-layout PyTorch
+  checkpoint to a finished stage 1 here, config.json and SavedModel; the
+  model is read from the file's keys."""
+  _app('convert_torch')

@@ -1,5 +1,6 @@
 """What the apps (supcon_tf.apps) share: flags to a Config, run, print the
 results; bad input ends in one line and exit status 2."""
+import dataclasses
 import json
 import logging as pylogging
 import os
@@ -11,7 +12,7 @@ from absl import app, logging
 from supcon_tf import export as export_lib
 from supcon_tf import files
 from supcon_tf import flags as supcon_flags
-from supcon_tf import official, seed_checkpoint
+from supcon_tf import official, seed_checkpoint, torch_checkpoint
 from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
 from supcon_tf.data import sources
@@ -155,13 +156,14 @@ def main(kind, argv):
                    f'results are in {where}.')
 
 
-def _converter_config(argv):
-  """The converters' Config from their flags (a bad one: one line, exit 2)."""
+def _converter_config(argv, defaults=None):
+  """The converters' Config from their flags over `defaults` (a bad one:
+  one line, exit 2)."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
   try:
-    return supcon_flags.config_from_flags()
+    return supcon_flags.config_from_flags(defaults)
   except ValueError as error:
     supcon_flags.fail(argv, error)
 
@@ -211,6 +213,60 @@ def convert_seed(argv, checkpoint, state):
   apps do not train it again), config.json and the SavedModel."""
   flags = supcon_flags.FLAGS
   config = _converter_config(argv)
+  num_classes = flags.num_classes or seed_checkpoint.num_classes(state)
+  if not num_classes:
+    supcon_flags.fail(argv, f'{flags.checkpoint} has no classifier '
+                      '(linear.weight): give --num_classes.')
+  facts = {k: checkpoint[k] for k in ('epoch', 'acc', 'avg_loss')
+           if isinstance(checkpoint, dict) and k in checkpoint}
+  _convert_pytorch(argv, config, num_classes, 'seed', facts,
+                   lambda model: seed_checkpoint.restore_seed(
+                       model, flags.checkpoint, state=state,
+                       ignore_missing=config.ignore_missing_checkpoint_vars))
+
+
+def convert_torch(argv, checkpoint, state, layout):
+  """bin/convert_torch.py: a SupContrast or torchvision-layout checkpoint
+  (already read: `checkpoint`, its `state` without `module.`, its `layout`)
+  -> a finished stage 1, config.json and the SavedModel, as convert_seed.
+  The model is the file's; the data fields come from the file's saved
+  options under the preset and flags."""
+  flags = supcon_flags.FLAGS
+  options = torch_checkpoint.options_of(checkpoint)
+  config = _converter_config(
+      argv, torch_checkpoint.data_fields(layout, options))
+  model = torch_checkpoint.model_fields(layout)
+  explicit = supcon_flags.explicit_flags()
+  clashing = sorted(n for n in model if n in explicit and
+                    explicit[n] != model[n])
+  if clashing:
+    supcon_flags.fail(argv, f'{flags.checkpoint} holds {layout.describe()}, '
+                      'which sets ' + ', '.join(
+                          f'--{n}={model[n]}' for n in clashing) +
+                      ': drop those flags.')
+  config = dataclasses.replace(config, **model)
+  num_classes = flags.num_classes or torch_checkpoint.num_classes_of(
+      layout, options)
+  if not num_classes:
+    supcon_flags.fail(argv, f'{flags.checkpoint} has no classifier and '
+                      'names no dataset: give --num_classes.')
+  facts = {k: checkpoint[k] for k in ('epoch', 'arch')
+           if isinstance(checkpoint, dict) and
+           isinstance(checkpoint.get(k), (int, float, str))}
+  facts.update({k: options[k] for k in ('model', 'dataset', 'method', 'temp')
+                if isinstance(options.get(k), (int, float, str))})
+  logging.info('%s holds %s.', flags.checkpoint, layout.describe())
+  _convert_pytorch(argv, config, num_classes, layout.code, facts,
+                   lambda built: torch_checkpoint.restore_torch(
+                       built, layout, state, flags.checkpoint,
+                       config.ignore_missing_checkpoint_vars))
+
+
+def _convert_pytorch(argv, config, num_classes, code, facts, restore):
+  """The converters of PyTorch files: the model, `restore(model)` (a
+  ValueError: nothing written), then model_dir/stage_1 marked converted,
+  config.json and the SavedModel."""
+  flags = supcon_flags.FLAGS
   try:
     run_lib.check_config(config)
   except ValueError as error:
@@ -220,28 +276,20 @@ def convert_seed(argv, checkpoint, state):
       not loop.converted_from(directory)):
     supcon_flags.fail(argv, f'{directory} holds a stage 1 trained here; '
                       'convert into another --model_dir.')
-  num_classes = flags.num_classes or seed_checkpoint.num_classes(state)
-  if not num_classes:
-    supcon_flags.fail(argv, f'{flags.checkpoint} has no classifier '
-                      '(linear.weight): give --num_classes.')
   model = run_lib.build_model(config, num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))
   try:
-    restored = seed_checkpoint.restore_seed(
-        model, flags.checkpoint, state=state,
-        ignore_missing=config.ignore_missing_checkpoint_vars)
+    restored = restore(model)
     mean_std = run_lib.normalization(config)
   except ValueError as error:
-    # A checkpoint that does not fit the preset: nothing written.
+    # A checkpoint that does not fit: nothing written.
     supcon_flags.fail(argv, error)
   os.makedirs(directory, exist_ok=True)
   files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
                    config.to_json())
   # The mark first: a checkpoint without it would be a stage 1 at step 0.
-  facts = {k: checkpoint[k] for k in ('epoch', 'acc', 'avg_loss')
-           if isinstance(checkpoint, dict) and k in checkpoint}
   files.write_text(os.path.join(directory, loop.CONVERTED_FILE), json.dumps(
-      {'checkpoint': os.path.abspath(flags.checkpoint), 'code': 'seed',
+      {'checkpoint': os.path.abspath(flags.checkpoint), 'code': code,
        **facts}, indent=2))
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
   saved = tf.train.CheckpointManager(

@@ -285,6 +285,10 @@ class Config(_Stages, Preprocessing):
   resnet_architecture: str = _field(
       'RESNET_V1', 'Name of the resnet architecture to be used in the model: '
       'RESNET_V1, RESNEXT.')
+  resnet_layout: str = _field(
+      'official', "official, or torch: PyTorch's ResNet (torchvision's, "
+      "SupContrast's resnet_big), a projection shortcut only where a block "
+      'changes shape and the initial max-pool padded on every side.')
   resnet_width: float = _field(1., 'Width of the resnet to be used in the '
                                'model.')
   first_conv_kernel_size: int = _field(
@@ -509,6 +513,7 @@ CHOICES = {
     'label_type': enums.LABEL_TYPES,
     'weight_init': enums.WEIGHT_INITS,
     'resnet_architecture': enums.ENCODER_ARCHITECTURES,
+    'resnet_layout': enums.RESNET_LAYOUTS,
     'normalization': enums.NORMALIZATIONS,
     'epoch_remainder': enums.EPOCH_REMAINDERS,
     'sampler': enums.SAMPLERS,
@@ -516,7 +521,8 @@ CHOICES = {
 # Enum fields whose values are lower-case names rather than official members.
 LOWER_CASE_CHOICES = ('mode', 'strategy', 'label_type', 'crop',
                       'autoaugment_policy', 'randaugment_ops', 'weight_init',
-                      'normalization', 'epoch_remainder', 'sampler')
+                      'normalization', 'epoch_remainder', 'sampler',
+                      'resnet_layout')
 
 # Fields that may change between runs in one model_dir (they do not change
 # what is trained); every other field must match the saved config.

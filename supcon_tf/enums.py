@@ -27,6 +27,7 @@ DENOMINATOR_MODES = ('ALL', 'ONE_POSITIVE', 'ONLY_NEGATIVES')
 OPTIMIZERS = ('RMSPROP', 'MOMENTUM', 'LARS', 'ADAM', 'NESTEROV')
 DECAY_TYPES = ('COSINE', 'EXPONENTIAL', 'PIECEWISE_LINEAR', 'NO_DECAY')
 ENCODER_ARCHITECTURES = ('RESNET_V1', 'RESNEXT')
+RESNET_LAYOUTS = ('official', 'torch')
 STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker', 'tpu')
 LABEL_TYPES = ('fine', 'coarse')
 # How weights start: 'official', or 'seed' (the seed's PyTorch ResNet-20:

@@ -3,7 +3,8 @@
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.models.heads import ClassificationHead, ProjectionHead
-from supcon_tf.models.resnet import RESNET_STAGES, RESNEXT_STAGES, ResNet
+from supcon_tf.models.resnet import (RESNET_LAYOUTS, RESNET_STAGES,
+                                     RESNEXT_STAGES, ResNet)
 
 ENCODERS = tuple(CIFAR_DEPTHS) + tuple(RESNET_STAGES) + tuple(RESNEXT_STAGES)
 
@@ -42,7 +43,8 @@ def build_model(config, num_classes):
         name, resnet_width=config.resnet_width,
         first_conv_kernel_size=config.first_conv_kernel_size,
         first_conv_stride=config.first_conv_stride,
-        use_initial_max_pool=config.use_initial_max_pool)
+        use_initial_max_pool=config.use_initial_max_pool,
+        layout=config.resnet_layout)
   # The model's options are Config fields of the same names.
   return ContrastiveModel(encoder, num_classes, **{
       name: getattr(config, name) for name in (

@@ -8,9 +8,15 @@ batch variance), the last BatchNorm gamma of every
 block zero-initialised (`zero_init_last_bn`), as the official blocks.py. The ImageNet
 stem (7x7 stride 2 and a 3x3 stride-2 max-pool) is the default; `cifar_stem`
 gives 3x3 stride 1 without max-pool, the official CIFAR settings.
+
+`layout='torch'` is PyTorch's ResNet (torchvision's, and SupContrast's
+networks/resnet_big.py): a projection shortcut only where a block changes
+shape (none in the first block of ResNet-18/34), and the max-pool padded
+by one on every side (TensorFlow's 'same' pads the bottom and right only).
 """
 import keras
 
+from supcon_tf.enums import RESNET_LAYOUTS
 from supcon_tf.models.cifar_resnet import BasicBlock
 from supcon_tf.models.layers import (ResidualBlock, batch_norm, conv2d,
                                      name_for_checkpoints, official_conv_init,
@@ -94,8 +100,13 @@ class ResNet(keras.Model):
 
   def __init__(self, depth=50, resnet_width=1, first_conv_kernel_size=7,
                first_conv_stride=2, use_initial_max_pool=True,
-               zero_init_last_bn=True, architecture='RESNET_V1', **kwargs):
+               zero_init_last_bn=True, architecture='RESNET_V1',
+               layout='official', **kwargs):
     super().__init__(**kwargs)
+    if layout not in RESNET_LAYOUTS:
+      raise ValueError(f'layout must be one of {", ".join(RESNET_LAYOUTS)}, '
+                       f'got {layout!r}.')
+    self.layout = layout
     prefix, table = (('resnext', RESNEXT_STAGES) if architecture == 'RESNEXT'
                      else ('resnet', RESNET_STAGES))
     if f'{prefix}{depth}' not in table:
@@ -115,8 +126,14 @@ class ResNet(keras.Model):
     # The official BatchNorm (non-fused, global) moves its moving variance
     # with the biased batch variance.
     self.stem_bn = batch_norm(unbiased_moving_variance=False, name='stem_bn')
-    self.max_pool = (keras.layers.MaxPooling2D(3, 2, padding='same')
-                     if use_initial_max_pool else None)
+    self.max_pool = None
+    if use_initial_max_pool and layout == 'torch':
+      # Zeros pad as -inf would: the pool reads ReLU outputs.
+      self.max_pool = keras.Sequential(
+          [keras.layers.ZeroPadding2D(1), keras.layers.MaxPooling2D(3, 2)],
+          name='max_pool')
+    elif use_initial_max_pool:
+      self.max_pool = keras.layers.MaxPooling2D(3, 2, padding='same')
     self.blocks = []
     for stage, blocks in enumerate(stages):
       filters = int(64 * 2**stage * resnet_width)
@@ -125,7 +142,8 @@ class ResNet(keras.Model):
         block_name = f'stage{stage + 1}_block{index + 1}'
         if kind == 'basic':
           block = BasicBlock(filters, strides, 'B', zero_init_last_bn,
-                             always_project=index == 0,
+                             always_project=(index == 0 and
+                                             layout == 'official'),
                              unbiased_moving_variance=False, name=block_name)
         elif kind == 'resnext':
           block = BottleneckBlock(filters, strides, False, groups=64,
@@ -152,4 +170,5 @@ class ResNet(keras.Model):
             'first_conv_stride': self.first_conv_stride,
             'use_initial_max_pool': self.use_initial_max_pool,
             'zero_init_last_bn': self.zero_init_last_bn,
-            'architecture': self.architecture, 'name': self.name}
+            'architecture': self.architecture, 'layout': self.layout,
+            'name': self.name}
