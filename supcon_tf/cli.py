@@ -255,7 +255,6 @@ def convert_torch(argv, checkpoint, state, layout):
            isinstance(checkpoint.get(k), (int, float, str))}
   facts.update({k: options[k] for k in ('model', 'dataset', 'method', 'temp')
                 if isinstance(options.get(k), (int, float, str))})
-  logging.info('%s holds %s.', flags.checkpoint, layout.describe())
   _convert_pytorch(argv, config, num_classes, layout.code, facts,
                    lambda built: torch_checkpoint.restore_torch(
                        built, layout, state, flags.checkpoint,
