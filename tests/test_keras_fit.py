@@ -165,7 +165,7 @@ def test_fit_reports_the_probe_and_refuses_what_it_cannot_train():
                        'val_probe_top1'}
   images_only = SupConModel(_small_encoder(), 3)
   images_only.compile(optimizer='adam', loss=ContrastiveLoss())
-  with pytest.raises(ValueError, match='fit got images of shape'):
+  with pytest.raises(ValueError, match='fit got examples of shape'):
     images_only.fit(views[:, 0], labels, verbose=0)
   unpooled = SupConModel(keras.Sequential([keras.layers.Conv2D(4, 3)]), 3)
   unpooled.compile(optimizer='adam', loss=ContrastiveLoss())
@@ -327,3 +327,93 @@ def test_the_knn_monitor_logs_the_top1_of_a_weighted_vote():
     assert monitor.top1() == pytest.approx(correct / 10)
   with pytest.raises(ValueError, match='KnnMonitor bank must be'):
     KnnMonitor(images, queries)
+
+
+def _mlp(features=6):
+  return keras.Sequential([keras.Input((features,)),
+                           keras.layers.Dense(8, activation='relu')])
+
+
+def test_rows_train_as_one_view_each_or_as_views():
+  rng = np.random.default_rng(0)
+  rows = rng.normal(size=(8, 6)).astype(np.float32)
+  labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+  model = SupConModel(_mlp(), 3, num_views=1, projection_head_layers=(4,))
+  assert model.example_rank == 1  # From the encoder's Input.
+  loss = ContrastiveLoss(temperature=0.5)
+  model.compile(optimizer=keras.optimizers.SGD(0.), loss=loss)
+  # One view, no augmentation: the rows as they are, [B, 1, F].
+  want = np.mean(loss.call(
+      labels, model(rows[:, None], training=True)['projection']))
+  got = model.fit(rows, labels, batch_size=8, epochs=1, verbose=0)
+  np.testing.assert_allclose(got.history['loss'][0], want, rtol=1e-5)
+  # Views of rows [B, V, F] train as views.
+  views = np.stack([rows, rows + 0.1], axis=1)
+  two = np.mean(loss.call(labels, model(views, training=True)['projection']))
+  # A fresh step function: TensorFlow would trace the old one again with
+  # shapes of unknown rank.
+  model.compile(optimizer=keras.optimizers.SGD(0.), loss=loss)
+  got = model.fit(views, labels, batch_size=8, epochs=1, verbose=0)
+  np.testing.assert_allclose(got.history['loss'][0], two, rtol=1e-5)
+  assert abs(two - want) > 1e-3
+  # Two views asked for and no augmentation: one line saying what to give.
+  model = SupConModel(_mlp(), 3, projection_head_layers=(4,))
+  model.compile(optimizer='sgd', loss=loss)
+  with pytest.raises(ValueError, match=r'fit got examples of shape \(8, 6\) '
+                     'and no augmentation.*or with num_views=1'):
+    model.fit(rows, labels, batch_size=8, verbose=0)
+  with pytest.raises(ValueError, match=r'Inputs of shape \(8, 6, 1, 1\): this '
+                     'model takes examples of rank 1'):
+    model(rows[:, :, None, None])
+
+
+@keras.saving.register_keras_serializable(package='tests')
+class TokenDrop(keras.layers.Layer):
+  """A view of a sentence: each token id replaced by 0 with p = 0.3."""
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.seeds = keras.random.SeedGenerator(0)
+
+  def call(self, ids, training=None):
+    keep = keras.random.uniform(keras.ops.shape(ids), seed=self.seeds) > 0.3
+    return ids * keras.ops.cast(keep, ids.dtype)
+
+
+def test_token_ids_take_an_augmentation_layer_and_round_trip():
+  tokens = keras.Sequential([keras.Input((5,), dtype='int32'),
+                             keras.layers.Embedding(20, 8),
+                             keras.layers.GlobalAveragePooling1D()])
+  masking = TokenDrop()
+  ids = np.random.default_rng(1).integers(1, 20, (8, 5)).astype(np.int32)
+  labels = np.arange(8) % 2
+  model = SupConModel(tokens, 2, augmentation=masking, num_views=2,
+                      projection_head_layers=(4,))
+  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.5),
+                probe_optimizer='adam')
+  views = model._views(ids)
+  assert views.shape == (8, 2, 5)
+  history = model.fit(ids, labels, batch_size=8, epochs=2, verbose=0)
+  assert np.isfinite(history.history['loss']).all()
+  assert model(ids)['embeddings'].shape == (8, 8)
+  config = model.get_config()
+  assert config['example_rank'] == 1
+  assert SupConModel.from_config(config).example_rank == 1
+
+
+def test_the_tabular_example_ends_with_its_probe_top1(tmp_path):
+  import os
+  import subprocess
+  import sys
+  example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))), 'examples', 'tabular.py')
+  done = subprocess.run(
+      [sys.executable, example, '--epochs=3', '--num_views=1', '--noise=0',
+       '--dropout=0'], capture_output=True, text=True, timeout=600,
+      cwd=tmp_path)
+  assert done.returncode == 0, done.stderr[-3000:]
+  lines = done.stdout.strip().splitlines()
+  assert '398 training rows, 171 test rows; 1 view(s) a row' in lines[0]
+  top1 = float(lines[-1].removeprefix('probe test top-1: '))
+  # 171 test rows: a multiple of 1/171 (printed to 4 digits).
+  assert 0.5 <= top1 <= 1 and abs(top1 * 171 - round(top1 * 171)) < 0.01

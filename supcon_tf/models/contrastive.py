@@ -8,8 +8,11 @@ from supcon_tf.models.heads import ClassificationHead, ProjectionHead
 class ContrastiveModel(keras.Model):
   """Encoder plus heads; returns the official model outputs as a dict.
 
-  Inputs are images [N, H, W, C] or views [B, V, H, W, C] (views are folded
-  into the batch for the encoder and unfolded in every output). Outputs, all
+  Inputs are examples [N, ...] or views [B, V, ...]: views are folded into
+  the batch for the encoder and unfolded in every output. An example has
+  `example_rank` dimensions: 3 for images [H, W, C] (the default), 1 for
+  tabular rows [F] or token ids [T]; without it, the rank of the encoder's
+  declared input (a functional or Sequential model with an Input), else 3. Outputs, all
   float32: `unnormalized_embeddings` (the encoder's pooled feature),
   `embeddings` (L2-normalised), `projection` (the projection head's
   L2-normalised output, what the contrastive loss takes) and `logits` (the
@@ -25,9 +28,11 @@ class ContrastiveModel(keras.Model):
                stop_gradient_before_classification_head=True,
                stop_gradient_before_projection_head=False,
                zero_initialize_classifier=False, weight_init='official',
-               **kwargs):
+               example_rank=None, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
+    self.example_rank = (int(example_rank) if example_rank is not None
+                         else _declared_rank(encoder))
     self.num_classes = num_classes
     self.projection_head_layers = tuple(projection_head_layers)
     self.normalize_embedding = normalize_embedding
@@ -52,7 +57,7 @@ class ContrastiveModel(keras.Model):
     # while the heads train (stage 2 on a frozen encoder).
     if encoder_training is None:
       encoder_training = training
-    folded = len(inputs.shape) == 5
+    folded = self.views_in(inputs)
     if folded:
       batch, views = keras.ops.shape(inputs)[0], inputs.shape[1]
       inputs = keras.ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
@@ -86,9 +91,23 @@ class ContrastiveModel(keras.Model):
                  for k, v in outputs.items()}
     return outputs
 
+  def views_in(self, inputs):
+    """Whether `inputs` are views [B, V, ...] (else examples [N, ...]); a
+    ValueError names a rank that is neither."""
+    rank = len(inputs.shape)
+    if rank not in (self.example_rank + 1, self.example_rank + 2):
+      raise ValueError(
+          f'Inputs of shape {tuple(inputs.shape)}: this model takes examples '
+          f'of rank {self.example_rank} ([batch, {self.example_rank} dims] or '
+          f'views [batch, views, {self.example_rank} dims]); for other '
+          'examples build it with example_rank (1: tabular rows or token '
+          'ids) or an encoder that declares its input (keras.Input).')
+    return rank == self.example_rank + 2
+
   def get_config(self):
     return {
         'encoder': keras.saving.serialize_keras_object(self.encoder),
+        'example_rank': self.example_rank,
         'num_classes': self.num_classes,
         'projection_head_layers': list(self.projection_head_layers),
         'normalize_embedding': self.normalize_embedding,
@@ -109,3 +128,15 @@ class ContrastiveModel(keras.Model):
     config['encoder'] = keras.saving.deserialize_keras_object(
         config['encoder'])
     return cls(**config)
+
+
+def _declared_rank(encoder):
+  """The rank of one example an encoder declares (its Input, less the
+  batch), else 3: images."""
+  try:
+    inputs = encoder.inputs
+  except (AttributeError, ValueError):
+    inputs = None
+  if inputs and len(inputs) == 1 and inputs[0].shape is not None:
+    return len(inputs[0].shape) - 1
+  return 3

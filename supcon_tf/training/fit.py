@@ -10,7 +10,11 @@
 
 `fit` takes (views [B, V, H, W, C], labels [B]) batches, or (images
 [B, H, W, C], labels) with an `augmentation` layer that makes the views on
-the device. The compiled `ContrastiveLoss` sees the labels and its options
+the device. Examples of any rank train the same way (`example_rank`: 1 for
+tabular rows [B, F] or token ids [B, T]; views [B, V, F]); with
+`num_views=1` and no augmentation the examples are contrasted as they are,
+each a view of its own whose positives are the batch's other examples of
+its class (SupCon without augmentation). The compiled `ContrastiveLoss` sees the labels and its options
 (SimCLR with `use_labels=False`). With a `probe_optimizer` the
 classification head, which reads the stop-gradient embedding, is a linear
 probe trained in the same step with that optimizer; `evaluate` (and
@@ -42,10 +46,11 @@ if _BACKEND == 'tensorflow':
 class SupConModel(ContrastiveModel):
   """`ContrastiveModel` plus Keras training (`compile`, `fit`, `evaluate`).
 
-  `augmentation`: a Keras layer (or model) called on image batches in
-  `train_step` to make each of `num_views` views (it must draw anew on each
-  call, as Keras' random preprocessing layers do); without it, `fit` takes
-  views. The encoder must output a pooled feature [batch, features].
+  `augmentation`: a Keras layer (or model) called on batches of examples
+  in `train_step` to make each of `num_views` views (it must draw anew on
+  each call, as Keras' random preprocessing layers do); without it, `fit`
+  takes views, or with `num_views=1` the examples themselves. The encoder
+  must output a pooled feature [batch, features].
 
   `memory_size` > 0 keeps a cross-batch memory (`step.CrossBatchMemory`) of
   the last `memory_size` samples' projections (`num_views` views each) and
@@ -169,16 +174,23 @@ class SupConModel(ContrastiveModel):
                          name='fit')
 
   def _views(self, x):
-    """The batch as views [B, V, H, W, C]."""
-    if len(x.shape) == 5:
+    """The batch as views [B, V, ...]."""
+    if self.views_in(x):
       return x
-    if self.augmentation is None or len(x.shape) != 4:
-      raise ValueError(
-          f'fit got images of shape {tuple(x.shape)}: give views [batch, '
-          'views, height, width, channels] (pipeline.training_views) '
-          'or build SupConModel with an augmentation layer.')
-    return ops.stack([self.augmentation(x, training=True)
-                      for _ in range(self.num_views)], axis=1)
+    if self.augmentation is not None:
+      return ops.stack([self.augmentation(x, training=True)
+                        for _ in range(self.num_views)], axis=1)
+    if self.num_views == 1:
+      return ops.expand_dims(x, 1)
+    raise ValueError(
+        f'fit got examples of shape {tuple(x.shape)} and no augmentation: '
+        'give views [batch, views, ...] (pipeline.training_views for '
+        'images), build SupConModel with an augmentation layer, or with '
+        'num_views=1 to contrast the examples as they are.')
+
+  def _eval_views(self, x):
+    """Evaluation batches: views, or examples as one view each."""
+    return x if self.views_in(x) else ops.expand_dims(x, 1)
 
   def train_step(self, *args):
     if _BACKEND == 'jax':
@@ -210,7 +222,7 @@ class SupConModel(ContrastiveModel):
     data, = args
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     labels = class_ids(y)
-    views = x if len(x.shape) == 5 else x[:, None]
+    views = self._eval_views(x)
     outputs = self(views, training=False)
     objective = self.objective()
     terms = {}
@@ -230,10 +242,7 @@ class SupConModel(ContrastiveModel):
     contrastive loss and the probe's cross-entropy on the first view, each
     the batch's mean. Evaluation: as `test_step` under TensorFlow."""
     labels = class_ids(y)
-    if training:
-      views = self._views(x)
-    else:
-      views = x if len(x.shape) == 5 else ops.expand_dims(x, 1)
+    views = self._views(x) if training else self._eval_views(x)
     outputs = self(views, training=training)
     values, total = {}, 0.
     if training or views.shape[1] >= 2:
@@ -317,8 +326,9 @@ class SupConModel(ContrastiveModel):
         self._trackers[name].update_state(value)
 
   def call(self, inputs, training=None, encoder_training=None):
-    # What one image looks like, for `export`'s default signature.
-    self._image_spec = (tuple(inputs.shape[-3:]), inputs.dtype)
+    # What one example looks like, for `export`'s default signature.
+    self._image_spec = (tuple(inputs.shape[len(inputs.shape) -
+                                           self.example_rank:]), inputs.dtype)
     return super().call(inputs, training=training,
                         encoder_training=encoder_training)
 
