@@ -654,3 +654,25 @@ def test_an_anchor_without_a_positive_adds_zero_and_stays_a_negative():
   two_views = np.concatenate([features, features + 0.01], axis=1)
   assert (contrastive_loss(two_views, labels, temperature=0.1).numpy() >
           0).all()
+
+
+def test_one_view_divides_each_loss_once_more_by_its_positives():
+  # The official num_views == 1 branch, on every kernel; float64 reference.
+  rng = np.random.default_rng(0)
+  labels = np.array([2, 1, 1, 0, 0, 0])
+  features = rng.normal(size=(6, 1, 16))
+  features /= np.linalg.norm(features, axis=-1, keepdims=True)
+  z = features[:, 0]
+  logits = z @ z.T / 0.1
+  want = []
+  for i in range(6):
+    others = [a for a in range(6) if a != i]
+    log_denominator = np.log(np.exp(logits[i, others]).sum())
+    positives = [p for p in others if labels[p] == labels[i]]
+    mean = (-np.mean([logits[i, p] - log_denominator for p in positives]) *
+            0.1 if positives else 0.)
+    want.append(mean / max(len(positives), 1))
+  for implementation in ('fused', 'blockwise'):
+    got = contrastive_loss(features.astype(np.float32), labels,
+                           temperature=0.1, implementation=implementation)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
