@@ -150,3 +150,49 @@ def floor_applies(contrast_mode, summation_location, denominator_mode,
            str(denominator_mode).lower()) ==
           (_DEFAULTS['contrast_mode'], _DEFAULTS['summation_location'],
            _DEFAULTS['denominator_mode']))
+
+
+def collapsed_loss(num_views, global_batch, temperature,
+                   scale_by_temperature=True, base_temperature=None,
+                   denominator_mode='all'):
+  """The contrastive loss when every projection is the same point: all of
+  an anchor's logits are equal, so with the ALL denominator its loss is
+  log(V x B - 1) times the temperature scale, whatever its positives and
+  the summation. None where it depends on the batch's labels (the other
+  denominators) or on its positives (one view: the official division)."""
+  if str(denominator_mode).lower() != 'all' or num_views < 2:
+    return None
+  return float(np.log(num_views * global_batch - 1.) *
+               _scale(temperature, scale_by_temperature, base_temperature))
+
+
+class CollapseWatch:
+  """Whether the contrastive loss stayed within `margin` (relative) of its
+  collapsed value (`collapsed_loss`) over a whole epoch: `update(loss)`
+  with each logged value, `epoch_ended()` at each epoch's end. A watch
+  started inside an epoch (a resumed run) judges from the next one."""
+
+  def __init__(self, collapsed, margin=0.01, whole_epoch=True):
+    self.collapsed, self.margin = collapsed, margin
+    self.whole, self.near, self.seen = whole_epoch, True, 0
+
+  def update(self, loss):
+    self.seen += 1
+    self.near = self.near and abs(loss - self.collapsed) <= (
+        self.margin * self.collapsed)
+
+  def epoch_ended(self):
+    """Whether the epoch that ended sat at the collapsed value."""
+    collapsed = self.whole and self.seen > 0 and self.near
+    self.whole, self.near, self.seen = True, True, 0
+    return collapsed
+
+  def message(self, stage_name, epoch, views, batch):
+    return (f'{stage_name} epoch {epoch}: the contrastive loss stayed within '
+            f'{self.margin:.0%} of {self.collapsed:.4f}, its value when '
+            f'every projection is alike (log({views} x {batch} - 1) x the '
+            'temperature scale), the whole epoch: nothing is being '
+            'learned yet. What usually moves it: a lower learning rate or '
+            'a warm-up (--stage_1_warmup_epochs), a higher --temperature, '
+            'batches with several examples of each class '
+            '(--sampler=class_balanced).')

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from supcon_tf import losses
 from supcon_tf.config import Config
 from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, precision, run as run_lib
@@ -792,3 +794,44 @@ def test_eval_mode_skips_a_checkpoint_removed_after_it_was_listed(
   results = run_lib.evaluate_continuously(
       config, {'trainer': None, 'model': model}, timeout=60)
   assert evaluated == [6] and results['checkpoint'] == kept
+
+
+def test_a_loss_at_its_collapsed_value_for_an_epoch_is_one_warning(
+    tmp_path, data_dir):
+  from supcon_tf import analysis
+  # Identical projections: the loss is log(V x B - 1) x the scale, for
+  # any labels.
+  labels = np.array([0, 0, 1, 2, 2, 2, 3, 1])
+  same = np.tile(np.array([0.6, 0.8], np.float32), (8, 2, 1))
+  collapsed = analysis.collapsed_loss(2, 8, 0.1, scale_by_temperature=True)
+  assert collapsed == pytest.approx(0.1 * np.log(15.))
+  assert np.mean(losses.contrastive_loss(same, labels, temperature=0.1)) == (
+      pytest.approx(collapsed, rel=1e-5))
+  assert analysis.collapsed_loss(2, 8, 0.1, denominator_mode='ONE_POSITIVE') \
+      is None and analysis.collapsed_loss(1, 8, 0.1) is None
+  watch = analysis.CollapseWatch(collapsed)
+  for loss in (collapsed * 1.005, collapsed * 0.995):
+    watch.update(loss)
+  assert watch.epoch_ended()
+  for loss in (collapsed, collapsed * 0.98):
+    watch.update(loss)
+  assert not watch.epoch_ended()
+  # A run whose rate throws every projection to one point after its first
+  # steps: a warning for each epoch after the first; at 1e2 the loss moves
+  # (by 2-7% in each epoch): none.
+  config = _config(tmp_path / 'stuck', data_dir, stage_1_epochs=3,
+                   stage_2_epochs=0, knn_every_epochs=0, mode='train',
+                   stage_1_optimizer='MOMENTUM',
+                   stage_1_base_learning_rate=1e4, steps_per_loop=1)
+  with mock.patch.object(loop.logging, 'warning') as warned:
+    results = run_lib.run(config)
+  said = [c.args[0] for c in warned.call_args_list
+          if 'its value when every projection is alike' in c.args[0]]
+  assert results['stage_1_collapsed_epochs'] == 2 == len(said)
+  assert said[0].startswith('stage_1 epoch 2: the contrastive loss stayed '
+                            f'within 1% of {0.1 * np.log(31.):.4f}')
+  config = _config(tmp_path / 'moving', data_dir, stage_1_epochs=3,
+                   stage_2_epochs=0, knn_every_epochs=0, mode='train',
+                   stage_1_optimizer='MOMENTUM',
+                   stage_1_base_learning_rate=1e2, steps_per_loop=1)
+  assert 'stage_1_collapsed_epochs' not in run_lib.run(config)

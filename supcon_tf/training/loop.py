@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import files
+from supcon_tf import analysis, files
 from supcon_tf.data import augment, pipeline, sources
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, precision, signals
@@ -252,6 +252,7 @@ class Trainer:
         os.path.join(config.model_dir, 'summaries', stage.name))
               if self.chief else tf.summary.create_noop_writer())
     progress = Progress(stage.name, total, start, enabled=config.progress)
+    watch = self._collapse_watch(stage, views, start)
     iterator = iter(dataset)
     started = time.perf_counter()
     last_saved = start
@@ -307,6 +308,12 @@ class Trainer:
           save(current)
           last_saved = current
         epoch = self._epoch_of(current)
+        if watch is not None:
+          watch.update(metrics['contrastive_loss'])
+          if epoch_end and watch.epoch_ended():
+            logging.warning(watch.message(stage.name, epoch, views,
+                                          config.batch_size))
+            result['collapsed_epochs'] = result.get('collapsed_epochs', 0) + 1
         if (epoch_end and stage.contrastive_loss_weight > 0 and
             config.knn_every_epochs and
             (epoch % config.knn_every_epochs == 0 or current == total)):
@@ -353,6 +360,18 @@ class Trainer:
       writer.flush()
     result['seconds'] = time.perf_counter() - started
     return result
+
+  def _collapse_watch(self, stage, views, start):
+    """An `analysis.CollapseWatch` of a contrastive stage whose collapsed
+    loss is known (else None)."""
+    config = self.config
+    collapsed = analysis.collapsed_loss(
+        views, config.batch_size, config.temperature,
+        config.scale_by_temperature, denominator_mode=config.denominator_mode)
+    if stage.contrastive_loss_weight <= 0 or collapsed is None:
+      return None
+    return analysis.CollapseWatch(collapsed, whole_epoch=(
+        start == 0 or self._epoch_of(start) != self._epoch_of(start - 1)))
 
   def stage_optimizer(self, stage):
     """The stage's optimizer (built on what it updates, its schedule on the

@@ -254,6 +254,9 @@ def _train(config, setup, stage_indices):
         results[f'{stage.name}_final_{key}'] = outcome[key]
     if 'knn_val_top1' in outcome:
       results['knn_val_top1'] = outcome['knn_val_top1']
+    if 'collapsed_epochs' in outcome:
+      # Epochs whose loss sat at its collapsed value (a warning each).
+      results[f'{stage.name}_collapsed_epochs'] = outcome['collapsed_epochs']
   return results
 
 
