@@ -268,6 +268,17 @@ class Config(_Stages, Preprocessing):
       '(--classes_per_batch random classes, batch / classes_per_batch '
       'examples each), fixed_configuration (every class, batch / classes '
       'examples each: the same label multiset in every batch).')
+  memory_size: int = _field(
+      0, 'A cross-batch memory of the projections and labels of the last '
+      'this many samples, which join each contrastive step\'s contrast set '
+      'once full (0: off; Wang et al. 2020).')
+  memory_warmup: int = _field(
+      0, 'Steps of the contrastive stage before the memory joins the loss.')
+  momentum_encoder: float = _field(
+      0., 'With a memory: the momentum of a key encoder (MoCo), an '
+      'exponential moving average of the encoder and projection head that '
+      'embeds what the memory keeps (0: the memory keeps the trained '
+      'projections; MoCo: 0.999).')
   epoch_remainder: str = _field(
       'span', 'span (official): batches run across epoch ends, a stage is '
       "int(epochs * N / batch_size) steps; drop: each epoch's partial batch "
@@ -405,6 +416,9 @@ class Config(_Stages, Preprocessing):
          'in [0, 1)'),
         ('num_images', self.num_images >= 0, '>= 0'),
         ('label_noise_prob', 0 <= self.label_noise_prob <= 1, 'in [0, 1]'),
+        ('memory_size', self.memory_size >= 0, '>= 0'),
+        ('memory_warmup', self.memory_warmup >= 0, '>= 0'),
+        ('momentum_encoder', 0 <= self.momentum_encoder < 1, 'in [0, 1)'),
     )
     for name, ok, allowed in checks:
       if not ok:
@@ -428,6 +442,12 @@ class Config(_Stages, Preprocessing):
       raise ValueError('reference_ckpt is set but no part is chosen: add '
                        '--warm_start_encoder, --warm_start_projection_head '
                        'or --warm_start_classifier.')
+    if self.momentum_encoder and not self.memory_size:
+      raise ValueError('--momentum_encoder embeds the memory\'s entries: it '
+                       'needs --memory_size.')
+    if self.momentum_encoder and self.micro_batch_size:
+      raise ValueError('--momentum_encoder with --micro_batch_size: the key '
+                       'encoder runs on whole batches; use one or the other.')
     if self.num_views < 2 and self.stage_1_contrastive_loss_weight > 0:
       raise ValueError('The contrastive loss needs num_views >= 2; got '
                        f'{self.num_views}.')

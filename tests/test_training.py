@@ -16,6 +16,7 @@ from PIL import Image
 
 from supcon_tf import losses
 from supcon_tf.config import Config
+from supcon_tf.models import layers
 from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, precision, run as run_lib
 from supcon_tf.training import stages
@@ -835,3 +836,57 @@ def test_a_loss_at_its_collapsed_value_for_an_epoch_is_one_warning(
                    stage_1_optimizer='MOMENTUM',
                    stage_1_base_learning_rate=1e2, steps_per_loop=1)
   assert 'stage_1_collapsed_epochs' not in run_lib.run(config)
+
+
+def test_the_key_encoder_is_a_moving_average_that_embeds_for_the_memory():
+  config = make_config(
+      'seed_cifar10_resnet20_supcon_autoaugment', image_size=8,
+      projection_head_layers=(16, 8))
+  model = run_lib.build_model(config, 10)
+  views = tf.random.stateless_normal([4, 2, 8, 8, 3], seed=[0, 1])
+  model(views, training=True)
+  statistics = [v.numpy() for v in model.non_trainable_variables]
+  key = step_lib.MomentumEncoder(model, 0.9)
+  with layers.moving_statistics_frozen(model):
+    want = model(views, training=True)['projection'].numpy()
+  np.testing.assert_allclose(key.project(views, dict(training=True)), want,
+                             atol=1e-6)
+  # The key encoder leaves the model's BatchNorm averages alone.
+  for before, after in zip(statistics, model.non_trainable_variables):
+    np.testing.assert_array_equal(before, after.numpy())
+  before = [v.numpy() for v in model.trainable_variables]
+  for v in model.trainable_variables:
+    v.assign(v * 1.5 + 0.01)
+  key.update()
+  for k, old, new in zip(key.trained, before, model.trainable_variables):
+    np.testing.assert_allclose(k.numpy(), 0.9 * old + 0.1 * new.numpy(),
+                               rtol=1e-6, atol=1e-7)
+  # It embeds with those averages: a model holding them gives the same.
+  averaged = run_lib.build_model(config, 10)
+  averaged(views, training=True)
+  for target, k in zip(averaged.trainable_variables, key.trained):
+    target.assign(k.value)
+  with layers.moving_statistics_frozen(averaged):
+    want = averaged(views, training=True)['projection'].numpy()
+  np.testing.assert_allclose(key.project(views, dict(training=True)), want,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match='momentum_encoder embeds the memory'):
+    make_config(momentum_encoder=0.99)
+
+
+def test_a_run_with_a_memory_and_key_encoder_trains_and_keeps_them(tmp_path,
+                                                                 data_dir):
+  config = _config(tmp_path / 'moco', data_dir, stage_1_epochs=2,
+                   stage_2_epochs=1, knn_every_epochs=0, memory_size=32,
+                   memory_warmup=1, momentum_encoder=0.9)
+  results = run_lib.run(config)
+  assert np.isfinite(results['stage_1_final_loss'])
+  assert 'stage_1_final_loss_floor' not in results  # Not with a memory.
+  saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+      str(tmp_path / 'moco' / 'stage_1')))
+  names = saved.get_variable_to_shape_map()
+  assert any(n.startswith('memory/') for n in names)
+  assert any(n.startswith('key_encoder/') for n in names)
+  features = [n for n in names if n.startswith('memory/') and
+              saved.get_variable_to_shape_map()[n] == [32, 2, 16]]
+  assert features and np.abs(saved.get_tensor(features[0])).sum() > 0

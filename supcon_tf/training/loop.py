@@ -141,6 +141,7 @@ class Trainer:
     self.steps_per_epoch = pipeline.steps_per_epoch(
         self.train_split, config.batch_size, self.epoch_remainder)
     self._forward = {}  # Eval steps by output keys, traced once each.
+    self._contrast_state = {}  # Of each stage: contrast_state.
     local_batch = config.batch_size // strategy.num_replicas_in_sync
     if config.micro_batch_size and local_batch % config.micro_batch_size:
       raise ValueError(
@@ -202,8 +203,12 @@ class Trainer:
       return {'steps': total, 'loss': None, 'seconds': 0.}
     optimizer, variables, step = self.stage_optimizer(stage)
     directory = os.path.join(config.model_dir, stage.name)
+    # The memory and key encoder resume with the stage.
+    state = self.contrast_state(stage)
+    if 'key_encoder' in state:
+      state = dict(state, key_encoder=state['key_encoder'].checkpointed())
     checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
-                                     step=step)
+                                     step=step, **state)
     manager = tf.train.CheckpointManager(
         checkpoint, directory if self.chief else self._worker_directory(),
         max_to_keep=config.max_checkpoints_to_keep,
@@ -361,6 +366,26 @@ class Trainer:
     result['seconds'] = time.perf_counter() - started
     return result
 
+  def contrast_state(self, stage):
+    """{'memory': step.CrossBatchMemory, 'key_encoder':
+    step.MomentumEncoder} of a contrastive stage with --memory_size (and
+    --momentum_encoder), made once per stage; {} otherwise."""
+    config = self.config
+    if not config.memory_size or stage.contrastive_loss_weight <= 0:
+      return {}
+    if stage.name not in self._contrast_state:
+      state = {}
+      with self.strategy.scope():
+        state['memory'] = step_lib.CrossBatchMemory(
+            config.memory_size, stages.views_for(stage, config),
+            config.projection_head_layers[-1], config.memory_warmup,
+            name='memory')
+        if config.momentum_encoder:
+          state['key_encoder'] = step_lib.MomentumEncoder(
+              self.model, config.momentum_encoder, name='key_encoder')
+      self._contrast_state[stage.name] = state
+    return self._contrast_state[stage.name]
+
   def _collapse_watch(self, stage, views, start):
     """An `analysis.CollapseWatch` of a contrastive stage whose collapsed
     loss is known (else None)."""
@@ -368,7 +393,9 @@ class Trainer:
     collapsed = analysis.collapsed_loss(
         views, config.batch_size, config.temperature,
         config.scale_by_temperature, denominator_mode=config.denominator_mode)
-    if stage.contrastive_loss_weight <= 0 or collapsed is None:
+    # A memory's samples join the contrast set: another collapsed value.
+    if (stage.contrastive_loss_weight <= 0 or collapsed is None or
+        config.memory_size):
       return None
     return analysis.CollapseWatch(collapsed, whole_epoch=(
         start == 0 or self._epoch_of(start) != self._epoch_of(start - 1)))
@@ -443,7 +470,9 @@ class Trainer:
     replicas = self.strategy.num_replicas_in_sync
     num_views = stages.views_for(stage, config)
     batch_norm_training = config.batch_norm_training
+    state = self.contrast_state(stage)
     objective = step_lib.Objective(
+        memory=state.get('memory'),
         global_batch=config.batch_size, replicas=replicas,
         contrastive_weight=stage.contrastive_loss_weight,
         cross_entropy_weight=stage.cross_entropy_loss_weight,
@@ -472,7 +501,8 @@ class Trainer:
         decayed=stages.decayed_variables(stage, self.model, config),
         blur_probability=(config.blur_probability
                           if augment.deferred_blur(config) else 0.),
-        blur_seed=blur_seed, name=stage.name)
+        blur_seed=blur_seed, name=stage.name,
+        key_encoder=state.get('key_encoder'))
     train_step.describe_chunks(
         config.batch_size // replicas, num_views,
         config.use_global_batch_norm and replicas > 1)

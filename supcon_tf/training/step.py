@@ -12,6 +12,7 @@ behave the same from either.
   optimizer update.
 """
 import dataclasses
+import types
 from typing import Optional
 
 import keras
@@ -88,11 +89,13 @@ class Objective:
           implementation=self.implementation, block_size=self.block_size,
           **memory)
       if self.memory is not None:
-        # After the loss has read it: a batch is never its own memory.
-        self.memory.push(projection, labels)
+        # After the loss has read it: a batch is never its own memory. With
+        # a key encoder, its projections are what the memory keeps.
+        self.memory.push(outputs.get('key_projection', projection), labels)
       terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
       total += self.contrastive_weight * terms['contrastive_loss']
-      if self.num_classes and analysis.floor_applies(
+      # The floor is the batch's: not with a memory's samples among them.
+      if self.num_classes and self.memory is None and analysis.floor_applies(
           self.contrast_mode, self.summation_location, self.denominator_mode,
           self.positives_cap, self.use_labels, projection.shape[1],
           projection.shape[-1], self.num_classes):
@@ -175,6 +178,67 @@ class CrossBatchMemory(keras.layers.Layer):
     return config
 
 
+class MomentumEncoder(keras.layers.Layer):
+  """MoCo's key encoder (He et al. 2020) for a cross-batch memory: an
+  exponential moving average of `model`'s weights (every trainable weight
+  and BatchNorm statistic) that embeds each batch for the memory, without a
+  gradient. `project(views, forward_options)` runs `model` on these weights
+  (Keras' stateless call), BatchNorm on the batch's statistics as MoCo's key
+  encoder, its moving averages left alone; `update()` after each step moves
+  them toward the model's: key = momentum x key + (1 - momentum) x weight."""
+
+  def __init__(self, model, momentum, **kwargs):
+    super().__init__(trainable=False, **kwargs)
+    if not 0 < momentum < 1:
+      raise ValueError(f'momentum_encoder must be in (0, 1); got {momentum}.')
+    # Held outside Keras' tracking: the model is not a part of this layer.
+    self._of = types.SimpleNamespace(model=model)
+    self.momentum = float(momentum)
+    # Every replica computes the same average of mirrored weights.
+    weight = dict(trainable=False, aggregation='only_first_replica')
+    self.trained = [self.add_weight(shape=v.shape, dtype=v.dtype,
+                                    initializer=_value_of(v), name=f'key_{i}',
+                                    **weight)
+                    for i, v in enumerate(model.trainable_variables)]
+    self.kept = [self.add_weight(shape=v.shape, dtype=v.dtype,
+                                 initializer=_value_of(v), name=f'keep_{i}',
+                                 **weight)
+                 for i, v in enumerate(model.non_trainable_variables)]
+
+  @property
+  def model(self):
+    return self._of.model
+
+  def checkpointed(self):
+    """Its weights as a checkpoint dependency (Keras keeps its weight
+    lists where a TensorFlow checkpoint does not look)."""
+    return tf.train.Checkpoint(trained=list(self.trained),
+                               kept=list(self.kept))
+
+  def project(self, views, forward_options):
+    """The key encoder's projections of `views` (no gradient)."""
+    with layers.moving_statistics_frozen(self.model):
+      outputs, _ = self.model.stateless_call(
+          [v.value for v in self.trained], [v.value for v in self.kept],
+          views, **forward_options)
+    return tf.stop_gradient(outputs['projection'])
+
+  def update(self):
+    momentum = self.momentum
+    for key, value in zip(self.trained + self.kept,
+                          self.model.trainable_variables +
+                          self.model.non_trainable_variables):
+      if key.dtype != 'bool' and 'int' not in key.dtype:
+        key.assign(momentum * key.value + (1. - momentum) *
+                   tf.cast(value.value, key.dtype))
+
+
+def _value_of(variable):
+  """An initializer giving `variable`'s value now."""
+  value = tf.identity(variable.value)
+  return lambda shape, dtype=None: tf.cast(value, dtype or value.dtype)
+
+
 def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
   """(loss, top-1) of this replica's share of the global batch, on the
   first view's logits [B, V, C] -> [B, C]: the official code splits the
@@ -218,8 +282,12 @@ class Step:
   def __init__(self, model, variables, optimizer, objective,
                micro_batch_size=0, forward_options=None, weight_decay=0.,
                decayed=(), blur_probability=0., blur_seed=None, name='step',
-               probe=None):
+               probe=None, key_encoder=None):
     self.model = model
+    self.key_encoder = key_encoder
+    if key_encoder is not None and micro_batch_size:
+      raise ValueError('A key encoder runs on whole batches: no '
+                       'micro_batch_size with it.')
     self.updates = [(optimizer, list(variables))]
     if probe is not None:
       self.updates.append((probe[0], list(probe[1])))
@@ -261,6 +329,8 @@ class Step:
     for optimizer, variables in self.updates:
       optimizer.apply(gradients[start:start + len(variables)], variables)
       start += len(variables)
+    if self.key_encoder is not None:
+      self.key_encoder.update()
     return terms
 
   def describe_chunks(self, local_batch, num_views, synchronized):
@@ -313,8 +383,13 @@ class Step:
                             self.variables)]
 
   def _whole_batch(self, views, labels):
+    keys = (None if self.key_encoder is None else
+            self.key_encoder.project(views, self.forward_options))
     with tf.GradientTape() as tape:
-      terms, total = self.objective(self._forward(views), labels)
+      outputs = self._forward(views)
+      if keys is not None:
+        outputs = dict(outputs, key_projection=keys)
+      terms, total = self.objective(outputs, labels)
       if self.decayed:
         terms['weight_decay'] = self._decay()
         total += terms['weight_decay']
