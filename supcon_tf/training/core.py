@@ -51,7 +51,7 @@ class NonFiniteLossError(RuntimeError):
 COMMAND_LINE_ONLY = {
     'sampler': 'uniform', 'micro_batch_size': 0, 'allow_mixed_precision': False,
     'reference_ckpt': '', 'num_images': 0, 'label_noise_prob': 0.,
-    'skip_corrupt': False,
+    'skip_corrupt': False, 'memory_size': 0, 'momentum_encoder': 0.,
 }
 
 
