@@ -45,6 +45,12 @@ def _app(kind):
         '--input_fn).' if kind == 'convert' else 'Classes of the '
         'classification head (0: from the checkpoint).')
     absl_flags.mark_flag_as_required('checkpoint')
+  if (kind == 'convert_torch' and
+      'classifier_checkpoint' not in absl_flags.FLAGS):
+    absl_flags.DEFINE_string(
+        'classifier_checkpoint', None, "A SupContrast LinearClassifier's "
+        'state_dict (fc.weight, fc.bias), trained on --checkpoint\'s '
+        'encoder: it becomes the classifier.')
   values = absl_flags.FLAGS
   for module in (flags.__name__, __name__):
     for flag in values.get_key_flags_for_module(module):
@@ -91,7 +97,10 @@ def _main(kind, argv):
       if kind == 'convert_seed':
         state = seed_checkpoint.seed_state_dict(checkpoint, path)
       else:
-        state, layout = torch_checkpoint.read_checkpoint(checkpoint, path)
+        linear = absl_flags.FLAGS.classifier_checkpoint
+        state, layout = torch_checkpoint.read_checkpoint(
+            checkpoint, path, linear and seed_checkpoint.read_pth(linear),
+            linear)
     except ValueError as error:
       flags.fail(argv, error)
   startup.quiet_tensorflow()

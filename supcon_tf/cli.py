@@ -255,6 +255,8 @@ def convert_torch(argv, checkpoint, state, layout):
            isinstance(checkpoint.get(k), (int, float, str))}
   facts.update({k: options[k] for k in ('model', 'dataset', 'method', 'temp')
                 if isinstance(options.get(k), (int, float, str))})
+  if flags.classifier_checkpoint:
+    facts['classifier'] = os.path.abspath(flags.classifier_checkpoint)
   _convert_pytorch(argv, config, num_classes, layout.code, facts,
                    lambda built: torch_checkpoint.restore_torch(
                        built, layout, state, flags.checkpoint,

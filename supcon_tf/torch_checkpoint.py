@@ -224,9 +224,24 @@ def options_of(checkpoint):
   return options if isinstance(options, dict) else {}
 
 
-def read_checkpoint(checkpoint, path='the checkpoint'):
-  """(state_dict without `module.`, Layout) of what read_pth returned."""
+def read_checkpoint(checkpoint, path='the checkpoint', classifier=None,
+                    classifier_path='the classifier'):
+  """(state_dict without `module.`, Layout) of what read_pth returned;
+  `classifier`: what read_pth returned of a SupContrast LinearClassifier
+  (`fc.weight`, `fc.bias` alone), trained on the SupConResNet's encoder:
+  it becomes the classifier."""
   state = plain_names(state_dict_in(checkpoint, STATE_KEYS, path), path)
+  if classifier is not None:
+    linear = plain_names(state_dict_in(classifier, STATE_KEYS,
+                                       classifier_path), classifier_path)
+    if set(linear) != {'fc.weight', 'fc.bias'}:
+      raise ValueError(
+          f'{classifier_path} is not a LinearClassifier: it holds '
+          f'{", ".join(sorted(linear)[:4])}, not fc.weight and fc.bias alone.')
+    if 'fc.weight' in state:
+      raise ValueError(f'{path} has a classifier (fc) already; '
+                       f'{classifier_path} would replace it.')
+    state = {**state, **linear}
   return state, find_layout(state, path)
 
 

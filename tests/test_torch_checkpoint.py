@@ -89,9 +89,11 @@ def test_the_layout_is_read_from_the_keys(name, written):
     assert options == {}
 
 
-def _converted(name, written, **values):
+def _converted(name, written, classifier=None, **values):
   checkpoint = seed_checkpoint.read_pth(written[name])
-  state, layout = torch_checkpoint.read_checkpoint(checkpoint, written[name])
+  state, layout = torch_checkpoint.read_checkpoint(
+      checkpoint, written[name],
+      classifier and seed_checkpoint.read_pth(classifier))
   options = torch_checkpoint.options_of(checkpoint)
   config = make_config(**{**torch_checkpoint.data_fields(layout, options),
                           **torch_checkpoint.model_fields(layout), **values})
@@ -121,6 +123,30 @@ def test_converted_models_give_the_pytorch_outputs(name, written, outputs):
                    outputs[f'{name}/features']) < 1e-5
   key = 'logits' if f'{name}/logits' in outputs else 'projection'
   assert _relative(got[key].numpy(), outputs[f'{name}/{key}']) < 1e-5
+
+
+@needs_torch
+def test_a_linear_classifier_file_becomes_the_classifier(tmp_path, written,
+                                                         outputs):
+  import torch
+  # SupContrast's LinearClassifier, trained on the SupCon encoder's
+  # features, saved as its state_dict.
+  weight = torch_weights.tensor('fc.weight', (10, 2048))
+  bias = torch_weights.tensor('fc.bias', (10,))
+  path = str(tmp_path / 'linear.pth')
+  torch.save({'fc.weight': torch.from_numpy(weight),
+              'fc.bias': torch.from_numpy(bias)}, path)
+  model, restored, _ = _converted('supcon_resnet50', written, classifier=path)
+  assert {'fc.weight', 'fc.bias'} <= set(restored)
+  got = model(tf.constant(outputs['cifar/normalized']), training=False)
+  want = outputs['supcon_resnet50/features'] @ weight.T + bias
+  assert _relative(got['logits'].numpy(), want) < 1e-5
+  assert _relative(got['projection'].numpy(),
+                   outputs['supcon_resnet50/projection']) < 1e-5
+  torch.save({'fc.weight': torch.from_numpy(weight), 'extra': torch.ones(1)},
+             path)
+  with pytest.raises(ValueError, match='is not a LinearClassifier'):
+    _converted('supcon_resnet50', written, classifier=path)
 
 
 @needs_torch
