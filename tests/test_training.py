@@ -151,9 +151,11 @@ def test_cross_entropy_baseline_trains_the_encoder(tmp_path, data_dir):
 
 def test_two_replicas_run_both_stages(tmp_path, data_dir):
   # In a fresh process: collectives of strategies made by earlier tests in
-  # this one can collide with the new strategy's.
+  # this one can collide with the new strategy's. With a memory and a key
+  # encoder, whose averages every replica computes alike.
   config = _config(tmp_path / 'mirrored', data_dir, strategy='mirrored',
-                   stage_1_epochs=2, stage_2_epochs=1, knn_every_epochs=0)
+                   stage_1_epochs=2, stage_2_epochs=1, knn_every_epochs=0,
+                   memory_size=32, momentum_encoder=0.9)
   (tmp_path / 'config.json').write_text(config.to_json())
   script = (
       'import tensorflow as tf\n'
