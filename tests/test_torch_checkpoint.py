@@ -38,12 +38,26 @@ def outputs():
   return dict(np.load(os.path.join(torch_weights.FIXTURES, 'outputs.npz')))
 
 
+class _Files(dict):
+  """Each case's checkpoint file, written when first asked for (they are
+  45 to 225 MB)."""
+
+  def __init__(self, folder):
+    super().__init__()
+    self.folder = folder
+
+  def __missing__(self, name):
+    self[name] = torch_weights.write(CASES[name],
+                                     str(self.folder / f'{name}.pth'))
+    return self[name]
+
+
 @pytest.fixture(scope='module')
 def written(tmp_path_factory):
-  """Each case's checkpoint file, written once."""
-  folder = tmp_path_factory.mktemp('torch')
-  return {name: torch_weights.write(case, str(folder / f'{name}.pth'))
-          for name, case in CASES.items()}
+  files = _Files(tmp_path_factory.mktemp('torch'))
+  yield files
+  for path in files.values():  # Not left for pytest's kept temp folders.
+    os.remove(path)
 
 
 def _relative(got, want):
