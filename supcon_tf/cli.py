@@ -17,7 +17,7 @@ from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
 from supcon_tf.data import sources
 from supcon_tf.training import loop, run as run_lib, signals
-from supcon_tf.training.loop import (
+from supcon_tf.training.errors import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
 # Class counts of the datasets an official run names with --input_fn.

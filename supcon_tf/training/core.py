@@ -33,6 +33,7 @@ from supcon_tf.data import arrays, device_views
 from supcon_tf.losses import class_ids, contrastive_loss
 from supcon_tf.models import build_model, layers
 from supcon_tf.training import optimizers, signals, stages
+from supcon_tf.training.errors import NonFiniteLossError
 from supcon_tf.training.progress import Progress
 
 ops = keras.ops
@@ -40,10 +41,6 @@ ops = keras.ops
 INPUTS = ('cifar10', 'cifar100', 'digits', 'folder')
 CHECKPOINT = '{}.npz'  # model_dir/core/stage_N.npz
 RESULTS_FILE = 'results.json'
-
-
-class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or infinite; the last checkpoint is kept."""
 
 
 # What the command line does and the Keras core does not (yet): flag ->

@@ -12,10 +12,7 @@ restores the chief's checkpoint and saves with it (the others to a
 temporary directory, removed at once: tf.distribute's rule), and only the
 chief writes summaries.
 """
-import contextlib
-import json
 import os
-import re
 import shutil
 import time
 
@@ -30,55 +27,17 @@ from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, precision, signals
 from supcon_tf.training import knn, stages
 from supcon_tf.training import step as step_lib
+# The names below were defined here; their modules are their homes now.
+from supcon_tf.training.checkpoints import (  # noqa: F401
+    CONVERTED_FILE, cause as _cause, converted_from,
+    remove_partial_checkpoint as _remove_partial_checkpoint,
+    restore_readable as _restore_readable)
+from supcon_tf.training.errors import (  # noqa: F401
+    LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 from supcon_tf.training.progress import Progress
 from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
-
-
-def _scalars_metadata():
-  from tensorflow.core.framework import summary_pb2
-  metadata = summary_pb2.SummaryMetadata()
-  metadata.plugin_data.plugin_name = 'scalars'
-  return metadata.SerializeToString()
-
-
-def write_scalars(writer, step, values):
-  """TensorBoard scalars through the core summary op (tf.summary.scalar
-  needs the tensorboard package; writing the events does not)."""
-  metadata = _scalars_metadata()
-  with writer.as_default(step=step):
-    for name, value in values.items():
-      tf.summary.write(name, tf.constant(value, tf.float32),
-                       metadata=metadata)
-  # On disk now: the process may end without the interpreter's teardown
-  # (signals.leave).
-  writer.flush()
-
-
-def read_scalars(directory):
-  """The scalars of the event files in `directory`, as `write_scalars` wrote
-  them: {tag: [(step, value), ...]} in step order."""
-  from tensorflow.core.util import event_pb2
-  scalars = {}
-  for name in sorted(os.listdir(directory)):
-    path = os.path.join(directory, name)
-    for record in tf.data.TFRecordDataset(path):
-      event = event_pb2.Event.FromString(record.numpy())
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, []).append(
-            (event.step, float(tf.make_ndarray(value.tensor))))
-  return {tag: sorted(points) for tag, points in scalars.items()}
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-class UnreadableCheckpointError(RuntimeError):
-  """Every checkpoint of a stage failed to read."""
-
-
-class LostWorkersError(RuntimeError):
-  """A multi-worker run lost contact with a worker; rerun every worker."""
+from supcon_tf.training.summaries import read_scalars  # noqa: F401
+from supcon_tf.training.summaries import write_scalars
 
 
 # What a collective raises when a peer dies or does not answer in time.
@@ -106,18 +65,6 @@ def use_jit(config, strategy):
 
 def _on_gpu():
   return bool(tf.config.list_logical_devices('GPU'))
-
-
-def _remove_partial_checkpoint(directory, number):
-  """What a failed save of checkpoint `number` left: its temporary folder
-  and any files of its prefix (the `checkpoint` index still names the
-  previous one)."""
-  prefix = os.path.join(directory, f'ckpt-{number}')
-  for path in tf.io.gfile.glob(prefix + '.*') + tf.io.gfile.glob(
-      prefix + '_temp*'):
-    with contextlib.suppress(OSError, tf.errors.OpError):
-      (tf.io.gfile.rmtree if tf.io.gfile.isdir(path) else
-       tf.io.gfile.remove)(path)
 
 
 class Trainer:
@@ -562,55 +509,3 @@ class Trainer:
     return knn.knn_accuracy(
         bank['embeddings'], bank['labels'], queries['embeddings'],
         queries['labels'], self.source.num_classes)
-
-
-CONVERTED_FILE = 'converted.json'
-
-
-def converted_from(directory):
-  """What a stage directory's checkpoint was converted from ({'checkpoint':
-  path, ...}, written by the converters), or None for a stage trained
-  here."""
-  path = os.path.join(directory, CONVERTED_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def _cause(error):
-  """The line of a TensorFlow error that says what went wrong."""
-  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-  for line in lines:
-    if re.search(r'unavailable|deadline|abort|reset|is down|failed|corrupt|'
-                 r'truncat|data loss|space|too large|quota|denied', line,
-                 re.IGNORECASE) and not (
-                     line.startswith('[[')):
-      return line[:200]
-  return lines[0][:200] if lines else 'no detail'
-
-
-def _restore_readable(checkpoint, directory):
-  """Restores the newest checkpoint of `directory` that reads; returns its
-  path (None without checkpoints). A truncated or corrupt one is skipped with
-  a warning naming it; if none reads, an error names them. Nothing is
-  deleted."""
-  state = tf.train.get_checkpoint_state(directory)
-  paths = list(state.all_model_checkpoint_paths) if state else []
-  if state and state.model_checkpoint_path not in paths:
-    paths.append(state.model_checkpoint_path)
-  failed = []
-  for path in reversed(paths):
-    try:
-      checkpoint.restore(path).assert_existing_objects_matched()
-      return path
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
-            OSError) as error:
-      logging.warning('%s is unreadable (%s); trying the one before.', path,
-                      _cause(error))
-      failed.append(path)
-  if failed:
-    raise UnreadableCheckpointError(
-        f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
-        'nothing was deleted.')
-  return None

@@ -1,0 +1,76 @@
+"""A stage's checkpoints: what a failed save leaves removed, the newest
+readable one restored, the marker of a stage converted from another code's
+checkpoint, and the line of a TensorFlow error that names the cause."""
+import contextlib
+import json
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+from supcon_tf.training.errors import UnreadableCheckpointError
+
+
+def remove_partial_checkpoint(directory, number):
+  """What a failed save of checkpoint `number` left: its temporary folder
+  and any files of its prefix (the `checkpoint` index still names the
+  previous one)."""
+  prefix = os.path.join(directory, f'ckpt-{number}')
+  for path in tf.io.gfile.glob(prefix + '.*') + tf.io.gfile.glob(
+      prefix + '_temp*'):
+    with contextlib.suppress(OSError, tf.errors.OpError):
+      (tf.io.gfile.rmtree if tf.io.gfile.isdir(path) else
+       tf.io.gfile.remove)(path)
+
+
+CONVERTED_FILE = 'converted.json'
+
+
+def converted_from(directory):
+  """What a stage directory's checkpoint was converted from ({'checkpoint':
+  path, ...}, written by the converters), or None for a stage trained
+  here."""
+  path = os.path.join(directory, CONVERTED_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def cause(error):
+  """The line of a TensorFlow error that says what went wrong."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  for line in lines:
+    if re.search(r'unavailable|deadline|abort|reset|is down|failed|corrupt|'
+                 r'truncat|data loss|space|too large|quota|denied', line,
+                 re.IGNORECASE) and not (
+                     line.startswith('[[')):
+      return line[:200]
+  return lines[0][:200] if lines else 'no detail'
+
+
+def restore_readable(checkpoint, directory):
+  """Restores the newest checkpoint of `directory` that reads; returns its
+  path (None without checkpoints). A truncated or corrupt one is skipped with
+  a warning naming it; if none reads, an error names them. Nothing is
+  deleted."""
+  state = tf.train.get_checkpoint_state(directory)
+  paths = list(state.all_model_checkpoint_paths) if state else []
+  if state and state.model_checkpoint_path not in paths:
+    paths.append(state.model_checkpoint_path)
+  failed = []
+  for path in reversed(paths):
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+      return path
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+            OSError) as error:
+      logging.warning('%s is unreadable (%s); trying the one before.', path,
+                      cause(error))
+      failed.append(path)
+  if failed:
+    raise UnreadableCheckpointError(
+        f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
+        'nothing was deleted.')
+  return None
