@@ -7,6 +7,16 @@ position in its global batch when the pipeline says where the images sit
 whether the global batch is augmented whole or in replica chunks on several
 workers. Ops applied to some of the images (`apply_by_group`, `random_apply`)
 pass the positions of those on.
+
+How: `_POSITIONS` is a stack of (positions, batch size), per Python process,
+read while a function is traced, never while it runs. Who pushes it:
+`example_positions`, entered by data/pipeline.py around the augmentation of
+each chunk of a global batch (its examples' places in that batch) and by
+training/step.py around the deferred blur (each replica's share of the
+global batch); `_subset` pushes the positions of a subset inside it. What
+reads it: `_per_image`, so every draw (`uniform`, `normal`, `image_seeds`)
+draws for the whole batch and keeps the rows of the images at hand. With the
+stack empty, draws are for the images given, in their order.
 """
 import contextlib
 
@@ -108,7 +118,8 @@ def random_apply(op, images, seed, probability):
 
 
 # (positions [n] int32, total): where the images being augmented sit in the
-# batch whose draws they share; read while a function is traced.
+# batch whose draws they share; pushed by `example_positions` (the module's
+# docstring says who enters it), read while a function is traced.
 _POSITIONS = []
 
 
