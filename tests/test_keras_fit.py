@@ -365,6 +365,10 @@ def test_rows_train_as_one_view_each_or_as_views():
   with pytest.raises(ValueError, match=r'Inputs of shape \(8, 6, 1, 1\): this '
                      'model takes examples of rank 1'):
     model(rows[:, :, None, None])
+  simclr = SupConModel(_mlp(), 3, num_views=1, projection_head_layers=(4,))
+  simclr.compile(optimizer='sgd', loss=ContrastiveLoss(use_labels=False))
+  with pytest.raises(ValueError, match='needs two views or more'):
+    simclr.fit(rows, labels, batch_size=8, verbose=0)
 
 
 @keras.saving.register_keras_serializable(package='tests')

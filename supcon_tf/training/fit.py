@@ -14,8 +14,8 @@ the device. Examples of any rank train the same way (`example_rank`: 1 for
 tabular rows [B, F] or token ids [B, T]; views [B, V, F]); with
 `num_views=1` and no augmentation the examples are contrasted as they are,
 each a view of its own whose positives are the batch's other examples of
-its class (SupCon without augmentation). The compiled `ContrastiveLoss` sees the labels and its options
-(SimCLR with `use_labels=False`). With a `probe_optimizer` the
+its class (SupCon without augmentation). The compiled `ContrastiveLoss`
+sees the labels and its options (SimCLR with `use_labels=False`). With a `probe_optimizer` the
 classification head, which reads the stop-gradient embedding, is a linear
 probe trained in the same step with that optimizer; `evaluate` (and
 `validation_data`) report its top-1 on eval images [B, H, W, C].
@@ -176,12 +176,19 @@ class SupConModel(ContrastiveModel):
   def _views(self, x):
     """The batch as views [B, V, ...]."""
     if self.views_in(x):
-      return x
-    if self.augmentation is not None:
-      return ops.stack([self.augmentation(x, training=True)
-                        for _ in range(self.num_views)], axis=1)
-    if self.num_views == 1:
-      return ops.expand_dims(x, 1)
+      views = x
+    elif self.augmentation is not None:
+      views = ops.stack([self.augmentation(x, training=True)
+                         for _ in range(self.num_views)], axis=1)
+    elif self.num_views == 1:
+      views = ops.expand_dims(x, 1)
+    else:
+      views = None
+    if views is not None:
+      if views.shape[1] == 1 and not self.loss.use_labels:
+        raise ValueError('SimCLR (use_labels=False) needs two views or '
+                         'more: with one, no anchor has a positive.')
+      return views
     raise ValueError(
         f'fit got examples of shape {tuple(x.shape)} and no augmentation: '
         'give views [batch, views, ...] (pipeline.training_views for '
