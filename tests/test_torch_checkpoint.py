@@ -117,18 +117,16 @@ def _converted(name, written, classifier=None, **values):
   model(tf.zeros([1, size, size, 3]))
   restored = torch_checkpoint.restore_torch(model, layout, state,
                                             written[name])
-  return model, restored, state
+  return model, restored, state, layout
 
 
 @needs_torch
 @pytest.mark.parametrize('name', ['supcon_resnet50', 'moco_resnet50',
                                   'torchvision_resnet50'])
 def test_converted_models_give_the_pytorch_outputs(name, written, outputs):
-  model, restored, state = _converted(name, written)
+  model, restored, state, layout = _converted(name, written)
   # Every variable of the encoder and of the heads the file has.
-  read = [n for n in state if n not in
-          torch_checkpoint.read_checkpoint(
-              {'model': state}, written[name])[1].skipped]
+  read = [n for n in state if n not in layout.skipped]
   assert sorted(restored) == sorted(
       n for n in read if not n.endswith('num_batches_tracked'))
   images = 'cifar' if name.startswith('supcon') else 'imagenet'
@@ -150,7 +148,8 @@ def test_a_linear_classifier_file_becomes_the_classifier(tmp_path, written,
   path = str(tmp_path / 'linear.pth')
   torch.save({'fc.weight': torch.from_numpy(weight),
               'fc.bias': torch.from_numpy(bias)}, path)
-  model, restored, _ = _converted('supcon_resnet50', written, classifier=path)
+  model, restored, _, _ = _converted('supcon_resnet50', written,
+                                     classifier=path)
   assert {'fc.weight', 'fc.bias'} <= set(restored)
   got = model(tf.constant(outputs['cifar/normalized']), training=False)
   want = outputs['supcon_resnet50/features'] @ weight.T + bias
@@ -172,8 +171,8 @@ def test_the_official_layout_does_not_compute_them(written, outputs):
     _converted('ce_resnet18', written, resnet_layout='official')
   # ResNet-50's weights fit, but TensorFlow's 'same' max-pool windows start
   # a pixel later than PyTorch's.
-  model, _, _ = _converted('torchvision_resnet50', written,
-                           resnet_layout='official')
+  model, _, _, _ = _converted('torchvision_resnet50', written,
+                              resnet_layout='official')
   got = model(tf.constant(outputs['imagenet/normalized']), training=False)
   assert _relative(got['unnormalized_embeddings'].numpy(),
                    outputs['torchvision_resnet50/features']) > 1e-2
