@@ -31,7 +31,7 @@ def main():
   import keras
   import numpy as np
 
-  from supcon_tf.data import arrays
+  from supcon_tf.data import epochs
   from supcon_tf.models import build_model
   from supcon_tf.presets import make_config
   from supcon_tf.training import core, stages
@@ -45,7 +45,7 @@ def main():
   labels = rng.integers(0, 10, batch)
   model = build_model(config, 10)
   stage = stages.stage_from_config(config, 1)
-  steps_per_epoch = arrays.steps_per_epoch(args.images, config.batch_size,
+  steps_per_epoch = epochs.steps_per_epoch(args.images, config.batch_size,
                                            config.epoch_remainder)
   from supcon_tf.data.device_views import DeviceViews
   mean_std = ((127.5,) * 3, (127.5,) * 3)

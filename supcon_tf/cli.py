@@ -15,14 +15,14 @@ from supcon_tf import flags as supcon_flags
 from supcon_tf import official, seed_checkpoint, torch_checkpoint
 from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
-from supcon_tf.data import sources
+from supcon_tf.data import decoding, records, sources
 from supcon_tf.training import loop, run as run_lib, signals
 from supcon_tf.training.errors import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000,
-               'tfrecord': sources.RECORD_CLASSES}
+               'tfrecord': records.RECORD_CLASSES}
 
 
 def saved_config(model_dir):
@@ -122,12 +122,12 @@ def main(kind, argv):
     logging.debug('Where it was raised:', exc_info=True)
     supcon_flags.fail(argv, error)
   except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
-          files.WriteError, sources.CorruptDataError) as error:
+          files.WriteError, decoding.CorruptDataError) as error:
     print(f'{program}: {error}', file=sys.stderr)
     sys.exit(1)
   except tf.errors.OpError as error:
     # Data found bad outside a training step (evaluation, the kNN monitor).
-    corrupt = sources.corrupt_data_message(error)
+    corrupt = decoding.corrupt_data_message(error)
     if corrupt is None:
       raise
     print(f'{program}: {corrupt}', file=sys.stderr)

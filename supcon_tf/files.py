@@ -1,5 +1,6 @@
 """A run's files written safely: whole or not at all, and one run at a time
-per model_dir."""
+per model_dir; many small files read by threads."""
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -125,3 +126,12 @@ def model_dir_lock(model_dir):
   finally:
     with contextlib.suppress(FileNotFoundError):
       os.remove(path)
+
+
+def in_threads(read, paths, threads, chunksize):
+  """[read(path) for path in paths], by `threads` threads when there are
+  many paths: file-system waits, which threads overlap."""
+  if len(paths) < 64:
+    return [read(path) for path in paths]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    return list(pool.map(read, paths, chunksize=chunksize))

@@ -14,7 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from supcon_tf.config import Preprocessing
-from supcon_tf.data import augment, pipeline, sources
+from supcon_tf.data import (augment, chunks, decoding, folder, pipeline,
+                            sources)
 
 PHOTOS = os.path.join(os.path.dirname(sklearn.datasets.__file__), 'images')
 CROPS = Preprocessing(augmentation_type='IDENTITY', crop='random_resized',
@@ -47,10 +48,10 @@ def _photographs():
 def test_views_from_the_header_and_one_region_equal_decode_then_crop():
   # The windows come from the header and only the region they cover is
   # decoded: every pixel equals cropping the whole decoded image.
-  views = tf.function(lambda contents, seed: pipeline._file_views(
+  views = tf.function(lambda contents, seed: chunks.file_views(
       contents, seed, CROPS, 3))
   reference = tf.function(lambda contents, seed: augment.crop_views(
-      sources.decode(contents), seed, CROPS, 3))
+      decoding.decode(contents), seed, CROPS, 3))
   compared = 0
   for name, contents in _photographs().items():
     for seed in range(12):
@@ -67,11 +68,11 @@ def test_the_region_decode_gives_the_whole_decodes_pixels_at_every_edge():
   # Windows that start and end at chroma-block boundaries and one pixel off
   # them: where decoding a window alone differs from the whole decode.
   contents = _photographs()['420-progressive']
-  whole = sources.decode(contents).numpy()
+  whole = decoding.decode(contents).numpy()
   height, width = whole.shape[:2]
   for top, left in ((0, 0), (16, 16), (15, 17), (1, 31), (height - 9, 7)):
     bottom, right = min(height, top + 33), min(width, left + 47)
-    region, origin = sources.decode_jpeg_region(contents, [top, left],
+    region, origin = decoding.decode_jpeg_region(contents, [top, left],
                                                 [bottom, right])
     region, origin = region.numpy(), origin.numpy()
     got = region[top - origin[0]:bottom - origin[0],
@@ -93,7 +94,7 @@ def test_image_headers_give_pils_sizes_and_refuse_broken_files(tmp_path):
   paths += [png, exif]
   for path in paths:
     with Image.open(path) as image:
-      assert sources.image_size(str(path)) == (image.height, image.width)
+      assert folder.image_size(str(path)) == (image.height, image.width)
   whole = paths[0].read_bytes()
   broken = {'empty': b'', 'text': b'not an image at all',
             'cut in the header': whole[:40],
@@ -101,11 +102,11 @@ def test_image_headers_give_pils_sizes_and_refuse_broken_files(tmp_path):
   for name, contents in broken.items():
     path = tmp_path / f'{name}.jpg'
     path.write_bytes(contents)
-    assert sources.image_size(str(path)) is None, name
-  assert sources.image_size(str(tmp_path / 'missing.jpg')) is None
+    assert folder.image_size(str(path)) is None, name
+  assert folder.image_size(str(tmp_path / 'missing.jpg')) is None
   # Many files go through the thread pool, in order.
   many = [str(p) for p in paths] * 20
-  assert sources.image_sizes(many) == [sources.image_size(p) for p in many]
+  assert folder.image_sizes(many) == [folder.image_size(p) for p in many]
 
 
 def _photo_folder(root):
@@ -126,7 +127,7 @@ def test_large_folders_read_no_pixels_at_start_up(tmp_path, monkeypatch):
   body = files[2].read_bytes()
   files[2].write_bytes(body[:len(body) // 2] + b'\x00' * 64)
   decoded = []
-  monkeypatch.setattr(sources, 'decode',
+  monkeypatch.setattr(decoding, 'decode',
                       lambda contents: decoded.append(1) or contents)
   split = sources.load_source('folder', str(tmp_path)).split('train')
   assert decoded == [] and split.images is None
@@ -148,20 +149,20 @@ def test_a_file_that_breaks_after_start_up_is_named(tmp_path):
                                    sources.UNIT_MEAN_STD)
   with pytest.raises(tf.errors.OpError) as raised:
     next(iter(dataset))
-  message = sources.corrupt_data_message(raised.value)
+  message = decoding.corrupt_data_message(raised.value)
   assert message.startswith(broken) and '--skip_corrupt' in message
 
 
 def test_skip_corrupt_fills_the_batch_from_its_chunk_and_counts(tmp_path):
   broken = _corrupt_folder(tmp_path)
   split = sources.load_source('folder', str(tmp_path)).split('train')
-  del pipeline.SKIPPED_CORRUPT[:]
+  del decoding.SKIPPED_CORRUPT[:]
   dataset = pipeline.train_dataset(split, CROPS, len(split),
                                    sources.UNIT_MEAN_STD, skip_corrupt=True)
   views, labels = next(iter(dataset))
   assert views.shape == (len(split), 2, 40, 40, 3)
   assert np.isfinite(views.numpy()).all()
-  assert pipeline.SKIPPED_CORRUPT == [broken]
+  assert decoding.SKIPPED_CORRUPT == [broken]
   # The batch is the readable examples, one of them twice: their labels.
   index = [str(f) for f in split.files].index(broken)
   readable = collections.Counter(np.delete(split.labels, index).tolist())

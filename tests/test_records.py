@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from supcon_tf.config import Preprocessing
-from supcon_tf.data import pipeline, sources
+from supcon_tf.data import decoding, pipeline, sources
+from supcon_tf.data import records as records_lib
 from tests import archives, stops
 
 UNIT = ((0.,) * 3, (1.,) * 3)
@@ -93,7 +94,7 @@ def test_crops_of_jpeg_records_are_those_of_the_same_files(tmp_path):
     serialized = next(iter(tf.data.TFRecordDataset(
         str(root / 'train-00000-of-00001'))))
     (root / 'image.jpg').write_bytes(
-        sources.parse_records(serialized[None])[0][0].numpy())
+        records_lib.parse_records(serialized[None])[0][0].numpy())
     files = sources.Split([0], files=np.asarray([str(root / 'image.jpg')]))
     (want, _), = _take(pipeline.train_dataset(files, config, 1, UNIT,
                                               seed=4), 1)
@@ -107,7 +108,7 @@ def test_each_input_pipeline_reads_its_own_shards(tmp_path):
   _write(tmp_path, train=(6, 6, 6, 6, 6, 6))
   train = sources.load_source('tfrecord', str(tmp_path)).split('train')
   shards = np.repeat(np.arange(6), 6)
-  order = pipeline.record_shard_order(6, 2, 0)
+  order = records_lib.record_shard_order(6, 2, 0)
   for p in range(2):
     context = tf.distribute.InputContext(2, p, 2)
     make = lambda start: pipeline.train_dataset(
@@ -181,7 +182,7 @@ def _first_error(dataset):
   with pytest.raises(tf.errors.OpError) as raised:
     for _ in dataset.take(20):
       pass
-  return sources.corrupt_data_message(raised.value)
+  return decoding.corrupt_data_message(raised.value)
 
 
 def test_records_that_break_after_start_up_are_named(tmp_path):

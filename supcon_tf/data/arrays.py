@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from supcon_tf import enums
+from supcon_tf import enums, moved
 
 CIFAR_ARCHIVES = {
     'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
@@ -38,6 +38,11 @@ KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
                   'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
 # The official input_fn names of datasets named otherwise here.
 OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
+
+# The epoch arithmetic that was defined here.
+__getattr__ = moved.old_names(__name__, {
+    name: f'supcon_tf.data.epochs:{name}'
+    for name in ('steps_per_epoch', 'epoch_length', 'epoch_of_step')})
 
 
 def steps_per_epoch(count, batch_size, epoch_remainder='drop'):

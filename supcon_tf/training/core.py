@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from supcon_tf import files
-from supcon_tf.data import arrays, device_views
+from supcon_tf.data import arrays, device_views, epochs
 from supcon_tf.losses import class_ids, contrastive_loss
 from supcon_tf.models import build_model, layers
 from supcon_tf.training import optimizers, signals, stages
@@ -103,7 +103,7 @@ def load_data(config):
 def batch_indices(count, batch_size, step, seed, epoch_remainder):
   """The examples of global batch `step`: a seeded permutation of each
   epoch (its partial batch dropped with 'drop'), epochs end to end."""
-  length = arrays.epoch_length(count, batch_size, epoch_remainder)
+  length = epochs.epoch_length(count, batch_size, epoch_remainder)
   first, last = step * batch_size, (step + 1) * batch_size
   out = []
   for epoch in range(first // length, (last - 1) // length + 1):
@@ -257,7 +257,7 @@ def train_stage(trainer, stage, config, data, steps, directory):
   result = {'steps': total, 'loss': None, 'seconds': 0.}
   if step >= total:
     return result
-  epoch_of = lambda s: arrays.epoch_of_step(
+  epoch_of = lambda s: epochs.epoch_of_step(
       s, len(images), config.batch_size, config.epoch_remainder)
   progress = Progress(stage.name, total, step, enabled=config.progress)
   started = time.perf_counter()
@@ -321,7 +321,7 @@ def run(config):
   signals.start_budget(config.stop_after_minutes)
   splits, num_classes, mean_std = load_data(config)
   train_images, train_labels = splits['train']
-  steps = arrays.steps_per_epoch(len(train_images), config.batch_size,
+  steps = epochs.steps_per_epoch(len(train_images), config.batch_size,
                                  config.epoch_remainder)
   directory = os.path.join(config.model_dir, 'core')
   os.makedirs(directory, exist_ok=True)

@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import analysis, files
-from supcon_tf.data import augment, pipeline, sources
+from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import evaluation, optimizers, precision, signals
 from supcon_tf.training import knn, stages
@@ -79,14 +79,14 @@ class Trainer:
     self.mean_std = mean_std
     self.jit_compile = use_jit(config, strategy)
     self.train_split = source.split('train')
-    self.classes_per_batch = pipeline.sampler_classes(
+    self.classes_per_batch = epochs.sampler_classes(
         config.sampler, config.classes_per_batch, self.train_split)
     # Class-balanced batches come in whole epochs (the pipeline drops the
     # rest of each), so their steps are counted that way.
     self.epoch_remainder = ('drop' if self.classes_per_batch else
                             config.epoch_remainder)
-    self.steps_per_epoch = pipeline.steps_per_epoch(
-        self.train_split, config.batch_size, self.epoch_remainder)
+    self.steps_per_epoch = epochs.steps_per_epoch(
+        len(self.train_split), config.batch_size, self.epoch_remainder)
     self._forward = {}  # Eval steps by output keys, traced once each.
     self._contrast_state = {}  # Of each stage: contrast_state.
     local_batch = config.batch_size // strategy.num_replicas_in_sync
@@ -222,10 +222,10 @@ class Trainer:
           metrics = {k: float(v) for k, v in loop(
               iterator, tf.constant(count, tf.int32)).items()}
         except tf.errors.OpError as error:
-          corrupt = sources.corrupt_data_message(error)
+          corrupt = decoding.corrupt_data_message(error)
           if corrupt is None:
             raise
-          raise sources.CorruptDataError(
+          raise decoding.CorruptDataError(
               f'{stage.name}: {corrupt} The last checkpoint is kept: '
               f'{manager.latest_checkpoint or "none yet"}.') from None
         if 'loss_floor' in metrics:
@@ -400,16 +400,15 @@ class Trainer:
 
   def _epoch_of(self, step):
     """Whole epochs of examples read by the first `step` steps."""
-    return pipeline.epoch_of_step(step, self.train_split,
-                                  self.config.batch_size,
-                                  self.epoch_remainder)
+    return epochs.epoch_of_step(step, len(self.train_split),
+                                self.config.batch_size, self.epoch_remainder)
 
   def _next_epoch_end(self, step):
     """The first step after `step` at which a new epoch has begun: where
     checkpoints and monitors fall (whole epochs of examples read)."""
-    return pipeline.first_step_of_epoch(
-        self._epoch_of(step) + 1, self.train_split, self.config.batch_size,
-        self.epoch_remainder)
+    return epochs.first_step_of_epoch(
+        self._epoch_of(step) + 1, len(self.train_split),
+        self.config.batch_size, self.epoch_remainder)
 
   def stage_step(self, stage, optimizer, variables, step):
     """The `step.Step` of `stage` under this run's config."""
