@@ -31,8 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _examples_per_second(model_dir):
-  from supcon_tf.training import loop
-  values = [v for _, v in loop.read_scalars(os.path.join(
+  from supcon_tf.training import summaries
+  values = [v for _, v in summaries.read_scalars(os.path.join(
       model_dir, 'summaries', 'stage_1'))['train/examples_per_second']]
   return float(np.median(values[1:] if len(values) > 1 else values))
 

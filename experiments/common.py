@@ -78,8 +78,8 @@ def train_method(method, model_dir, **flags):
 
 def curve(model_dir, stage, tag):
   """[(step, value)] of a scalar in model_dir/summaries/<stage>."""
-  from supcon_tf.training import loop
-  return loop.read_scalars(
+  from supcon_tf.training import summaries
+  return summaries.read_scalars(
       os.path.join(model_dir, 'summaries', stage)).get(tag, [])
 
 

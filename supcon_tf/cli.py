@@ -16,7 +16,7 @@ from supcon_tf import official, seed_checkpoint, torch_checkpoint
 from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
 from supcon_tf.data import decoding, records, sources
-from supcon_tf.training import loop, run as run_lib, signals
+from supcon_tf.training import checkpoints, run as run_lib, signals
 from supcon_tf.training.errors import (
     LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
 
@@ -274,7 +274,7 @@ def _convert_pytorch(argv, config, num_classes, code, facts, restore):
     supcon_flags.fail(argv, error)
   directory = os.path.join(config.model_dir, 'stage_1')
   if (tf.train.latest_checkpoint(directory) and
-      not loop.converted_from(directory)):
+      not checkpoints.converted_from(directory)):
     supcon_flags.fail(argv, f'{directory} holds a stage 1 trained here; '
                       'convert into another --model_dir.')
   model = run_lib.build_model(config, num_classes)
@@ -289,9 +289,10 @@ def _convert_pytorch(argv, config, num_classes, code, facts, restore):
   files.write_text(os.path.join(config.model_dir, run_lib.CONFIG_FILE),
                    config.to_json())
   # The mark first: a checkpoint without it would be a stage 1 at step 0.
-  files.write_text(os.path.join(directory, loop.CONVERTED_FILE), json.dumps(
-      {'checkpoint': os.path.abspath(flags.checkpoint), 'code': code,
-       **facts}, indent=2))
+  files.write_text(
+      os.path.join(directory, checkpoints.CONVERTED_FILE), json.dumps(
+          {'checkpoint': os.path.abspath(flags.checkpoint), 'code': code,
+           **facts}, indent=2))
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
   saved = tf.train.CheckpointManager(
       tf.train.Checkpoint(model=model, step=step), directory,

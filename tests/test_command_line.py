@@ -14,7 +14,7 @@ import tensorflow as tf
 from supcon_tf import flags as supcon_flags
 from supcon_tf.config import RUNTIME_FIELDS
 from supcon_tf.presets import PRESETS, make_config
-from supcon_tf.training import loop, run as run_lib
+from supcon_tf.training import run as run_lib, summaries
 from tests.archives import tiny_cifar10
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,7 +323,7 @@ def test_eval_mode_follows_a_run_that_is_still_training(tmp_path):
   finally:
     assert training.wait(timeout=600) == 0, training.stderr.read()[-3000:]
   assert results['global_step'] == 6 * 4 + 4  # The run's last checkpoint.
-  steps = {step for step, _ in loop.read_scalars(str(
+  steps = {step for step, _ in summaries.read_scalars(str(
       tmp_path / 'run' / 'summaries' / 'eval'))['eval/top_1_accuracy']}
   assert len(steps) >= 2 and max(steps) == 28  # Some checkpoints on the way.
 

@@ -136,15 +136,15 @@ def test_global_batch_norm_follows_the_flag_in_the_model():
 def test_a_compiled_step_on_several_cpu_replicas_falls_back_in_one_line(
     caplog):
   from supcon_tf.presets import make_config
-  from supcon_tf.training import loop
+  from supcon_tf.training import precision
   strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
   with caplog.at_level('WARNING'):
-    assert not loop.use_jit(make_config(jit_compile=True), strategy)
+    assert not precision.use_jit(make_config(jit_compile=True), strategy)
   [line] = [r.getMessage() for r in caplog.records
             if '--jit_compile' in r.getMessage()]
   assert 'uncompiled on these 2 CPU replicas' in line and '\n' not in line
-  assert not loop.use_jit(make_config(jit_compile=False), strategy)
-  assert loop.use_jit(make_config(jit_compile=True),
+  assert not precision.use_jit(make_config(jit_compile=False), strategy)
+  assert precision.use_jit(make_config(jit_compile=True),
                       tf.distribute.get_strategy())
 
 

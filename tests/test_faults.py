@@ -114,7 +114,7 @@ def _truncate(path):
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(
     tmp_path, caplog):
   import tensorflow as tf
-  from supcon_tf.training import loop, run as run_lib
+  from supcon_tf.training import errors, run as run_lib
   from tests import archives
   data = archives.write_quadrants(tmp_path / 'data', per_class=4,
                                   test_per_class=1)
@@ -133,7 +133,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(
       _truncate(str(stage / name))
   before = sorted(os.listdir(stage))
   more = _quadrant_config(tmp_path / 'run', data, stage_1_epochs=3)
-  with pytest.raises(loop.UnreadableCheckpointError,
+  with pytest.raises(errors.UnreadableCheckpointError,
                      match='No readable checkpoint in .*ckpt-3.*ckpt-2'):
     run_lib.run(more)
   assert sorted(os.listdir(stage)) == before
@@ -184,7 +184,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
 
 
 def test_deterministic_runs_give_the_same_losses_step_for_step(tmp_path):
-  from supcon_tf.training import loop
+  from supcon_tf.training import summaries
   flags = ['--preset=supcon_digits_resnet20', '--num_images=192',
            '--batch_size=32', '--stage_1_epochs=1', '--stage_2_epochs=0',
            '--mode=train',
@@ -198,7 +198,7 @@ def test_deterministic_runs_give_the_same_losses_step_for_step(tmp_path):
   for process in runs:
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-2000:]
-  losses = [loop.read_scalars(str(tmp_path / name / 'summaries' / 'stage_1'))
+  losses = [summaries.read_scalars(str(tmp_path / name / 'summaries' / 'stage_1'))
             ['train/loss'] for name in ('a', 'b')]
   assert len(losses[0]) == 173 // 32  # 192 less the validation tenth.
   assert losses[0] == losses[1]

@@ -19,6 +19,7 @@ from supcon_tf.config import Config
 from supcon_tf.models import layers
 from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, precision, run as run_lib
+from supcon_tf.training import summaries
 from supcon_tf.training import stages
 from supcon_tf.training import step as step_lib
 from tests import archives
@@ -51,7 +52,7 @@ def _config(model_dir, data_dir, **values):
 
 def _scalar_tags(directory):
   """The summary tags written in a directory of event files."""
-  return set(loop.read_scalars(str(directory)))
+  return set(summaries.read_scalars(str(directory)))
 
 
 def _restored(config, stage):

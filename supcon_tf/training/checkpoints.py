@@ -1,14 +1,18 @@
-"""A stage's checkpoints: what a failed save leaves removed, the newest
-readable one restored, the marker of a stage converted from another code's
-checkpoint, and the line of a TensorFlow error that names the cause."""
+"""A stage's checkpoints: saved and restored (`StageCheckpoint`, the chief's
+and the other workers' directories), what a failed save leaves removed, the
+newest readable one restored, the marker of a stage converted from another
+code's checkpoint, and the line of a TensorFlow error that names the
+cause."""
 import contextlib
 import json
 import os
 import re
+import shutil
 
 import tensorflow as tf
 from absl import logging
 
+from supcon_tf import files
 from supcon_tf.training.errors import UnreadableCheckpointError
 
 
@@ -74,3 +78,55 @@ def restore_readable(checkpoint, directory):
         f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
         'nothing was deleted.')
   return None
+
+
+class StageCheckpoint:
+  """A stage's checkpoint: `objects` (model, optimizer, step, ...) saved
+  under `directory` by a `tf.train.CheckpointManager`. A worker other than
+  the chief saves to its own `save_directory` (tf.distribute's rule),
+  removed after each save; every worker restores the chief's."""
+
+  def __init__(self, name, directory, save_directory, chief, max_to_keep,
+               keep_every_hours, **objects):
+    self.name = name
+    self.directory = directory
+    self.chief = chief
+    self.last_saved = 0  # The step of the last checkpoint saved or restored.
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, directory if chief else save_directory,
+        max_to_keep=max_to_keep,
+        keep_checkpoint_every_n_hours=keep_every_hours)
+
+  def restore(self):
+    """Restores the newest readable checkpoint (`restore_readable`); its
+    path, or None."""
+    return restore_readable(self.checkpoint, self.directory)
+
+  def latest(self):
+    """The chief's newest checkpoint, or None."""
+    return tf.train.latest_checkpoint(self.directory)
+
+  def kept(self):
+    """The last checkpoint written here, for an error message."""
+    return self.manager.latest_checkpoint or 'none yet'
+
+  def save(self, number):
+    """Writes checkpoint `number`; a failed write leaves nothing of it and
+    is a WriteError naming the checkpoint kept."""
+    self.last_saved = number
+    try:
+      self.manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as error:
+      remove_partial_checkpoint(self.manager.directory, number)
+      raise files.WriteError(
+          f'{self.name}: could not write checkpoint {number} in '
+          f'{self.manager.directory} ({cause(error)}); the previous one is '
+          f'intact: {self.kept()}. Free space and run the same command to '
+          'resume.') from error
+    if not self.chief:
+      shutil.rmtree(self.manager.directory, ignore_errors=True)
+      try:  # The shared parent, once no worker uses it.
+        os.rmdir(os.path.dirname(self.manager.directory))
+      except OSError:
+        pass

@@ -12,8 +12,8 @@ restores the chief's checkpoint and saves with it (the others to a
 temporary directory, removed at once: tf.distribute's rule), and only the
 chief writes summaries.
 """
+import contextlib
 import os
-import shutil
 import time
 
 import keras
@@ -21,50 +21,30 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import analysis, files
+from supcon_tf import analysis, moved
 from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
-from supcon_tf.training import evaluation, optimizers, precision, signals
-from supcon_tf.training import knn, stages
+from supcon_tf.training import checkpoints, evaluation, optimizers, precision
+from supcon_tf.training import knn, signals, stages, summaries
 from supcon_tf.training import step as step_lib
-# The names below were defined here; their modules are their homes now.
-from supcon_tf.training.checkpoints import (  # noqa: F401
-    CONVERTED_FILE, cause as _cause, converted_from,
-    remove_partial_checkpoint as _remove_partial_checkpoint,
-    restore_readable as _restore_readable)
-from supcon_tf.training.errors import (  # noqa: F401
-    LostWorkersError, NonFiniteLossError, UnreadableCheckpointError)
-from supcon_tf.training.progress import Progress
-from supcon_tf.training.signals import Interrupted  # noqa: F401 (its home)
-from supcon_tf.training.summaries import read_scalars  # noqa: F401
-from supcon_tf.training.summaries import write_scalars
+from supcon_tf.training.checkpoints import converted_from
+from supcon_tf.training.errors import LostWorkersError, NonFiniteLossError
+from supcon_tf.training.signals import Interrupted
+
+# The names below were defined here.
+__getattr__ = moved.old_names(__name__, {
+    'CONVERTED_FILE': 'supcon_tf.training.checkpoints:CONVERTED_FILE',
+    'UnreadableCheckpointError':
+        'supcon_tf.training.errors:UnreadableCheckpointError',
+    'read_scalars': 'supcon_tf.training.summaries:read_scalars',
+    'write_scalars': 'supcon_tf.training.summaries:write_scalars',
+    'use_jit': 'supcon_tf.training.precision:use_jit',
+})
 
 
 # What a collective raises when a peer dies or does not answer in time.
 _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.CancelledError, tf.errors.AbortedError)
-
-
-def use_jit(config, strategy):
-  """jit_compile: as configured, else on for GPU/TPU and off on CPU (where
-  XLA measured slower). TensorFlow compiles the cross-replica ops of a step
-  (the loss's all-gather, global BatchNorm) only on GPUs and TPUs: on
-  several CPU replicas the step runs uncompiled, and one line says so."""
-  if config.jit_compile is None:
-    return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
-  if (config.jit_compile and strategy.num_replicas_in_sync > 1 and
-      not _on_gpu() and
-      not isinstance(strategy, tf.distribute.TPUStrategy)):
-    logging.warning(
-        '--jit_compile: TensorFlow compiles cross-replica ops with XLA only '
-        'on GPUs and TPUs; the step runs uncompiled on these %d CPU '
-        'replicas.', strategy.num_replicas_in_sync)
-    return False
-  return config.jit_compile
-
-
-def _on_gpu():
-  return bool(tf.config.list_logical_devices('GPU'))
 
 
 class Trainer:
@@ -77,7 +57,7 @@ class Trainer:
     self.model = model
     self.source = source
     self.mean_std = mean_std
-    self.jit_compile = use_jit(config, strategy)
+    self.jit_compile = precision.use_jit(config, strategy)
     self.train_split = source.split('train')
     self.classes_per_batch = epochs.sampler_classes(
         config.sampler, config.classes_per_batch, self.train_split)
@@ -146,50 +126,84 @@ class Trainer:
     finished: it is loaded, not trained."""
     config = self.config
     total = stages.stage_steps(stage, config, self.steps_per_epoch)
+    result = {'steps': total, 'loss': None, 'seconds': 0.}
     if self._restore_converted(stage):
-      return {'steps': total, 'loss': None, 'seconds': 0.}
+      return result
     optimizer, variables, step = self.stage_optimizer(stage)
-    directory = os.path.join(config.model_dir, stage.name)
+    saved = self._stage_checkpoint(stage, optimizer, step)
+    start = saved.last_saved = int(step.numpy())
+    if start >= total:
+      logging.info('%s: already finished (%d steps)', stage.name, total)
+      return result
+    views = stages.views_for(stage, config)
+    dataset = self._train_batches(views, start)
+    loop = self.make_loop(stage, optimizer, variables, step)
+    log = summaries.StageLog(stage, config, total, start, self.chief, views,
+                             self._collapse_watch(stage, views, start),
+                             self.knn_monitor)
+    layers.freeze_moving_statistics(self.model,
+                                    not stage.update_encoder_batch_norm)
+    started = time.perf_counter()
+    try:
+      with self._stage_errors(stage, step, total, saved):
+        iterator = iter(dataset)
+        while int(step.numpy()) < total:
+          # A signal is a flag (signals.py), read here between calls.
+          signals.check('between steps')
+          current = int(step.numpy())
+          # Summaries are written after each call.
+          count = min(config.steps_per_loop, config.summary_interval_steps,
+                      self._next_epoch_end(current) - current,
+                      total - current)
+          tick = time.perf_counter()
+          metrics = {k: float(v) for k, v in loop(
+              iterator, tf.constant(count, tf.int32)).items()}
+          seconds, current = time.perf_counter() - tick, int(step.numpy())
+          if not np.isfinite(metrics['loss']):
+            raise NonFiniteLossError(
+                f'{stage.name}: the loss became {metrics["loss"]} by step '
+                f'{current}; stopped. The last good checkpoint is kept: '
+                f'{saved.kept()}.')
+          log.called(current, metrics, count, seconds,
+                     float(optimizer.learning_rate), result)
+          epoch_end = current == self._next_epoch_end(current - 1)
+          if (epoch_end or current == total or
+              current - saved.last_saved >= config.save_interval_steps):
+            saved.save(current)
+          log.monitored(current, self._epoch_of(current), epoch_end,
+                        current == total, metrics, result)
+          if signals.budget_spent() and current < total:
+            raise signals.BudgetSpent('')
+    finally:
+      layers.freeze_moving_statistics(self.model, False)
+      log.close()
+    result['seconds'] = time.perf_counter() - started
+    return result
+
+  def _stage_checkpoint(self, stage, optimizer, step):
+    """The stage's `checkpoints.StageCheckpoint`, restored from the chief's
+    newest readable checkpoint when there is one."""
+    config = self.config
     # The memory and key encoder resume with the stage.
     state = self.contrast_state(stage)
     if 'key_encoder' in state:
       state = dict(state, key_encoder=state['key_encoder'].checkpointed())
-    checkpoint = tf.train.Checkpoint(model=self.model, optimizer=optimizer,
-                                     step=step, **state)
-    manager = tf.train.CheckpointManager(
-        checkpoint, directory if self.chief else self._worker_directory(),
-        max_to_keep=config.max_checkpoints_to_keep,
-        keep_checkpoint_every_n_hours=(
-            config.keep_checkpoint_interval_secs / 3600.))
-    latest = _restore_readable(checkpoint, directory)  # The chief's.
+    saved = checkpoints.StageCheckpoint(
+        stage.name, os.path.join(config.model_dir, stage.name),
+        None if self.chief else self._worker_directory(), self.chief,
+        config.max_checkpoints_to_keep,
+        config.keep_checkpoint_interval_secs / 3600., model=self.model,
+        optimizer=optimizer, step=step, **state)
+    latest = saved.restore()
     if latest:
       logging.info('%s: resumed from %s at step %d', stage.name, latest,
                    int(step.numpy()))
+    return saved
 
-    def save(number):
-      try:
-        manager.save(checkpoint_number=number)
-      except (tf.errors.OpError, OSError) as error:
-        _remove_partial_checkpoint(manager.directory, number)
-        raise files.WriteError(
-            f'{stage.name}: could not write checkpoint {number} in '
-            f'{manager.directory} ({_cause(error)}); the previous one is '
-            f'intact: {manager.latest_checkpoint or "none yet"}. Free space '
-            'and run the same command to resume.') from error
-      if not self.chief:
-        shutil.rmtree(manager.directory, ignore_errors=True)
-        try:  # The shared parent, once no worker uses it.
-          os.rmdir(os.path.dirname(manager.directory))
-        except OSError:
-          pass
-    start = int(step.numpy())
-    result = {'steps': total, 'loss': None, 'seconds': 0.}
-    if start >= total:
-      logging.info('%s: already finished (%d steps)', stage.name, total)
-      return result
-
-    views = stages.views_for(stage, config)
-    dataset = pipeline.train_dataset_distributed(
+  def _train_batches(self, views, start):
+    """The distributed training batches of `views` views from `start`."""
+    config = self.config
+    return pipeline.train_dataset_distributed(
         self.strategy, self.train_split, config,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=self.epoch_remainder,
@@ -197,121 +211,49 @@ class Trainer:
         input_threads=config.input_threads or None,
         skip_corrupt=config.skip_corrupt,
         shard_per_host=config.shard_per_host)
-    loop = self.make_loop(stage, optimizer, variables, step)
-    layers.freeze_moving_statistics(self.model,
-                                    not stage.update_encoder_batch_norm)
-    writer = (tf.summary.create_file_writer(
-        os.path.join(config.model_dir, 'summaries', stage.name))
-              if self.chief else tf.summary.create_noop_writer())
-    progress = Progress(stage.name, total, start, enabled=config.progress)
-    watch = self._collapse_watch(stage, views, start)
-    iterator = iter(dataset)
-    started = time.perf_counter()
-    last_saved = start
+
+  @contextlib.contextmanager
+  def _stage_errors(self, stage, step, total, saved):
+    """Every way a stage's loop ends early, as one error naming what is
+    kept: Ctrl-C, SIGTERM or the time budget (the steps done are saved
+    first), a corrupt image found after start-up, a lost worker."""
     try:
-      while int(step.numpy()) < total:
-        # A signal is a flag (signals.py), read here between calls.
-        signals.check('between steps')
-        current = int(step.numpy())
-        to_epoch_end = self._next_epoch_end(current) - current
-        # Summaries are written after each call.
-        count = min(config.steps_per_loop, config.summary_interval_steps,
-                    to_epoch_end, total - current)
-        tick = time.perf_counter()
-        try:
-          metrics = {k: float(v) for k, v in loop(
-              iterator, tf.constant(count, tf.int32)).items()}
-        except tf.errors.OpError as error:
-          corrupt = decoding.corrupt_data_message(error)
-          if corrupt is None:
-            raise
-          raise decoding.CorruptDataError(
-              f'{stage.name}: {corrupt} The last checkpoint is kept: '
-              f'{manager.latest_checkpoint or "none yet"}.') from None
-        if 'loss_floor' in metrics:
-          # What training can still remove: the loss above its floor.
-          metrics['excess_loss'] = (metrics['contrastive_loss'] -
-                                    metrics['loss_floor'])
-        seconds = time.perf_counter() - tick
-        current = int(step.numpy())
-        if not np.isfinite(metrics['loss']):
-          raise NonFiniteLossError(
-              f'{stage.name}: the loss became {metrics["loss"]} by step '
-              f'{current}; stopped. The last good checkpoint is kept: '
-              f'{manager.latest_checkpoint or "none yet"}.')
-        examples_per_second = count * config.batch_size / seconds
-        learning_rate = float(optimizer.learning_rate)
-        write_scalars(writer, current, {
-            **{f'train/{k}': v for k, v in metrics.items()},
-            'train/learning_rate': learning_rate,
-            'train/examples_per_second': examples_per_second})
-        shown = ({'excess': metrics['excess_loss']}
-                 if 'excess_loss' in metrics else {})
-        progress.update(current, loss=metrics['loss'], **shown,
-                        lr=learning_rate,
-                        **{'ex/s': int(examples_per_second)})
-        result['loss'] = metrics['loss']
-        for key in ('loss_floor', 'excess_loss'):
-          if key in metrics:
-            result[key] = metrics[key]
-        epoch_end = current == self._next_epoch_end(current - 1)
-        if (epoch_end or current - last_saved >= config.save_interval_steps
-            or current == total):
-          save(current)
-          last_saved = current
-        epoch = self._epoch_of(current)
-        if watch is not None:
-          watch.update(metrics['contrastive_loss'])
-          if epoch_end and watch.epoch_ended():
-            logging.warning(watch.message(stage.name, epoch, views,
-                                          config.batch_size))
-            result['collapsed_epochs'] = result.get('collapsed_epochs', 0) + 1
-        if (epoch_end and stage.contrastive_loss_weight > 0 and
-            config.knn_every_epochs and
-            (epoch % config.knn_every_epochs == 0 or current == total)):
-          knn = self.knn_monitor()
-          if knn is not None:
-            result['knn_val_top1'] = knn
-            write_scalars(writer, current, {'monitor/knn_val_top1': knn})
-            logging.info('%s epoch %d: kNN validation top-1 %.4f',
-                         stage.name, epoch, knn)
-        if signals.budget_spent() and current < total:
-          raise signals.BudgetSpent('')
+      yield
     except KeyboardInterrupt as error:
-      # Ctrl-C, SIGTERM, the time budget, or a KeyboardInterrupt where no
-      # handler is installed (a library caller): the steps done are kept.
+      # Also a KeyboardInterrupt where no handler is installed (a library
+      # caller).
       current = int(step.numpy())
-      if current > last_saved:
-        save(current)
-      latest = tf.train.latest_checkpoint(directory)
+      if current > saved.last_saved:
+        saved.save(current)
+      latest = saved.latest()
       signum = getattr(error, 'signum', None) or signals.requested()
       kept = (f'checkpoint {latest}' if latest else
               'no checkpoint of this stage yet')
       if isinstance(error, signals.BudgetSpent):
         raise signals.BudgetSpent(
             f'{stage.name}: stopped at step {current} of {total}, the time '
-            f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
-            f'); {kept}. Run the same command to continue.') from None
+            f'budget spent (--stop_after_minutes='
+            f'{self.config.stop_after_minutes:g}); {kept}. Run the same '
+            'command to continue.') from None
       raise Interrupted(
           f'{stage.name}: stopped at step {current} ({signals.name(signum)});'
           f' {kept}. Run the same command to resume.',
           *([signum] if signum else [])) from error
-    except _PEER_ERRORS as error:
-      if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    except tf.errors.OpError as error:
+      corrupt = decoding.corrupt_data_message(error)
+      if corrupt is not None:
+        raise decoding.CorruptDataError(
+            f'{stage.name}: {corrupt} The last checkpoint is kept: '
+            f'{saved.kept()}.') from None
+      if (isinstance(error, _PEER_ERRORS) and isinstance(
+          self.strategy, tf.distribute.MultiWorkerMirroredStrategy)):
         raise LostWorkersError(
             f'{stage.name}: lost contact with another worker after step '
             f'{int(step.numpy())} ({type(error).__name__}: '
-            f'{_cause(error)}). Restart every worker '
-            'with the same command; the run resumes from '
-            f'{tf.train.latest_checkpoint(directory) or "its start"}.'
-        ) from error
+            f'{checkpoints.cause(error)}). Restart every worker with the '
+            'same command; the run resumes from '
+            f'{saved.latest() or "its start"}.') from error
       raise
-    finally:
-      layers.freeze_moving_statistics(self.model, False)
-      progress.close()
-      writer.flush()
-    result['seconds'] = time.perf_counter() - started
-    return result
 
   def contrast_state(self, stage):
     """{'memory': step.CrossBatchMemory, 'key_encoder':

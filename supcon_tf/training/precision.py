@@ -1,4 +1,5 @@
-"""The precision a run computes in (`--allow_mixed_precision`).
+"""How a step computes: the precision (`--allow_mixed_precision`) and
+whether XLA compiles it (`use_jit`, `--jit_compile`).
 
 - GPU: `mixed_float16`, the optimizer wrapped in Keras' LossScaleOptimizer.
 - TPU: `mixed_bfloat16`, as the official code.
@@ -93,3 +94,25 @@ def loss_scaled():
   """Whether the policy computes in float16, whose gradients need loss
   scaling (Keras' LossScaleOptimizer)."""
   return keras.mixed_precision.global_policy().name == 'mixed_float16'
+
+
+def use_jit(config, strategy):
+  """jit_compile: as configured, else on for GPU/TPU and off on CPU (where
+  XLA measured slower). TensorFlow compiles the cross-replica ops of a step
+  (the loss's all-gather, global BatchNorm) only on GPUs and TPUs: on
+  several CPU replicas the step runs uncompiled, and one line says so."""
+  if config.jit_compile is None:
+    return isinstance(strategy, tf.distribute.TPUStrategy) or _on_gpu()
+  if (config.jit_compile and strategy.num_replicas_in_sync > 1 and
+      not _on_gpu() and
+      not isinstance(strategy, tf.distribute.TPUStrategy)):
+    logging.warning(
+        '--jit_compile: TensorFlow compiles cross-replica ops with XLA only '
+        'on GPUs and TPUs; the step runs uncompiled on these %d CPU '
+        'replicas.', strategy.num_replicas_in_sync)
+    return False
+  return config.jit_compile
+
+
+def _on_gpu():
+  return bool(tf.config.list_logical_devices('GPU'))

@@ -26,8 +26,10 @@ from supcon_tf.data import arrays, sources
 from supcon_tf.models import (  # noqa: F401 (build_model: its old place)
     ENCODERS, build_model, encoder_name, layers)
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS
-from supcon_tf.training import evaluation, loop, precision, signals, stages
-from supcon_tf.training.loop import Trainer, write_scalars
+from supcon_tf.training import checkpoints, evaluation, precision, signals
+from supcon_tf.training import stages
+from supcon_tf.training.loop import Trainer
+from supcon_tf.training.summaries import write_scalars
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
@@ -357,7 +359,7 @@ def _checkpoints(config, trainer):
     steps = stages.stage_steps(stage, config, trainer.steps_per_epoch)
     directory = os.path.join(config.model_dir, stage.name)
     state = tf.train.get_checkpoint_state(directory)
-    if state and loop.converted_from(directory):
+    if state and checkpoints.converted_from(directory):
       # Trained elsewhere: the stage's last step.
       found[offset + steps] = state.model_checkpoint_path
       state = None

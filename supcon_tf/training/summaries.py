@@ -1,8 +1,13 @@
-"""TensorBoard scalars: written through the core summary op and read back
-(tests and experiments read the curves), without the tensorboard package."""
+"""What a stage reports: TensorBoard scalars written through the core
+summary op and read back (tests and experiments read the curves), without
+the tensorboard package; the progress bar, the collapse warning and the kNN
+monitor of each call and epoch (`StageLog`)."""
 import os
 
 import tensorflow as tf
+from absl import logging
+
+from supcon_tf.training.progress import Progress
 
 
 def _scalars_metadata():
@@ -38,3 +43,65 @@ def read_scalars(directory):
         scalars.setdefault(value.tag, []).append(
             (event.step, float(tf.make_ndarray(value.tensor))))
   return {tag: sorted(points) for tag, points in scalars.items()}
+
+
+class StageLog:
+  """What a stage reports as it trains: each call's scalars (TensorBoard,
+  chief only), the progress bar, the result's loss terms; at each epoch's
+  end the collapse warning (`watch`, an analysis.CollapseWatch or None) and
+  the kNN monitor (`knn()`: validation top-1, or None)."""
+
+  def __init__(self, stage, config, total, start, chief, views, watch, knn):
+    self.stage, self.config, self.views = stage, config, views
+    self.watch, self.knn = watch, knn
+    self.writer = (tf.summary.create_file_writer(
+        os.path.join(config.model_dir, 'summaries', stage.name))
+                   if chief else tf.summary.create_noop_writer())
+    self.progress = Progress(stage.name, total, start,
+                             enabled=config.progress)
+
+  def called(self, step, metrics, count, seconds, learning_rate, result):
+    """One loop call of `count` steps, ended at `step` after `seconds`."""
+    if 'loss_floor' in metrics:
+      # What training can still remove: the loss above its floor.
+      metrics['excess_loss'] = (metrics['contrastive_loss'] -
+                                metrics['loss_floor'])
+    examples_per_second = count * self.config.batch_size / seconds
+    write_scalars(self.writer, step, {
+        **{f'train/{k}': v for k, v in metrics.items()},
+        'train/learning_rate': learning_rate,
+        'train/examples_per_second': examples_per_second})
+    shown = ({'excess': metrics['excess_loss']}
+             if 'excess_loss' in metrics else {})
+    self.progress.update(step, loss=metrics['loss'], **shown,
+                         lr=learning_rate,
+                         **{'ex/s': int(examples_per_second)})
+    result['loss'] = metrics['loss']
+    for key in ('loss_floor', 'excess_loss'):
+      if key in metrics:
+        result[key] = metrics[key]
+
+  def monitored(self, step, epoch, epoch_end, last, metrics, result):
+    """After a call (and its checkpoint): the collapse watch, and at an
+    epoch's end its warning and the kNN monitor (every knn_every_epochs
+    epochs, and at the stage's `last` step)."""
+    config, name = self.config, self.stage.name
+    if self.watch is not None:
+      self.watch.update(metrics['contrastive_loss'])
+      if epoch_end and self.watch.epoch_ended():
+        logging.warning(self.watch.message(name, epoch, self.views,
+                                           config.batch_size))
+        result['collapsed_epochs'] = result.get('collapsed_epochs', 0) + 1
+    if (epoch_end and self.stage.contrastive_loss_weight > 0 and
+        config.knn_every_epochs and
+        (epoch % config.knn_every_epochs == 0 or last)):
+      knn = self.knn()
+      if knn is not None:
+        result['knn_val_top1'] = knn
+        write_scalars(self.writer, step, {'monitor/knn_val_top1': knn})
+        logging.info('%s epoch %d: kNN validation top-1 %.4f', name, epoch,
+                     knn)
+
+  def close(self):
+    self.progress.close()
+    self.writer.flush()
