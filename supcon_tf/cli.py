@@ -183,7 +183,7 @@ def convert_official(argv):
   if not num_classes:
     raise app.UsageError(f'The class count of --input_fn={config.input_fn} is '
                          'not known here: give --num_classes.')
-  model = run_lib.build_model(config, num_classes)
+  model = run_lib.build_model(config.model, num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))
   try:
     restored = official.restore_official(
@@ -277,7 +277,7 @@ def _convert_pytorch(argv, config, num_classes, code, facts, restore):
       not checkpoints.converted_from(directory)):
     supcon_flags.fail(argv, f'{directory} holds a stage 1 trained here; '
                       'convert into another --model_dir.')
-  model = run_lib.build_model(config, num_classes)
+  model = run_lib.build_model(config.model, num_classes)
   model(tf.zeros([1, config.image_size, config.image_size, 3]))
   try:
     restored = restore(model)

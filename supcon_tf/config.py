@@ -9,13 +9,16 @@ the setting); `supcon_tf.flags` turns each into an absl flag of the same
 name. The defaults are the official defaults. Enum-valued fields hold the
 official member names (`'MOMENTUM'`, `'ALL_VIEWS'`, ...; see
 `supcon_tf.enums`). Named presets over these defaults are in
-`supcon_tf.presets`. This module does not import TensorFlow.
+`supcon_tf.presets`; the checks are `config_checks`', the sections
+(`config.data`, `.model`, `.loss`, ...) `config_sections`'. No TensorFlow.
 """
 import dataclasses
 import json
 from typing import Optional
 
-from supcon_tf import enums
+from supcon_tf import config_checks, config_sections, enums
+from supcon_tf.config_checks import CHOICES  # noqa: F401 (its old place)
+from supcon_tf.config_sections import RUNTIME_FIELDS
 
 
 def _field(default, help_text):
@@ -80,21 +83,7 @@ class Preprocessing:
       'determine how to perform the central crop.')
 
   def __post_init__(self):
-    _normalise_choices(self)
-    low, high = self.crop_area_range
-    if not 0 < low <= high <= 1:
-      raise ValueError('crop_area_range must be 0 < low <= high <= 1; got '
-                       f'{self.crop_area_range}.')
-    for name in ('blur_probability', 'warp_probability'):
-      if not 0 <= getattr(self, name) <= 1:
-        raise ValueError(f'{name} must be in [0, 1]; got '
-                         f'{getattr(self, name)}.')
-    if (self.image_size < 1 or self.random_crop_padding < 0 or
-        self.cutout_size < 0):
-      raise ValueError(
-          'image_size must be >= 1 and random_crop_padding, cutout_size >= 0; '
-          f'got {self.image_size}, {self.random_crop_padding}, '
-          f'{self.cutout_size}.')
+    config_checks.check_preprocessing(self)
 
 
 # One training stage: (name, type, help, stage-1 default, stage-2 default).
@@ -398,59 +387,7 @@ class Config(_Stages, Preprocessing):
           float(v) if name == 'crop_area_range' else int(float(v))
           for v in getattr(self, name)))
     Preprocessing.__post_init__(self)
-    checks = (
-        ('batch_size', self.batch_size >= 1, '>= 1'),
-        ('eval_batch_size', self.eval_batch_size >= 1, '>= 1'),
-        ('micro_batch_size', self.micro_batch_size >= 0, '>= 0'),
-        ('num_views', self.num_views >= 1, '>= 1'),
-        ('steps_per_loop', self.steps_per_loop >= 1, '>= 1'),
-        ('stop_after_minutes', self.stop_after_minutes >= 0, '>= 0'),
-        ('save_interval_steps', self.save_interval_steps >= 1, '>= 1'),
-        ('summary_interval_steps', self.summary_interval_steps >= 1, '>= 1'),
-        ('max_checkpoints_to_keep', self.max_checkpoints_to_keep >= 1,
-         '>= 1'),
-        ('stage_1_epochs', self.stage_1_epochs >= 0, '>= 0'),
-        ('stage_2_epochs', self.stage_2_epochs >= 0, '>= 0'),
-        ('temperature', self.temperature > 0, '> 0'),
-        ('validation_fraction', 0 <= self.validation_fraction < 1,
-         'in [0, 1)'),
-        ('num_images', self.num_images >= 0, '>= 0'),
-        ('label_noise_prob', 0 <= self.label_noise_prob <= 1, 'in [0, 1]'),
-        ('memory_size', self.memory_size >= 0, '>= 0'),
-        ('memory_warmup', self.memory_warmup >= 0, '>= 0'),
-        ('momentum_encoder', 0 <= self.momentum_encoder < 1, 'in [0, 1)'),
-    )
-    for name, ok, allowed in checks:
-      if not ok:
-        raise ValueError(f'--{name} must be {allowed}; got '
-                         f'{getattr(self, name)!r}.')
-    if self.micro_batch_size and self.batch_size % self.micro_batch_size:
-      raise ValueError(
-          f'--micro_batch_size={self.micro_batch_size} does not divide '
-          f'--batch_size={self.batch_size}; choose a divisor of the '
-          'per-replica batch.')
-    if self.sampler == 'class_balanced' and not self.classes_per_batch:
-      raise ValueError('--sampler=class_balanced needs --classes_per_batch.')
-    if self.sampler == 'fixed_configuration' and self.classes_per_batch:
-      raise ValueError('--sampler=fixed_configuration takes every class; '
-                       'leave --classes_per_batch unset (it is '
-                       'class_balanced\'s).')
-    if self.learning_rate_per_epoch and self.epoch_remainder != 'drop':
-      raise ValueError('learning_rate_per_epoch moves the schedule at whole '
-                       'epochs of steps: it needs epoch_remainder=drop.')
-    if self.reference_ckpt and not self.warm_start_parts:
-      raise ValueError('reference_ckpt is set but no part is chosen: add '
-                       '--warm_start_encoder, --warm_start_projection_head '
-                       'or --warm_start_classifier.')
-    if self.momentum_encoder and not self.memory_size:
-      raise ValueError('--momentum_encoder embeds the memory\'s entries: it '
-                       'needs --memory_size.')
-    if self.momentum_encoder and self.micro_batch_size:
-      raise ValueError('--momentum_encoder with --micro_batch_size: the key '
-                       'encoder runs on whole batches; use one or the other.')
-    if self.num_views < 2 and self.stage_1_contrastive_loss_weight > 0:
-      raise ValueError('The contrastive loss needs num_views >= 2; got '
-                       f'{self.num_views}.')
+    config_checks.check_config(self)
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -465,6 +402,23 @@ class Config(_Stages, Preprocessing):
     """{STAGE field: value} of stage 1 or 2."""
     return {name: getattr(self, f'stage_{index}_{name}')
             for name in STAGE_FIELDS}
+
+  # The sections (config_sections.py), each a read-only view.
+  data = property(lambda self: config_sections.section(self, 'data'))
+  model = property(lambda self: config_sections.section(self, 'model'))
+  loss = property(lambda self: config_sections.section(self, 'loss'))
+  run = property(lambda self: config_sections.section(self, 'run'))
+
+  @property
+  def preprocessing(self):
+    return Preprocessing(**{f.name: getattr(self, f.name)
+                            for f in dataclasses.fields(Preprocessing)})
+
+  def stage_section(self, index):
+    """Stage `index`'s fields unprefixed, and those both stages share."""
+    return config_sections.Section(index=index, **self.stage(index), **{
+        name: getattr(self, name)
+        for name in config_sections.SECTIONS['stages']})
 
   @property
   def warm_start_parts(self):
@@ -494,65 +448,3 @@ class Config(_Stages, Preprocessing):
         values.setdefault(new, values.pop(old))
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def _normalise_choices(config):
-  """Enum fields to their member names ('Optimizer.LARS', 'lars' -> 'LARS');
-  a value outside the allowed ones is a ValueError naming the field."""
-  names = {f.name for f in dataclasses.fields(config)}
-  for name, allowed in CHOICES.items():
-    if name not in names:
-      continue
-    value = getattr(config, name)
-    if isinstance(value, str):
-      value = value.rsplit('.', 1)[-1]
-      if name not in LOWER_CASE_CHOICES:
-        value = value.upper()
-      setattr(config, name, value)
-    if value not in allowed:
-      raise ValueError(f'{name} must be one of {", ".join(allowed)}; got '
-                       f'{getattr(config, name)!r}.')
-
-
-# Allowed values of the enum-valued fields.
-CHOICES = {
-    'mode': enums.MODES,
-    'augmentation_type': enums.AUGMENTATION_TYPES,
-    'crop': enums.CROPS,
-    'eval_crop_method': enums.EVAL_CROP_METHODS,
-    'autoaugment_policy': enums.AUTOAUGMENT_POLICIES,
-    'randaugment_ops': enums.RANDAUGMENT_OP_SETS,
-    'contrast_mode': enums.CONTRAST_MODES,
-    'summation_location': enums.SUMMATION_LOCATIONS,
-    'denominator_mode': enums.DENOMINATOR_MODES,
-    'stage_1_optimizer': enums.OPTIMIZERS,
-    'stage_2_optimizer': enums.OPTIMIZERS,
-    'stage_1_learning_rate_decay': enums.DECAY_TYPES,
-    'stage_2_learning_rate_decay': enums.DECAY_TYPES,
-    'strategy': enums.STRATEGIES,
-    'label_type': enums.LABEL_TYPES,
-    'weight_init': enums.WEIGHT_INITS,
-    'resnet_architecture': enums.ENCODER_ARCHITECTURES,
-    'resnet_layout': enums.RESNET_LAYOUTS,
-    'normalization': enums.NORMALIZATIONS,
-    'epoch_remainder': enums.EPOCH_REMAINDERS,
-    'sampler': enums.SAMPLERS,
-}
-# Enum fields whose values are lower-case names rather than official members.
-LOWER_CASE_CHOICES = ('mode', 'strategy', 'label_type', 'crop',
-                      'autoaugment_policy', 'randaugment_ops', 'weight_init',
-                      'normalization', 'epoch_remainder', 'sampler',
-                      'resnet_layout')
-
-# Fields that may change between runs in one model_dir (they do not change
-# what is trained); every other field must match the saved config.
-RUNTIME_FIELDS = frozenset({
-    'mode', 'model_dir', 'preset', 'data_dir', 'strategy', 'jit_compile',
-    'steps_per_loop', 'save_interval_steps', 'summary_interval_steps',
-    'max_checkpoints_to_keep', 'keep_checkpoint_interval_secs',
-    'eval_interval_secs', 'knn_every_epochs', 'progress', 'export', 'plot',
-    'eval_batch_size', 'skip_corrupt', 'require_same_image_size',
-    'deterministic', 'micro_batch_size', 'stop_after_minutes',
-    'input_threads', 'use_tpu', 'tpu_name',
-    'tpu_zone', 'gcp_project', 'master', 'shard_per_host',
-})

@@ -13,7 +13,8 @@ import typing
 from absl import flags
 
 from supcon_tf import hparams as hparams_lib
-from supcon_tf.config import CHOICES, Config
+from supcon_tf.config import Config
+from supcon_tf.config_checks import CHOICES
 from supcon_tf.presets import PRESETS, make_config
 
 FLAGS = flags.FLAGS

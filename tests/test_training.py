@@ -21,6 +21,8 @@ from supcon_tf.presets import PRESETS, make_config
 from supcon_tf.training import loop, optimizers, precision, run as run_lib
 from supcon_tf.training import summaries
 from supcon_tf.training import stages
+from supcon_tf.training import memory as memory_lib
+from supcon_tf.training import objective as objective_lib
 from supcon_tf.training import step as step_lib
 from tests import archives
 
@@ -745,7 +747,7 @@ def test_cross_entropy_takes_the_first_views_logits_as_official():
   rng = np.random.default_rng(5)
   logits = rng.normal(size=(6, 2, 4)).astype(np.float32)
   labels = np.array([0, 1, 2, 3, 0, 1])
-  loss, top1 = step_lib.cross_entropy(tf.constant(logits), tf.constant(labels),
+  loss, top1 = objective_lib.cross_entropy(tf.constant(logits), tf.constant(labels),
                                   global_batch=12)
   first = logits[:, 0].astype(np.float64)
   log_softmax = first - np.log(np.exp(first).sum(1, keepdims=True))
@@ -849,7 +851,7 @@ def test_the_key_encoder_is_a_moving_average_that_embeds_for_the_memory():
   views = tf.random.stateless_normal([4, 2, 8, 8, 3], seed=[0, 1])
   model(views, training=True)
   statistics = [v.numpy() for v in model.non_trainable_variables]
-  key = step_lib.MomentumEncoder(model, 0.9)
+  key = memory_lib.MomentumEncoder(model, 0.9)
   with layers.moving_statistics_frozen(model):
     want = model(views, training=True)['projection'].numpy()
   np.testing.assert_allclose(key.project(views, dict(training=True)), want,

@@ -1,5 +1,6 @@
 """Encoders and heads: `build_encoder(name, **options)`, `ContrastiveModel` and
-`build_model(config, num_classes)`, a Config's model."""
+`build_model(config.model, num_classes)`, a config's model section (or a
+whole Config)."""
 from supcon_tf.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.models.heads import ClassificationHead, ProjectionHead
@@ -34,7 +35,8 @@ def build_encoder(name, cifar_stem=False, **options):
 
 
 def build_model(config, num_classes):
-  """The encoder named by resnet_depth with the configured heads."""
+  """The encoder named by resnet_depth with the configured heads; `config`:
+  the model section (`Config.model`) or a Config."""
   name = encoder_name(config)
   if name in CIFAR_DEPTHS:
     encoder = build_encoder(name, weight_init=config.weight_init)

@@ -183,15 +183,9 @@ def stage_model(config, model, stage, mean_std, steps, views=None):
   trainer = StageModel(
       model, views, stages.views_for(stage, config),
       stage.contrastive_loss_weight, stage.cross_entropy_loss_weight,
-      loss_options=dict(
-          temperature=config.temperature,
-          contrast_mode=config.contrast_mode.lower(),
-          summation_location=config.summation_location.lower(),
-          denominator_mode=config.denominator_mode.lower(),
-          positives_cap=config.positives_cap,
-          scale_by_temperature=config.scale_by_temperature),
-      use_labels=config.use_labels, batch_size=config.batch_size,
-      label_smoothing=config.label_smoothing,
+      loss_options=config.loss.options(), use_labels=config.loss.use_labels,
+      batch_size=config.batch_size,
+      label_smoothing=config.loss.label_smoothing,
       weight_decay=stage.weight_decay,
       decayed=stages.decayed_variables(stage, model, config),
       forward_options=dict(
@@ -329,7 +323,7 @@ def run(config):
     files.write_text(os.path.join(config.model_dir, 'config.json'),
                      config.to_json())
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config, num_classes)
+    model = build_model(config.model, num_classes)
     results = {'backend': keras.backend.backend(),
                'input_fn': config.input_fn, 'num_classes': num_classes,
                'steps_per_epoch': steps}

@@ -14,19 +14,19 @@ the device. Examples of any rank train the same way (`example_rank`: 1 for
 tabular rows [B, F] or token ids [B, T]; views [B, V, F]); with
 `num_views=1` and no augmentation the examples are contrasted as they are,
 each a view of its own whose positives are the batch's other examples of
-its class (SupCon without augmentation). The compiled `ContrastiveLoss`
-sees the labels and its options (SimCLR with `use_labels=False`). With a `probe_optimizer` the
+its class. The compiled `ContrastiveLoss` sees the labels and its options
+(SimCLR with `use_labels=False`). With a `probe_optimizer` the
 classification head, which reads the stop-gradient embedding, is a linear
-probe trained in the same step with that optimizer; `evaluate` (and
-`validation_data`) report its top-1 on eval images [B, H, W, C].
+probe trained in the same step; `evaluate` (and `validation_data`) report
+its top-1 on eval images [B, H, W, C].
 Metrics: `loss` (the contrastive loss), `probe_loss`, `probe_top1`.
 
 On every Keras backend. Under TensorFlow the step is the command line's
 (`step.py`: the fused loss, replicas, `micro_batch_size`, the cross-batch
 memory). Under JAX and PyTorch it is `_terms` in `keras.ops` with the same
 objective, differentiated by the backend (a jitted step under JAX); the
-encoder's optimizer and the probe's travel as one (`_Optimizers`), since
-Keras' JAX trainer carries one optimizer's state.
+encoder's optimizer and the probe's travel as one (`paired_optimizer.py`),
+since Keras' JAX trainer carries one optimizer's state.
 """
 import keras
 import numpy as np
@@ -34,12 +34,15 @@ import numpy as np
 from supcon_tf.losses import ContrastiveLoss, class_ids, contrastive_loss
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.training import knn
+from supcon_tf.training.paired_optimizer import PairedOptimizer, current_value
 
 ops = keras.ops
 _BACKEND = keras.backend.backend()
 if _BACKEND == 'tensorflow':
   import tensorflow as tf
   from supcon_tf.training import evaluation, step as step_lib
+  from supcon_tf.training import memory as memory_lib
+  from supcon_tf.training import objective as objective_lib
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -52,7 +55,7 @@ class SupConModel(ContrastiveModel):
   takes views, or with `num_views=1` the examples themselves. The encoder
   must output a pooled feature [batch, features].
 
-  `memory_size` > 0 keeps a cross-batch memory (`step.CrossBatchMemory`) of
+  `memory_size` > 0 keeps a cross-batch memory (`memory.CrossBatchMemory`) of
   the last `memory_size` samples' projections (`num_views` views each) and
   class ids; once full and after `memory_warmup` steps they join each
   step's contrast set. Off by default: see docs/KERAS.md for what it did
@@ -72,7 +75,7 @@ class SupConModel(ContrastiveModel):
       if not self.projection_head_layers:
         raise ValueError('memory_size needs a projection head '
                          '(projection_head_layers), whose size it keeps.')
-      self.memory = step_lib.CrossBatchMemory(
+      self.memory = memory_lib.CrossBatchMemory(
           self.memory_size, self.num_views, self.projection_head_layers[-1],
           self.memory_warmup, name='memory')
     self.probe_optimizer = None
@@ -99,7 +102,7 @@ class SupConModel(ContrastiveModel):
                             if probe_optimizer is not None else None)
     optimizer = keras.optimizers.get(optimizer)
     if _BACKEND != 'tensorflow':
-      optimizer = _Optimizers(optimizer, self.probe_optimizer,
+      optimizer = PairedOptimizer(optimizer, self.probe_optimizer,
                               self._probe_variables)
     # The step computes the loss; Keras' own loss handling would map it
     # onto every output of the dict.
@@ -111,7 +114,7 @@ class SupConModel(ContrastiveModel):
   def get_compile_config(self):
     config = super().get_compile_config() or {}
     config['optimizer'] = keras.saving.serialize_keras_object(
-        self.optimizer.parts()[0] if isinstance(self.optimizer, _Optimizers)
+        self.optimizer.parts()[0] if isinstance(self.optimizer, PairedOptimizer)
         else self.optimizer)
     config['loss'] = keras.saving.serialize_keras_object(self.loss)
     if self.probe_optimizer is not None:
@@ -153,9 +156,9 @@ class SupConModel(ContrastiveModel):
     return self.classification_head.trainable_variables
 
   def objective(self, global_batch=None, memory=None):
-    """The `step.Objective` of the compiled loss (and the probe's
+    """The `objective.Objective` of the compiled loss (and the probe's
     cross-entropy)."""
-    return step_lib.Objective(
+    return objective_lib.Objective(
         memory=memory,
         global_batch=global_batch,
         replicas=tf.distribute.get_strategy().num_replicas_in_sync,
@@ -237,7 +240,7 @@ class SupConModel(ContrastiveModel):
       terms, _ = objective(outputs, labels)
     if self.probe_optimizer is not None:
       terms['cross_entropy_loss'], terms['train_top1'] = (
-          step_lib.cross_entropy(outputs['logits'], labels,
+          objective_lib.cross_entropy(outputs['logits'], labels,
                                  objective.batch_size(labels)))
     self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
                 'train_top1')
@@ -298,7 +301,8 @@ class SupConModel(ContrastiveModel):
       with keras.StatelessScope(state_mapping=mapping) as scope:
         total, values = self._terms(x, y, training)
       # BatchNorm's moving averages and the augmentation's seeds.
-      non_trainable = [_current(scope, v) for v in self.non_trainable_variables]
+      non_trainable = [current_value(scope, v)
+                       for v in self.non_trainable_variables]
       return total, (values, non_trainable)
 
     if training:
@@ -311,7 +315,7 @@ class SupConModel(ContrastiveModel):
     with keras.StatelessScope(
         state_mapping=list(zip(self.metrics_variables, metrics))) as scope:
       logs = self._update_trackers(values)
-    metrics = [_current(scope, v) for v in self.metrics_variables]
+    metrics = [current_value(scope, v) for v in self.metrics_variables]
     if training:
       return logs, (trainable, non_trainable, optimizer_state, metrics)
     return logs, (trainable, non_trainable, metrics)
@@ -377,96 +381,15 @@ class SupConModel(ContrastiveModel):
     return super().from_config(config)
 
 
-def _current(scope, variable):
-  """A variable's value in a StatelessScope: what was assigned, else its
-  value."""
-  value = scope.get_current_value(variable)
-  return variable.value if value is None else value
-
-
-class _Parts:
-  """Holds the two optimizers out of sight of Keras' saving walk, which
-  would write them twice."""
-
-  def __init__(self, *optimizers):
-    self.optimizers = optimizers
-
-
-class _Optimizers(keras.optimizers.Optimizer):
-  """The encoder's optimizer and the probe's (or none) as one optimizer, as
-  Keras' JAX trainer carries one optimizer's state through the jitted step.
-  Each updates its own variables (the probe's: `probe_variables()`, read
-  when built); the classification head without a probe is left alone. Saved
-  and loaded as the encoder's optimizer (the probe's, as the model's
-  `probe_optimizer`), so `.keras` files are the TensorFlow backend's."""
-
-  def __init__(self, encoder_optimizer, probe_optimizer, probe_variables):
-    super().__init__(learning_rate=0., name='supcon_optimizers')
-    self._parts = _Parts(encoder_optimizer, probe_optimizer)
-    self._probe_variables = probe_variables
-    self._is_probe = None
-
-  def parts(self):
-    """(the encoder's optimizer, the probe's or None)."""
-    return self._parts.optimizers
-
-  def build(self, variables):
-    super().build(variables)
-    probe = {id(v) for v in self._probe_variables()}
-    self._is_probe = [id(v) in probe for v in variables]
-    encoder, probe_optimizer = self.parts()
-    encoder.build(self._group(variables, False))
-    if probe_optimizer is not None:
-      probe_optimizer.build(self._group(variables, True))
-
-  def _group(self, items, probe):
-    return [x for x, p in zip(items, self._is_probe) if p == probe]
-
-  @property
-  def variables(self):
-    return super().variables + [v for optimizer in self.parts()
-                                if optimizer is not None
-                                for v in optimizer.variables]
-
-  @property
-  def iterations(self):
-    return self.parts()[0].iterations
-
-  @property
-  def learning_rate(self):
-    return self.parts()[0].learning_rate
-
-  @learning_rate.setter
-  def learning_rate(self, value):
-    self.parts()[0].learning_rate = value
-
-  def apply(self, grads, trainable_variables=None):
-    variables = (self._trainable_variables if trainable_variables is None
-                 else list(trainable_variables))
-    encoder, probe_optimizer = self.parts()
-    encoder.apply(self._group(grads, False), self._group(variables, False))
-    if probe_optimizer is not None:
-      probe_optimizer.apply(self._group(grads, True),
-                            self._group(variables, True))
-
-  def save_own_variables(self, store):
-    self.parts()[0].save_own_variables(store)
-
-  def load_own_variables(self, store):
-    self.parts()[0].load_own_variables(store)
-
-
 class KnnMonitor(keras.callbacks.Callback):
   """The kNN monitor (Wu et al. 2018; the command line's
   `--knn_every_epochs`) as a Keras callback: after each `every`-th epoch,
   the embeddings of `bank` (labelled images, say the training split with
   eval preprocessing) vote for each image of `queries`; `knn_top1` goes into
-  the epoch's logs, where the progress bar and TensorBoard show it (list
-  this callback before `keras.callbacks.TensorBoard`). Each of the two is
-  a dataset of (images [B, H, W, C], labels [B]) batches (a tf.data
-  dataset as `pipeline.eval_dataset` makes, or a `keras.utils.PyDataset`)
-  or a pair of arrays (images [N, H, W, C], labels [N]). Under TensorFlow a
-  tf.data dataset is embedded across the model's replicas."""
+  the epoch's logs (list this callback before `keras.callbacks.TensorBoard`).
+  Each is a dataset of (images [B, H, W, C], labels [B]) batches (tf.data,
+  embedded across the model's replicas, or a `keras.utils.PyDataset`) or a
+  pair of arrays (images [N, H, W, C], labels [N])."""
 
   def __init__(self, bank, queries, k=200, temperature=0.1, every=1,
                batch_size=256):

@@ -26,6 +26,8 @@ from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import checkpoints, evaluation, optimizers, precision
 from supcon_tf.training import knn, signals, stages, summaries
+from supcon_tf.training import memory as memory_lib
+from supcon_tf.training import objective as objective_lib
 from supcon_tf.training import step as step_lib
 from supcon_tf.training.checkpoints import converted_from
 from supcon_tf.training.errors import LostWorkersError, NonFiniteLossError
@@ -256,8 +258,8 @@ class Trainer:
       raise
 
   def contrast_state(self, stage):
-    """{'memory': step.CrossBatchMemory, 'key_encoder':
-    step.MomentumEncoder} of a contrastive stage with --memory_size (and
+    """{'memory': memory.CrossBatchMemory, 'key_encoder':
+    memory.MomentumEncoder} of a contrastive stage with --memory_size (and
     --momentum_encoder), made once per stage; {} otherwise."""
     config = self.config
     if not config.memory_size or stage.contrastive_loss_weight <= 0:
@@ -265,12 +267,12 @@ class Trainer:
     if stage.name not in self._contrast_state:
       state = {}
       with self.strategy.scope():
-        state['memory'] = step_lib.CrossBatchMemory(
+        state['memory'] = memory_lib.CrossBatchMemory(
             config.memory_size, stages.views_for(stage, config),
             config.projection_head_layers[-1], config.memory_warmup,
             name='memory')
         if config.momentum_encoder:
-          state['key_encoder'] = step_lib.MomentumEncoder(
+          state['key_encoder'] = memory_lib.MomentumEncoder(
               self.model, config.momentum_encoder, name='key_encoder')
       self._contrast_state[stage.name] = state
     return self._contrast_state[stage.name]
@@ -359,19 +361,9 @@ class Trainer:
     num_views = stages.views_for(stage, config)
     batch_norm_training = config.batch_norm_training
     state = self.contrast_state(stage)
-    objective = step_lib.Objective(
-        memory=state.get('memory'),
-        global_batch=config.batch_size, replicas=replicas,
-        contrastive_weight=stage.contrastive_loss_weight,
-        cross_entropy_weight=stage.cross_entropy_loss_weight,
-        use_labels=config.use_labels, temperature=config.temperature,
-        contrast_mode=config.contrast_mode,
-        summation_location=config.summation_location,
-        denominator_mode=config.denominator_mode,
-        positives_cap=config.positives_cap,
-        scale_by_temperature=config.scale_by_temperature,
-        label_smoothing=config.label_smoothing,
-        num_classes=self.source.num_classes)
+    objective = objective_lib.Objective.for_stage(
+        config.loss, stage, config.batch_size, replicas,
+        self.source.num_classes, memory=state.get('memory'))
     # The deferred blur's seed: one sigma per stage and step.
     blur_seed = lambda: tf.stack([
         tf.constant(config.seed, tf.int64) * 3 + stage.index,

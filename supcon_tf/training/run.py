@@ -202,12 +202,8 @@ def _setup(config):
                      'workers of a multi-worker run would stop at different '
                      'steps. Send SIGTERM to every worker instead.')
   signals.check(_STARTING)
-  source = sources.load_source(
-      config.input_fn, config.data_dir,
-      validation_fraction=config.validation_fraction, seed=config.seed,
-      label_type=config.label_type, skip_corrupt=config.skip_corrupt,
-      require_same_image_size=config.require_same_image_size,
-      num_images=config.num_images, label_noise_prob=config.label_noise_prob)
+  source = sources.load_source(seed=config.seed,
+                               **config.data.source_options())
   precision.set_policy(config.allow_mixed_precision,
                        precision.device_kind(strategy))
   if config.mode != 'train':
@@ -219,7 +215,7 @@ def _setup(config):
   os.makedirs(config.model_dir, exist_ok=True)
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
-    model = build_model(config, source.num_classes)
+    model = build_model(config.model, source.num_classes)
     model(tf.zeros([1, config.image_size, config.image_size, 3]))
   layers.synchronize_batch_norm(model, config.use_global_batch_norm)
   if config.reference_ckpt:
@@ -293,13 +289,9 @@ def _evaluate(config, setup, global_step=None):
       f'{prefix}_cross_entropy_loss': evaluation.cross_entropy(
           test['logits'], test['labels']),
       f'{prefix}_contrastive_loss': evaluation.contrastive_loss(
-          pairs['projection'], pairs['labels'] if config.use_labels else None,
-          config.eval_batch_size, temperature=config.temperature,
-          contrast_mode=config.contrast_mode.lower(),
-          summation_location=config.summation_location.lower(),
-          denominator_mode=config.denominator_mode.lower(),
-          positives_cap=config.positives_cap,
-          scale_by_temperature=config.scale_by_temperature),
+          pairs['projection'],
+          pairs['labels'] if config.loss.use_labels else None,
+          config.eval_batch_size, **config.loss.options()),
       'eval_split': split,
   }
   if split == 'test' and 'validation' in setup['source'].splits:

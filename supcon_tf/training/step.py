@@ -4,261 +4,29 @@ the update. The command-line Trainer's loop (`Trainer.make_loop`) and Keras
 options, cross-replica negatives, the deferred blur and `--micro_batch_size`
 behave the same from either.
 
-- `Objective`: what a stage minimises (contrastive and cross-entropy terms,
-  the loss floor), as this replica's share of the global batch's mean.
 - `Step`: the gradient of the objective plus weight decay, over the whole
   batch or chunk by chunk (gradient caching for contrastive terms,
   accumulation for cross-entropy), the BatchNorm statistics of chunks, the
   optimizer update.
-"""
-import dataclasses
-import types
-from typing import Optional
 
-import keras
+What it minimises is an `objective.Objective`; the cross-batch memory and
+the key encoder are `memory.py`'s.
+"""
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import analysis, losses
+from supcon_tf import moved
 from supcon_tf.data import augment
-from supcon_tf.losses import tf_loss
 from supcon_tf.models import layers
 from supcon_tf.training import optimizers
 
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-  """The loss terms of a stage: `contrastive_weight` x the contrastive loss
-  of the projections (labels unless `use_labels` is False) plus
-  `cross_entropy_weight` x the cross-entropy of the first view's logits.
-  Each term is this replica's share of the mean over `global_batch`
-  examples (None: the batch each replica is given, times the replicas);
-  `num_classes` (when known) adds the loss floor as a term."""
-  global_batch: Optional[int]
-  replicas: int = 1
-  contrastive_weight: float = 1.
-  cross_entropy_weight: float = 0.
-  use_labels: bool = True
-  temperature: float = 1.
-  contrast_mode: str = 'all_views'
-  summation_location: str = 'outside'
-  denominator_mode: str = 'all'
-  positives_cap: int = -1
-  scale_by_temperature: bool = True
-  base_temperature: Optional[float] = None
-  implementation: str = 'auto'
-  block_size: Optional[int] = None
-  label_smoothing: float = 0.
-  num_classes: Optional[int] = None
-  memory: Optional['CrossBatchMemory'] = None
-
-  @property
-  def contrastive(self):
-    return self.contrastive_weight > 0
-
-  @property
-  def output_keys(self):
-    """The model outputs the terms read."""
-    return ((['projection'] if self.contrastive else []) +
-            (['logits'] if self.cross_entropy_weight > 0 else []))
-
-  def batch_size(self, labels):
-    """The global batch the terms are the mean of (float32)."""
-    if self.global_batch:
-      return tf.constant(float(self.global_batch))
-    return tf.cast(tf.shape(labels)[0] * self.replicas, tf.float32)
-
-  def __call__(self, outputs, labels):
-    """(terms, their weighted sum)."""
-    terms = {}
-    total = tf.constant(0.)
-    global_batch = self.batch_size(labels)
-    if self.contrastive:
-      projection = outputs['projection']
-      memory = {} if self.memory is None else dict(
-          memory=self.memory.contents(), memory_active=self.memory.active())
-      per_anchor = losses.contrastive_loss(
-          projection, labels if self.use_labels else None,
-          temperature=self.temperature,
-          contrast_mode=self.contrast_mode.lower(),
-          summation_location=self.summation_location.lower(),
-          denominator_mode=self.denominator_mode.lower(),
-          positives_cap=self.positives_cap,
-          scale_by_temperature=self.scale_by_temperature,
-          base_temperature=self.base_temperature,
-          implementation=self.implementation, block_size=self.block_size,
-          **memory)
-      if self.memory is not None:
-        # After the loss has read it: a batch is never its own memory. With
-        # a key encoder, its projections are what the memory keeps.
-        self.memory.push(outputs.get('key_projection', projection), labels)
-      terms['contrastive_loss'] = tf.reduce_sum(per_anchor) / global_batch
-      total += self.contrastive_weight * terms['contrastive_loss']
-      # The floor is the batch's: not with a memory's samples among them.
-      if self.num_classes and self.memory is None and analysis.floor_applies(
-          self.contrast_mode, self.summation_location, self.denominator_mode,
-          self.positives_cap, self.use_labels, projection.shape[1],
-          projection.shape[-1], self.num_classes):
-        # The global batch's floor, once: each replica adds its share.
-        terms['loss_floor'] = analysis.batch_floor(
-            tf_loss.cross_replica_concat(labels), self.num_classes,
-            projection.shape[1], self.temperature,
-            self.temperature if self.scale_by_temperature else 1.
-        ) / self.replicas
-    if self.cross_entropy_weight > 0:
-      terms['cross_entropy_loss'], terms['train_top1'] = cross_entropy(
-          outputs['logits'], labels, global_batch, self.label_smoothing)
-      total += self.cross_entropy_weight * terms['cross_entropy_loss']
-    return terms, total
-
-
-class CrossBatchMemory(keras.layers.Layer):
-  """A queue of the projections (every view) and class ids of the last
-  `size` samples trained on, the global batch's on every replica. Once
-  full and after `warmup` steps, its samples join each step's contrast set
-  (never as anchors, no gradient): more positives and negatives than the
-  batch holds, from earlier weights (Wang et al. 2020, "Cross-Batch
-  Memory"; pytorch-metric-learning's `CrossBatchMemory`)."""
-
-  def __init__(self, size, num_views, dim, warmup=0, **kwargs):
-    super().__init__(trainable=False, **kwargs)
-    if size < 1 or warmup < 0:
-      raise ValueError(f'memory_size must be >= 1 and memory_warmup >= 0; '
-                       f'got {size} and {warmup}.')
-    self.size, self.num_views, self.warmup = size, num_views, warmup
-    # Every replica pushes the same gathered batch: the first one's write is
-    # every copy's.
-    weight = dict(trainable=False, aggregation='only_first_replica')
-    self.features = self.add_weight(shape=(size, num_views, dim),
-                                    initializer='zeros', name='features',
-                                    **weight)
-    self.labels = self.add_weight(shape=(size,), dtype='int32',
-                                  initializer='zeros', name='labels', **weight)
-    self.written = self.add_weight(shape=(), dtype='int64',
-                                   initializer='zeros', name='written',
-                                   **weight)
-    self.steps = self.add_weight(shape=(), dtype='int64', initializer='zeros',
-                                 name='steps', **weight)
-
-  def active(self):
-    return tf.logical_and(self.written.value >= self.size,
-                          self.steps.value >= self.warmup)
-
-  def contents(self):
-    """(projections [size, views, dim], class ids [size])."""
-    return self.features.value, self.labels.value
-
-  def push(self, projection, labels):
-    """Writes the global batch over the oldest samples."""
-    if labels.shape.rank != 1:
-      raise ValueError('A cross-batch memory keeps class ids [batch]; got '
-                       f'labels of shape {labels.shape}.')
-    if projection.shape[1] != self.num_views:
-      raise ValueError(
-          f'The memory holds {self.num_views} views a sample (num_views); '
-          f'the batch has {projection.shape[1]}.')
-    projection = tf.stop_gradient(tf_loss.cross_replica_concat(
-        tf.cast(projection, tf.float32)))[-self.size:]
-    labels = tf_loss.cross_replica_concat(tf.cast(labels, tf.int32))[
-        -self.size:]
-    count = tf.shape(labels, out_type=tf.int64)[0]
-    where = ((self.written.value + tf.range(count)) % self.size)[:, None]
-    self.features.assign(tf.tensor_scatter_nd_update(
-        self.features.value, where,
-        tf.reshape(projection, [-1] + list(self.features.shape[1:]))))
-    self.labels.assign(tf.tensor_scatter_nd_update(self.labels.value, where,
-                                                   labels))
-    self.written.assign_add(count)
-    self.steps.assign_add(1)
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(size=self.size, num_views=self.num_views,
-                  dim=int(self.features.shape[-1]), warmup=self.warmup)
-    return config
-
-
-class MomentumEncoder(keras.layers.Layer):
-  """MoCo's key encoder (He et al. 2020) for a cross-batch memory: an
-  exponential moving average of `model`'s weights (every trainable weight
-  and BatchNorm statistic) that embeds each batch for the memory, without a
-  gradient. `project(views, forward_options)` runs `model` on these weights
-  (Keras' stateless call), BatchNorm on the batch's statistics as MoCo's key
-  encoder, its moving averages left alone; `update()` after each step moves
-  them toward the model's: key = momentum x key + (1 - momentum) x weight."""
-
-  def __init__(self, model, momentum, **kwargs):
-    super().__init__(trainable=False, **kwargs)
-    if not 0 < momentum < 1:
-      raise ValueError(f'momentum_encoder must be in (0, 1); got {momentum}.')
-    # Held outside Keras' tracking: the model is not a part of this layer.
-    self._of = types.SimpleNamespace(model=model)
-    self.momentum = float(momentum)
-    # Every replica computes the same average of mirrored weights.
-    weight = dict(trainable=False, aggregation='only_first_replica')
-    self.trained = [self.add_weight(shape=v.shape, dtype=v.dtype,
-                                    initializer=_value_of(v), name=f'key_{i}',
-                                    **weight)
-                    for i, v in enumerate(model.trainable_variables)]
-    self.kept = [self.add_weight(shape=v.shape, dtype=v.dtype,
-                                 initializer=_value_of(v), name=f'keep_{i}',
-                                 **weight)
-                 for i, v in enumerate(model.non_trainable_variables)]
-
-  @property
-  def model(self):
-    return self._of.model
-
-  def checkpointed(self):
-    """Its weights as a checkpoint dependency (Keras keeps its weight
-    lists where a TensorFlow checkpoint does not look)."""
-    return tf.train.Checkpoint(trained=list(self.trained),
-                               kept=list(self.kept))
-
-  def project(self, views, forward_options):
-    """The key encoder's projections of `views` (no gradient)."""
-    with layers.moving_statistics_frozen(self.model):
-      outputs, _ = self.model.stateless_call(
-          [v.value for v in self.trained], [v.value for v in self.kept],
-          views, **forward_options)
-    return tf.stop_gradient(outputs['projection'])
-
-  def update(self):
-    momentum = self.momentum
-    for key, value in zip(self.trained + self.kept,
-                          self.model.trainable_variables +
-                          self.model.non_trainable_variables):
-      if key.dtype != 'bool' and 'int' not in key.dtype:
-        key.assign(momentum * key.value + (1. - momentum) *
-                   tf.cast(value.value, key.dtype))
-
-
-def _value_of(variable):
-  """An initializer giving `variable`'s value now."""
-  value = tf.identity(variable.value)
-  return lambda shape, dtype=None: tf.cast(value, dtype or value.dtype)
-
-
-def cross_entropy(logits, labels, global_batch, label_smoothing=0.):
-  """(loss, top-1) of this replica's share of the global batch, on the
-  first view's logits [B, V, C] -> [B, C]: the official code splits the
-  multi-view logits and keeps the first view's."""
-  logits = logits[:, 0]
-  one_hot = tf.one_hot(labels, tf.shape(logits)[-1])
-  per_example = tf.nn.softmax_cross_entropy_with_logits(
-      _smooth(one_hot, label_smoothing), logits)
-  correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype),
-                             labels), tf.float32)
-  global_batch = tf.cast(global_batch, tf.float32)
-  return (tf.reduce_sum(per_example) / global_batch,
-          tf.reduce_sum(correct) / global_batch)
-
-
-def _smooth(one_hot, label_smoothing):
-  if not label_smoothing:
-    return one_hot
-  classes = tf.cast(tf.shape(one_hot)[-1], one_hot.dtype)
-  return one_hot * (1. - label_smoothing) + label_smoothing / classes
+# The names below were defined here.
+__getattr__ = moved.old_names(__name__, {
+    'Objective': 'supcon_tf.training.objective:Objective',
+    'cross_entropy': 'supcon_tf.training.objective:cross_entropy',
+    'CrossBatchMemory': 'supcon_tf.training.memory:CrossBatchMemory',
+    'MomentumEncoder': 'supcon_tf.training.memory:MomentumEncoder',
+})
 
 
 class Step:
