@@ -120,88 +120,119 @@ def row_loss(kernels, anchors, contrast, sample_masks, offset,
   contrast set [V*Bg, D], both view-major; `sample_masks(samples)` gives the
   [len(samples), Bg] (positive, same class, self) masks of local samples, and
   `offset` is the global index of the first local sample."""
-  anchor_views = kernels.anchor_views
-  block_size = kernels.block_size
-  dim = tf.shape(anchors)[-1]
-  batch = tf.shape(anchors)[0] // anchor_views
-  num_blocks = (batch + block_size - 1) // block_size
-  padding = num_blocks * block_size - batch
-  anchors_by_view = tf.pad(tf.reshape(anchors, [anchor_views, batch, dim]),
-                           [[0, 0], [0, padding], [0, 0]])
-
-  def block(i, anchors_by_view):
-    """Anchors [Va * block, D], masks and global offset of block i."""
-    start = i * block_size
-    rows = tf.reshape(
-        tf.slice(anchors_by_view, [0, start, 0], [-1, block_size, -1]),
-        [anchor_views * block_size, dim])
-    samples = tf.range(block_size) + start
-    positive_samples, same_class, self_samples = sample_masks(
-        tf.minimum(samples, batch - 1))
-    # Padded rows: no positives, no negatives.
-    valid = (samples < batch)[:, None]
-    masks = (tf.logical_and(positive_samples, valid),
-             tf.logical_or(same_class, tf.logical_not(valid)),
-             tf.logical_and(self_samples, valid))
-    return rows, masks, offset + start
-
-  def in_order(x):
-    """[blocks, Va, block] -> [Va, padded batch]: rows in batch order."""
-    return tf.reshape(tf.transpose(x, [1, 0, 2]), [anchor_views, -1])
+  blocks = _Blocks(kernels, anchors, sample_masks, offset, inv_temperature,
+                   scale)
 
   @tf.custom_gradient
   def core(anchors_by_view, contrast):
+    losses, num_positives, kept = blocks.forward(anchors_by_view, contrast)
 
+    def grad(upstream, unused_d_num_positives):
+      return blocks.backward(upstream, anchors_by_view, contrast,
+                             num_positives, kept)
+
+    return (blocks.in_order(losses), blocks.in_order(num_positives)), grad
+
+  losses, num_positives = core(blocks.by_view(anchors), contrast)
+  return (tf.reshape(losses[:, :blocks.batch], [-1]),
+          tf.reshape(num_positives[:, :blocks.batch], [-1]))
+
+
+class _Blocks:
+  """The anchors of `row_loss` in blocks of `kernels.block_size` samples
+  (all their views), the last padded; each block's loss and gradient by a
+  loop over blocks, so memory is O(block x contrast set)."""
+
+  def __init__(self, kernels, anchors, sample_masks, offset, inv_temperature,
+               scale):
+    self.kernels, self.sample_masks, self.offset = kernels, sample_masks, offset
+    self.inv_temperature, self.scale = inv_temperature, scale
+    self.anchor_views = kernels.anchor_views
+    self.block_size = kernels.block_size
+    self.dim = tf.shape(anchors)[-1]
+    self.batch = tf.shape(anchors)[0] // self.anchor_views
+    self.num_blocks = (self.batch + self.block_size - 1) // self.block_size
+
+  def by_view(self, anchors):
+    """[Va * B, D] -> [Va, padded batch, D]."""
+    padding = self.num_blocks * self.block_size - self.batch
+    return tf.pad(tf.reshape(anchors, [self.anchor_views, self.batch,
+                                       self.dim]),
+                  [[0, 0], [0, padding], [0, 0]])
+
+  def block(self, i, anchors_by_view):
+    """Anchors [Va * block, D], masks and global offset of block i."""
+    block_size = self.block_size
+    start = i * block_size
+    rows = tf.reshape(
+        tf.slice(anchors_by_view, [0, start, 0], [-1, block_size, -1]),
+        [self.anchor_views * block_size, self.dim])
+    samples = tf.range(block_size) + start
+    positive_samples, same_class, self_samples = self.sample_masks(
+        tf.minimum(samples, self.batch - 1))
+    # Padded rows: no positives, no negatives.
+    valid = (samples < self.batch)[:, None]
+    masks = (tf.logical_and(positive_samples, valid),
+             tf.logical_or(same_class, tf.logical_not(valid)),
+             tf.logical_and(self_samples, valid))
+    return rows, masks, self.offset + start
+
+  def in_order(self, x):
+    """[blocks, Va, block] -> [Va, padded batch]: rows in batch order."""
+    return tf.reshape(tf.transpose(x, [1, 0, 2]), [self.anchor_views, -1])
+
+  def forward(self, anchors_by_view, contrast):
+    """(losses, positives, the four tensors either kernel keeps), each
+    [blocks, Va, block, ...]."""
     def forward_block(i, outputs):
-      rows, masks, first = block(i, anchors_by_view)
-      row_loss, num_positives, kept = kernels.forward(
-          rows, contrast, masks, first, inv_temperature, scale)
+      rows, masks, first = self.block(i, anchors_by_view)
+      row_loss, num_positives, kept = self.kernels.forward(
+          rows, contrast, masks, first, self.inv_temperature, self.scale)
       values = (row_loss, num_positives) + tuple(kept)
       return i + 1, tuple(ta.write(i, x) for ta, x in zip(outputs, values))
 
-    # Row losses, positives and the four tensors either kernel keeps.
-    outputs = tuple(tf.TensorArray(tf.float32, size=num_blocks)
+    outputs = tuple(tf.TensorArray(tf.float32, size=self.num_blocks)
                     for _ in range(6))
-    _, outputs = tf.while_loop(lambda i, _: i < num_blocks, forward_block,
-                               (tf.constant(0), outputs),
+    _, outputs = tf.while_loop(lambda i, _: i < self.num_blocks,
+                               forward_block, (tf.constant(0), outputs),
                                parallel_iterations=1)
-    # Per block: [blocks, Va, block, ...].
     losses, num_positives, *kept = (ta.stack() for ta in outputs)
+    return losses, num_positives, kept
 
-    def grad(upstream, unused_d_num_positives):
-      # upstream: [Va, padded batch], zero past the batch.
-      columns = ()
-      if kernels.symmetric:
-        column_max, denominator = (in_order(x)[:, :batch] for x in kept[:2])
-        _, column_weight = linear.gradient_weights(
-            upstream[:, :batch], in_order(num_positives)[:, :batch],
-            denominator, scale)
-        columns = (column_max, column_weight)
-      upstream = tf.transpose(
-          tf.reshape(upstream, [anchor_views, num_blocks, block_size]),
-          [1, 0, 2])
+  def backward(self, upstream, anchors_by_view, contrast, num_positives,
+               kept):
+    """(d anchors [Va, padded batch, D], d contrast) of `upstream` [Va,
+    padded batch], zero past the batch."""
+    anchor_views, num_blocks, dim = self.anchor_views, self.num_blocks, self.dim
+    columns = ()
+    if self.kernels.symmetric:
+      column_max, denominator = (self.in_order(x)[:, :self.batch]
+                                 for x in kept[:2])
+      _, column_weight = linear.gradient_weights(
+          upstream[:, :self.batch],
+          self.in_order(num_positives)[:, :self.batch], denominator,
+          self.scale)
+      columns = (column_max, column_weight)
+    upstream = tf.transpose(
+        tf.reshape(upstream, [anchor_views, num_blocks, self.block_size]),
+        [1, 0, 2])
 
-      def backward_block(i, d_contrast, d_anchors):
-        rows, masks, first = block(i, anchors_by_view)
-        d_rows, d_block_contrast = kernels.backward(
-            upstream[i], rows, contrast, masks, first, num_positives[i],
-            tuple(x[i] for x in kept), inv_temperature, scale, columns)
-        return (i + 1, d_contrast + d_block_contrast,
-                d_anchors.write(i, tf.reshape(d_rows,
-                                              [anchor_views, block_size, dim])))
+    def backward_block(i, d_contrast, d_anchors):
+      rows, masks, first = self.block(i, anchors_by_view)
+      d_rows, d_block_contrast = self.kernels.backward(
+          upstream[i], rows, contrast, masks, first, num_positives[i],
+          tuple(x[i] for x in kept), self.inv_temperature, self.scale,
+          columns)
+      return (i + 1, d_contrast + d_block_contrast,
+              d_anchors.write(i, tf.reshape(
+                  d_rows, [anchor_views, self.block_size, dim])))
 
-      _, d_contrast, d_anchors = tf.while_loop(
-          lambda i, *_: i < num_blocks, backward_block,
-          (tf.constant(0), tf.zeros_like(contrast),
-           tf.TensorArray(tf.float32, size=num_blocks)),
-          parallel_iterations=1)
-      # [blocks, Va, block, D] -> [Va, padded batch, D].
-      d_anchors = tf.reshape(tf.transpose(d_anchors.stack(), [1, 0, 2, 3]),
-                             [anchor_views, -1, dim])
-      return d_anchors, d_contrast
-
-    return (in_order(losses), in_order(num_positives)), grad
-
-  losses, num_positives = core(anchors_by_view, contrast)
-  return (tf.reshape(losses[:, :batch], [-1]),
-          tf.reshape(num_positives[:, :batch], [-1]))
+    _, d_contrast, d_anchors = tf.while_loop(
+        lambda i, *_: i < num_blocks, backward_block,
+        (tf.constant(0), tf.zeros_like(contrast),
+         tf.TensorArray(tf.float32, size=num_blocks)),
+        parallel_iterations=1)
+    # [blocks, Va, block, D] -> [Va, padded batch, D].
+    d_anchors = tf.reshape(tf.transpose(d_anchors.stack(), [1, 0, 2, 3]),
+                           [anchor_views, -1, dim])
+    return d_anchors, d_contrast

@@ -8,6 +8,9 @@ either over blocks of anchors above a size (`blockwise.py`). Inside a
 are all-gathered (differentiably): the local samples are the anchors, the
 global batch the contrast set."""
 
+import functools
+import types
+
 import tensorflow as tf
 
 from supcon_tf.losses import blockwise, checks, linear, masked, reference
@@ -202,90 +205,115 @@ def contrastive_loss(features, labels, temperature, contrast_mode,
         tf.shape(labels)[0], batch_size,
         message='labels batch differs from features batch')
   temperature = tf.cast(temperature, tf.float32)
-  if not scale_by_temperature:
-    scale = tf.constant(1., tf.float32)
-  elif base_temperature is None:
-    scale = temperature
-  else:
-    scale = temperature / tf.cast(base_temperature, tf.float32)
-
-  def per_sample(global_features, global_labels):
-    global_batch_size = tf.shape(global_features)[0]
-
-    def sample_masks(samples):
-      """[len(samples), Bg] masks of these local samples: positives (capped),
-      same class, self."""
-      self_samples = tf.equal((samples + offset)[:, None],
-                              tf.range(global_batch_size)[None, :])
-      if labels is None:
-        same_class = self_samples
-      else:
-        same_class = _same_class_mask(tf.gather(labels, samples),
-                                      global_labels)
-      positive_samples = same_class
-      if positives_cap > -1:
-        positive_samples = _cap_positives(same_class, self_samples,
-                                          positives_cap // num_views)
-      return positive_samples, same_class, self_samples
-
-    # View-major rows: row = view * batch + sample.
-    contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
-                          [num_views * global_batch_size, -1])
-    if contrast_mode == ContrastMode.ONE_VIEW:
-      anchor_views = 1
-      anchors = features[:, 0]
-    else:
-      anchor_views = num_views
-      anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
-                           [num_views * batch_size, -1])
-
-    kind = _choose(implementation, anchor_views * batch_size,
-                   num_views * global_batch_size)
-    if kind == 'blockwise':
-      kernels = _blockwise_kernels(
-          anchor_views, num_views, summation_location, denominator_mode,
-          _block(block_size, anchor_views, num_views * global_batch_size),
-          _linear(summation_location, denominator_mode, positives_cap > -1),
-          labels is None,
-          anchor_views == num_views and global_features is features)
-      row_loss, num_positives = blockwise.row_loss(
-          kernels, anchors, contrast, sample_masks, offset, 1. / temperature,
-          scale)
-    else:
-      positive_samples, same_class, self_samples = sample_masks(
-          tf.range(batch_size))
-      if kind == 'reference':
-        row_loss, num_positives = reference.row_loss(
-            anchors, contrast, positive_samples, same_class, self_samples,
-            1. / temperature, scale, anchor_views, num_views,
-            summation_location, denominator_mode)
-      else:
-        core = _core(anchor_views, num_views, summation_location,
-                     denominator_mode, self_supervised=labels is None,
-                     capped=positives_cap > -1)
-        row_loss, num_positives = core(anchors, contrast, positive_samples,
-                                       same_class, self_samples, offset,
-                                       1. / temperature, scale)
-    row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
-    if num_views != 1:
-      return tf.reduce_mean(row_loss, axis=0)
-    # One view: not every sample has a positive; the official code divides
-    # the (already positive-averaged) loss once more by the number of
-    # positives.
-    return tf.math.divide_no_nan(row_loss[0], tf.reshape(num_positives,
-                                                         [batch_size]))
-
+  local = types.SimpleNamespace(
+      features=features, labels=labels, batch_size=batch_size, offset=offset,
+      num_views=num_views, contrast_mode=contrast_mode,
+      summation_location=summation_location,
+      denominator_mode=denominator_mode, positives_cap=positives_cap,
+      implementation=implementation, block_size=block_size,
+      temperature=temperature,
+      scale=_scale(temperature, scale_by_temperature, base_temperature))
   if memory is None:
-    return per_sample(global_features, global_labels)
+    return _per_sample(local, global_features, global_labels)
   with_memory = _with_memory(memory, global_features, global_labels,
                              num_views)
   if memory_active is True:
-    return per_sample(*with_memory)
+    return _per_sample(local, *with_memory)
   # Both, and one kept: a tf.cond can hold neither the replicas' all-gather
   # nor the kernels' custom gradient, and XLA needs static shapes.
   return tf.where(tf.convert_to_tensor(memory_active),
-                  per_sample(*with_memory),
-                  per_sample(global_features, global_labels))
+                  _per_sample(local, *with_memory),
+                  _per_sample(local, global_features, global_labels))
+
+
+def _scale(temperature, scale_by_temperature, base_temperature):
+  """The loss's factor: temperature / base_temperature, or 1."""
+  if not scale_by_temperature:
+    return tf.constant(1., tf.float32)
+  if base_temperature is None:
+    return temperature
+  return temperature / tf.cast(base_temperature, tf.float32)
+
+
+def _sample_masks(local, global_labels, global_batch_size, samples):
+  """[len(samples), Bg] masks of these local samples: positives (capped),
+  same class, self."""
+  self_samples = tf.equal((samples + local.offset)[:, None],
+                          tf.range(global_batch_size)[None, :])
+  if local.labels is None:
+    same_class = self_samples
+  else:
+    same_class = _same_class_mask(tf.gather(local.labels, samples),
+                                  global_labels)
+  positive_samples = same_class
+  if local.positives_cap > -1:
+    positive_samples = _cap_positives(same_class, self_samples,
+                                      local.positives_cap // local.num_views)
+  return positive_samples, same_class, self_samples
+
+
+def _per_sample(local, global_features, global_labels):
+  """Each local sample's loss [B] against the global contrast set: the
+  mean over its anchor views of their row losses."""
+  features, batch_size = local.features, local.batch_size
+  num_views = local.num_views
+  global_batch_size = tf.shape(global_features)[0]
+  # View-major rows: row = view * batch + sample.
+  contrast = tf.reshape(tf.transpose(global_features, [1, 0, 2]),
+                        [num_views * global_batch_size, -1])
+  if local.contrast_mode == ContrastMode.ONE_VIEW:
+    anchor_views = 1
+    anchors = features[:, 0]
+  else:
+    anchor_views = num_views
+    anchors = tf.reshape(tf.transpose(features, [1, 0, 2]),
+                         [num_views * batch_size, -1])
+  sample_masks = functools.partial(_sample_masks, local, global_labels,
+                                   global_batch_size)
+  row_loss, num_positives = _row_loss(
+      local, anchors, contrast, num_views * global_batch_size, anchor_views,
+      sample_masks, own_contrast=(anchor_views == num_views and
+                                  global_features is features))
+  row_loss = tf.reshape(row_loss, [anchor_views, batch_size])
+  if num_views != 1:
+    return tf.reduce_mean(row_loss, axis=0)
+  # One view: not every sample has a positive; the official code divides
+  # the (already positive-averaged) loss once more by the number of
+  # positives.
+  return tf.math.divide_no_nan(row_loss[0], tf.reshape(num_positives,
+                                                       [batch_size]))
+
+
+def _row_loss(local, anchors, contrast, contrast_rows, anchor_views,
+              sample_masks, own_contrast):
+  """(row loss, positives per row) of the anchors by the kernel
+  `local.implementation` chooses."""
+  num_views, batch_size = local.num_views, local.batch_size
+  summation_location = local.summation_location
+  denominator_mode = local.denominator_mode
+  capped = local.positives_cap > -1
+  inv_temperature = 1. / local.temperature
+  kind = _choose(local.implementation, anchor_views * batch_size,
+                 contrast_rows)
+  if kind == 'blockwise':
+    kernels = _blockwise_kernels(
+        anchor_views, num_views, summation_location, denominator_mode,
+        _block(local.block_size, anchor_views, contrast_rows),
+        _linear(summation_location, denominator_mode, capped),
+        local.labels is None, own_contrast)
+    return blockwise.row_loss(kernels, anchors, contrast, sample_masks,
+                              local.offset, inv_temperature, local.scale)
+  positive_samples, same_class, self_samples = sample_masks(
+      tf.range(batch_size))
+  if kind == 'reference':
+    return reference.row_loss(
+        anchors, contrast, positive_samples, same_class, self_samples,
+        inv_temperature, local.scale, anchor_views, num_views,
+        summation_location, denominator_mode)
+  core = _core(anchor_views, num_views, summation_location, denominator_mode,
+               self_supervised=local.labels is None, capped=capped)
+  return core(anchors, contrast, positive_samples, same_class, self_samples,
+              local.offset, inv_temperature, local.scale)
 
 
 def _with_memory(memory, global_features, global_labels, num_views):
