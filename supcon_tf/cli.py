@@ -110,45 +110,32 @@ def main(kind, argv):
   # cleanly: the stage checkpoints and the run exits with one line.
   program = os.path.basename(argv[0])
   log_file(config.model_dir)
-  try:
+
+  def run():
     signals.check('before the run started', 'nothing was written')
-    results = run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
-                          else (1, 2))
-  except (files.LockedError, ValueError) as error:
-    # A dataset (sources.DataError is a ValueError), a held model_dir or a
-    # setting found wrong once the run started (what a Config alone cannot
-    # tell): one line; --verbosity=1 adds the traceback. Nothing written
-    # before is lost.
-    logging.debug('Where it was raised:', exc_info=True)
-    supcon_flags.fail(argv, error)
-  except (LostWorkersError, UnreadableCheckpointError, NonFiniteLossError,
-          files.WriteError, decoding.CorruptDataError) as error:
-    print(f'{program}: {error}', file=sys.stderr)
-    sys.exit(1)
-  except tf.errors.OpError as error:
+    return run_lib.run(config, stage_indices=(2,) if kind == 'classifier'
+                       else (1, 2))
+
+  def corrupt_line(error):
     # Data found bad outside a training step (evaluation, the kNN monitor).
-    corrupt = decoding.corrupt_data_message(error)
-    if corrupt is None:
-      raise
-    print(f'{program}: {corrupt}', file=sys.stderr)
-    sys.exit(1)
-  except KeyboardInterrupt as error:
-    print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',
-          file=sys.stderr)
-    sys.exit(getattr(error, 'status', 130))
+    if isinstance(error, tf.errors.OpError):
+      return decoding.corrupt_data_message(error)
+    return None
+
+  # A dataset (sources.DataError is a ValueError), a held model_dir or a
+  # setting found wrong once the run started (what a Config alone cannot
+  # tell) is one line.
+  results = supcon_flags.run_reported(
+      argv, run, (LostWorkersError, UnreadableCheckpointError,
+                  NonFiniteLossError, files.WriteError,
+                  decoding.CorruptDataError), corrupt_line)
   shown = {k: results[k] for k in (
       'test_top1', 'test_top5', 'val_top1', 'val_top5', 'knn_val_top1',
       'eval_split', 'stage_1_steps',
       'stage_2_steps', 'global_step', 'wall_seconds') if k in results}
   print(json.dumps(shown, indent=2))
   where = os.path.join(config.model_dir, run_lib.RESULTS_FILE)
-  if 'test_top1' in results:
-    print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
-  elif results.get('eval_split') == 'validation':
-    print(f'validation top-1 (no test split): {results["val_top1"]:.4f} '
-          f'(results in {where})')
-  else:
-    print(f'trained (--mode={config.mode}; results in {where})')
+  print(supcon_flags.result_line(results, config, where))
   # Too late to stop anything: a signal now or during the teardown says so,
   # with the status it asks for.
   sys.stdout.flush()

@@ -387,7 +387,7 @@ class Config(_Stages, Preprocessing):
           float(v) if name == 'crop_area_range' else int(float(v))
           for v in getattr(self, name)))
     Preprocessing.__post_init__(self)
-    config_checks.check_config(self)
+    config_checks.check_fields(self)
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -79,7 +79,7 @@ def check_preprocessing(config):
         f'{config.cutout_size}.')
 
 
-def check_config(config):
+def check_fields(config):
   """A whole Config's values: each within its range, then the combinations
   that cannot run. A ValueError naming the flag."""
   _check_ranges(config)

@@ -10,8 +10,9 @@ import os
 import sys
 import typing
 
-from absl import flags
+from absl import flags, logging
 
+from supcon_tf import files
 from supcon_tf import hparams as hparams_lib
 from supcon_tf.config import Config
 from supcon_tf.config_checks import CHOICES
@@ -58,6 +59,45 @@ def fail(argv, error):
   """One line naming the problem, exit status 2."""
   print(f'{os.path.basename(argv[0])}: error: {error}', file=sys.stderr)
   sys.exit(2)
+
+
+def run_reported(argv, run, failures=(), line_of=None):
+  """`run()` as the apps report it: a bad setting or dataset (ValueError)
+  or a held model_dir, found once the run started: `fail` (exit 2; nothing
+  written before is lost). One of `failures`, or an error whose
+  `line_of(error)` is a line: that line, exit 1. Ctrl-C, SIGTERM or the
+  time budget: its line and its status. Returns run's results."""
+  program = os.path.basename(argv[0])
+  try:
+    return run()
+  except (files.LockedError, ValueError) as error:
+    # --verbosity=1 adds the traceback.
+    logging.debug('Where it was raised:', exc_info=True)
+    fail(argv, error)
+  except failures as error:
+    print(f'{program}: {error}', file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt as error:
+    print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',
+          file=sys.stderr)
+    sys.exit(getattr(error, 'status', 130))
+  except Exception as error:  # Only those line_of names; others as raised.
+    line = line_of(error) if line_of else None
+    if line is None:
+      raise
+    print(f'{program}: {line}', file=sys.stderr)
+    sys.exit(1)
+
+
+def result_line(results, config, where):
+  """The apps' last line: the run's top-1 and where its results are."""
+  if 'test_top1' in results:
+    return f'test top-1: {results["test_top1"]:.4f} (results in {where})'
+  if ('val_top1' in results and
+      results.get('eval_split', 'validation') == 'validation'):
+    return (f'validation top-1 (no test split): {results["val_top1"]:.4f} '
+            f'(results in {where})')
+  return f'trained (--mode={config.mode}; results in {where})'
 
 
 def explicit_flags():

@@ -122,3 +122,136 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
       cwd=os.path.dirname(ROOT), timeout=600,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
   assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+# The house's limits: a file a reader takes in, a function held in mind.
+MAX_FILE_LINES = 450
+MAX_FUNCTION_LINES = 60
+
+
+def code_lines(node, source_lines):
+  """Lines of code of an AST node: blank, comment-only and docstring lines
+  aside (a nested function's count in its parent's)."""
+  skip = set()
+  for inner in ast.walk(node):
+    body = getattr(inner, 'body', None)
+    if (isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef,
+                           ast.ClassDef, ast.Module)) and body and
+        isinstance(body[0], ast.Expr) and
+        isinstance(body[0].value, ast.Constant) and
+        isinstance(body[0].value.value, str)):
+      skip.update(range(body[0].lineno, body[0].end_lineno + 1))
+  return sum(1 for number in range(node.lineno, node.end_lineno + 1)
+             if number not in skip and
+             source_lines[number - 1].strip() and
+             not source_lines[number - 1].strip().startswith('#'))
+
+
+def long_functions(path, limit=MAX_FUNCTION_LINES):
+  """(name, line, lines of code) of each function of `path` over `limit`."""
+  with open(path) as f:
+    source = f.read()
+  lines = source.splitlines()
+  return [(node.name, node.lineno, code_lines(node, lines))
+          for node in ast.walk(ast.parse(source))
+          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and
+          code_lines(node, lines) > limit]
+
+
+def long_files(limit=MAX_FILE_LINES):
+  """{path: lines} of the package's files over `limit` lines."""
+  found = {}
+  for path in _modules().values():
+    with open(path) as f:
+      count = sum(1 for _ in f)
+    if count > limit:
+      found[path] = count
+  return found
+
+
+def test_no_file_over_the_limit():
+  assert not long_files(), long_files()
+
+
+def test_no_function_over_the_limit():
+  found = {path: long_functions(path) for path in _modules().values()}
+  assert not any(found.values()), {p: f for p, f in found.items() if f}
+
+
+def test_code_lines_leave_out_docstrings_comments_and_blank_lines(tmp_path):
+  path = tmp_path / 'sample.py'
+  path.write_text(
+      'def f(x):\n'
+      '  """A docstring\n  of two lines."""\n'
+      '  # A comment.\n'
+      '\n'
+      '  def g():\n'
+      '    """Nested."""\n'
+      '    return x\n'
+      '  return g()\n')
+  assert long_functions(str(path), limit=3) == [('f', 1, 4)]
+  assert long_functions(str(path), limit=4) == []
+
+
+# Names moved to another module: (old module, old name, new module, name).
+MOVED = [
+    ('supcon_tf.data.sources', 'decode', 'supcon_tf.data.decoding', 'decode'),
+    ('supcon_tf.data.sources', 'CorruptDataError', 'supcon_tf.data.decoding',
+     'CorruptDataError'),
+    ('supcon_tf.data.sources', 'image_size', 'supcon_tf.data.folder',
+     'image_size'),
+    ('supcon_tf.data.sources', 'Records', 'supcon_tf.data.records',
+     'Records'),
+    ('supcon_tf.data.pipeline', 'sampler_classes', 'supcon_tf.data.epochs',
+     'sampler_classes'),
+    ('supcon_tf.data.pipeline', 'SKIPPED_CORRUPT', 'supcon_tf.data.decoding',
+     'SKIPPED_CORRUPT'),
+    ('supcon_tf.data.pipeline', 'normalize', 'supcon_tf.data.chunks',
+     'normalize'),
+    ('supcon_tf.data.arrays', 'steps_per_epoch', 'supcon_tf.data.epochs',
+     'steps_per_epoch'),
+    ('supcon_tf.training.step', 'Objective', 'supcon_tf.training.objective',
+     'Objective'),
+    ('supcon_tf.training.step', 'CrossBatchMemory',
+     'supcon_tf.training.memory', 'CrossBatchMemory'),
+    ('supcon_tf.training.loop', 'use_jit', 'supcon_tf.training.precision',
+     'use_jit'),
+    ('supcon_tf.training.loop', 'read_scalars',
+     'supcon_tf.training.summaries', 'read_scalars'),
+]
+
+
+def test_moved_names_still_resolve_with_a_deprecation_warning():
+  import importlib
+  import warnings
+  for old, name, new, new_name in MOVED:
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      value = getattr(importlib.import_module(old), name)
+    assert value is getattr(importlib.import_module(new), new_name), name
+    assert [str(w.message) for w in caught if
+            issubclass(w.category, DeprecationWarning)] == [
+                f'{old}.{name} is now {new}.{new_name}; the old name goes in '
+                'the next release.'], name
+  import supcon_tf.data.sources as sources
+  try:
+    sources.no_such_name
+  except AttributeError as error:
+    assert 'no_such_name' in str(error)
+  else:
+    raise AssertionError('an unknown name resolved')
+
+
+def test_old_epoch_functions_of_a_split_still_count():
+  import warnings
+  import numpy as np
+  from supcon_tf.data import epochs, pipeline, sources
+  split = sources.Split(np.zeros(44))
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', DeprecationWarning)
+    old = (pipeline.steps_per_epoch(split, 8, 'span'),
+           pipeline.epoch_of_step(11, split, 8, 'span'),
+           pipeline.first_step_of_epoch(2, split, 8, 'span'))
+  assert old == (epochs.steps_per_epoch(44, 8, 'span'),
+                 epochs.epoch_of_step(11, 44, 8, 'span'),
+                 epochs.first_step_of_epoch(2, 44, 8, 'span')) == (5.5, 2, 11)

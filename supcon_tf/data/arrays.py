@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from supcon_tf import enums, moved
+from supcon_tf import moved
 
 CIFAR_ARCHIVES = {
     'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
@@ -43,35 +43,6 @@ OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
 __getattr__ = moved.old_names(__name__, {
     name: f'supcon_tf.data.epochs:{name}'
     for name in ('steps_per_epoch', 'epoch_length', 'epoch_of_step')})
-
-
-def steps_per_epoch(count, batch_size, epoch_remainder='drop'):
-  """Global batches per pass over `count` examples: N / batch (a float) with
-  'span', the full batches floor(N / batch) with 'drop'."""
-  if epoch_remainder not in enums.EPOCH_REMAINDERS:
-    raise ValueError(f'epoch_remainder must be one of '
-                     f'{", ".join(enums.EPOCH_REMAINDERS)}; got '
-                     f'{epoch_remainder!r}.')
-  steps = count // batch_size
-  if steps < 1:
-    raise ValueError(f'global batch size {batch_size} is larger than '
-                     f'the split ({count} examples).')
-  if epoch_remainder == 'span':
-    return count / batch_size
-  return steps
-
-
-def epoch_length(count, batch_size, epoch_remainder='drop'):
-  """Examples read from each epoch's permutation of `count`."""
-  steps = steps_per_epoch(count, batch_size, epoch_remainder)
-  if epoch_remainder == 'span':
-    return count
-  return steps * batch_size
-
-
-def epoch_of_step(step, count, batch_size, epoch_remainder='drop'):
-  """The epoch (from 0) in which the examples of batch `step` start."""
-  return step * batch_size // epoch_length(count, batch_size, epoch_remainder)
 
 
 def mean_std_of(images):

@@ -21,7 +21,6 @@ files of every variable, the step among them.
 import io
 import json
 import os
-import sys
 import time
 
 import keras
@@ -366,24 +365,8 @@ def main(argv):
     config = supcon_flags.config_from_flags()
   except ValueError as error:
     supcon_flags.fail(argv, error)
-  program = os.path.basename(argv[0])
-  try:
-    results = run(config)
-  except (files.LockedError, ValueError) as error:
-    supcon_flags.fail(argv, error)
-  except (NonFiniteLossError, files.WriteError) as error:
-    print(f'{program}: {error}', file=sys.stderr)
-    sys.exit(1)
-  except KeyboardInterrupt as error:
-    print(f'{program}: {str(error) or "interrupted (Ctrl-C)"}',
-          file=sys.stderr)
-    sys.exit(getattr(error, 'status', 130))
+  results = supcon_flags.run_reported(
+      argv, lambda: run(config), (NonFiniteLossError, files.WriteError))
   print(json.dumps(results, indent=2))
-  where = os.path.join(config.model_dir, RESULTS_FILE)
-  if 'test_top1' in results:
-    print(f'test top-1: {results["test_top1"]:.4f} (results in {where})')
-  elif 'val_top1' in results:
-    print(f'validation top-1 (no test split): {results["val_top1"]:.4f} '
-          f'(results in {where})')
-  else:
-    print(f'trained (--mode={config.mode}; results in {where})')
+  print(supcon_flags.result_line(
+      results, config, os.path.join(config.model_dir, RESULTS_FILE)))
