@@ -11,9 +11,11 @@ code (docstrings, comments and blank lines aside), every circle of imports
 
 The walk runs a small digits run (`run.run` on the supcon_digits_resnet20
 preset, batch 256, one epoch a stage, evaluated, no export) under a
-profiler and keeps the package's functions in the order each is first
-called. A stop is one function; a return is a stop in a file the walk had
-been in and left. The last line is the number of returns.
+profiler. It keeps the package's functions in the order each is first
+called (a stop is one function; a return is a stop in a file the walk had
+been in and left) and every call from one package file into another; two
+files that call into each other are a pair "both ways". The last line is
+the number of returns.
 """
 import argparse
 import os
@@ -28,18 +30,26 @@ from tests import test_imports  # noqa: E402 (after the path)
 
 
 def walk():
-  """The package's functions, (file, name), in first-call order during a
-  small run."""
+  """(stops, calls) of a small run: the package's functions, (file, name),
+  in the order each is first called, and the (caller file, callee file)
+  pairs of every call from one package file into another."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   from supcon_tf import presets
   from supcon_tf.training import run as run_lib
-  seen, stops = set(), []
+  seen, stops, calls = set(), [], set()
 
   def profile(frame, event, arg):
     code = frame.f_code
     if (event != 'call' or not code.co_filename.startswith(PACKAGE) or
         code.co_name.startswith('<')):
       return
+    caller = frame.f_back
+    while caller is not None and caller.f_code.co_name.startswith('<'):
+      caller = caller.f_back  # Through comprehensions and lambdas.
+    if (caller is not None and caller.f_code.co_filename.startswith(PACKAGE)
+        and caller.f_code.co_filename != code.co_filename):
+      calls.add((os.path.relpath(caller.f_code.co_filename, ROOT),
+                 os.path.relpath(code.co_filename, ROOT)))
     key = (code.co_filename, code.co_firstlineno)
     if key not in seen:
       seen.add(key)
@@ -55,7 +65,13 @@ def walk():
       run_lib.run(config)
     finally:
       sys.setprofile(None)
-  return stops
+  return stops, calls
+
+
+def both_ways(calls):
+  """The pairs of files each of which calls into the other."""
+  return sorted({tuple(sorted(pair)) for pair in calls
+                 if pair[::-1] in calls})
 
 
 def returns(stops):
@@ -94,7 +110,7 @@ def main():
         f'{functions}')
   print(f'import circles: {len(circles)}')
   if args.walk:
-    stops = walk()
+    stops, calls = walk()
     if args.stops:
       current = None
       for path, name in stops:
@@ -102,7 +118,11 @@ def main():
           print(f'  {path}')
           current = path
         print(f'    {name}')
-    print(f'walk: {len(stops)} stops in {len({p for p, _ in stops})} files')
+    pairs = both_ways(calls)
+    for pair in pairs:
+      print('both ways  ' + ' <-> '.join(pair))
+    print(f'walk: {len(stops)} stops in {len({p for p, _ in stops})} files, '
+          f'{len(calls)} calls between files, {len(pairs)} pairs both ways')
     print(f'walk_returns: {returns(stops)}')
 
 

@@ -49,11 +49,11 @@ class StageLog:
   """What a stage reports as it trains: each call's scalars (TensorBoard,
   chief only), the progress bar, the result's loss terms; at each epoch's
   end the collapse warning (`watch`, an analysis.CollapseWatch or None) and
-  the kNN monitor (`knn()`: validation top-1, or None)."""
+  the kNN monitor's top-1."""
 
-  def __init__(self, stage, config, total, start, chief, views, watch, knn):
+  def __init__(self, stage, config, total, start, chief, views, watch):
     self.stage, self.config, self.views = stage, config, views
-    self.watch, self.knn = watch, knn
+    self.watch = watch
     self.writer = (tf.summary.create_file_writer(
         os.path.join(config.model_dir, 'summaries', stage.name))
                    if chief else tf.summary.create_noop_writer())
@@ -81,26 +81,32 @@ class StageLog:
       if key in metrics:
         result[key] = metrics[key]
 
-  def monitored(self, step, epoch, epoch_end, last, metrics, result):
+  def watched(self, epoch, epoch_end, metrics, result):
     """After a call (and its checkpoint): the collapse watch, and at an
-    epoch's end its warning and the kNN monitor (every knn_every_epochs
-    epochs, and at the stage's `last` step)."""
-    config, name = self.config, self.stage.name
-    if self.watch is not None:
-      self.watch.update(metrics['contrastive_loss'])
-      if epoch_end and self.watch.epoch_ended():
-        logging.warning(self.watch.message(name, epoch, self.views,
-                                           config.batch_size))
-        result['collapsed_epochs'] = result.get('collapsed_epochs', 0) + 1
-    if (epoch_end and self.stage.contrastive_loss_weight > 0 and
-        config.knn_every_epochs and
-        (epoch % config.knn_every_epochs == 0 or last)):
-      knn = self.knn()
-      if knn is not None:
-        result['knn_val_top1'] = knn
-        write_scalars(self.writer, step, {'monitor/knn_val_top1': knn})
-        logging.info('%s epoch %d: kNN validation top-1 %.4f', name, epoch,
-                     knn)
+    epoch's end its warning."""
+    if self.watch is None:
+      return
+    self.watch.update(metrics['contrastive_loss'])
+    if epoch_end and self.watch.epoch_ended():
+      logging.warning(self.watch.message(self.stage.name, epoch, self.views,
+                                         self.config.batch_size))
+      result['collapsed_epochs'] = result.get('collapsed_epochs', 0) + 1
+
+  def knn_due(self, epoch, epoch_end, last):
+    """Whether the kNN monitor runs now: at a contrastive stage's epoch end,
+    every knn_every_epochs epochs and at the stage's `last` step."""
+    config = self.config
+    return bool(epoch_end and self.stage.contrastive_loss_weight > 0 and
+                config.knn_every_epochs and
+                (epoch % config.knn_every_epochs == 0 or last))
+
+  def knn(self, step, epoch, top1, result):
+    """The kNN monitor's validation top-1 (None: no validation split)."""
+    if top1 is not None:
+      result['knn_val_top1'] = top1
+      write_scalars(self.writer, step, {'monitor/knn_val_top1': top1})
+      logging.info('%s epoch %d: kNN validation top-1 %.4f', self.stage.name,
+                   epoch, top1)
 
   def close(self):
     self.progress.close()
