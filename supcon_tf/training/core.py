@@ -118,7 +118,7 @@ class StageModel(keras.Model):
   backend: `call` makes the views from uint8 images (`views`, a
   `DeviceViews`; `num_views` of them) and runs `model` with the stage's
   forward options; `compute_loss` is the stage's objective, as the
-  command line's `step.Objective` on one replica, plus weight decay x the
+  command line's `objective.Objective` on one replica, plus weight decay x the
   L2 of `decayed`. The optimizer updates every trainable variable: those no
   term reaches get a zero gradient, which leaves them as they are."""
 

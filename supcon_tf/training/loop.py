@@ -16,6 +16,7 @@ import contextlib
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -23,7 +24,7 @@ from absl import logging
 from supcon_tf import analysis, moved
 from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
-from supcon_tf.training import checkpoints, evaluation, precision
+from supcon_tf.training import checkpoints, evaluation, optimizers, precision
 from supcon_tf.training import knn, signals, stages, summaries
 from supcon_tf.training import memory as memory_lib
 from supcon_tf.training import objective as objective_lib
@@ -292,9 +293,21 @@ class Trainer:
         start == 0 or self._epoch_of(start) != self._epoch_of(start - 1)))
 
   def stage_optimizer(self, stage):
-    """`stages.stage_optimizer` of `stage` on this run's model."""
-    return stages.stage_optimizer(stage, self.model, self.config,
-                                  self.steps_per_epoch, self.strategy)
+    """The stage's optimizer (built on what it updates, its schedule on the
+    stage's step), those variables, and the step counter."""
+    config = self.config
+    variables = stages.updated_variables(stage, self.model, config)
+    with self.strategy.scope():
+      optimizer = optimizers.build_optimizer(
+          stage.optimizer, stages.learning_rate(stage, config,
+                                                self.steps_per_epoch),
+          stage.rmsprop_epsilon,
+          lars_adapted=stages.decay_selection(stage, self.model, config))
+      if precision.loss_scaled():
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      optimizer.build(variables)
+      step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    return optimizer, variables, step
 
   def train_on_batches(self, stage, batches, before_step=None):
     """Runs the training step of `stage` once per (views [B, V, H, W, C],

@@ -9,10 +9,7 @@ cross-entropy, the encoder with whichever loss reaches it.
 """
 import types
 
-import keras
-import tensorflow as tf
-
-from supcon_tf.training import optimizers, precision
+from supcon_tf.training import optimizers
 
 
 def stage_from_config(config, index):
@@ -116,19 +113,3 @@ def learning_rate(stage, config, steps_per_epoch):
       steps_per_decay=stage.epochs_per_decay * steps_per_epoch,
       steps_per_epoch=steps_per_epoch if config.learning_rate_per_epoch
       else None)
-
-
-def stage_optimizer(stage, model, config, steps_per_epoch, strategy):
-  """The stage's optimizer (built on what it updates, its schedule on the
-  stage's step), those variables, and the step counter, in `strategy`."""
-  variables = updated_variables(stage, model, config)
-  with strategy.scope():
-    optimizer = optimizers.build_optimizer(
-        stage.optimizer, learning_rate(stage, config, steps_per_epoch),
-        stage.rmsprop_epsilon,
-        lars_adapted=decay_selection(stage, model, config))
-    if precision.loss_scaled():
-      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  return optimizer, variables, step
