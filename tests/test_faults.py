@@ -198,8 +198,9 @@ def test_deterministic_runs_give_the_same_losses_step_for_step(tmp_path):
   for process in runs:
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-2000:]
-  losses = [summaries.read_scalars(str(tmp_path / name / 'summaries' / 'stage_1'))
-            ['train/loss'] for name in ('a', 'b')]
+  losses = [summaries.read_scalars(
+      str(tmp_path / name / 'summaries' / 'stage_1'))['train/loss']
+            for name in ('a', 'b')]
   assert len(losses[0]) == 173 // 32  # 192 less the validation tenth.
   assert losses[0] == losses[1]
   assert len({value for _, value in losses[0]}) > 1

@@ -73,7 +73,7 @@ def test_the_region_decode_gives_the_whole_decodes_pixels_at_every_edge():
   for top, left in ((0, 0), (16, 16), (15, 17), (1, 31), (height - 9, 7)):
     bottom, right = min(height, top + 33), min(width, left + 47)
     region, origin = decoding.decode_jpeg_region(contents, [top, left],
-                                                [bottom, right])
+                                                 [bottom, right])
     region, origin = region.numpy(), origin.numpy()
     got = region[top - origin[0]:bottom - origin[0],
                  left - origin[1]:right - origin[1]]

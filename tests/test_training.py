@@ -747,8 +747,8 @@ def test_cross_entropy_takes_the_first_views_logits_as_official():
   rng = np.random.default_rng(5)
   logits = rng.normal(size=(6, 2, 4)).astype(np.float32)
   labels = np.array([0, 1, 2, 3, 0, 1])
-  loss, top1 = objective_lib.cross_entropy(tf.constant(logits), tf.constant(labels),
-                                  global_batch=12)
+  loss, top1 = objective_lib.cross_entropy(
+      tf.constant(logits), tf.constant(labels), global_batch=12)
   first = logits[:, 0].astype(np.float64)
   log_softmax = first - np.log(np.exp(first).sum(1, keepdims=True))
   # This replica's 6 of a global batch of 12: its share of the mean.

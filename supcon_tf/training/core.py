@@ -177,7 +177,7 @@ def stage_model(config, model, stage, mean_std, steps, views=None):
   config's."""
   if views is None:
     views = device_views.DeviceViews.from_preprocessing(
-        config, mean_std, seed=config.seed * 3 + stage.index)
+        config.preprocessing, mean_std, seed=config.seed * 3 + stage.index)
   batch_norm_training = config.batch_norm_training
   trainer = StageModel(
       model, views, stages.views_for(stage, config),

@@ -207,7 +207,7 @@ class Trainer:
     """The distributed training batches of `views` views from `start`."""
     config = self.config
     return pipeline.train_dataset_distributed(
-        self.strategy, self.train_split, config,
+        self.strategy, self.train_split, config.preprocessing,
         config.batch_size, self.mean_std, num_views=views, seed=config.seed,
         start_step=start, epoch_remainder=self.epoch_remainder,
         classes_per_batch=self.classes_per_batch,
@@ -427,7 +427,8 @@ class Trainer:
         self.mean_std, config.image_size,
         eval_crop_method=config.eval_crop_method,
         crop_padding=config.crop_padding,
-        training_view=config if training_view else None, seed=config.seed)
+        training_view=config.preprocessing if training_view else None,
+        seed=config.seed)
     keys = tuple(keys)
     if keys not in self._forward:
       self._forward[keys] = evaluation.make_forward(self.model, keys)
