@@ -58,7 +58,6 @@ LOWER_CASE_CHOICES = ('mode', 'strategy', 'label_type', 'crop',
                       'resnet_layout')
 
 
-
 def check_preprocessing(config):
   """The views' fields: choices normalised (`normalise_choices`), ranges
   checked."""

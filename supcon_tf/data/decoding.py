@@ -81,7 +81,6 @@ def corrupt_data_message(error):
   return found.group(1) if found else None
 
 
-
 def as_image(image):
   """A file path (string) or a decoded image -> uint8 [H, W, 3]."""
   if image.dtype == tf.string:
@@ -93,6 +92,8 @@ SKIPPED_CORRUPT = []  # Images (files, records) skipped after start-up here.
 
 
 def report_corrupt(items, good, skip, describe):
+  """`replace_corrupt`'s NumPy side: raises naming the first of `items`
+  missing from `good`, or logs each once; the number missing."""
   missing = sorted(set(range(len(items))) - set(good.tolist()))
   names = [describe(items[i]) for i in missing]
   if not skip or len(missing) == len(items):

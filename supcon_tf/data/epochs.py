@@ -37,7 +37,6 @@ def epoch_of_step(step, count, batch_size, epoch_remainder='drop'):
   return step * batch_size // epoch_length(count, batch_size, epoch_remainder)
 
 
-
 def first_step_of_epoch(epoch, count, batch_size, epoch_remainder='drop'):
   """The first batch that starts in `epoch`: epoch ends fall on its step."""
   length = epoch_length(count, batch_size, epoch_remainder)

@@ -184,7 +184,6 @@ def image_sizes(paths, threads=16):
   return files_lib.in_threads(image_size, paths, threads, chunksize=256)
 
 
-
 def file_chunks(split, index_chunks, config, num_views, seed,
                 global_batch_size, per_replica, skip_corrupt):
   """The chunks (`chunks.index_chunks`) of a split of image files, each

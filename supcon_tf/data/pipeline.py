@@ -241,7 +241,6 @@ def eval_dataset_distributed(strategy, split, global_batch_size, mean_std,
                                    **options))
 
 
-
 def _deprecated(name):
   warnings.warn(f'pipeline.{name}(split, ...) is now epochs.{name}('
                 'len(split), ...); the old name goes in the next release.',

@@ -277,7 +277,6 @@ def record_examples(records):
   return examples.batch(256).map(parse).unbatch()
 
 
-
 # --- Training order ---------------------------------------------------------
 
 # TFRecord shards read at once, and the block of records shuffled after

@@ -55,7 +55,6 @@ def read_source(name, data_dir, label_type='fine'):
                 KNOWN_MEAN_STD.get(name, UNIT_MEAN_STD))
 
 
-
 def stream_train(split, config, per_replica, mean_std, num_views, seed,
                  start_epoch, input_context):
   """Training batches from a stream (large TFDS datasets): sharded by example
