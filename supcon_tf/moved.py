@@ -12,8 +12,13 @@ def old_names(module, table):
     if name not in table:
       raise AttributeError(f'module {module!r} has no attribute {name!r}')
     new_module, new_name = table[name].split(':')
-    warnings.warn(f'{module}.{name} is now {new_module}.{new_name}; the old '
-                  'name goes in the next release.', DeprecationWarning,
-                  stacklevel=2)
+    warn(f'{module}.{name}', f'{new_module}.{new_name}')
     return getattr(importlib.import_module(new_module), new_name)
   return __getattr__
+
+
+def warn(old, new, stacklevel=2):
+  """The DeprecationWarning of a name used by its old place `old`, now
+  `new`."""
+  warnings.warn(f'{old} is now {new}; the old name goes in the next '
+                'release.', DeprecationWarning, stacklevel=stacklevel + 1)

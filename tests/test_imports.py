@@ -152,10 +152,10 @@ def long_functions(path, limit=MAX_FUNCTION_LINES):
   with open(path) as f:
     source = f.read()
   lines = source.splitlines()
-  return [(node.name, node.lineno, code_lines(node, lines))
-          for node in ast.walk(ast.parse(source))
-          if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and
-          code_lines(node, lines) > limit]
+  counted = [(node.name, node.lineno, code_lines(node, lines))
+             for node in ast.walk(ast.parse(source))
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+  return [found for found in counted if found[2] > limit]
 
 
 def long_files(limit=MAX_FILE_LINES):

@@ -21,8 +21,6 @@ images in memory here, image files to `folder`, TFRecord shards to
 `records`, streams to `tfds_streams`; `chunks` makes every reader's chunks
 into views, and `epochs` does the counting.
 """
-import warnings
-
 import numpy as np
 import tensorflow as tf
 
@@ -40,7 +38,6 @@ __getattr__ = moved.old_names(__name__, {
     'normalize': 'supcon_tf.data.chunks:normalize',
     'balanced_order': 'supcon_tf.data.epochs:balanced_order',
     'sampler_classes': 'supcon_tf.data.epochs:sampler_classes',
-    'AUTOTUNE': 'supcon_tf.data.chunks:AUTOTUNE',
     'RECORD_CYCLE': 'supcon_tf.data.records:RECORD_CYCLE',
     'RECORD_SHUFFLE': 'supcon_tf.data.records:RECORD_SHUFFLE',
     'record_shard_order': 'supcon_tf.data.records:record_shard_order',
@@ -242,9 +239,8 @@ def eval_dataset_distributed(strategy, split, global_batch_size, mean_std,
 
 
 def _deprecated(name):
-  warnings.warn(f'pipeline.{name}(split, ...) is now epochs.{name}('
-                'len(split), ...); the old name goes in the next release.',
-                DeprecationWarning, stacklevel=3)
+  moved.warn(f'pipeline.{name}(split, ...)', f'epochs.{name}(len(split), ...)',
+             stacklevel=3)
 
 
 def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):
