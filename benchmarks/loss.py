@@ -8,9 +8,10 @@ elementwise ops, and autodiff keeping every intermediate. supcon_tf runs as
 `implementation='fused'` (the whole [N, N] matrix, hand-written gradient) and
 'blockwise' (blocks of anchors, memory O(N x block)); 'auto' is fused up to
 4,096 x 2 views and blockwise above. Each one runs in its own child process on
-the same features. Extra memory is the peak of TensorFlow's CPU allocator during
-one timed call over what it held before (the resident set is no measure: freed
-tensors stay mapped on some machines).
+the same features, with TensorFlow's BFC allocator (TF_CPU_ALLOCATOR_USE_BFC=true,
+set for the child: it keeps statistics on every CPU). Extra memory is its peak
+during one timed call over what it held before (the resident set is no measure:
+freed tensors stay mapped on some machines).
 
     python benchmarks/loss.py                   # batch 4096 x 2 views x 128-d
     python benchmarks/loss.py --batch 1024 --repeats 3
@@ -84,24 +85,23 @@ def child(impl, batch, views, dim, repeats, temperature):
   loss, grad = step(features)  # Trace and compile.
   seconds, extra = [], 0
   for _ in range(repeats):
-    try:
-      tf.config.experimental.reset_memory_stats('CPU:0')
-      held = tf.config.experimental.get_memory_info('CPU:0')['current']
-    except ValueError:  # No allocator statistics (TF_ENABLE_ONEDNN_OPTS=0).
-      extra = held = None
+    tf.config.experimental.reset_memory_stats('CPU:0')
+    held = tf.config.experimental.get_memory_info('CPU:0')['current']
     start = time.perf_counter()
     loss, grad = step(features)
     grad.numpy()
     seconds.append(time.perf_counter() - start)
-    if held is not None:
-      peak = tf.config.experimental.get_memory_info('CPU:0')['peak']
-      extra = max(extra, peak - held)
+    peak = tf.config.experimental.get_memory_info('CPU:0')['peak']
+    extra = max(extra, peak - held)
   print(json.dumps(dict(impl=impl, seconds=min(seconds), extra_bytes=extra,
                         loss=float(loss))))
 
 
 def run(impl, batch, args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  # The BFC allocator keeps statistics on every CPU; the default one keeps
+  # none where oneDNN's optimisations are off by default (no AVX-512 VNNI).
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
+             TF_CPU_ALLOCATOR_USE_BFC='true')
   command = [sys.executable, __file__, '--child', impl, f'--batch={batch}'] + [
       f'--{k}={getattr(args, k)}' for k in ('views', 'dim', 'repeats',
                                             'temperature')]
@@ -127,10 +127,8 @@ def compare(args):
           f'loss {r["loss"]:.6f}')
   tiled = results['tiled']
   for name in ('fused', 'blockwise'):
-    memory = ''
-    if tiled['extra_bytes']:
-      memory = (f', {results[name]["extra_bytes"] / tiled["extra_bytes"]:.3f} '
-                'of the memory')
+    memory = (f', {results[name]["extra_bytes"] / tiled["extra_bytes"]:.3f} '
+              'of the memory')
     print(f'{name} against tiled: '
           f'{tiled["seconds"] / results[name]["seconds"]:.2f}x the speed'
           f'{memory}')
@@ -138,8 +136,6 @@ def compare(args):
 
 
 def _mib(result):
-  if result['extra_bytes'] is None:
-    return 'unknown (no allocator statistics)'
   return f'{result["extra_bytes"] / 2**20:,.0f} MiB'
 
 
@@ -171,7 +167,7 @@ def sweep(args):
     plot(rows, args.plot)
     print(f'plot: {args.plot}')
   print(f'blockwise_mib_at_{rows[-1]["views"]}_views: '
-        f'{(rows[-1]["blockwise"]["extra_bytes"] or 0) / 2**20:.0f}')
+        f'{rows[-1]["blockwise"]["extra_bytes"] / 2**20:.0f}')
 
 
 def plot(rows, path):
@@ -184,7 +180,7 @@ def plot(rows, path):
     views = [p[0] for p in points]
     time_axis.plot(views, [p[1]['seconds'] for p in points], marker=marker,
                    label=impl)
-    memory_axis.plot(views, [(p[1]['extra_bytes'] or 0) / 2**20
+    memory_axis.plot(views, [p[1]['extra_bytes'] / 2**20
                              for p in points], marker=marker, label=impl)
   for axis, label in ((time_axis, 'seconds, forward + backward'),
                       (memory_axis, 'extra memory, MiB')):

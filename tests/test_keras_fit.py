@@ -131,27 +131,45 @@ def _small_encoder():
       keras.layers.GlobalAveragePooling2D()], name='small')
 
 
-def test_a_trained_model_round_trips_through_a_keras_file(tmp_path):
+@pytest.mark.parametrize('compiled', ['uncompiled', 'optimizer', 'probe'])
+def test_a_model_round_trips_through_a_keras_file(tmp_path, compiled):
+  """Uncompiled (saved before training, or built to export), compiled with
+  one optimizer, and with the probe's own: the same outputs, compile
+  settings and optimizer state come back."""
   model = SupConModel(_small_encoder(), 3, projection_head_layers=(16,))
-  model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.2),
-                probe_optimizer=keras.optimizers.SGD(0.1))
   views, labels = _batch(2)
-  model.fit(views, labels, batch_size=4, epochs=2, verbose=0)
+  if compiled != 'uncompiled':
+    probe = keras.optimizers.SGD(0.1) if compiled == 'probe' else None
+    model.compile(optimizer='adam', loss=ContrastiveLoss(temperature=0.2),
+                  probe_optimizer=probe)
+    model.fit(views, labels, batch_size=4, epochs=2, verbose=0)
+  else:
+    model(views, training=False)
   path = str(tmp_path / 'm.keras')
   model.save(path)
   loaded = keras.saving.load_model(path)
   assert isinstance(loaded, SupConModel)
-  assert loaded.loss.temperature == 0.2
-  assert isinstance(loaded.probe_optimizer, keras.optimizers.SGD)
   for key, value in model(views, training=False).items():
     np.testing.assert_array_equal(loaded(views, training=False)[key], value)
+  # The encoder alone, one attribute away.
+  assert loaded.encoder(views[:, 0]).shape == (BATCH, 8)
+  if compiled == 'uncompiled':
+    assert not loaded.compiled
+    for trained in (model, loaded):
+      trained.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=ContrastiveLoss(temperature=0.2))
+  else:
+    assert loaded.loss.temperature == 0.2
+    assert isinstance(loaded.optimizer, keras.optimizers.Adam)
+    assert (isinstance(loaded.probe_optimizer, keras.optimizers.SGD) if
+            compiled == 'probe' else loaded.probe_optimizer is None)
   # The optimizer state came back too: one more step each is the same step.
   model.fit(views, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
   loaded.fit(views, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+  assert not np.allclose(_trained(loaded)[0], _trained(
+      keras.saving.load_model(path))[0])
   for got, want in zip(_trained(loaded), _trained(model)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  # The encoder alone, one attribute away.
-  assert loaded.encoder(views[:, 0]).shape == (BATCH, 8)
 
 
 def test_fit_reports_the_probe_and_refuses_what_it_cannot_train():

@@ -334,34 +334,53 @@ def test_fractional_epochs_run_the_official_step_counts(tmp_path, data_dir):
 
 def test_a_run_sliced_by_its_time_budget_ends_as_the_whole_run(tmp_path,
                                                                 data_dir):
-  """Two calls stop at their budget (spent by the first step boundary:
-  one step each, a checkpoint each); the third, without one, finishes:
-  every weight of both stages as the uninterrupted run's."""
+  """Two calls stop at their budget (spent by the first step boundary: one
+  loop call of an epoch each, a checkpoint each); the second ends stage 1
+  and stops in stage 2; the third, without a budget, finishes: every weight
+  of both stages, and every figure of results.json, as the uninterrupted
+  run's, the seconds summed over the calls."""
+  import json
   from supcon_tf.training import signals
-  options = dict(stage_1_epochs=2, stage_2_epochs=1, steps_per_loop=1,
-                 knn_every_epochs=0, mode='train')
+  options = dict(stage_1_epochs=2, stage_2_epochs=2, steps_per_loop=3,
+                 knn_every_epochs=1, mode='train')
   whole = _config(tmp_path / 'whole', data_dir, **options)
   run_lib.run(whole)
   sliced = _config(tmp_path / 'sliced', data_dir, **options)
   budget = _config(tmp_path / 'sliced', data_dir, stop_after_minutes=1e-9,
                    **options)
-  for stopped in (1, 2):
+  for stage, stopped in (('stage_1', 3), ('stage_2', 3)):
     with pytest.raises(signals.BudgetSpent,
-                       match=f'stage_1: stopped at step {stopped} of 6, the '
+                       match=f'{stage}: stopped at step {stopped} of 6, the '
                        'time budget spent') as stop:
       run_lib.run(budget)
     assert stop.value.status == 75
     assert tf.train.latest_checkpoint(
-        str(tmp_path / 'sliced' / 'stage_1')).endswith(f'ckpt-{stopped}')
-  results = run_lib.run(sliced)
+        str(tmp_path / 'sliced' / stage)).endswith(f'ckpt-{stopped}')
+  first_call = tf.train.load_checkpoint(str(tmp_path / 'sliced' / 'stage_1' /
+                                            'ckpt-3')).get_tensor(
+      'figures/.ATTRIBUTES/VARIABLE_VALUE')[0]
+  run_lib.run(sliced)
   signals.reset()
-  assert (results['stage_1_steps'], results['stage_2_steps']) == (6, 3)
   for stage in ('stage_1', 'stage_2'):
     want = _restored(whole, stage).get_weights()
     got = _restored(sliced, stage).get_weights()
     assert len(got) == len(want) > 50
     for a, b in zip(got, want):
       np.testing.assert_allclose(a, b, atol=1e-5 * max(np.abs(b).max(), 1.))
+  want, got = (json.loads((tmp_path / name / run_lib.RESULTS_FILE).read_text())
+               for name in ('whole', 'sliced'))
+  assert sorted(got) == sorted(want)
+  assert {'stage_1_final_loss', 'stage_2_final_loss',
+          'knn_val_top1'} <= set(got)
+  # Stage 1's seconds: the first two calls', none of the third's.
+  assert got['stage_1_seconds'] > round(first_call, 2) > 0
+  for key, value in want.items():
+    if key.endswith('seconds'):
+      assert got[key] > 0, key
+    elif isinstance(value, float):
+      np.testing.assert_allclose(got[key], value, rtol=1e-4, err_msg=key)
+    else:
+      assert got[key] == value, key
 
 
 def test_interrupt_kill_and_resume_end_with_the_same_step_count(tmp_path,

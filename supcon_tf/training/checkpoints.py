@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -80,28 +81,79 @@ def restore_readable(checkpoint, directory):
   return None
 
 
+class StageFigures:
+  """What results.json reports of a stage (`result`: seconds, the last loss
+  terms, kNN top-1, collapsed epochs), saved with each of its checkpoints:
+  a stage finished over several calls (stopped by its budget or a signal,
+  or crashed, then resumed) reports as the uninterrupted stage, its seconds
+  summed over the calls."""
+
+  KEYS = ('seconds', 'loss', 'loss_floor', 'excess_loss', 'knn_val_top1',
+          'collapsed_epochs')
+
+  def __init__(self, steps):
+    # One float64 vector: Python floats round-trip exactly; NaN is absent.
+    self.variable = tf.Variable(
+        [0.] + [float('nan')] * (len(self.KEYS) - 1), dtype=tf.float64,
+        trainable=False, name='figures')
+    self.result = {'steps': steps, 'loss': None, 'seconds': 0.}
+    self._clock = None
+
+  def restored(self):
+    """`result` as the restored checkpoint left it."""
+    for key, value in zip(self.KEYS, self.variable.numpy().tolist()):
+      if value == value:
+        self.result[key] = (int(value) if key == 'collapsed_epochs' else
+                            value)
+    return self.result
+
+  def start_clock(self):
+    self._clock = (time.perf_counter(), self.result['seconds'])
+
+  def tick(self):
+    """The seconds of this call so far added to the earlier calls'."""
+    started, before = self._clock
+    self.result['seconds'] = before + time.perf_counter() - started
+
+  def record(self):
+    """`result` into the variable, for the next checkpoint."""
+    self.tick()
+    values = [self.result.get(key) for key in self.KEYS]
+    self.variable.assign([float('nan') if v is None else float(v)
+                          for v in values])
+
+
 class StageCheckpoint:
-  """A stage's checkpoint: `objects` (model, optimizer, step, ...) saved
-  under `directory` by a `tf.train.CheckpointManager`. A worker other than
-  the chief saves to its own `save_directory` (tf.distribute's rule),
-  removed after each save; every worker restores the chief's."""
+  """A stage's checkpoint: `objects` (model, optimizer, step, ...) and the
+  stage's `figures` (a `StageFigures`) saved under `directory` by a
+  `tf.train.CheckpointManager`. A worker other than the chief saves to its
+  own `save_directory` (tf.distribute's rule), removed after each save;
+  every worker restores the chief's."""
 
   def __init__(self, name, directory, save_directory, chief, max_to_keep,
-               keep_every_hours, **objects):
+               keep_every_hours, figures, **objects):
     self.name = name
     self.directory = directory
     self.chief = chief
+    self.figures = figures
     self.last_saved = 0  # The step of the last checkpoint saved or restored.
-    self.checkpoint = tf.train.Checkpoint(**objects)
+    # Checkpoints written before the figures were kept still resume: the
+    # figures are read apart, where missing ones are no error.
+    self.restorable = tf.train.Checkpoint(**objects)
+    self.checkpoint = tf.train.Checkpoint(figures=figures.variable, **objects)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory if chief else save_directory,
         max_to_keep=max_to_keep,
         keep_checkpoint_every_n_hours=keep_every_hours)
 
   def restore(self):
-    """Restores the newest readable checkpoint (`restore_readable`); its
-    path, or None."""
-    return restore_readable(self.checkpoint, self.directory)
+    """Restores the newest readable checkpoint (`restore_readable`) and the
+    figures it holds; its path, or None."""
+    path = restore_readable(self.restorable, self.directory)
+    if path:
+      tf.train.Checkpoint(figures=self.figures.variable).read(
+          path).expect_partial()
+    return path
 
   def latest(self):
     """The chief's newest checkpoint, or None."""
@@ -115,6 +167,7 @@ class StageCheckpoint:
     """Writes checkpoint `number`; a failed write leaves nothing of it and
     is a WriteError naming the checkpoint kept."""
     self.last_saved = number
+    self.figures.record()
     try:
       self.manager.save(checkpoint_number=number)
     except (tf.errors.OpError, OSError) as error:

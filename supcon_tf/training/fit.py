@@ -112,6 +112,10 @@ class SupConModel(ContrastiveModel):
     self._step = None
 
   def get_compile_config(self):
+    if not self.compiled:
+      # Saved before compile (an encoder to share, a model built to
+      # export): it loads uncompiled.
+      return None
     config = super().get_compile_config() or {}
     config['optimizer'] = keras.saving.serialize_keras_object(
         self.optimizer.parts()[0] if isinstance(self.optimizer, PairedOptimizer)

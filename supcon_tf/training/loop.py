@@ -128,12 +128,14 @@ class Trainer:
     finished: it is loaded, not trained."""
     config = self.config
     total = stages.stage_steps(stage, config, self.steps_per_epoch)
-    result = {'steps': total, 'loss': None, 'seconds': 0.}
+    figures = checkpoints.StageFigures(total)
     if self._restore_converted(stage):
-      return result
+      return figures.result
     optimizer, variables, step = self.stage_optimizer(stage)
-    saved = self._stage_checkpoint(stage, optimizer, step)
+    saved = self._stage_checkpoint(stage, optimizer, step, figures)
     start = saved.last_saved = int(step.numpy())
+    # The figures of earlier calls: a finished stage reports them as is.
+    result = figures.restored()
     if start >= total:
       logging.info('%s: already finished (%d steps)', stage.name, total)
       return result
@@ -144,7 +146,7 @@ class Trainer:
                              self._collapse_watch(stage, views, start))
     layers.freeze_moving_statistics(self.model,
                                     not stage.update_encoder_batch_norm)
-    started = time.perf_counter()
+    figures.start_clock()
     try:
       with self._stage_errors(stage, step, total, saved):
         iterator = iter(dataset)
@@ -168,22 +170,24 @@ class Trainer:
           log.called(current, metrics, count, seconds,
                      float(optimizer.learning_rate), result)
           epoch_end = current == self._next_epoch_end(current - 1)
-          if (epoch_end or current == total or
-              current - saved.last_saved >= config.save_interval_steps):
-            saved.save(current)
           epoch = self._epoch_of(current)
           log.watched(epoch, epoch_end, metrics, result)
           if log.knn_due(epoch, epoch_end, current == total):
             log.knn(current, epoch, self.knn_monitor(), result)
+          # After the watch and the monitor: the checkpoint keeps their
+          # figures (StageFigures).
+          if (epoch_end or current == total or
+              current - saved.last_saved >= config.save_interval_steps):
+            saved.save(current)
           if signals.budget_spent() and current < total:
             raise signals.BudgetSpent('')
     finally:
       layers.freeze_moving_statistics(self.model, False)
       log.close()
-    result['seconds'] = time.perf_counter() - started
+    figures.tick()
     return result
 
-  def _stage_checkpoint(self, stage, optimizer, step):
+  def _stage_checkpoint(self, stage, optimizer, step, figures):
     """The stage's `checkpoints.StageCheckpoint`, restored from the chief's
     newest readable checkpoint when there is one."""
     config = self.config
@@ -195,8 +199,8 @@ class Trainer:
         stage.name, os.path.join(config.model_dir, stage.name),
         None if self.chief else self._worker_directory(), self.chief,
         config.max_checkpoints_to_keep,
-        config.keep_checkpoint_interval_secs / 3600., model=self.model,
-        optimizer=optimizer, step=step, **state)
+        config.keep_checkpoint_interval_secs / 3600., figures,
+        model=self.model, optimizer=optimizer, step=step, **state)
     latest = saved.restore()
     if latest:
       logging.info('%s: resumed from %s at step %d', stage.name, latest,
