@@ -126,18 +126,19 @@ def minimise_loss(labels, num_views, temperature, dimension, steps=800,
 def batch_floor(labels, num_classes, num_views, temperature, scale=1.):
   """`simplex_loss` of each training batch, in the training step: integer
   labels [B] (the global batch's) of `num_classes` classes -> a float32
-  scalar. Fixed shapes, so it compiles with XLA."""
-  import tensorflow as tf
-  counts = tf.reduce_sum(tf.one_hot(labels, num_classes, dtype=tf.float32),
-                         axis=0)
+  scalar, in `keras.ops` (every backend). Fixed shapes, so it compiles with
+  XLA."""
+  import keras
+  ops = keras.ops
+  counts = ops.sum(ops.one_hot(labels, num_classes, dtype='float32'), axis=0)
   present = counts > 0
-  k = tf.reduce_sum(tf.cast(present, tf.float32))
+  k = ops.sum(ops.cast(present, 'float32'))
   views = counts * num_views
-  total = tf.reduce_sum(views)
-  spread = tf.exp(-k / (tf.maximum(k - 1., 1.) * temperature))
-  other = tf.where(k > 1., (total - views) * spread, 0.)
-  per_sample = tf.math.log(tf.where(present, views - 1. + other, 1.))
-  return tf.reduce_sum(per_sample * counts) / tf.reduce_sum(counts) * scale
+  total = ops.sum(views)
+  spread = ops.exp(-k / (ops.maximum(k - 1., 1.) * temperature))
+  other = ops.where(k > 1., (total - views) * spread, 0.)
+  per_sample = ops.log(ops.where(present, views - 1. + other, 1.))
+  return ops.sum(per_sample * counts) / ops.sum(counts) * scale
 
 
 def floor_applies(contrast_mode, summation_location, denominator_mode,

@@ -232,6 +232,81 @@ def _tensorflow_model():
 
 
 
+OBJECTIVE = '''
+import json
+from supcon_tf.training.objective import Objective
+batch = np.load('objective.npz')
+decayed = [keras.Variable(batch['kernel']), keras.Variable(batch['bias'])]
+objective = Objective(global_batch=12, replicas=2, contrastive_weight=0.5,
+                      cross_entropy_weight=2., temperature=0.2,
+                      label_smoothing=0.1, num_classes=3, weight_decay=1e-2,
+                      decayed=tuple(decayed))
+terms, total = objective({'projection': batch['projection'],
+                          'logits': batch['logits']}, batch['labels'])
+values = dict(terms, total=total, weight_decay=objective.decay())
+print(json.dumps({k: float(keras.ops.convert_to_numpy(v))
+                  for k, v in values.items()}))
+'''
+
+
+def _objective_in_float64(projection, logits, labels, kernel, bias):
+  """The objective's terms for OBJECTIVE's settings, in float64 NumPy."""
+  from tests.reference import reference_loss
+  global_batch, replicas, smoothing, classes = 12, 2, 0.1, 3
+  contrastive = reference_loss(projection.astype(np.float64), labels,
+                               temperature=0.2).sum() / global_batch
+  first = logits[:, 0].astype(np.float64)
+  log_softmax = first - np.log(np.exp(first).sum(1, keepdims=True))
+  target = np.eye(classes)[labels] * (1 - smoothing) + smoothing / classes
+  cross_entropy = -(target * log_softmax).sum() / global_batch
+  top1 = (first.argmax(1) == labels).sum() / global_batch
+  # The regular simplex's loss per anchor (docs/LOSS.md), scaled by tau.
+  counts = np.bincount(labels, minlength=classes)
+  views = 2 * counts
+  spread = np.exp(-classes / ((classes - 1) * 0.2))
+  floor = 0.2 * (np.log(views - 1 + (views.sum() - views) * spread) *
+                 counts).sum() / counts.sum() / replicas
+  decay = 1e-2 * ((kernel.astype(np.float64) ** 2).sum() +
+                  (bias.astype(np.float64) ** 2).sum()) / 2 / replicas
+  return {'contrastive_loss': contrastive, 'cross_entropy_loss': cross_entropy,
+          'train_top1': top1, 'loss_floor': floor, 'weight_decay': decay,
+          'total': 0.5 * contrastive + 2 * cross_entropy}
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_the_objective_is_one_on_every_backend(tmp_path, backend):
+  """`objective.Objective`, written once in keras.ops: the contrastive term,
+  the floor, the cross-entropy with label smoothing, its top-1 and weight
+  decay, each this replica's share, under TensorFlow and under `backend`
+  as float64 NumPy computes them."""
+  rng = np.random.default_rng(3)
+  projection = rng.normal(size=(6, 2, 4)).astype(np.float32)
+  projection /= np.linalg.norm(projection, axis=-1, keepdims=True)
+  arrays = dict(projection=projection, labels=np.array([0, 1, 2, 0, 1, 1]),
+                logits=rng.normal(size=(6, 2, 3)).astype(np.float32),
+                kernel=rng.normal(size=(4, 3)).astype(np.float32),
+                bias=rng.normal(size=(3,)).astype(np.float32))
+  np.savez(tmp_path / 'objective.npz', **arrays)
+  want = _objective_in_float64(*(arrays[k] for k in (
+      'projection', 'logits', 'labels', 'kernel', 'bias')))
+  here = {}
+  previous = os.getcwd()
+  os.chdir(tmp_path)
+  try:
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+      exec(OBJECTIVE, {'np': np, 'keras': keras})
+    here = json.loads(printed.getvalue())
+  finally:
+    os.chdir(previous)
+  there = json.loads(run_backend(backend, OBJECTIVE, tmp_path))
+  for got in (here, there):
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+      np.testing.assert_allclose(got[key], value, rtol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_a_fit_step_equals_tensorflow_and_keras_files_cross(tmp_path,
                                                              backend):

@@ -241,8 +241,11 @@ def test_a_step_on_two_workers_equals_the_single_process_step(tmp_path):
   statistics = [k for k in want if 'moving_' in k]
   assert len(statistics) >= 38
   for name in want:
-    np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=2e-5,
-                               err_msg=name)
+    values = got[name], want[name]
+    if name.startswith('figures/'):
+      # The stage's figures (StageFigures) but the first, its seconds.
+      values = got[name][1:], want[name][1:]
+    np.testing.assert_allclose(*values, rtol=2e-4, atol=2e-5, err_msg=name)
   # Per-replica statistics: each worker's half of the batch moves them.
   moved = max(np.abs(local[k] - want[k]).max() for k in statistics)
   assert moved > 1e-3

@@ -5,6 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from supcon_tf.config import Preprocessing
+from supcon_tf.data import epochs as epochs_lib
 from supcon_tf.data import pipeline, sources
 
 UNIT = ((0.,) * 3, (1.,) * 3)  # Normalisation that leaves pixel values.
@@ -34,7 +35,7 @@ def test_training_batches_are_views_of_each_example_once_per_epoch():
   split = _numbered(40)
   dataset = pipeline.train_dataset(split, PLAIN, 8, UNIT, num_views=3,
                                    seed=1)
-  assert pipeline.steps_per_epoch(split, 8) == 5
+  assert epochs_lib.steps_per_epoch(len(split), 8) == 5
   batches = _take(dataset, 10)
   for views, labels in batches:
     assert views.shape == (8, 3, 8, 8, 3) and views.dtype == np.float32
@@ -51,8 +52,8 @@ def test_training_batches_are_views_of_each_example_once_per_epoch():
 def test_span_batches_cross_epoch_ends_and_read_every_example():
   # 44 examples in batches of 8: 5.5 steps an epoch, as official.
   split = _numbered(44)
-  assert pipeline.steps_per_epoch(split, 8, 'span') == 5.5
-  assert pipeline.steps_per_epoch(split, 8, 'drop') == 5
+  assert epochs_lib.steps_per_epoch(len(split), 8, 'span') == 5.5
+  assert epochs_lib.steps_per_epoch(len(split), 8, 'drop') == 5
   stream = pipeline.train_dataset(split, PLAIN, 8, UNIT, num_views=1,
                                   seed=2, epoch_remainder='span')
   seen = np.concatenate([_indices(v)[:, 0] for v, _ in _take(stream, 11)])
@@ -62,10 +63,11 @@ def test_span_batches_cross_epoch_ends_and_read_every_example():
     assert sorted(epoch) == list(range(44))
   assert list(seen[:44]) != list(seen[44:])
   # Epoch ends fall on the step that completes them: 6 (44 of 48 read), 11.
-  ends = [pipeline.first_step_of_epoch(e, split, 8, 'span') for e in (1, 2, 3)]
+  ends = [epochs_lib.first_step_of_epoch(e, len(split), 8, 'span')
+          for e in (1, 2, 3)]
   assert ends == [6, 11, 17]
-  assert [pipeline.epoch_of_step(s, split, 8, 'span') for s in (5, 6, 11)] == [
-      0, 1, 2]
+  assert [epochs_lib.epoch_of_step(s, len(split), 8, 'span')
+          for s in (5, 6, 11)] == [0, 1, 2]
   # Resuming at step 6 continues mid-epoch with the same examples.
   resumed = pipeline.train_dataset(split, PLAIN, 8, UNIT, num_views=1, seed=2,
                                    start_step=6, epoch_remainder='span')
@@ -119,10 +121,10 @@ def test_class_balanced_batches_have_the_same_label_configuration():
 
 def test_the_fixed_configuration_sampler_repeats_one_label_multiset():
   split = _numbered(120, classes=4)
-  classes = pipeline.sampler_classes('fixed_configuration', 0, split)
+  classes = epochs_lib.sampler_classes('fixed_configuration', 0, split)
   assert classes == 4
-  assert pipeline.sampler_classes('uniform', 0, split) is None
-  assert pipeline.sampler_classes('class_balanced', 2, split) == 2
+  assert epochs_lib.sampler_classes('uniform', 0, split) is None
+  assert epochs_lib.sampler_classes('class_balanced', 2, split) == 2
   dataset = pipeline.train_dataset(split, PLAIN, 12, UNIT, seed=3,
                                    classes_per_batch=classes)
   batches = _take(dataset, 20)  # Two epochs of 10 batches.
@@ -138,7 +140,7 @@ def test_the_fixed_configuration_sampler_repeats_one_label_multiset():
       split, PLAIN, 12, UNIT, seed=3), 10)]
   assert len({tuple(np.bincount(l, minlength=4)) for l in uniform}) > 1
   with pytest.raises(ValueError, match='sampler must be one of'):
-    pipeline.sampler_classes('balanced', 0, split)
+    epochs_lib.sampler_classes('balanced', 0, split)
 
 
 def test_replicas_get_contiguous_chunks_of_the_same_global_batches():

@@ -11,7 +11,6 @@ import zlib
 
 import numpy as np
 
-from supcon_tf import moved
 
 CIFAR_ARCHIVES = {
     'cifar10': ('cifar-10-python.tar.gz', 'cifar-10-batches-py'),
@@ -38,11 +37,6 @@ KNOWN_MEAN_STD = {'cifar10': CIFAR10_MEAN_STD, 'cifar100': MEAN_STD['cifar100'],
                   'imagenet2012': UNIT_MEAN_STD, 'tfrecord': UNIT_MEAN_STD}
 # The official input_fn names of datasets named otherwise here.
 OFFICIAL_NAMES = {'imagenet': 'imagenet2012'}
-
-# The epoch arithmetic that was defined here.
-__getattr__ = moved.old_names(__name__, {
-    name: f'supcon_tf.data.epochs:{name}'
-    for name in ('steps_per_epoch', 'epoch_length', 'epoch_of_step')})
 
 
 def mean_std_of(images):

@@ -24,7 +24,6 @@ into views, and `epochs` does the counting.
 import numpy as np
 import tensorflow as tf
 
-from supcon_tf import moved
 from supcon_tf.data import augment as augment_lib
 from supcon_tf.data import (chunks, decoding, epochs, folder, records,
                             tfds_streams)
@@ -32,18 +31,6 @@ from supcon_tf.data.arrays import UNIT_MEAN_STD
 from supcon_tf.data.splits import Split
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-# The names below were defined here.
-__getattr__ = moved.old_names(__name__, {
-    'normalize': 'supcon_tf.data.chunks:normalize',
-    'balanced_order': 'supcon_tf.data.epochs:balanced_order',
-    'sampler_classes': 'supcon_tf.data.epochs:sampler_classes',
-    'RECORD_CYCLE': 'supcon_tf.data.records:RECORD_CYCLE',
-    'RECORD_SHUFFLE': 'supcon_tf.data.records:RECORD_SHUFFLE',
-    'record_shard_order': 'supcon_tf.data.records:record_shard_order',
-    'record_position': 'supcon_tf.data.records:record_position',
-    'SKIPPED_CORRUPT': 'supcon_tf.data.decoding:SKIPPED_CORRUPT',
-})
 
 
 def train_dataset(split, config, global_batch_size, mean_std, num_views=2,
@@ -236,30 +223,3 @@ def eval_dataset_distributed(strategy, split, global_batch_size, mean_std,
       lambda context: eval_dataset(split, global_batch_size, mean_std,
                                    image_size, input_context=context,
                                    **options))
-
-
-def _deprecated(name):
-  moved.warn(f'pipeline.{name}(split, ...)', f'epochs.{name}(len(split), ...)',
-             stacklevel=3)
-
-
-def steps_per_epoch(split, global_batch_size, epoch_remainder='drop'):
-  """Deprecated: `epochs.steps_per_epoch(len(split), ...)`."""
-  _deprecated('steps_per_epoch')
-  return epochs.steps_per_epoch(len(split), global_batch_size,
-                                epoch_remainder)
-
-
-def epoch_of_step(step, split, global_batch_size, epoch_remainder='drop'):
-  """Deprecated: `epochs.epoch_of_step(step, len(split), ...)`."""
-  _deprecated('epoch_of_step')
-  return epochs.epoch_of_step(step, len(split), global_batch_size,
-                              epoch_remainder)
-
-
-def first_step_of_epoch(epoch, split, global_batch_size,
-                        epoch_remainder='drop'):
-  """Deprecated: `epochs.first_step_of_epoch(epoch, len(split), ...)`."""
-  _deprecated('first_step_of_epoch')
-  return epochs.first_step_of_epoch(epoch, len(split), global_batch_size,
-                                    epoch_remainder)

@@ -27,7 +27,6 @@ import dataclasses
 import numpy as np
 from absl import logging
 
-from supcon_tf import moved
 from supcon_tf.data import arrays, folder, records, tfds_streams
 # Split and Source are the types load_source returns: this is their public
 # place as well as splits.py.
@@ -35,30 +34,6 @@ from supcon_tf.data.arrays import (  # noqa: F401 (also their place here)
     CIFAR10_MEAN_STD, CIFAR_ARCHIVES, KNOWN_MEAN_STD, MEAN_STD, OFFICIAL_NAMES,
     UNIT_MEAN_STD, DataError)
 from supcon_tf.data.splits import Source, Split
-
-# The readers' names that were defined here.
-__getattr__ = moved.old_names(__name__, {
-    'IMAGE_EXTENSIONS': 'supcon_tf.data.folder:IMAGE_EXTENSIONS',
-    'IN_MEMORY_BYTES': 'supcon_tf.data.folder:IN_MEMORY_BYTES',
-    'image_size': 'supcon_tf.data.folder:image_size',
-    'image_sizes': 'supcon_tf.data.folder:image_sizes',
-    'RECORD_IMAGE': 'supcon_tf.data.records:RECORD_IMAGE',
-    'RECORD_LABEL': 'supcon_tf.data.records:RECORD_LABEL',
-    'RECORD_LABEL_OFFSET': 'supcon_tf.data.records:RECORD_LABEL_OFFSET',
-    'RECORD_CLASSES': 'supcon_tf.data.records:RECORD_CLASSES',
-    'RECORD_SPLITS': 'supcon_tf.data.records:RECORD_SPLITS',
-    'Records': 'supcon_tf.data.records:Records',
-    'record_counts': 'supcon_tf.data.records:record_counts',
-    'parse_records': 'supcon_tf.data.records:parse_records',
-    'shard_records': 'supcon_tf.data.records:shard_records',
-    'check_record_labels': 'supcon_tf.data.records:check_record_labels',
-    'record_examples': 'supcon_tf.data.records:record_examples',
-    'decode': 'supcon_tf.data.decoding:decode',
-    'REGION_MARGIN': 'supcon_tf.data.decoding:REGION_MARGIN',
-    'decode_jpeg_region': 'supcon_tf.data.decoding:decode_jpeg_region',
-    'CorruptDataError': 'supcon_tf.data.decoding:CorruptDataError',
-    'corrupt_data_message': 'supcon_tf.data.decoding:corrupt_data_message',
-})
 
 
 def load_source(name, data_dir=None, validation_fraction=0., seed=0,

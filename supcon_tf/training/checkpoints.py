@@ -108,16 +108,15 @@ class StageFigures:
     return self.result
 
   def start_clock(self):
+    """This call's training starts: its seconds add to the earlier calls'."""
     self._clock = (time.perf_counter(), self.result['seconds'])
 
-  def tick(self):
-    """The seconds of this call so far added to the earlier calls'."""
-    started, before = self._clock
-    self.result['seconds'] = before + time.perf_counter() - started
-
   def record(self):
-    """`result` into the variable, for the next checkpoint."""
-    self.tick()
+    """`result`, its seconds brought up to now, into the variable, for the
+    next checkpoint."""
+    if self._clock is not None:
+      started, before = self._clock
+      self.result['seconds'] = before + time.perf_counter() - started
     values = [self.result.get(key) for key in self.KEYS]
     self.variable.assign([float('nan') if v is None else float(v)
                           for v in values])

@@ -29,8 +29,9 @@ from absl import logging
 
 from supcon_tf import files
 from supcon_tf.data import arrays, device_views, epochs
-from supcon_tf.losses import class_ids, contrastive_loss
+from supcon_tf.losses import class_ids
 from supcon_tf.models import build_model, layers
+from supcon_tf.training import objective as objective_lib
 from supcon_tf.training import optimizers, signals, stages
 from supcon_tf.training.errors import NonFiniteLossError
 from supcon_tf.training.progress import Progress
@@ -117,26 +118,17 @@ class StageModel(keras.Model):
   """One stage as a Keras model, for Keras' own training step on every
   backend: `call` makes the views from uint8 images (`views`, a
   `DeviceViews`; `num_views` of them) and runs `model` with the stage's
-  forward options; `compute_loss` is the stage's objective, as the
-  command line's `objective.Objective` on one replica, plus weight decay x the
-  L2 of `decayed`. The optimizer updates every trainable variable: those no
-  term reaches get a zero gradient, which leaves them as they are."""
+  forward options; `compute_loss` is the stage's `objective.Objective` (one
+  replica) with its weight decay. The optimizer updates every trainable
+  variable: those no term reaches get a zero gradient, which leaves them as
+  they are."""
 
-  def __init__(self, model, views, num_views, contrastive_weight,
-               cross_entropy_weight, loss_options, use_labels, batch_size,
-               label_smoothing=0., weight_decay=0., decayed=(),
-               forward_options=None, **kwargs):
+  def __init__(self, model, views, num_views, objective, forward_options=None,
+               **kwargs):
     super().__init__(**kwargs)
     self.model, self.views = model, views
     self.num_views = int(num_views)
-    self.contrastive_weight = float(contrastive_weight)
-    self.cross_entropy_weight = float(cross_entropy_weight)
-    self.loss_options = dict(loss_options)
-    self.use_labels = bool(use_labels)
-    self.batch_size = int(batch_size)
-    self.label_smoothing = float(label_smoothing)
-    self.weight_decay = float(weight_decay)
-    self.decayed = list(decayed)
+    self.objective = objective
     self.forward_options = dict(forward_options or {'training': True})
 
   def call(self, images, training=False):
@@ -149,26 +141,9 @@ class StageModel(keras.Model):
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                    training=True):
-    labels = class_ids(y)
-    total = 0.
-    if self.contrastive_weight > 0:
-      per_anchor = contrastive_loss(
-          y_pred['projection'], labels if self.use_labels else None,
-          **self.loss_options)
-      total += self.contrastive_weight * ops.sum(per_anchor) / self.batch_size
-    if self.cross_entropy_weight > 0:
-      logits = y_pred['logits'][:, 0]
-      target = ops.one_hot(labels, logits.shape[-1])
-      if self.label_smoothing:
-        target = (target * (1. - self.label_smoothing) +
-                  self.label_smoothing / logits.shape[-1])
-      total += self.cross_entropy_weight * ops.sum(
-          keras.losses.categorical_crossentropy(target, logits,
-                                                from_logits=True)
-      ) / self.batch_size
-    if self.weight_decay > 0 and self.decayed:
-      total += self.weight_decay * optimizers.l2_loss(self.decayed)
-    return total
+    _, total = self.objective(y_pred, class_ids(y))
+    decay = self.objective.decay()
+    return total if decay is None else total + decay
 
 
 def stage_model(config, model, stage, mean_std, steps, views=None):
@@ -181,12 +156,9 @@ def stage_model(config, model, stage, mean_std, steps, views=None):
   batch_norm_training = config.batch_norm_training
   trainer = StageModel(
       model, views, stages.views_for(stage, config),
-      stage.contrastive_loss_weight, stage.cross_entropy_loss_weight,
-      loss_options=config.loss.options(), use_labels=config.loss.use_labels,
-      batch_size=config.batch_size,
-      label_smoothing=config.loss.label_smoothing,
-      weight_decay=stage.weight_decay,
-      decayed=stages.decayed_variables(stage, model, config),
+      objective_lib.Objective.for_stage(
+          config.loss, stage, config.batch_size, replicas=1,
+          decayed=stages.decayed_variables(stage, model, config)),
       forward_options=dict(
           training=batch_norm_training,
           encoder_training=(batch_norm_training and

@@ -21,19 +21,22 @@ probe trained in the same step; `evaluate` (and `validation_data`) report
 its top-1 on eval images [B, H, W, C].
 Metrics: `loss` (the contrastive loss), `probe_loss`, `probe_top1`.
 
-On every Keras backend. Under TensorFlow the step is the command line's
+On every Keras backend, with one objective (`objective.Objective`, in
+`keras.ops`). Under TensorFlow the training step is the command line's
 (`step.py`: the fused loss, replicas, `micro_batch_size`, the cross-batch
-memory). Under JAX and PyTorch it is `_terms` in `keras.ops` with the same
-objective, differentiated by the backend (a jitted step under JAX); the
-encoder's optimizer and the probe's travel as one (`paired_optimizer.py`),
-since Keras' JAX trainer carries one optimizer's state.
+memory). Under JAX and PyTorch it is the objective of `_terms`,
+differentiated by the backend (a jitted step under JAX); the encoder's
+optimizer and the probe's travel as one (`paired_optimizer.py`), since
+Keras' JAX trainer carries one optimizer's state. Evaluation is `_terms` on
+every backend.
 """
 import keras
 import numpy as np
 
-from supcon_tf.losses import ContrastiveLoss, class_ids, contrastive_loss
+from supcon_tf.losses import ContrastiveLoss, class_ids
 from supcon_tf.models.contrastive import ContrastiveModel
 from supcon_tf.training import knn
+from supcon_tf.training import objective as objective_lib
 from supcon_tf.training.paired_optimizer import PairedOptimizer, current_value
 
 ops = keras.ops
@@ -42,7 +45,10 @@ if _BACKEND == 'tensorflow':
   import tensorflow as tf
   from supcon_tf.training import evaluation, step as step_lib
   from supcon_tf.training import memory as memory_lib
-  from supcon_tf.training import objective as objective_lib
+
+# The metrics' names for the objective's terms.
+_METRICS = {'loss': 'contrastive_loss', 'probe_loss': 'cross_entropy_loss',
+            'probe_top1': 'train_top1'}
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -146,12 +152,6 @@ class SupConModel(ContrastiveModel):
   def metrics(self):
     return list(self._trackers.values())
 
-  def _logs(self, contrastive=True):
-    names = ((['loss'] if contrastive else []) +
-             (['probe_loss', 'probe_top1']
-              if self.probe_optimizer is not None else []))
-    return {name: self._trackers[name].result() for name in names}
-
   def _trained_variables(self):
     return (self.encoder.trainable_variables +
             self.projection_head.trainable_variables)
@@ -159,14 +159,14 @@ class SupConModel(ContrastiveModel):
   def _probe_variables(self):
     return self.classification_head.trainable_variables
 
-  def objective(self, global_batch=None, memory=None):
+  def objective(self, memory=None, contrastive=True):
     """The `objective.Objective` of the compiled loss (and the probe's
     cross-entropy)."""
+    replicas = (tf.distribute.get_strategy().num_replicas_in_sync
+                if _BACKEND == 'tensorflow' else 1)
     return objective_lib.Objective(
-        memory=memory,
-        global_batch=global_batch,
-        replicas=tf.distribute.get_strategy().num_replicas_in_sync,
-        contrastive_weight=1.,
+        memory=memory, global_batch=None, replicas=replicas,
+        contrastive_weight=1. if contrastive else 0.,
         cross_entropy_weight=1. if self.probe_optimizer is not None else 0.,
         use_labels=self.loss.use_labels, **self.loss.options())
 
@@ -221,10 +221,7 @@ class SupConModel(ContrastiveModel):
         # first traced: the variables must exist before the step lists them.
         self(views, training=False)
       self._step = self.make_step()
-    terms = self._step(views, class_ids(y))
-    self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
-                'train_top1')
-    return self._logs()
+    return self._track(self._step(views, class_ids(y)))
 
   def test_step(self, *args):
     """Eval images [B, H, W, C] (or views): the probe's loss and top-1 on
@@ -235,45 +232,20 @@ class SupConModel(ContrastiveModel):
       return self._stateful_step(*args, training=False)
     data, = args
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-    labels = class_ids(y)
-    views = self._eval_views(x)
-    outputs = self(views, training=False)
-    objective = self.objective()
-    terms = {}
-    if views.shape[1] >= 2:
-      terms, _ = objective(outputs, labels)
-    if self.probe_optimizer is not None:
-      terms['cross_entropy_loss'], terms['train_top1'] = (
-          objective_lib.cross_entropy(outputs['logits'], labels,
-                                 objective.batch_size(labels)))
-    self._track(terms, 'contrastive_loss', 'cross_entropy_loss',
-                'train_top1')
-    return self._logs(contrastive=views.shape[1] >= 2)
+    return self._track(self._terms(x, y, training=False)[1])
 
   def _terms(self, x, y, training):
-    """The step's objective in `keras.ops` (JAX, PyTorch): (its total, the
-    metrics' values). Training: views made from images if need be, the
-    contrastive loss and the probe's cross-entropy on the first view, each
-    the batch's mean. Evaluation: as `test_step` under TensorFlow."""
+    """The objective of a batch: (its total, its terms). Training (JAX,
+    PyTorch): views made from images if need be, the contrastive loss and
+    the probe's cross-entropy on the first view. Evaluation (every
+    backend): the same, the contrastive loss only with two views or
+    more."""
     labels = class_ids(y)
     views = self._views(x) if training else self._eval_views(x)
     outputs = self(views, training=training)
-    values, total = {}, 0.
-    if training or views.shape[1] >= 2:
-      values['loss'] = ops.mean(contrastive_loss(
-          outputs['projection'], labels if self.loss.use_labels else None,
-          **self.loss.options()))
-      total = values['loss']
-    if self.probe_optimizer is not None:
-      logits = outputs['logits'][:, 0]
-      values['probe_loss'] = ops.mean(
-          keras.losses.sparse_categorical_crossentropy(labels, logits,
-                                                       from_logits=True))
-      values['probe_top1'] = ops.mean(ops.cast(
-          ops.equal(ops.argmax(logits, axis=-1), ops.cast(labels, 'int32')),
-          'float32'))
-      total = total + values['probe_loss']
-    return total, values
+    objective = self.objective(contrastive=training or views.shape[1] >= 2)
+    terms, total = objective(outputs, labels)
+    return total, terms
 
   def _stateful_step(self, data, training):
     """`train_step` / `test_step` of the PyTorch backend."""
@@ -281,14 +253,14 @@ class SupConModel(ContrastiveModel):
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     if not training:
       with torch.no_grad():
-        _, values = self._terms(x, y, training=False)
-      return self._update_trackers(values)
+        _, terms = self._terms(x, y, training=False)
+      return self._track(terms)
     self.zero_grad()
-    total, values = self._terms(x, y, training=True)
+    total, terms = self._terms(x, y, training=True)
     total.backward()
     variables = self.trainable_variables
     self.optimizer.apply([v.value.grad for v in variables], variables)
-    return self._update_trackers(values)
+    return self._track(terms)
 
   def _jax_step(self, state, data, training):
     """`train_step` / `test_step` of the JAX trainer: stateless, jitted."""
@@ -303,42 +275,40 @@ class SupConModel(ContrastiveModel):
       mapping = (list(zip(self.trainable_variables, trainable)) +
                  list(zip(self.non_trainable_variables, non_trainable)))
       with keras.StatelessScope(state_mapping=mapping) as scope:
-        total, values = self._terms(x, y, training)
+        total, terms = self._terms(x, y, training)
       # BatchNorm's moving averages and the augmentation's seeds.
       non_trainable = [current_value(scope, v)
                        for v in self.non_trainable_variables]
-      return total, (values, non_trainable)
+      return total, (terms, non_trainable)
 
     if training:
-      (_, (values, non_trainable)), grads = jax.value_and_grad(
+      (_, (terms, non_trainable)), grads = jax.value_and_grad(
           objective, has_aux=True)(trainable, non_trainable)
       trainable, optimizer_state = self.optimizer.stateless_apply(
           optimizer_state, grads, trainable)
     else:
-      _, (values, non_trainable) = objective(trainable, non_trainable)
+      _, (terms, non_trainable) = objective(trainable, non_trainable)
     with keras.StatelessScope(
         state_mapping=list(zip(self.metrics_variables, metrics))) as scope:
-      logs = self._update_trackers(values)
+      logs = self._track(terms)
     metrics = [current_value(scope, v) for v in self.metrics_variables]
     if training:
       return logs, (trainable, non_trainable, optimizer_state, metrics)
     return logs, (trainable, non_trainable, metrics)
 
-  def _update_trackers(self, values):
-    for name, value in values.items():
+  def _track(self, terms):
+    """The metrics of the objective's `terms`; their logs."""
+    # Under tf.distribute each replica holds its share of the global mean:
+    # the sum over replicas.
+    context = (tf.distribute.get_replica_context()
+               if _BACKEND == 'tensorflow' else None)
+    names = [name for name, key in _METRICS.items() if key in terms]
+    for name in names:
+      value = terms[_METRICS[name]]
+      if context is not None:
+        value = context.all_reduce('SUM', value)
       self._trackers[name].update_state(value)
-    return {name: self._trackers[name].result() for name in values}
-
-  def _track(self, terms, loss, probe_loss, probe_top1):
-    # Each replica holds its share of the global mean: the sum over replicas.
-    context = tf.distribute.get_replica_context()
-    for name, key in (('loss', loss), ('probe_loss', probe_loss),
-                      ('probe_top1', probe_top1)):
-      if key in terms:
-        value = terms[key]
-        if context is not None:
-          value = context.all_reduce('SUM', value)
-        self._trackers[name].update_state(value)
+    return {name: self._trackers[name].result() for name in names}
 
   def call(self, inputs, training=None, encoder_training=None):
     # What one example looks like, for `export`'s default signature.

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import analysis, moved
+from supcon_tf import analysis
 from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import checkpoints, evaluation, optimizers, precision
@@ -32,17 +32,6 @@ from supcon_tf.training import step as step_lib
 from supcon_tf.training.checkpoints import converted_from
 from supcon_tf.training.errors import LostWorkersError, NonFiniteLossError
 from supcon_tf.training.signals import Interrupted
-
-# The names below were defined here.
-__getattr__ = moved.old_names(__name__, {
-    'CONVERTED_FILE': 'supcon_tf.training.checkpoints:CONVERTED_FILE',
-    'UnreadableCheckpointError':
-        'supcon_tf.training.errors:UnreadableCheckpointError',
-    'read_scalars': 'supcon_tf.training.summaries:read_scalars',
-    'write_scalars': 'supcon_tf.training.summaries:write_scalars',
-    'use_jit': 'supcon_tf.training.precision:use_jit',
-})
-
 
 # What a collective raises when a peer dies or does not answer in time.
 _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
@@ -184,7 +173,8 @@ class Trainer:
     finally:
       layers.freeze_moving_statistics(self.model, False)
       log.close()
-    figures.tick()
+    # The seconds as the last checkpoint keeps them: a call that finds the
+    # stage finished reports the same.
     return result
 
   def _stage_checkpoint(self, stage, optimizer, step, figures):
@@ -368,7 +358,8 @@ class Trainer:
     state = self.contrast_state(stage)
     objective = objective_lib.Objective.for_stage(
         config.loss, stage, config.batch_size, replicas,
-        self.source.num_classes, memory=state.get('memory'))
+        self.source.num_classes, memory=state.get('memory'),
+        decayed=stages.decayed_variables(stage, self.model, config))
     # The deferred blur's seed: one sigma per stage and step.
     blur_seed = lambda: tf.stack([
         tf.constant(config.seed, tf.int64) * 3 + stage.index,
@@ -382,8 +373,6 @@ class Trainer:
             training=batch_norm_training,
             encoder_training=(batch_norm_training and
                               not stage.encoder_batch_norm_inference)),
-        weight_decay=stage.weight_decay,
-        decayed=stages.decayed_variables(stage, self.model, config),
         blur_probability=(config.blur_probability
                           if augment.deferred_blur(config) else 0.),
         blur_seed=blur_seed, name=stage.name,

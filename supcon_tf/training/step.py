@@ -15,18 +15,8 @@ the key encoder are `memory.py`'s.
 import tensorflow as tf
 from absl import logging
 
-from supcon_tf import moved
 from supcon_tf.data import augment
 from supcon_tf.models import layers
-from supcon_tf.training import optimizers
-
-# The names below were defined here.
-__getattr__ = moved.old_names(__name__, {
-    'Objective': 'supcon_tf.training.objective:Objective',
-    'cross_entropy': 'supcon_tf.training.objective:cross_entropy',
-    'CrossBatchMemory': 'supcon_tf.training.memory:CrossBatchMemory',
-    'MomentumEncoder': 'supcon_tf.training.memory:MomentumEncoder',
-})
 
 
 class Step:
@@ -40,7 +30,8 @@ class Step:
   again with a tape), others by accumulation; BatchNorm layers normalise
   each chunk and their moving averages take one step toward the chunks'
   mean statistics. `forward_options` go to the model call (`training`,
-  `encoder_training`). `weight_decay` x the L2 of `decayed` is added.
+  `encoder_training`). The objective's weight decay (`Objective.decay`)
+  is added.
   `blur_probability` > 0 blurs the views first, as the official deferred
   blur, seeded by `blur_seed` (a function of nothing giving the step's
   stateless seed). `probe`: (optimizer, variables) of a head that trains
@@ -48,8 +39,8 @@ class Step:
   stop-gradient embedding)."""
 
   def __init__(self, model, variables, optimizer, objective,
-               micro_batch_size=0, forward_options=None, weight_decay=0.,
-               decayed=(), blur_probability=0., blur_seed=None, name='step',
+               micro_batch_size=0, forward_options=None,
+               blur_probability=0., blur_seed=None, name='step',
                probe=None, key_encoder=None):
     self.model = model
     self.key_encoder = key_encoder
@@ -64,8 +55,6 @@ class Step:
     self.objective = objective
     self.micro_batch_size = micro_batch_size
     self.forward_options = dict(forward_options or {'training': True})
-    self.weight_decay = weight_decay
-    self.decayed = list(decayed)
     self.blur_probability = blur_probability
     self.blur_seed = blur_seed
     self.name = name
@@ -138,11 +127,6 @@ class Step:
     return (self.optimizer.scale_loss(loss)
             if hasattr(self.optimizer, 'scale_loss') else loss)
 
-  def _decay(self):
-    # This replica's share: the optimizer's all-reduce sums the replicas.
-    return (self.weight_decay * optimizers.l2_loss(self.decayed) /
-            self.objective.replicas)
-
   def _gradient(self, loss, tape):
     # Zeros for the variables `loss` does not reach (the tape's own zeros
     # fail on Keras variables, whose dtype is a string).
@@ -158,17 +142,18 @@ class Step:
       if keys is not None:
         outputs = dict(outputs, key_projection=keys)
       terms, total = self.objective(outputs, labels)
-      if self.decayed:
-        terms['weight_decay'] = self._decay()
-        total += terms['weight_decay']
+      decay = self.objective.decay()
+      if decay is not None:
+        terms['weight_decay'] = decay
+        total += decay
       terms['loss'] = total
       scaled = self._scale(total)
     return terms, tape.gradient(scaled, self.variables)
 
   def _with_decay(self, terms, total, gradients):
-    if self.decayed:
+    if self.objective.decay() is not None:
       with tf.GradientTape() as tape:
-        terms['weight_decay'] = self._decay()
+        terms['weight_decay'] = self.objective.decay()
         scaled = self._scale(terms['weight_decay'])
       gradients = [g + d for g, d in zip(gradients,
                                          self._gradient(scaled, tape))]
