@@ -14,14 +14,22 @@ the thin scripts in bin/:
                                                       through the Keras core on
                                                       KERAS_BACKEND's backend
 
+Under KERAS_BACKEND=jax or torch, supcon-train and supcon-train-ce run the
+Keras core with the same flags (what it cannot do yet is one line), and
+supcon-train-classifier says in one line that it needs TensorFlow.
+
 Each parses its flags before TensorFlow is imported (a bad flag or --help
 answers at once), then quiets TensorFlow's start-up notices as it imports it
 (supcon_tf.startup), which is why the rest is imported inside the functions.
 """
+import json
 import os
 import sys
 
 from supcon_tf import startup
+
+# The apps whose runs the Keras core takes under another backend.
+TRAINING = ('supcon', 'cross_entropy', 'classifier')
 
 
 def _app(kind):
@@ -82,10 +90,10 @@ _CHECKPOINT_HELP = {
 def _main(kind, argv):
   """TensorFlow loads only once the flags parsed: a bad flag, --help and
   --helpshort answer in a fraction of a second."""
-  if kind == 'keras':
+  if kind == 'keras' or (kind in TRAINING and keras_backend() != 'tensorflow'):
     # The Keras core: TensorFlow only where KERAS_BACKEND asks for it.
     from supcon_tf.training import core
-    return core.main(argv)
+    return core.main(argv, 'supcon' if kind == 'keras' else kind)
   if kind in ('convert_seed', 'convert_torch'):
     # Read (and refused when it is not one) before TensorFlow loads.
     from absl import flags as absl_flags
@@ -112,6 +120,21 @@ def _main(kind, argv):
   if kind == 'convert_torch':
     return cli.convert_torch(argv, checkpoint, state, layout)
   return cli.main(kind, argv)
+
+
+def keras_backend():
+  """The backend Keras will take (KERAS_BACKEND, else keras.json's, as Keras
+  reads them), known without importing Keras, which under TensorFlow would
+  import TensorFlow before its start-up notices are quieted."""
+  if os.environ.get('KERAS_BACKEND'):
+    return os.environ['KERAS_BACKEND']
+  home = os.environ.get('KERAS_HOME') or os.path.join(
+      os.path.expanduser('~'), '.keras')
+  try:
+    with open(os.path.join(home, 'keras.json')) as f:
+      return json.load(f).get('backend', 'tensorflow')
+  except (OSError, ValueError, AttributeError):
+    return 'tensorflow'
 
 
 def _parse_flags(argv):

@@ -142,3 +142,18 @@ def _check_combinations(config):
   if config.num_views < 2 and config.stage_1_contrastive_loss_weight > 0:
     raise ValueError('The contrastive loss needs num_views >= 2; got '
                      f'{config.num_views}.')
+
+
+def check_saved_config(config, saved, stage_2_started):
+  """Refuses to resume a run whose `saved` Config (its config.json) differs
+  from `config` (stage 2's settings may change until stage 2 has
+  started): one line naming each difference."""
+  different = config.differences(saved)
+  if not stage_2_started:
+    different = [d for d in different if not d.startswith('stage_2_')]
+  if different:
+    details = ', '.join(f'{d}={getattr(config, d)!r} (saved '
+                        f'{getattr(saved, d)!r})' for d in different)
+    raise ValueError(
+        f'{config.model_dir} holds a run with a different configuration: '
+        f'{details}. Use another --model_dir, or the saved values to resume.')

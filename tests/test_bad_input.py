@@ -20,10 +20,11 @@ from tests.archives import tiny_cifar10, write_cifar_archive
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _app(*flags, script='train_supcon.py'):
+def _app(*flags, script='train_supcon.py', **env):
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'bin', script), *flags],
-      capture_output=True, text=True, timeout=600)
+      capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, **env))
 
 
 def _one_line_error(done, *names):
@@ -82,6 +83,18 @@ def test_a_setting_found_wrong_once_the_run_started_is_one_line_too(
                        '--stage_1_contrastive_loss_weight=0',
                        f'--model_dir={tmp_path / "run"}'),
                   'stage_1 trains nothing')
+
+
+def test_what_another_backend_cannot_run_yet_is_one_line(tmp_path):
+  # Under JAX the training apps run the Keras core: the classifier app and
+  # an official ImageNet preset are refused before anything is written.
+  _one_line_error(_app(f'--model_dir={tmp_path / "c"}',
+                       script='train_classifier.py', KERAS_BACKEND='jax'),
+                  'KERAS_BACKEND=tensorflow', 'jax')
+  _one_line_error(_app('--preset=supcon_imagenet_resnet50',
+                       f'--model_dir={tmp_path / "i"}', KERAS_BACKEND='jax'),
+                  '--allow_mixed_precision=True', 'KERAS_BACKEND=tensorflow')
+  assert not (tmp_path / 'c').exists() and not (tmp_path / 'i').exists()
 
 
 @pytest.mark.parametrize('script', ['convert_official.py', 'convert_seed.py'])

@@ -98,33 +98,48 @@ def _digits_config(model_dir, **values):
 
 def _saved(model_dir, stage):
   with np.load(model_dir / 'core' / f'{stage}.npz') as saved:
-    return [saved[f'arr_{i}'] for i in range(len(saved.files))]
+    return [saved[f'arr_{i}'] for i in range(len(saved.files) - 1)]
 
 
-def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path):
+def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path,
+                                                               monkeypatch):
   """The digits preset's two stages through the Keras core, with the views
-  on the device: the whole run evaluates; two calls stop at their budget
-  (one step each, a checkpoint each) and a third finishes with every
-  variable of both stages (optimizer and the views' seeds among them) as
-  the whole run's."""
+  on the device: the whole run evaluates; a call stops at its budget one
+  step into stage 1, a second ends stage 1 and stops one step into stage 2
+  (its budget read as spent from its fourth look), and a third finishes
+  with every variable of both stages (optimizer and the views' seeds among
+  them), and every figure of results.json, as the whole run's."""
   whole = core.run(_digits_config(tmp_path / 'whole'))
   assert (whole['stage_1_steps'], whole['stage_2_steps']) == (5, 5)
   assert 0. <= whole['test_top1'] <= 1.
   assert json.loads((tmp_path / 'whole' / 'results.json').read_text()) == (
       whole)
   budget = _digits_config(tmp_path / 'sliced', stop_after_minutes=1e-9)
-  for stopped in (1, 2):
+  looks = []
+  for stage, stopped, spent in (('stage_1', 1, None),
+                                ('stage_2', 1, lambda: len(looks) > 3)):
+    if spent:
+      monkeypatch.setattr(signals, 'budget_spent',
+                          lambda: looks.append(1) or spent())
     with pytest.raises(signals.BudgetSpent,
-                       match=f'stage_1: stopped at step {stopped} of 5, the '
+                       match=f'{stage}: stopped at step {stopped} of 5, the '
                        'time budget spent') as stop:
       core.run(budget)
     assert stop.value.status == 75
+  monkeypatch.undo()
   sliced = core.run(_digits_config(tmp_path / 'sliced'))
   signals.reset()
   assert sliced['test_top1'] == whole['test_top1']
-  # The last step's loss (not a mean over this call's steps).
-  for key in ('stage_1_final_loss', 'stage_2_final_loss'):
-    assert sliced[key] == pytest.approx(whole[key], rel=1e-5)
+  # Every figure, stage 1's too, though it ended in an earlier call; the
+  # last step's loss (not a mean over a call's steps); seconds summed.
+  assert sorted(sliced) == sorted(whole)
+  for key, value in whole.items():
+    if key.endswith('seconds'):
+      assert sliced[key] > 0, key
+    elif isinstance(value, float):
+      assert sliced[key] == pytest.approx(value, rel=1e-5), key
+    else:
+      assert sliced[key] == value, key
   for stage in ('stage_1', 'stage_2'):
     want, got = _saved(tmp_path / 'whole', stage), _saved(
         tmp_path / 'sliced', stage)
@@ -140,26 +155,56 @@ def test_a_dataset_the_core_cannot_read_is_one_line(tmp_path):
     core.run(_digits_config(tmp_path, input_fn='imagenet'))
   with pytest.raises(ValueError, match='--model_dir is required'):
     core.run(_digits_config(''))
-  with pytest.raises(ValueError, match="--sampler=class_balanced is the "
-                     "command line's"):
+  with pytest.raises(ValueError, match="--sampler=class_balanced needs the "
+                     'TensorFlow trainer for now'):
     core.run(_digits_config(tmp_path, sampler='class_balanced',
                             classes_per_batch=4))
+  with pytest.raises(ValueError, match='--strategy=mirrored needs the '
+                     'TensorFlow trainer for now'):
+    core.run(_digits_config(tmp_path, strategy='mirrored'))
   assert not (tmp_path / 'core').exists()
 
 
-def test_the_seed_preset_runs_both_stages_under_jax_and_evaluates(tmp_path):
+def test_a_model_dir_of_another_run_is_refused_untouched(tmp_path):
+  """The Keras core does not resume the TensorFlow trainer's run nor one of
+  another configuration, and the trainer does not resume the core's: one
+  line each, nothing written."""
+  from supcon_tf.training import run as run_lib
+  trainer_run = tmp_path / 'trainer'
+  (trainer_run / 'stage_1').mkdir(parents=True)
+  (trainer_run / 'stage_1' / 'checkpoint').write_text('')
+  with pytest.raises(ValueError, match='holds a run of the TensorFlow '
+                     'trainer .stage_1/.: resume it under '
+                     'KERAS_BACKEND=tensorflow'):
+    core.run(_digits_config(trainer_run))
+  core_run = tmp_path / 'core_run'
+  (core_run / 'core').mkdir(parents=True)
+  (core_run / 'config.json').write_text(
+      _digits_config(core_run).to_json())
+  with pytest.raises(ValueError, match=r'temperature=0\.5 \(saved 0\.1\)'):
+    core.run(_digits_config(core_run, temperature=0.5))
+  with pytest.raises(ValueError, match='holds a run of the Keras core'):
+    run_lib.check_config(_digits_config(core_run))
+  assert sorted(p.name for p in core_run.iterdir()) == ['config.json', 'core']
+  assert sorted(p.name for p in trainer_run.iterdir()) == ['stage_1']
+
+
+@pytest.mark.parametrize('script', ['train_keras.py', 'train_supcon.py'])
+def test_the_seed_preset_runs_both_stages_under_jax_and_evaluates(tmp_path,
+                                                                  script):
   """The seed's CIFAR-10 SupCon preset (its views on the device: pad-4
   crop, flip, its AutoAugment) on a tiny CIFAR-10 archive, through
-  bin/train_keras.py under JAX with TensorFlow unimportable: the first
-  steps of both stages, then the test top-1."""
+  bin/train_keras.py, and bin/train_supcon.py (the same command on every
+  backend), under JAX with TensorFlow unimportable: the first steps of both
+  stages, then the test top-1."""
   from tests import archives
   archives.tiny_cifar10(tmp_path, per_batch=16)
   out = test_backends.run_backend('jax', f'''
     import runpy, sys
-    sys.argv = ['train_keras.py', '--preset={PRESET}', '--data_dir=.',
+    sys.argv = [{script!r}, '--preset={PRESET}', '--data_dir=.',
                 '--model_dir=run', '--batch_size=40', '--stage_1_epochs=1',
                 '--stage_2_epochs=1', '--noprogress']
-    runpy.run_path({str(test_backends.ROOT + '/bin/train_keras.py')!r},
+    runpy.run_path({str(test_backends.ROOT + '/bin/' + script)!r},
                    run_name='__main__')
   ''', tmp_path)
   results = json.loads((tmp_path / 'run' / 'results.json').read_text())

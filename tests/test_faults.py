@@ -143,36 +143,46 @@ def test_a_stages_figures_resume_with_it_and_older_checkpoints_still_read(
     tmp_path):
   """StageFigures ride in the stage's checkpoint (what results.json reports
   of a stage resumed after its end); a checkpoint written without them
-  (before they were kept) restores, the figures unknown."""
+  (before they were kept), or with figures of another length, restores, the
+  figures unknown."""
   import tensorflow as tf
-  from supcon_tf.training.checkpoints import StageCheckpoint, StageFigures
+  from supcon_tf.training.checkpoints import StageCheckpoint
+  from supcon_tf.training.figures import StageFigures
 
-  def stage_checkpoint(directory, figures):
+  def stage_checkpoint(figures):
     step = tf.Variable(0, dtype=tf.int64)
-    return step, StageCheckpoint('stage_1', str(directory), None, True, 2,
+    return step, StageCheckpoint('stage_1', str(tmp_path), None, True, 3,
                                  1e4, figures, step=step)
 
   old = tf.Variable(4, dtype=tf.int64)
-  tf.train.CheckpointManager(tf.train.Checkpoint(step=old),
-                             str(tmp_path / 'old'), 1).save(4)
+  tf.train.CheckpointManager(tf.train.Checkpoint(step=old), str(tmp_path),
+                             3).save(4)
   figures = StageFigures(6)
-  step, saved = stage_checkpoint(tmp_path / 'old', figures)
+  step, saved = stage_checkpoint(figures)
   assert saved.restore().endswith('ckpt-4') and int(step.numpy()) == 4
-  assert figures.restored() == {'steps': 6, 'loss': None, 'seconds': 0.}
+  assert figures.result == {'steps': 6, 'loss': None, 'seconds': 0.}
 
   figures.result.update(loss=0.123456789, knn_val_top1=0.75,
                         collapsed_epochs=2)
   figures.start_clock()
   saved.save(5)
   again = StageFigures(6)
-  step, saved = stage_checkpoint(tmp_path / 'old', again)
+  step, saved = stage_checkpoint(again)
   assert saved.restore().endswith('ckpt-5') and int(step.numpy()) == 4
-  result = again.restored()
+  result = again.result
   assert result['seconds'] > 0
   assert {k: result[k] for k in ('loss', 'knn_val_top1', 'collapsed_epochs')
           } == {'loss': 0.123456789, 'knn_val_top1': 0.75,
                 'collapsed_epochs': 2}
   assert 'loss_floor' not in result
+
+  other = tf.Variable([1., 2.], dtype=tf.float64)
+  tf.train.CheckpointManager(tf.train.Checkpoint(step=old, figures=other),
+                             str(tmp_path), 3).save(6)
+  later = StageFigures(6)
+  step, saved = stage_checkpoint(later)
+  assert saved.restore().endswith('ckpt-6') and int(step.numpy()) == 4
+  assert later.result == {'steps': 6, 'loss': None, 'seconds': 0.}
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import time
 
 import tensorflow as tf
 from absl import logging
@@ -30,6 +29,8 @@ def remove_partial_checkpoint(directory, number):
 
 
 CONVERTED_FILE = 'converted.json'
+# A stage's figures (figures.StageFigures) in its checkpoints.
+FIGURES_KEY = 'figures/.ATTRIBUTES/VARIABLE_VALUE'
 
 
 def converted_from(directory):
@@ -55,11 +56,11 @@ def cause(error):
   return lines[0][:200] if lines else 'no detail'
 
 
-def restore_readable(checkpoint, directory):
-  """Restores the newest checkpoint of `directory` that reads; returns its
-  path (None without checkpoints). A truncated or corrupt one is skipped with
-  a warning naming it; if none reads, an error names them. Nothing is
-  deleted."""
+def restore_readable(checkpoint_for, directory):
+  """Restores the newest checkpoint of `directory` that reads into
+  `checkpoint_for(path)` (a tf.train.Checkpoint); returns its path (None
+  without checkpoints). A truncated or corrupt one is skipped with a warning
+  naming it; if none reads, an error names them. Nothing is deleted."""
   state = tf.train.get_checkpoint_state(directory)
   paths = list(state.all_model_checkpoint_paths) if state else []
   if state and state.model_checkpoint_path not in paths:
@@ -67,7 +68,7 @@ def restore_readable(checkpoint, directory):
   failed = []
   for path in reversed(paths):
     try:
-      checkpoint.restore(path).assert_existing_objects_matched()
+      checkpoint_for(path).restore(path).assert_existing_objects_matched()
       return path
     except (tf.errors.OpError, ValueError, AssertionError, IndexError,
             OSError) as error:
@@ -79,47 +80,6 @@ def restore_readable(checkpoint, directory):
         f'No readable checkpoint in {directory} (tried {", ".join(failed)}); '
         'nothing was deleted.')
   return None
-
-
-class StageFigures:
-  """What results.json reports of a stage (`result`: seconds, the last loss
-  terms, kNN top-1, collapsed epochs), saved with each of its checkpoints:
-  a stage finished over several calls (stopped by its budget or a signal,
-  or crashed, then resumed) reports as the uninterrupted stage, its seconds
-  summed over the calls."""
-
-  KEYS = ('seconds', 'loss', 'loss_floor', 'excess_loss', 'knn_val_top1',
-          'collapsed_epochs')
-
-  def __init__(self, steps):
-    # One float64 vector: Python floats round-trip exactly; NaN is absent.
-    self.variable = tf.Variable(
-        [0.] + [float('nan')] * (len(self.KEYS) - 1), dtype=tf.float64,
-        trainable=False, name='figures')
-    self.result = {'steps': steps, 'loss': None, 'seconds': 0.}
-    self._clock = None
-
-  def restored(self):
-    """`result` as the restored checkpoint left it."""
-    for key, value in zip(self.KEYS, self.variable.numpy().tolist()):
-      if value == value:
-        self.result[key] = (int(value) if key == 'collapsed_epochs' else
-                            value)
-    return self.result
-
-  def start_clock(self):
-    """This call's training starts: its seconds add to the earlier calls'."""
-    self._clock = (time.perf_counter(), self.result['seconds'])
-
-  def record(self):
-    """`result`, its seconds brought up to now, into the variable, for the
-    next checkpoint."""
-    if self._clock is not None:
-      started, before = self._clock
-      self.result['seconds'] = before + time.perf_counter() - started
-    values = [self.result.get(key) for key in self.KEYS]
-    self.variable.assign([float('nan') if v is None else float(v)
-                          for v in values])
 
 
 class StageCheckpoint:
@@ -134,24 +94,32 @@ class StageCheckpoint:
     self.name = name
     self.directory = directory
     self.chief = chief
-    self.figures = figures
+    self.figures = figures  # A figures.StageFigures.
     self.last_saved = 0  # The step of the last checkpoint saved or restored.
-    # Checkpoints written before the figures were kept still resume: the
-    # figures are read apart, where missing ones are no error.
-    self.restorable = tf.train.Checkpoint(**objects)
-    self.checkpoint = tf.train.Checkpoint(figures=figures.variable, **objects)
+    self.figures_variable = tf.Variable(
+        figures.values(), dtype=tf.float64, trainable=False, name='figures')
+    self.checkpoint = tf.train.Checkpoint(figures=self.figures_variable,
+                                          **objects)
+    # For checkpoints written before the figures were kept, or with figures
+    # of another length: they resume, their figures unknown.
+    self.without_figures = tf.train.Checkpoint(**objects)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, directory if chief else save_directory,
         max_to_keep=max_to_keep,
         keep_checkpoint_every_n_hours=keep_every_hours)
 
+  def _checkpoint_for(self, path):
+    shapes = dict(tf.train.list_variables(path))
+    if shapes.get(FIGURES_KEY) == [len(self.figures.KEYS)]:
+      return self.checkpoint
+    return self.without_figures
+
   def restore(self):
     """Restores the newest readable checkpoint (`restore_readable`) and the
     figures it holds; its path, or None."""
-    path = restore_readable(self.restorable, self.directory)
-    if path:
-      tf.train.Checkpoint(figures=self.figures.variable).read(
-          path).expect_partial()
+    path = restore_readable(self._checkpoint_for, self.directory)
+    if path and self._checkpoint_for(path) is self.checkpoint:
+      self.figures.load(self.figures_variable.numpy())
     return path
 
   def latest(self):
@@ -166,7 +134,7 @@ class StageCheckpoint:
     """Writes checkpoint `number`; a failed write leaves nothing of it and
     is a WriteError naming the checkpoint kept."""
     self.last_saved = number
-    self.figures.record()
+    self.figures_variable.assign(self.figures.values())
     try:
       self.manager.save(checkpoint_number=number)
     except (tf.errors.OpError, OSError) as error:

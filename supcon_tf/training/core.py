@@ -27,10 +27,12 @@ import keras
 import numpy as np
 from absl import logging
 
-from supcon_tf import files
+from supcon_tf import config_checks, files
+from supcon_tf.config import Config
 from supcon_tf.data import arrays, device_views, epochs
 from supcon_tf.losses import class_ids
 from supcon_tf.models import build_model, layers
+from supcon_tf.training import figures as figures_lib
 from supcon_tf.training import objective as objective_lib
 from supcon_tf.training import optimizers, signals, stages
 from supcon_tf.training.errors import NonFiniteLossError
@@ -59,12 +61,35 @@ def check_config(config):
                      'results.json go.')
   if config.mode not in ('train', 'train_then_eval'):
     raise ValueError(f'--mode={config.mode}: the Keras core trains (train, '
-                     'train_then_eval); evaluate with bin/train_supcon.py.')
+                     'train_then_eval); evaluate under '
+                     'KERAS_BACKEND=tensorflow.')
   for name, value in COMMAND_LINE_ONLY.items():
     if (getattr(config, name) or value) != value:
-      raise ValueError(f'--{name}={getattr(config, name)} is the command '
-                       "line's (bin/train_supcon.py); the Keras core "
-                       f'takes {name}={value!r}.')
+      raise ValueError(f'--{name}={getattr(config, name)} needs the '
+                       'TensorFlow trainer for now (KERAS_BACKEND='
+                       f'tensorflow); the Keras core takes {name}={value!r}.')
+  if config.strategy not in ('auto', 'default'):
+    raise ValueError(f'--strategy={config.strategy} needs the TensorFlow '
+                     'trainer for now (KERAS_BACKEND=tensorflow); the Keras '
+                     'core runs on one device.')
+  check_model_dir(config)
+
+
+def check_model_dir(config):
+  """Refuses a model_dir that holds the TensorFlow trainer's run, or a run
+  of the core with another configuration. Reads, never writes."""
+  for stage in ('stage_1', 'stage_2'):
+    if os.path.exists(os.path.join(config.model_dir, stage, 'checkpoint')):
+      raise ValueError(
+          f'{config.model_dir} holds a run of the TensorFlow trainer '
+          f'({stage}/): resume it under KERAS_BACKEND=tensorflow, or use '
+          'another --model_dir.')
+  path = os.path.join(config.model_dir, 'config.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = Config.from_json(f.read())
+    config_checks.check_saved_config(config, saved, os.path.exists(
+        os.path.join(config.model_dir, 'core', CHECKPOINT.format('stage_2'))))
 
 
 def load_data(config):
@@ -76,7 +101,8 @@ def load_data(config):
   if config.input_fn not in INPUTS:
     raise arrays.DataError(
         f'input_fn={config.input_fn} has no Keras-core reader; '
-        f'{", ".join(INPUTS)} have (the command line reads every source).')
+        f'{", ".join(INPUTS)} have (under KERAS_BACKEND=tensorflow every '
+        'source reads).')
   if config.input_fn == 'digits':
     splits, names = arrays.load_digits(), range(10)
   elif config.input_fn == 'folder':
@@ -177,19 +203,25 @@ def _state(trainer):
   return list(trainer.variables) + list(trainer.optimizer.variables)
 
 
-def save(trainer, path):
+def save(trainer, path, figures):
   """Every variable of the stage (the model's, the views' seed, the
-  optimizer's with its step), whole or not at all."""
+  optimizer's with its step) and its `figures` (a figures.StageFigures),
+  whole or not at all."""
   buffer = io.BytesIO()
   np.savez(buffer, *[np.asarray(keras.ops.convert_to_numpy(v.value))
-                     for v in _state(trainer)])
+                     for v in _state(trainer)],
+           figures=np.asarray(figures.values(), np.float64))
   files.write_bytes(path, buffer.getvalue())
 
 
-def restore(trainer, path):
-  """Puts a `save`d stage back; a file of another model says so."""
+def restore(trainer, path, figures):
+  """Puts a `save`d stage back, and its figures where the file has them; a
+  file of another model says so."""
   with np.load(path) as saved:
-    values = [saved[f'arr_{i}'] for i in range(len(saved.files))]
+    values = [saved[f'arr_{i}'] for i in range(
+        sum(name.startswith('arr_') for name in saved.files))]
+    if 'figures' in saved.files:
+      figures.load(saved['figures'])
   variables = _state(trainer)
   shapes = [tuple(v.shape) for v in variables]
   if [a.shape for a in values] != shapes:
@@ -208,24 +240,26 @@ def build(trainer, images):
 
 def train_stage(trainer, stage, config, data, steps, directory):
   """Runs `stage` from its checkpoint to its last step; returns its
-  {'steps', 'loss', 'seconds'}. At the time budget: a checkpoint, then
-  `signals.BudgetSpent`."""
+  {'steps', 'loss', 'seconds'} (`figures.StageFigures`: a stage finished in
+  an earlier call reports that call's). At the time budget: a checkpoint,
+  then `signals.BudgetSpent`."""
   images, labels = data
   total = stages.stage_steps(stage, config, steps)
   path = os.path.join(directory, CHECKPOINT.format(stage.name))
   build(trainer, images)
+  figures = figures_lib.StageFigures(total)
   if os.path.exists(path):
-    restore(trainer, path)
+    restore(trainer, path, figures)
     logging.info('%s: resumed from %s at step %d', stage.name, path,
                  int(trainer.optimizer.iterations))
   step = int(trainer.optimizer.iterations)
-  result = {'steps': total, 'loss': None, 'seconds': 0.}
+  result = figures.result
   if step >= total:
     return result
   epoch_of = lambda s: epochs.epoch_of_step(
       s, len(images), config.batch_size, config.epoch_remainder)
   progress = Progress(stage.name, total, step, enabled=config.progress)
-  started = time.perf_counter()
+  figures.start_clock()
   layers.freeze_moving_statistics(trainer.model,
                                   not stage.update_encoder_batch_norm)
   try:
@@ -233,7 +267,7 @@ def train_stage(trainer, stage, config, data, steps, directory):
       try:
         signals.check('between steps')
       except signals.Interrupted as stop:
-        save(trainer, path)
+        save(trainer, path, figures)
         raise signals.Interrupted(
             f'{stage.name}: stopped at step {step} ({signals.name()}); '
             f'checkpoint {path}. Run the same command to resume.',
@@ -252,9 +286,9 @@ def train_stage(trainer, stage, config, data, steps, directory):
       result['loss'] = loss
       progress.update(step, loss=loss)
       if epoch_of(step) != epoch_of(step - 1) or step == total:
-        save(trainer, path)
+        save(trainer, path, figures)
       if signals.budget_spent() and step < total:
-        save(trainer, path)
+        save(trainer, path, figures)
         raise signals.BudgetSpent(
             f'{stage.name}: stopped at step {step} of {total}, the time '
             f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
@@ -262,7 +296,7 @@ def train_stage(trainer, stage, config, data, steps, directory):
   finally:
     layers.freeze_moving_statistics(trainer.model, False)
     progress.close()
-  result['seconds'] = time.perf_counter() - started
+  # The seconds as the last checkpoint keeps them.
   return result
 
 
@@ -322,19 +356,28 @@ def run(config):
   return results
 
 
-def main(argv):
-  """supcon-train-keras: the flags of supcon-train (a preset and the
-  official names) to `run`; bad flags and data are one line (exit 2), a
-  time budget spent exits 75, Ctrl-C 130, SIGTERM 143."""
+def main(argv, kind='supcon'):
+  """supcon-train-keras, and supcon-train (`kind` 'supcon') and
+  supcon-train-ce ('cross_entropy': the official XENT flag group) under
+  another backend than TensorFlow: the flags (a preset and the official
+  names) to `run`; bad flags and data are one line (exit 2), a time budget
+  spent exits 75, Ctrl-C 130, SIGTERM 143."""
   from absl import app
 
   from supcon_tf import flags as supcon_flags
+  from supcon_tf.presets import XENT_FLAGS
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   if not supcon_flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.INFO)
   try:
-    config = supcon_flags.config_from_flags()
+    if kind == 'classifier':
+      raise ValueError(
+          f'supcon-train-classifier needs KERAS_BACKEND=tensorflow (this is '
+          f'{keras.backend.backend()}); on a stage 1 of the Keras core, '
+          'supcon-train with its flags trains stage 2.')
+    config = supcon_flags.config_from_flags(
+        XENT_FLAGS if kind == 'cross_entropy' else None)
   except ValueError as error:
     supcon_flags.fail(argv, error)
   results = supcon_flags.run_reported(

@@ -26,6 +26,7 @@ from supcon_tf.data import augment, decoding, epochs, pipeline
 from supcon_tf.models import layers
 from supcon_tf.training import checkpoints, evaluation, optimizers, precision
 from supcon_tf.training import knn, signals, stages, summaries
+from supcon_tf.training import figures as figures_lib
 from supcon_tf.training import memory as memory_lib
 from supcon_tf.training import objective as objective_lib
 from supcon_tf.training import step as step_lib
@@ -117,14 +118,14 @@ class Trainer:
     finished: it is loaded, not trained."""
     config = self.config
     total = stages.stage_steps(stage, config, self.steps_per_epoch)
-    figures = checkpoints.StageFigures(total)
+    figures = figures_lib.StageFigures(total)
     if self._restore_converted(stage):
       return figures.result
     optimizer, variables, step = self.stage_optimizer(stage)
     saved = self._stage_checkpoint(stage, optimizer, step, figures)
     start = saved.last_saved = int(step.numpy())
-    # The figures of earlier calls: a finished stage reports them as is.
-    result = figures.restored()
+    # As earlier calls left them: a finished stage reports them as they are.
+    result = figures.result
     if start >= total:
       logging.info('%s: already finished (%d steps)', stage.name, total)
       return result
@@ -158,16 +159,7 @@ class Trainer:
                 f'{saved.kept()}.')
           log.called(current, metrics, count, seconds,
                      float(optimizer.learning_rate), result)
-          epoch_end = current == self._next_epoch_end(current - 1)
-          epoch = self._epoch_of(current)
-          log.watched(epoch, epoch_end, metrics, result)
-          if log.knn_due(epoch, epoch_end, current == total):
-            log.knn(current, epoch, self.knn_monitor(), result)
-          # After the watch and the monitor: the checkpoint keeps their
-          # figures (StageFigures).
-          if (epoch_end or current == total or
-              current - saved.last_saved >= config.save_interval_steps):
-            saved.save(current)
+          self._after_call(log, saved, current, total, metrics, result)
           if signals.budget_spent() and current < total:
             raise signals.BudgetSpent('')
     finally:
@@ -176,6 +168,22 @@ class Trainer:
     # The seconds as the last checkpoint keeps them: a call that finds the
     # stage finished reports the same.
     return result
+
+  def _after_call(self, log, saved, current, total, metrics, result):
+    """After a loop call that ended at step `current`: the collapse watch,
+    at an epoch's end the kNN monitor, then the checkpoint, which keeps
+    their figures (a monitor that fails still leaves it written)."""
+    epoch_end = current == self._next_epoch_end(current - 1)
+    epoch = self._epoch_of(current)
+    log.watched(epoch, epoch_end, metrics, result)
+    save = (epoch_end or current == total or
+            current - saved.last_saved >= self.config.save_interval_steps)
+    try:
+      if log.knn_due(epoch, epoch_end, current == total):
+        log.knn(current, epoch, self.knn_monitor(), result)
+    finally:
+      if save:
+        saved.save(current)
 
   def _stage_checkpoint(self, stage, optimizer, step, figures):
     """The stage's `checkpoints.StageCheckpoint`, restored from the chief's

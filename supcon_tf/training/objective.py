@@ -104,11 +104,16 @@ class Objective:
       total += self.cross_entropy_weight * terms['cross_entropy_loss']
     return terms, total
 
+  @property
+  def decays(self):
+    """Whether the objective has a weight-decay term."""
+    return bool(self.weight_decay and self.decayed)
+
   def decay(self):
     """This replica's share of weight decay x the L2 of the decayed
     variables (the optimizer's all-reduce sums the replicas); None without
     weight decay."""
-    if not (self.weight_decay and self.decayed):
+    if not self.decays:
       return None
     return self.weight_decay * optimizers.l2_loss(self.decayed) / self.replicas
 

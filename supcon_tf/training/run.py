@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from supcon_tf import export as export_lib
-from supcon_tf import files, official
+from supcon_tf import config_checks, files, official
 from supcon_tf.config import Config
 from supcon_tf.data import arrays, sources
 from supcon_tf.models import (  # noqa: F401 (build_model: its old place)
@@ -136,21 +136,18 @@ def check_model_dir(config):
   settings may change until stage 2 has started). Reads, never writes."""
   if not config.model_dir:
     raise ValueError('model_dir is required (--model_dir).')
+  if os.path.isdir(os.path.join(config.model_dir, 'core')):
+    raise ValueError(
+        f'{config.model_dir} holds a run of the Keras core (core/): resume '
+        'it with supcon-train-keras, or under the KERAS_BACKEND it ran on; '
+        'or use another --model_dir.')
   path = os.path.join(config.model_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return
   with open(path) as f:
     saved = Config.from_json(f.read())
-  different = config.differences(saved)
-  if not tf.train.latest_checkpoint(os.path.join(config.model_dir,
-                                                 'stage_2')):
-    different = [d for d in different if not d.startswith('stage_2_')]
-  if different:
-    details = ', '.join(f'{d}={getattr(config, d)!r} (saved '
-                        f'{getattr(saved, d)!r})' for d in different)
-    raise ValueError(
-        f'{config.model_dir} holds a run with a different configuration: '
-        f'{details}. Use another --model_dir, or the saved values to resume.')
+  config_checks.check_saved_config(config, saved, bool(
+      tf.train.latest_checkpoint(os.path.join(config.model_dir, 'stage_2'))))
 
 
 def run(config, stage_indices=(1, 2)):

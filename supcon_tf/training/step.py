@@ -142,16 +142,15 @@ class Step:
       if keys is not None:
         outputs = dict(outputs, key_projection=keys)
       terms, total = self.objective(outputs, labels)
-      decay = self.objective.decay()
-      if decay is not None:
-        terms['weight_decay'] = decay
-        total += decay
+      if self.objective.decays:
+        terms['weight_decay'] = self.objective.decay()
+        total += terms['weight_decay']
       terms['loss'] = total
       scaled = self._scale(total)
     return terms, tape.gradient(scaled, self.variables)
 
   def _with_decay(self, terms, total, gradients):
-    if self.objective.decay() is not None:
+    if self.objective.decays:
       with tf.GradientTape() as tape:
         terms['weight_decay'] = self.objective.decay()
         scaled = self._scale(terms['weight_decay'])

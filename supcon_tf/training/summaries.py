@@ -82,8 +82,8 @@ class StageLog:
         result[key] = metrics[key]
 
   def watched(self, epoch, epoch_end, metrics, result):
-    """After a call (and its checkpoint): the collapse watch, and at an
-    epoch's end its warning."""
+    """After a call (before its checkpoint, which keeps the count): the
+    collapse watch, and at an epoch's end its warning."""
     if self.watch is None:
       return
     self.watch.update(metrics['contrastive_loss'])
