@@ -3,8 +3,12 @@ checked against the allowed values (`CHOICES`), and every value's range and
 combination checked, each failure one ValueError naming the flag. No
 TensorFlow."""
 import dataclasses
+import os
 
 from supcon_tf import enums
+
+# A run's configuration, in its model_dir.
+CONFIG_FILE = 'config.json'
 
 
 def normalise_choices(config):
@@ -144,10 +148,15 @@ def _check_combinations(config):
                      f'{config.num_views}.')
 
 
-def check_saved_config(config, saved, stage_2_started):
-  """Refuses to resume a run whose `saved` Config (its config.json) differs
-  from `config` (stage 2's settings may change until stage 2 has
-  started): one line naming each difference."""
+def check_saved_config(config, stage_2_started):
+  """Refuses to resume the run in `config.model_dir` when its config.json
+  holds another configuration (stage 2's settings may change until stage 2
+  has started): one line naming each difference. Reads, never writes."""
+  path = os.path.join(config.model_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = type(config).from_json(f.read())
   different = config.differences(saved)
   if not stage_2_started:
     different = [d for d in different if not d.startswith('stage_2_')]

@@ -28,7 +28,6 @@ import numpy as np
 from absl import logging
 
 from supcon_tf import config_checks, files
-from supcon_tf.config import Config
 from supcon_tf.data import arrays, device_views, epochs
 from supcon_tf.losses import class_ids
 from supcon_tf.models import build_model, layers
@@ -84,12 +83,8 @@ def check_model_dir(config):
           f'{config.model_dir} holds a run of the TensorFlow trainer '
           f'({stage}/): resume it under KERAS_BACKEND=tensorflow, or use '
           'another --model_dir.')
-  path = os.path.join(config.model_dir, 'config.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = Config.from_json(f.read())
-    config_checks.check_saved_config(config, saved, os.path.exists(
-        os.path.join(config.model_dir, 'core', CHECKPOINT.format('stage_2'))))
+  config_checks.check_saved_config(config, os.path.exists(
+      os.path.join(config.model_dir, 'core', CHECKPOINT.format('stage_2'))))
 
 
 def load_data(config):
@@ -325,8 +320,9 @@ def run(config):
   directory = os.path.join(config.model_dir, 'core')
   os.makedirs(directory, exist_ok=True)
   with files.model_dir_lock(config.model_dir):
-    files.write_text(os.path.join(config.model_dir, 'config.json'),
-                     config.to_json())
+    files.write_text(
+        os.path.join(config.model_dir, config_checks.CONFIG_FILE),
+        config.to_json())
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, num_classes)
     results = {'backend': keras.backend.backend(),

@@ -67,8 +67,8 @@ class Objective:
         cross_entropy_weight=stage.cross_entropy_loss_weight,
         use_labels=loss.use_labels, label_smoothing=loss.label_smoothing,
         num_classes=num_classes, memory=memory,
-        weight_decay=stage.weight_decay if decayed else 0.,
-        decayed=tuple(decayed), **loss.options())
+        weight_decay=stage.weight_decay, decayed=tuple(decayed),
+        **loss.options())
 
   @property
   def contrastive(self):

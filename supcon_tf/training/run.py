@@ -21,7 +21,6 @@ from absl import logging
 
 from supcon_tf import export as export_lib
 from supcon_tf import config_checks, files, official
-from supcon_tf.config import Config
 from supcon_tf.data import arrays, sources
 from supcon_tf.models import (  # noqa: F401 (build_model: its old place)
     ENCODERS, build_model, encoder_name, layers)
@@ -31,7 +30,7 @@ from supcon_tf.training import stages
 from supcon_tf.training.loop import Trainer
 from supcon_tf.training.summaries import write_scalars
 
-CONFIG_FILE = 'config.json'
+CONFIG_FILE = config_checks.CONFIG_FILE
 RESULTS_FILE = 'results.json'
 # --mode=eval stops when no new checkpoint has come for this long (official).
 EVAL_TIMEOUT_SECS = 60 * 60
@@ -141,12 +140,7 @@ def check_model_dir(config):
         f'{config.model_dir} holds a run of the Keras core (core/): resume '
         'it with supcon-train-keras, or under the KERAS_BACKEND it ran on; '
         'or use another --model_dir.')
-  path = os.path.join(config.model_dir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = Config.from_json(f.read())
-  config_checks.check_saved_config(config, saved, bool(
+  config_checks.check_saved_config(config, bool(
       tf.train.latest_checkpoint(os.path.join(config.model_dir, 'stage_2'))))
 
 
