@@ -165,6 +165,34 @@ def test_a_dataset_the_core_cannot_read_is_one_line(tmp_path):
   assert not (tmp_path / 'core').exists()
 
 
+def test_each_stage_decays_and_updates_the_variables_the_trainer_does(
+    tmp_path, monkeypatch):
+  """A run's stage models: the objective's weight decay reaches the
+  variables `stages.decayed_variables` names (the model is built before
+  them), and Keras' step differentiates `stages.updated_variables` alone
+  (stage 2: the classification head, not the frozen encoder)."""
+  seen = []
+  monkeypatch.setattr(core, 'train_stage', lambda trainer, stage, *_: (
+      seen.append((trainer, stage)) or {'steps': 0, 'loss': None,
+                                        'seconds': 0.}))
+  config = _digits_config(tmp_path, mode='train')
+  core.run(config)
+  assert [stage.index for _, stage in seen] == [1, 2]
+  ids = lambda variables: [id(v) for v in variables]
+  for trainer, stage in seen:
+    assert ids(trainer.objective.decayed) == ids(
+        stages.decayed_variables(stage, trainer.model, config))
+    assert ids(trainer.trainable_variables) == ids(
+        stages.updated_variables(stage, trainer.model, config))
+    assert len(trainer.non_trainable_variables) + len(
+        trainer.trainable_variables) == len(trainer.variables)
+  stage_1, stage_2 = seen[0][0], seen[1][0]
+  assert stage_1.objective.weight_decay > 0
+  assert len(stage_1.objective.decayed) > 20
+  assert ids(stage_2.trainable_weights) == ids(
+      stage_2.model.classification_head.trainable_variables)
+
+
 def test_a_model_dir_of_another_run_is_refused_untouched(tmp_path):
   """The Keras core does not resume the TensorFlow trainer's run nor one of
   another configuration, and the trainer does not resume the core's: one

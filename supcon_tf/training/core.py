@@ -18,7 +18,9 @@ in memory as NumPy (`data.arrays`: the CIFAR archives, the digits), one
 device, Keras' own step on each backend (`StageModel`), checkpoints as .npz
 files of every variable, the step among them.
 """
+import functools
 import io
+import itertools
 import json
 import os
 import time
@@ -121,6 +123,12 @@ def load_data(config):
   return splits, len(names), mean_std
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_order(count, seed, epoch):
+  # One permutation per epoch, drawn once (each step reads its slice).
+  return np.random.default_rng([seed, epoch]).permutation(count)
+
+
 def batch_indices(count, batch_size, step, seed, epoch_remainder):
   """The examples of global batch `step`: a seeded permutation of each
   epoch (its partial batch dropped with 'drop'), epochs end to end."""
@@ -128,10 +136,26 @@ def batch_indices(count, batch_size, step, seed, epoch_remainder):
   first, last = step * batch_size, (step + 1) * batch_size
   out = []
   for epoch in range(first // length, (last - 1) // length + 1):
-    order = np.random.default_rng([seed, epoch]).permutation(count)[:length]
+    order = _epoch_order(count, seed, epoch)[:length]
     start = max(first - epoch * length, 0)
     out.append(order[start:min(last - epoch * length, length)])
   return np.concatenate(out)
+
+
+class _StepLoss(keras.metrics.Metric):
+  """The last step's loss (Keras' own `loss` is a mean over a call's
+  steps)."""
+
+  def __init__(self, name='step_loss', **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.value = self.add_variable(shape=(), initializer='zeros',
+                                   dtype='float32', name='value')
+
+  def update_state(self, value):
+    self.value.assign(ops.cast(value, 'float32'))
+
+  def result(self):
+    return ops.convert_to_tensor(self.value)  # A value, not the variable.
 
 
 @keras.saving.register_keras_serializable(package='supcon_tf')
@@ -140,17 +164,39 @@ class StageModel(keras.Model):
   backend: `call` makes the views from uint8 images (`views`, a
   `DeviceViews`; `num_views` of them) and runs `model` with the stage's
   forward options; `compute_loss` is the stage's `objective.Objective` (one
-  replica) with its weight decay. The optimizer updates every trainable
-  variable: those no term reaches get a zero gradient, which leaves them as
-  they are."""
+  replica) with its weight decay. `updated`: the variables the stage's
+  optimizer updates (`stages.updated_variables`; None: every trainable
+  one); Keras' step takes its gradient with respect to them alone."""
 
   def __init__(self, model, views, num_views, objective, forward_options=None,
-               **kwargs):
+               updated=None, **kwargs):
     super().__init__(**kwargs)
     self.model, self.views = model, views
+    self._updated = None if updated is None else {id(v) for v in updated}
     self.num_views = int(num_views)
     self.objective = objective
     self.forward_options = dict(forward_options or {'training': True})
+    self.step_loss = _StepLoss()
+
+  # What Keras' step differentiates and its optimizer updates; the rest
+  # (a frozen encoder) is state, as BatchNorm's averages are.
+  @property
+  def trainable_variables(self):
+    variables = super().trainable_variables
+    return (variables if self._updated is None else
+            [v for v in variables if id(v) in self._updated])
+
+  @property
+  def non_trainable_variables(self):
+    trained = {id(v) for v in self.trainable_variables}
+    return [v for v in self.variables if id(v) not in trained]
+
+  trainable_weights = trainable_variables
+
+  @property
+  def non_trainable_weights(self):
+    trained = {id(v) for v in self.trainable_variables}
+    return [v for v in self.weights if id(v) not in trained]
 
   def call(self, images, training=False):
     if not training:
@@ -164,13 +210,23 @@ class StageModel(keras.Model):
                    training=True):
     _, total = self.objective(y_pred, class_ids(y))
     decay = self.objective.decay()
-    return total if decay is None else total + decay
+    total = total if decay is None else total + decay
+    self.step_loss.update_state(total)
+    return total
+
+
+def built_model(config, num_classes):
+  """The config's model with its variables: each stage's objective and
+  optimizer are made from them."""
+  model = build_model(config.model, num_classes)
+  model(np.zeros((1, config.image_size, config.image_size, 3), 'float32'))
+  return model
 
 
 def stage_model(config, model, stage, mean_std, steps, views=None):
-  """The `StageModel` of `stage`, compiled with its optimizer and schedule
-  (`steps`: steps per epoch); `views` (a `DeviceViews`) in place of the
-  config's."""
+  """The `StageModel` of `stage` on the built `model` (`built_model`),
+  compiled with its optimizer and schedule (`steps`: steps per epoch);
+  `views` (a `DeviceViews`) in place of the config's."""
   if views is None:
     views = device_views.DeviceViews.from_preprocessing(
         config.preprocessing, mean_std, seed=config.seed * 3 + stage.index)
@@ -183,7 +239,8 @@ def stage_model(config, model, stage, mean_std, steps, views=None):
       forward_options=dict(
           training=batch_norm_training,
           encoder_training=(batch_norm_training and
-                            not stage.encoder_batch_norm_inference)))
+                            not stage.encoder_batch_norm_inference)),
+      updated=stages.updated_variables(stage, model, config))
   optimizer = optimizers.build_optimizer(
       stage.optimizer, stages.learning_rate(stage, config, steps),
       stage.rmsprop_epsilon,
@@ -233,11 +290,40 @@ def build(trainer, images):
   trainer.optimizer.build(trainer.trainable_variables)
 
 
+class _StepBoundary(keras.callbacks.Callback):
+  """Before each step, on the host and reading nothing from the device: the
+  progress bar's count, and a signal or the time budget ends the call after
+  the step under way."""
+
+  def __init__(self, progress):
+    super().__init__()
+    self.progress, self.first, self.values = progress, 0, {}
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if batch:
+      self.progress.update(self.first + batch, **self.values)
+    if signals.requested() or signals.budget_spent():
+      self.model.stop_training = True
+
+
+def run_steps(trainer, batches, count, callbacks=()):
+  """Up to `count` steps on the (images, labels) `batches` yields, in one
+  Keras `fit` call: each batch goes to the device ahead of its step, and
+  nothing is read back until the call ends (a callback's `stop_training`
+  ends it early); returns the last step's loss."""
+  history = trainer.fit(batches, steps_per_epoch=count, epochs=1, verbose=0,
+                        shuffle=False, callbacks=list(callbacks))
+  return float(history.history['step_loss'][-1])
+
+
 def train_stage(trainer, stage, config, data, steps, directory):
   """Runs `stage` from its checkpoint to its last step; returns its
   {'steps', 'loss', 'seconds'} (`figures.StageFigures`: a stage finished in
-  an earlier call reports that call's). At the time budget: a checkpoint,
-  then `signals.BudgetSpent`."""
+  an earlier call reports that call's). The steps run in calls of up to
+  `summary_interval_steps` (and `steps_per_loop`), ending at each epoch's
+  end; the loss is read once per call. A signal or the time budget ends
+  the call after the step under way: a checkpoint, then
+  `signals.Interrupted` or `signals.BudgetSpent`."""
   images, labels = data
   total = stages.stage_steps(stage, config, steps)
   path = os.path.join(directory, CHECKPOINT.format(stage.name))
@@ -247,43 +333,52 @@ def train_stage(trainer, stage, config, data, steps, directory):
     restore(trainer, path, figures)
     logging.info('%s: resumed from %s at step %d', stage.name, path,
                  int(trainer.optimizer.iterations))
-  step = int(trainer.optimizer.iterations)
+  step = saved = int(trainer.optimizer.iterations)
   result = figures.result
   if step >= total:
     return result
   epoch_of = lambda s: epochs.epoch_of_step(
       s, len(images), config.batch_size, config.epoch_remainder)
+  length = epochs.epoch_length(len(images), config.batch_size,
+                               config.epoch_remainder)
+
+  def batches(first):
+    for s in itertools.count(first):
+      index = batch_indices(len(images), config.batch_size, s, config.seed,
+                            config.epoch_remainder)
+      yield images[index], labels[index]
+
   progress = Progress(stage.name, total, step, enabled=config.progress)
+  boundary = _StepBoundary(progress)
   figures.start_clock()
   layers.freeze_moving_statistics(trainer.model,
                                   not stage.update_encoder_batch_norm)
   try:
     while step < total:
-      try:
-        signals.check('between steps')
-      except signals.Interrupted as stop:
-        save(trainer, path, figures)
-        raise signals.Interrupted(
-            f'{stage.name}: stopped at step {step} ({signals.name()}); '
-            f'checkpoint {path}. Run the same command to resume.',
-            stop.signum) from None
-      index = batch_indices(len(images), config.batch_size, step,
-                            config.seed, config.epoch_remainder)
-      trainer.reset_metrics()  # This step's loss alone, whatever Keras keeps.
-      logs = trainer.train_on_batch(images[index], labels[index],
-                                    return_dict=True)
-      step += 1
-      loss = float(logs['loss'])
+      epoch_end = (epoch_of(step) + 1) * length
+      count = min(config.steps_per_loop, config.summary_interval_steps,
+                  epoch_end - step, total - step)
+      boundary.first = step
+      loss = run_steps(trainer, batches(step), count, [boundary])
+      step = int(trainer.optimizer.iterations)
       if not np.isfinite(loss):
         raise NonFiniteLossError(
             f'{stage.name}: the loss became {loss} by step {step}; stopped. '
             f'The last good checkpoint is kept: {path}.')
-      result['loss'] = loss
+      result['loss'] = boundary.values['loss'] = loss
       progress.update(step, loss=loss)
-      if epoch_of(step) != epoch_of(step - 1) or step == total:
+      stopping = signals.requested() or (
+          signals.budget_spent() and step < total)
+      if (step in (epoch_end, total) or stopping or
+          step - saved >= config.save_interval_steps):
         save(trainer, path, figures)
-      if signals.budget_spent() and step < total:
-        save(trainer, path, figures)
+        saved = step
+      if signals.requested():
+        raise signals.Interrupted(
+            f'{stage.name}: stopped at step {step} ({signals.name()}); '
+            f'checkpoint {path}. Run the same command to resume.',
+            signals.requested()) from None
+      if stopping:
         raise signals.BudgetSpent(
             f'{stage.name}: stopped at step {step} of {total}, the time '
             f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
@@ -324,7 +419,7 @@ def run(config):
         os.path.join(config.model_dir, config_checks.CONFIG_FILE),
         config.to_json())
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config.model, num_classes)
+    model = built_model(config, num_classes)
     results = {'backend': keras.backend.backend(),
                'input_fn': config.input_fn, 'num_classes': num_classes,
                'steps_per_epoch': steps}
