@@ -32,7 +32,6 @@ def main():
   import numpy as np
 
   from supcon_tf.data import epochs
-  from supcon_tf.models import build_model
   from supcon_tf.presets import make_config
   from supcon_tf.training import core, stages
 
@@ -43,7 +42,7 @@ def main():
   images = np.asarray(keras.ops.image.resize(small, (size, size))).clip(
       0, 255).astype('uint8')
   labels = rng.integers(0, 10, batch)
-  model = build_model(config, 10)
+  model = core.built_model(config, 10)
   stage = stages.stage_from_config(config, 1)
   steps_per_epoch = epochs.steps_per_epoch(args.images, config.batch_size,
                                            config.epoch_remainder)

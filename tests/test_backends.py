@@ -65,10 +65,11 @@ BACKENDS = [
 ]
 
 
-def run_backend(backend, code, cwd, **env):
+def run_backend(backend, code, cwd, stderr=False, **env):
   """Runs `code` under KERAS_BACKEND=`backend` in a fresh interpreter where
   TensorFlow cannot be imported, with numpy as np and `gradient`, and
-  the environment variables `env`; its stdout."""
+  the environment variables `env`; its stdout (with `stderr`, stdout and
+  stderr)."""
   env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS='cpu',
              PYTHONPATH=ROOT, **env)
   prelude = (BLOCK_TENSORFLOW + 'import keras\nimport numpy as np\n' +
@@ -77,7 +78,7 @@ def run_backend(backend, code, cwd, **env):
       [sys.executable, '-c', prelude + textwrap.dedent(code)], cwd=cwd,
       env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-4000:]
-  return done.stdout
+  return (done.stdout, done.stderr) if stderr else done.stdout
 
 
 @pytest.mark.parametrize('backend', BACKENDS)

@@ -136,6 +136,8 @@ def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path,
   for key, value in whole.items():
     if key.endswith('seconds'):
       assert sliced[key] > 0, key
+    elif key == 'export':  # Each in its own model_dir.
+      assert sliced[key] == str(tmp_path / 'sliced' / core.KERAS_FILE)
     elif isinstance(value, float):
       assert sliced[key] == pytest.approx(value, rel=1e-5), key
     else:
@@ -224,18 +226,28 @@ def test_the_seed_preset_runs_both_stages_under_jax_and_evaluates(tmp_path,
   crop, flip, its AutoAugment) on a tiny CIFAR-10 archive, through
   bin/train_keras.py, and bin/train_supcon.py (the same command on every
   backend), under JAX with TensorFlow unimportable: the first steps of both
-  stages, then the test top-1."""
+  stages, then the test top-1, the trained model as a .keras file (here it
+  loads under TensorFlow: the weights of stage 2's last checkpoint) and one
+  line saying the SavedModel needs TensorFlow."""
   from tests import archives
   archives.tiny_cifar10(tmp_path, per_batch=16)
-  out = test_backends.run_backend('jax', f'''
+  out, err = test_backends.run_backend('jax', f'''
     import runpy, sys
     sys.argv = [{script!r}, '--preset={PRESET}', '--data_dir=.',
                 '--model_dir=run', '--batch_size=40', '--stage_1_epochs=1',
                 '--stage_2_epochs=1', '--noprogress']
     runpy.run_path({str(test_backends.ROOT + '/bin/' + script)!r},
                    run_name='__main__')
-  ''', tmp_path)
+  ''', tmp_path, stderr=True)
   results = json.loads((tmp_path / 'run' / 'results.json').read_text())
+  assert results['export'] == 'run/model.keras'  # In model_dir.
+  assert ('No SavedModel under jax: the export with the official signatures '
+          'needs TensorFlow (KERAS_BACKEND=tensorflow)') in err
+  loaded = keras.saving.load_model(tmp_path / results['export'])
+  checkpoint = _saved(tmp_path / 'run', 'stage_2')
+  assert len(loaded.weights) > 50
+  for weight, saved in zip(loaded.get_weights(), checkpoint):
+    np.testing.assert_array_equal(weight, saved)
   assert results['backend'] == 'jax'
   assert (results['stage_1_steps'], results['stage_2_steps']) == (2, 2)
   assert np.isfinite(results['stage_1_final_loss'])

@@ -44,6 +44,7 @@ ops = keras.ops
 INPUTS = ('cifar10', 'cifar100', 'digits', 'folder')
 CHECKPOINT = '{}.npz'  # model_dir/core/stage_N.npz
 RESULTS_FILE = 'results.json'
+KERAS_FILE = 'model.keras'  # model_dir/model.keras, the trained model
 
 
 # What the command line does and the Keras core does not (yet): flag ->
@@ -400,6 +401,25 @@ def test_top1(trainer, images, labels, batch_size):
   return correct / len(images)
 
 
+def export_model(model, model_dir):
+  """Writes the trained model to model_dir/model.keras, whole or not at all
+  (every Keras backend loads it); returns its path. The SavedModel with the
+  official signatures is TensorFlow's: one line says so."""
+  path = os.path.join(model_dir, KERAS_FILE)
+  partial = os.path.join(model_dir, 'model.partial.keras')  # Keras' suffix.
+  try:
+    model.save(partial)
+    os.replace(partial, path)
+  except OSError as error:
+    raise files.WriteError(f'Could not write {path}: '
+                           f'{error.strerror or error}') from error
+  logging.warning(
+      'No SavedModel under %s: the export with the official signatures '
+      'needs TensorFlow (KERAS_BACKEND=tensorflow); the trained model is %s.',
+      keras.backend.backend(), path)
+  return path
+
+
 def run(config):
   """A preset's stages and the test top-1 through the Keras core, on the
   backend Keras runs on; returns the results (also model_dir/results.json).
@@ -441,6 +461,8 @@ def run(config):
       results['eval_split'] = name
       results['test_top1' if name == 'test' else 'val_top1'] = test_top1(
           trainer, *splits[name], config.eval_batch_size)
+    if config.export and trainer is not None:
+      results['export'] = export_model(model, config.model_dir)
     results['wall_seconds'] = round(time.perf_counter() - started, 2)
     files.write_text(os.path.join(config.model_dir, RESULTS_FILE),
                      json.dumps(results, indent=2))
