@@ -23,6 +23,7 @@ import io
 import itertools
 import json
 import os
+import re
 import time
 
 import keras
@@ -252,37 +253,77 @@ def stage_model(config, model, stage, mean_std, steps, views=None):
   return trainer
 
 
-def _state(trainer):
-  return list(trainer.variables) + list(trainer.optimizer.variables)
+def _relative(path, owner):
+  """`path` below `owner` (a layer), without the names Keras numbers by
+  creation order: the owner's, or the first one's number (the views' seed
+  generator, 'seed_generator_3/seed_generator_state')."""
+  first, _, rest = path.partition('/')
+  if first == owner.name and rest:
+    return rest
+  return '/'.join([re.sub(r'_\d+$', '', first)] + ([rest] if rest else []))
+
+
+def keyed_state(trainer):
+  """{key: variable} of everything a checkpoint keeps: the model's
+  variables ('model/resnet20/stem_conv/kernel'), the views' seed, the
+  optimizer's ('optimizer/iteration', 'optimizer/model/.../momentum'). The
+  keys are Keras variable paths without the names Keras numbers by creation
+  order, so they are the same on every backend and in every process."""
+  state = {}
+
+  def put(key, variable):
+    if key in state:  # Never one value saved for two variables.
+      raise ValueError(f'Two variables of the stage have the key {key}.')
+    state[key] = variable
+
+  for owner, prefix in ((trainer.model, 'model'), (trainer.views, 'views')):
+    for v in owner.variables:
+      put(f'{prefix}/{_relative(v.path, owner)}', v)
+  # A slot's name is its variable's path with '_' for '/', then the slot's.
+  slots = {v.path.replace('/', '_') + '_': key for key, v in state.items()}
+  for v in trainer.optimizer.variables:
+    name = v.name
+    owner = max((p for p in slots if name.startswith(p)), key=len,
+                default=None)
+    put('optimizer/' + (f'{slots[owner]}/{name[len(owner):]}' if owner
+                        else name), v)
+  return state
 
 
 def save(trainer, path, figures):
-  """Every variable of the stage (the model's, the views' seed, the
-  optimizer's with its step) and its `figures` (a figures.StageFigures),
-  whole or not at all."""
+  """Every variable of the stage (`keyed_state`: the model's, the views'
+  seed, the optimizer's with its step) and its `figures` (a
+  figures.StageFigures), whole or not at all."""
   buffer = io.BytesIO()
-  np.savez(buffer, *[np.asarray(keras.ops.convert_to_numpy(v.value))
-                     for v in _state(trainer)],
+  np.savez(buffer, **{key: np.asarray(keras.ops.convert_to_numpy(v.value))
+                      for key, v in keyed_state(trainer).items()},
            figures=np.asarray(figures.values(), np.float64))
   files.write_bytes(path, buffer.getvalue())
 
 
 def restore(trainer, path, figures):
-  """Puts a `save`d stage back, and its figures where the file has them; a
-  file of another model says so."""
+  """Puts a `save`d stage back by key (a file of an earlier release, by
+  position), and its figures where the file has them; a file of another
+  model or stage says so, naming a variable it lacks or holds in another
+  shape."""
+  state = keyed_state(trainer)
   with np.load(path) as saved:
-    values = [saved[f'arr_{i}'] for i in range(
-        sum(name.startswith('arr_') for name in saved.files))]
+    names = [name for name in saved.files if name != 'figures']
+    if all(name.startswith('arr_') for name in names):
+      values = dict(zip(state, (saved[f'arr_{i}'] for i in range(len(names)))))
+    else:
+      values = {name: saved[name] for name in names}
     if 'figures' in saved.files:
       figures.load(saved['figures'])
-  variables = _state(trainer)
-  shapes = [tuple(v.shape) for v in variables]
-  if [a.shape for a in values] != shapes:
-    raise ValueError(f'{path} holds another model or stage ({len(values)} '
-                     f'arrays, {len(variables)} expected): use a new '
-                     '--model_dir, or remove it to start again.')
-  for variable, value in zip(variables, values):
-    variable.assign(value)
+  wrong = [key for key, v in state.items()
+           if key not in values or values[key].shape != tuple(v.shape)]
+  if wrong or len(values) != len(state):
+    what = (f'{wrong[0]} missing or of another shape' if wrong else
+            f'{len(values)} variables, {len(state)} expected')
+    raise ValueError(f'{path} holds another model or stage ({what}): use a '
+                     'new --model_dir, or remove it to start again.')
+  for key, variable in state.items():
+    variable.assign(values[key])
 
 
 def build(trainer, images):
