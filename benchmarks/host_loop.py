@@ -37,7 +37,7 @@ def main():
   import numpy as np
 
   from supcon_tf.presets import make_config
-  from supcon_tf.training import core, stages
+  from supcon_tf.training import core, stage_model, stages
   if keras.backend.backend() != 'jax':
     parser.error('the bare step is JAX\'s: run with KERAS_BACKEND=jax')
 
@@ -56,9 +56,10 @@ def main():
   labels = rng.integers(0, 10, count)
   stage = stages.stage_from_config(config, 1)
   steps_per_epoch = count // config.batch_size
-  trainer = core.stage_model(config, core.built_model(config, 10), stage,
-                             ((127.5,) * 3, (127.5,) * 3), steps_per_epoch)
-  core.build(trainer, images)
+  trainer = stage_model.for_stage(
+      config, stage_model.built_model(config, 10), stage,
+      ((127.5,) * 3, (127.5,) * 3), steps_per_epoch)
+  stage_model.build(trainer, images)
 
   def batch(step):
     index = core.batch_indices(count, config.batch_size, step, config.seed,

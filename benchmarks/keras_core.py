@@ -33,7 +33,7 @@ def main():
 
   from supcon_tf.data import epochs
   from supcon_tf.presets import make_config
-  from supcon_tf.training import core, stages
+  from supcon_tf.training import core, stage_model, stages
 
   config = make_config(args.preset)
   rng = np.random.default_rng(0)
@@ -42,19 +42,19 @@ def main():
   images = np.asarray(keras.ops.image.resize(small, (size, size))).clip(
       0, 255).astype('uint8')
   labels = rng.integers(0, 10, batch)
-  model = core.built_model(config, 10)
+  model = stage_model.built_model(config, 10)
   stage = stages.stage_from_config(config, 1)
   steps_per_epoch = epochs.steps_per_epoch(args.images, config.batch_size,
                                            config.epoch_remainder)
   from supcon_tf.data.device_views import DeviceViews
   mean_std = ((127.5,) * 3, (127.5,) * 3)
-  trainer = core.stage_model(config, model, stage, mean_std, steps_per_epoch)
-  identity = core.stage_model(config, model, stage, mean_std,
-                              steps_per_epoch, views=DeviceViews(
-                                  crop=None, flip=False, mean=mean_std[0],
-                                  std=mean_std[1]))
+  trainer = stage_model.for_stage(config, model, stage, mean_std,
+                                  steps_per_epoch)
+  identity = stage_model.for_stage(
+      config, model, stage, mean_std, steps_per_epoch, views=DeviceViews(
+          crop=None, flip=False, mean=mean_std[0], std=mean_std[1]))
   for each in (trainer, identity):
-    core.build(each, images)
+    stage_model.build(each, images)
 
   def timed(function, repeats):
     for _ in range(2):

@@ -4,7 +4,7 @@ import numpy as np
 
 from supcon_tf.data.device_views import DeviceViews
 from supcon_tf.models import layers
-from supcon_tf.training import core, stages
+from supcon_tf.training import core, stage_model, stages
 
 
 def _identity(mean_std):
@@ -18,9 +18,9 @@ def core_steps(config, model, batches, mean_std, steps_per_epoch=5):
   after = []
   for index in (1, 2):
     stage = stages.stage_from_config(config, index)
-    trainer = core.stage_model(config, model, stage, mean_std,
-                               steps_per_epoch, views=_identity(mean_std))
-    core.build(trainer, batches[0][0])
+    trainer = stage_model.for_stage(config, model, stage, mean_std,
+                                    steps_per_epoch, views=_identity(mean_std))
+    stage_model.build(trainer, batches[0][0])
     layers.freeze_moving_statistics(model, not stage.update_encoder_batch_norm)
     for images, labels in batches:
       trainer.train_on_batch(images, labels)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from supcon_tf.training import core, signals, stages
+from supcon_tf.training import core, signals, stage_model, stages
 from tests import core_cases, test_backends
 from tests.trainers import small_trainer
 
@@ -111,15 +111,16 @@ def test_a_checkpoint_is_keyed_by_variable_path(tmp_path):
   images = np.zeros((2, 32, 32, 3), 'uint8')
 
   def trainer(index):
-    made = core.stage_model(config, core.built_model(config, 10),
-                            stages.stage_from_config(config, index),
-                            ((0.,) * 3, (1.,) * 3), steps=5)
-    core.build(made, images)
+    made = stage_model.for_stage(
+        config, stage_model.built_model(config, 10),
+        stages.stage_from_config(config, index), ((0.,) * 3, (1.,) * 3),
+        steps=5)
+    stage_model.build(made, images)
     return made
 
   source, target = trainer(1), trainer(1)
   assert source.model.name != target.model.name
-  state = core.keyed_state(source)
+  state = stage_model.keyed_state(source)
   assert 'model/resnet20/stem_conv/kernel' in state
   assert 'optimizer/iteration' in state
   assert 'optimizer/model/resnet20/stem_conv/kernel/momentum' in state
@@ -127,17 +128,19 @@ def test_a_checkpoint_is_keyed_by_variable_path(tmp_path):
   for v in state.values():
     v.assign(rng.normal(size=v.shape).astype(v.dtype))
   want = {k: np.asarray(v.value) for k, v in state.items()}
-  core.save(source, tmp_path / 'keyed.npz', figures.StageFigures(5))
+  stage_model.save(source, tmp_path / 'keyed.npz',
+                   figures.StageFigures(5))
   np.savez(tmp_path / 'positional.npz', *want.values())
   for name in ('keyed.npz', 'positional.npz'):
-    core.restore(target, tmp_path / name, figures.StageFigures(5))
-    got = core.keyed_state(target)
+    stage_model.restore(target, tmp_path / name, figures.StageFigures(5))
+    got = stage_model.keyed_state(target)
     assert list(got) == list(want)
     for key, value in want.items():
       np.testing.assert_array_equal(np.asarray(got[key].value), value, key)
   with pytest.raises(ValueError, match='keyed.npz holds another model or '
                      r'stage \(.* missing or of another shape\)'):
-    core.restore(trainer(2), tmp_path / 'keyed.npz', figures.StageFigures(5))
+    stage_model.restore(trainer(2), tmp_path / 'keyed.npz',
+                        figures.StageFigures(5))
 
 
 def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path,
