@@ -14,9 +14,9 @@ the thin scripts in bin/:
                                                       through the Keras core on
                                                       KERAS_BACKEND's backend
 
-Under KERAS_BACKEND=jax or torch, supcon-train and supcon-train-ce run the
-Keras core with the same flags (what it cannot do yet is one line), and
-supcon-train-classifier says in one line that it needs TensorFlow.
+Under KERAS_BACKEND=jax or torch, supcon-train, supcon-train-ce and
+supcon-train-classifier run the Keras core with the same flags (what it
+cannot do yet is one line).
 
 Each parses its flags before TensorFlow is imported (a bad flag or --help
 answers at once), then quiets TensorFlow's start-up notices as it imports it

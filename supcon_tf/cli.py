@@ -13,7 +13,6 @@ from supcon_tf import export as export_lib
 from supcon_tf import files
 from supcon_tf import flags as supcon_flags
 from supcon_tf import official, seed_checkpoint, torch_checkpoint
-from supcon_tf.config import Config
 from supcon_tf.presets import XENT_FLAGS
 from supcon_tf.data import decoding, records, sources
 from supcon_tf.training import checkpoints, run as run_lib, signals
@@ -23,15 +22,6 @@ from supcon_tf.training.errors import (
 # Class counts of the datasets an official run names with --input_fn.
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet2012': 1000,
                'tfrecord': records.RECORD_CLASSES}
-
-
-def saved_config(model_dir):
-  """The Config saved in `model_dir` (an error naming the file if absent)."""
-  path = os.path.join(model_dir or '', run_lib.CONFIG_FILE)
-  if not model_dir or not os.path.exists(path):
-    raise ValueError(f'No stage-1 run in --model_dir: {path} is missing.')
-  with open(path) as f:
-    return Config.from_json(f.read())
 
 
 LOG_FILE = 'log.txt'
@@ -95,7 +85,7 @@ def main(kind, argv):
     logging.get_absl_handler().setFormatter(PlainFormatter())
   try:
     if kind == 'classifier':
-      base = saved_config(supcon_flags.FLAGS.model_dir)
+      base = supcon_flags.saved_config(supcon_flags.FLAGS.model_dir)
       config = supcon_flags.config_from_flags(base=base)
     else:
       # The cross-entropy baseline: the official XENT flag group.

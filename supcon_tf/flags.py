@@ -15,7 +15,7 @@ from absl import flags, logging
 from supcon_tf import files
 from supcon_tf import hparams as hparams_lib
 from supcon_tf.config import Config
-from supcon_tf.config_checks import CHOICES
+from supcon_tf.config_checks import CHOICES, CONFIG_FILE
 from supcon_tf.presets import PRESETS, make_config
 
 FLAGS = flags.FLAGS
@@ -107,6 +107,16 @@ def explicit_flags():
             if FLAGS[field.name].present}
   values.pop('preset', None)
   return values
+
+
+def saved_config(model_dir):
+  """The Config saved in `model_dir` (an error naming the file if absent):
+  what supcon-train-classifier continues."""
+  path = os.path.join(model_dir or '', CONFIG_FILE)
+  if not model_dir or not os.path.exists(path):
+    raise ValueError(f'No stage-1 run in --model_dir: {path} is missing.')
+  with open(path) as f:
+    return Config.from_json(f.read())
 
 
 def config_from_flags(defaults=None, base=None):

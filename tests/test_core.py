@@ -192,6 +192,23 @@ def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path,
       np.testing.assert_allclose(a, b, atol=1e-5 * max(np.abs(b).max(), 1.))
 
 
+def test_the_classifier_continues_a_finished_stage_1(tmp_path):
+  """`run(config, (2,))` (supcon-train-classifier): stage 2 on the stage 1
+  in model_dir, which it reads and leaves as it is; without a finished
+  stage 1, one line."""
+  with pytest.raises(ValueError, match=r'stage_1 is not finished in .*core '
+                     r'\(step 0 of 5\): supcon-train with the same flags'):
+    core.run(_digits_config(tmp_path / 'none'), (2,))
+  core.run(_digits_config(tmp_path, stage_2_epochs=0, mode='train'))
+  stage_1 = (tmp_path / 'core' / 'stage_1.npz').read_bytes()
+  results = core.run(_digits_config(tmp_path), (2,))
+  assert results['stage_2_steps'] == 5
+  assert 'stage_1_steps' not in results
+  assert 0. <= results['test_top1'] <= 1.
+  assert (tmp_path / 'core' / 'stage_1.npz').read_bytes() == stage_1
+  assert (tmp_path / 'core' / 'stage_2.npz').exists()
+
+
 def test_a_dataset_the_core_cannot_read_is_one_line(tmp_path):
   from supcon_tf.data.arrays import DataError
   with pytest.raises(DataError, match='input_fn=imagenet has no Keras-core '

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supcon_tf import cli, losses, seed_checkpoint
+from supcon_tf import flags as flags_lib
+from supcon_tf import losses, seed_checkpoint
 from supcon_tf.presets import make_config
 from supcon_tf.training import run as run_lib, stages
 from tests import trainers
@@ -261,7 +262,7 @@ def test_a_converted_checkpoint_is_a_finished_stage_1(tmp_path, reference):
   assert _relative(got['logits'].numpy(), reference['eval/logits']) < 1e-4
   # The classifier stage continues from it, the encoder as converted.
   config = dataclasses.replace(
-      cli.saved_config(str(tmp_path / 'run')), stage_2_epochs=1,
+      flags_lib.saved_config(str(tmp_path / 'run')), stage_2_epochs=1,
       export=False, plot=False, progress=False)
   results = run_lib.run(config, stage_indices=(2,))
   assert results['stage_2_steps'] == 5 and 'test_top1' in results

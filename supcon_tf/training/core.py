@@ -174,14 +174,16 @@ def run_steps(trainer, batches, count, callbacks=()):
   return float(history.history['step_loss'][-1])
 
 
-def train_stage(trainer, stage, config, data, steps, directory):
+def train_stage(trainer, stage, config, data, steps, directory,
+                finished_only=False):
   """Runs `stage` from its checkpoint to its last step; returns its
   {'steps', 'loss', 'seconds'} (`figures.StageFigures`: a stage finished in
   an earlier call reports that call's). The steps run in calls of up to
   `summary_interval_steps` (and `steps_per_loop`), ending at each epoch's
   end; the loss is read once per call. A signal or the time budget ends
   the call after the step under way: a checkpoint, then
-  `signals.Interrupted` or `signals.BudgetSpent`."""
+  `signals.Interrupted` or `signals.BudgetSpent`. `finished_only`: only
+  restores the stage, which must have ended (a ValueError if not)."""
   images, labels = data
   total = stages.stage_steps(stage, config, steps)
   path = os.path.join(directory, CHECKPOINT.format(stage.name))
@@ -193,6 +195,10 @@ def train_stage(trainer, stage, config, data, steps, directory):
                  int(trainer.optimizer.iterations))
   step = saved = int(trainer.optimizer.iterations)
   result = figures.result
+  if finished_only and step < total:
+    raise ValueError(f'{stage.name} is not finished in {directory} (step '
+                     f'{step} of {total}): supcon-train with the same flags '
+                     'finishes it.')
   if step >= total:
     return result
   epoch_of = lambda s: epochs.epoch_of_step(
@@ -272,11 +278,12 @@ def export_model(model, model_dir):
   return path
 
 
-def run(config):
+def run(config, stage_indices=(1, 2)):
   """A preset's stages and the test top-1 through the Keras core, on the
   backend Keras runs on; returns the results (also model_dir/results.json).
-  With `config.stop_after_minutes`, raises `signals.BudgetSpent` at the
-  first step boundary past the budget, the stage checkpointed."""
+  `stage_indices` (2,): stage 2 on the finished stage 1 in model_dir. With
+  `config.stop_after_minutes`, raises `signals.BudgetSpent` at the first
+  step boundary past the budget, the stage checkpointed."""
   started = time.perf_counter()
   check_config(config)
   signals.start_budget(config.stop_after_minutes)
@@ -302,7 +309,10 @@ def run(config):
         continue
       trainer = stage_model.for_stage(config, model, stage, mean_std, steps)
       outcome = train_stage(trainer, stage, config,
-                            (train_images, train_labels), steps, directory)
+                            (train_images, train_labels), steps, directory,
+                            finished_only=index not in stage_indices)
+      if index not in stage_indices:
+        continue
       results[f'{stage.name}_steps'] = outcome['steps']
       results[f'{stage.name}_seconds'] = round(outcome['seconds'], 2)
       if outcome['loss'] is not None:
@@ -337,16 +347,16 @@ def main(argv, kind='supcon'):
     logging.set_verbosity(logging.INFO)
   try:
     if kind == 'classifier':
-      raise ValueError(
-          f'supcon-train-classifier needs KERAS_BACKEND=tensorflow (this is '
-          f'{keras.backend.backend()}); on a stage 1 of the Keras core, '
-          'supcon-train with its flags trains stage 2.')
-    config = supcon_flags.config_from_flags(
-        XENT_FLAGS if kind == 'cross_entropy' else None)
+      config = supcon_flags.config_from_flags(
+          base=supcon_flags.saved_config(supcon_flags.FLAGS.model_dir))
+    else:
+      config = supcon_flags.config_from_flags(
+          XENT_FLAGS if kind == 'cross_entropy' else None)
   except ValueError as error:
     supcon_flags.fail(argv, error)
   results = supcon_flags.run_reported(
-      argv, lambda: run(config), (NonFiniteLossError, files.WriteError))
+      argv, lambda: run(config, (2,) if kind == 'classifier' else (1, 2)),
+      (NonFiniteLossError, files.WriteError))
   print(json.dumps(results, indent=2))
   print(supcon_flags.result_line(
       results, config, os.path.join(config.model_dir, RESULTS_FILE)))
