@@ -1,8 +1,8 @@
 """The recipes through the Keras core (`supcon_tf.training.core`): from the
 same weights and identity views its steps are the command line's Trainer
-steps, under TensorFlow here and under JAX in a process of its own; a run
-of a preset's two stages evaluates; a run sliced by its time budget ends as
-the whole run."""
+steps, under TensorFlow here and under JAX and PyTorch in processes of their
+own; a run of a preset's two stages evaluates; a run sliced by its time budget
+ends as the whole run."""
 import json
 
 import keras
@@ -27,8 +27,7 @@ def _batches(config, count=STEPS):
 
 
 @pytest.mark.parametrize('seed', [5])
-def test_core_steps_equal_the_trainers_under_tensorflow_and_jax(tmp_path,
-                                                                seed):
+def test_core_steps_equal_the_trainers_on_every_backend(tmp_path, seed):
   # Weight decay large enough for the comparison to see it (0.3 at a
   # learning rate of 0.003), steps small enough that float32 rounding
   # stays below the tolerance (the preset's temperature, 0.07 unscaled,
@@ -61,28 +60,31 @@ def test_core_steps_equal_the_trainers_under_tensorflow_and_jax(tmp_path,
            **{f'images_{i}': b[0] for i, b in enumerate(batches)},
            **{f'labels_{i}': b[1] for i, b in enumerate(batches)})
   (tmp_path / 'config.json').write_text(config.to_json())
-  test_backends.run_backend('jax', f'''
-    from supcon_tf.config import Config
-    from supcon_tf.models import build_model
-    from tests import core_cases
-    config = Config.from_json(open('config.json').read())
-    case = np.load('case.npz')
-    model = build_model(config, 10)
-    model(np.zeros((1, 1, 16, 16, 3), 'float32'))
-    model.set_weights([case[f'arr_{{i}}'] for i in range(len(model.weights))])
-    batches = [(case[f'images_{{i}}'], case[f'labels_{{i}}'])
-               for i in range({STEPS})]
-    after = core_cases.core_steps(config, model, batches, {mean_std!r})
-    np.savez('after.npz', *after[0], *after[1])
-  ''', tmp_path)
-  saved = np.load(tmp_path / 'after.npz')
-  count = len(initial)
-  jax = [[saved[f'arr_{i + k * count}'] for i in range(count)]
-         for k in range(2)]
+  steps = {'tensorflow': got}
+  for backend in ('jax', 'torch'):
+    test_backends.run_backend(backend, f'''
+      from supcon_tf.config import Config
+      from supcon_tf.models import build_model
+      from tests import core_cases
+      config = Config.from_json(open('config.json').read())
+      case = np.load('case.npz')
+      model = build_model(config, 10)
+      model(np.zeros((1, 1, 16, 16, 3), 'float32'))
+      model.set_weights([case[f'arr_{{i}}']
+                         for i in range(len(model.weights))])
+      batches = [(case[f'images_{{i}}'], case[f'labels_{{i}}'])
+                 for i in range({STEPS})]
+      after = core_cases.core_steps(config, model, batches, {mean_std!r})
+      np.savez('after.npz', *after[0], *after[1])
+    ''', tmp_path)
+    saved = np.load(tmp_path / 'after.npz')
+    count = len(initial)
+    steps[backend] = [[saved[f'arr_{i + k * count}'] for i in range(count)]
+                      for k in range(2)]
   for stage in range(2):
-    for name, weights in (('tensorflow', got[stage]), ('jax', jax[stage])):
-      assert len(weights) == len(want[stage]) > 50
-      for a, b in zip(weights, want[stage]):
+    for name, weights in steps.items():
+      assert len(weights[stage]) == len(want[stage]) > 50
+      for a, b in zip(weights[stage], want[stage]):
         np.testing.assert_allclose(
             a, b, atol=1e-4 * max(np.abs(b).max(), 1.),
             err_msg=f'stage {stage + 1}, {name}')
