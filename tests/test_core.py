@@ -194,16 +194,27 @@ def test_a_core_run_sliced_by_its_budget_ends_as_the_whole_run(tmp_path,
       np.testing.assert_allclose(a, b, atol=1e-5 * max(np.abs(b).max(), 1.))
 
 
-def test_the_classifier_continues_a_finished_stage_1(tmp_path):
+def test_the_classifier_continues_a_finished_stage_1(tmp_path, monkeypatch):
   """`run(config, (2,))` (supcon-train-classifier): stage 2 on the stage 1
   in model_dir, which it reads and leaves as it is; without a finished
-  stage 1, one line."""
+  stage 1, one line. Stage 1 (two epochs of 5 steps) runs in fit calls of
+  at most --summary_interval_steps ending at each epoch's end, where its
+  checkpoint is written."""
   with pytest.raises(ValueError, match=r'stage_1 is not finished in .*core '
-                     r'\(step 0 of 5\): supcon-train with the same flags'):
-    core.run(_digits_config(tmp_path / 'none'), (2,))
-  core.run(_digits_config(tmp_path, stage_2_epochs=0, mode='train'))
+                     r'\(step 0 of 10\): supcon-train with the same flags'):
+    core.run(_digits_config(tmp_path / 'none', stage_1_epochs=2), (2,))
+  calls, saves = [], []
+  run_steps, save = core.run_steps, stage_model.save
+  monkeypatch.setattr(core, 'run_steps', lambda trainer, batches, count, *a: (
+      calls.append(count) or run_steps(trainer, batches, count, *a)))
+  monkeypatch.setattr(stage_model, 'save', lambda trainer, *a: (
+      saves.append(int(trainer.optimizer.iterations)) or save(trainer, *a)))
+  core.run(_digits_config(tmp_path, stage_1_epochs=2, stage_2_epochs=0,
+                          summary_interval_steps=3, mode='train'))
+  monkeypatch.undo()
+  assert (calls, saves) == ([3, 2, 3, 2], [5, 10])
   stage_1 = (tmp_path / 'core' / 'stage_1.npz').read_bytes()
-  results = core.run(_digits_config(tmp_path), (2,))
+  results = core.run(_digits_config(tmp_path, stage_1_epochs=2), (2,))
   assert results['stage_2_steps'] == 5
   assert 'stage_1_steps' not in results
   assert 0. <= results['test_top1'] <= 1.

@@ -201,11 +201,11 @@ def train_stage(trainer, stage, config, data, steps, directory,
                      'finishes it.')
   if step >= total:
     return result
-  epoch_of = lambda s: epochs.epoch_of_step(
-      s, len(images), config.batch_size, config.epoch_remainder)
-  length = epochs.epoch_length(len(images), config.batch_size,
-                               config.epoch_remainder)
-
+  # The step at which the epoch of step `s` ends.
+  epoch_end_of = lambda s: epochs.first_step_of_epoch(
+      epochs.epoch_of_step(s, len(images), config.batch_size,
+                           config.epoch_remainder) + 1,
+      len(images), config.batch_size, config.epoch_remainder)
   progress = Progress(stage.name, total, step, enabled=config.progress)
   boundary = _StepBoundary(progress)
   figures.start_clock()
@@ -213,7 +213,7 @@ def train_stage(trainer, stage, config, data, steps, directory,
                                   not stage.update_encoder_batch_norm)
   try:
     while step < total:
-      epoch_end = (epoch_of(step) + 1) * length
+      epoch_end = epoch_end_of(step)
       count = min(config.steps_per_loop, config.summary_interval_steps,
                   epoch_end - step, total - step)
       boundary.first = step
