@@ -86,11 +86,12 @@ def test_a_setting_found_wrong_once_the_run_started_is_one_line_too(
 
 
 def test_what_another_backend_cannot_run_yet_is_one_line(tmp_path):
-  # Under JAX the training apps run the Keras core: the classifier app and
-  # an official ImageNet preset are refused before anything is written.
+  # Under JAX the training apps run the Keras core: the classifier app
+  # without a stage-1 run and an official ImageNet preset are refused
+  # before anything is written.
   _one_line_error(_app(f'--model_dir={tmp_path / "c"}',
                        script='train_classifier.py', KERAS_BACKEND='jax'),
-                  'KERAS_BACKEND=tensorflow', 'jax')
+                  'No stage-1 run in --model_dir', 'config.json is missing')
   _one_line_error(_app('--preset=supcon_imagenet_resnet50',
                        f'--model_dir={tmp_path / "i"}', KERAS_BACKEND='jax'),
                   '--allow_mixed_precision=True', 'KERAS_BACKEND=tensorflow')

@@ -246,7 +246,7 @@ def test_each_stage_decays_and_updates_the_variables_the_trainer_does(
   them), and Keras' step differentiates `stages.updated_variables` alone
   (stage 2: the classification head, not the frozen encoder)."""
   seen = []
-  monkeypatch.setattr(core, 'train_stage', lambda trainer, stage, *_: (
+  monkeypatch.setattr(core, 'train_stage', lambda trainer, stage, *_, **__: (
       seen.append((trainer, stage)) or {'steps': 0, 'loss': None,
                                         'seconds': 0.}))
   config = _digits_config(tmp_path, mode='train')

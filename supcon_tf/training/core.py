@@ -174,6 +174,19 @@ def run_steps(trainer, batches, count, callbacks=()):
   return float(history.history['step_loss'][-1])
 
 
+def _stop(name, step, total, path, minutes):
+  """Raises what ended the stage at `step`, its checkpoint written: a
+  signal (`signals.Interrupted`) or the time budget (`BudgetSpent`)."""
+  if signals.requested():
+    raise signals.Interrupted(
+        f'{name}: stopped at step {step} ({signals.name()}); checkpoint '
+        f'{path}. Run the same command to resume.', signals.requested())
+  raise signals.BudgetSpent(
+      f'{name}: stopped at step {step} of {total}, the time budget spent '
+      f'(--stop_after_minutes={minutes:g}); checkpoint {path}. Run the same '
+      'command to continue.')
+
+
 def train_stage(trainer, stage, config, data, steps, directory,
                 finished_only=False):
   """Runs `stage` from its checkpoint to its last step; returns its
@@ -232,16 +245,8 @@ def train_stage(trainer, stage, config, data, steps, directory,
           step - saved >= config.save_interval_steps):
         stage_model.save(trainer, path, figures)
         saved = step
-      if signals.requested():
-        raise signals.Interrupted(
-            f'{stage.name}: stopped at step {step} ({signals.name()}); '
-            f'checkpoint {path}. Run the same command to resume.',
-            signals.requested()) from None
       if stopping:
-        raise signals.BudgetSpent(
-            f'{stage.name}: stopped at step {step} of {total}, the time '
-            f'budget spent (--stop_after_minutes={config.stop_after_minutes:g}'
-            f'); checkpoint {path}. Run the same command to continue.')
+        _stop(stage.name, step, total, path, config.stop_after_minutes)
   finally:
     layers.freeze_moving_statistics(trainer.model, False)
     progress.close()
