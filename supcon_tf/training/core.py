@@ -276,10 +276,12 @@ def export_model(model, model_dir):
   except OSError as error:
     raise files.WriteError(f'Could not write {path}: '
                            f'{error.strerror or error}') from error
+  backend = keras.backend.backend()
   logging.warning(
       'No SavedModel under %s: the export with the official signatures '
-      'needs TensorFlow (KERAS_BACKEND=tensorflow); the trained model is %s.',
-      keras.backend.backend(), path)
+      'needs %s; the trained model is %s.', backend,
+      'supcon-train (the TensorFlow trainer)' if backend == 'tensorflow'
+      else 'TensorFlow (KERAS_BACKEND=tensorflow)', path)
   return path
 
 
